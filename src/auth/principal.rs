@@ -1,0 +1,94 @@
+//! The authenticated caller, extracted from `Authorization: Bearer <JWT>`.
+
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::token::TokenKeys;
+use crate::http::ApiError;
+
+/// A user's role (SPEC section 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Tenant,
+    Provider,
+    Finance,
+    Admin,
+}
+
+crate::ledger::model::text_enum!(Role {
+    Tenant => "tenant", Provider => "provider", Finance => "finance", Admin => "admin",
+});
+
+/// The caller of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub role: Role,
+}
+
+impl Principal {
+    /// Refuses (403) a caller whose role is not in `allowed`.
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("the {} role may not do this", self.role)))
+        }
+    }
+
+    /// Finance staff and administrators: the operator's people.
+    pub fn require_finance(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Finance, Role::Admin])
+    }
+
+    /// The idempotency scope of this caller's keys.
+    pub fn idempotency_scope(&self) -> crate::http::idempotency::Scope {
+        crate::http::idempotency::Scope(format!("user:{}", self.user_id))
+    }
+
+    pub fn actor(&self) -> crate::ledger::model::Actor {
+        crate::ledger::model::Actor { user_id: Some(self.user_id), org_id: Some(self.org_id) }
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let keys = req
+        .app_data::<web::Data<TokenKeys>>()
+        .ok_or_else(|| ApiError::internal(std::io::Error::other("token keys are not configured")))?;
+    let header =
+        req.headers().get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <token>"))?;
+    let claims = keys.verify(token).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        let why = match e.kind() {
+            ErrorKind::ExpiredSignature => "the token has expired",
+            ErrorKind::InvalidSignature => "the token's signature is invalid",
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "the token's algorithm is not accepted",
+            ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => "the token was not issued for this service",
+            _ => "the token is invalid",
+        };
+        ApiError::unauthorized(why)
+    })?;
+    Ok(Principal { user_id: claims.sub, org_id: claims.org, role: claims.role })
+}

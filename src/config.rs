@@ -1,0 +1,183 @@
+//! Configuration, read once from the environment at start.
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gpuhour";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+#[derive(Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `GPUHOUR_BIND`: address:port to listen on.
+    pub bind: String,
+    /// `GPUHOUR_SANDBOX=1`: the movable clock and a generated signing key are allowed.
+    pub sandbox: bool,
+    /// `GPUHOUR_JWT_SECRET`: HMAC key for access tokens, at least 32 bytes.
+    pub jwt_secret: Option<String>,
+    /// `GPUHOUR_TOKEN_TTL_SECONDS`: lifetime of an access token (default 15 minutes).
+    pub token_ttl: Duration,
+    /// `GPUHOUR_DB_POOL_SIZE`: connections per process (default 16).
+    pub pool_size: usize,
+    /// `GPUHOUR_MAX_BODY_BYTES`: largest request body accepted (default 64 KiB).
+    pub max_body_bytes: usize,
+    /// `GPUHOUR_FEE_RATE`: the platform fee as a fraction of the subtotal (default 0).
+    pub fee_rate: Decimal,
+    /// `GPUHOUR_LOG_FORMAT`: `json` (default) or `pretty`.
+    pub log_json: bool,
+}
+
+impl std::fmt::Debug for Settings {
+    // Written by hand so the signing secret can never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("bind", &self.bind)
+            .field("sandbox", &self.sandbox)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("token_ttl", &self.token_ttl)
+            .field("pool_size", &self.pool_size)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("fee_rate", &self.fee_rate)
+            .finish()
+    }
+}
+
+/// Drops the password from a connection URL for logging.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let parse_number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid { name, reason: format!("{v:?} is not a whole number") }),
+            }
+        };
+        let sandbox = match get("GPUHOUR_SANDBOX").as_deref().map(str::trim) {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "GPUHOUR_SANDBOX",
+                    reason: format!("{other:?} is not 0 or 1"),
+                });
+            }
+        };
+        let jwt_secret = get("GPUHOUR_JWT_SECRET");
+        if let Some(secret) = &jwt_secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError::Invalid {
+                name: "GPUHOUR_JWT_SECRET",
+                reason: "must be at least 32 bytes".into(),
+            });
+        }
+        let fee_rate = match get("GPUHOUR_FEE_RATE") {
+            None => Decimal::ZERO,
+            Some(v) => {
+                let rate: Decimal = v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name: "GPUHOUR_FEE_RATE",
+                    reason: format!("{v:?} is not a decimal"),
+                })?;
+                if rate < Decimal::ZERO || rate >= Decimal::ONE {
+                    return Err(ConfigError::Invalid {
+                        name: "GPUHOUR_FEE_RATE",
+                        reason: "must be at least 0 and below 1".into(),
+                    });
+                }
+                rate
+            }
+        };
+        let pool_size = parse_number("GPUHOUR_DB_POOL_SIZE", 16)?;
+        if pool_size == 0 {
+            return Err(ConfigError::Invalid { name: "GPUHOUR_DB_POOL_SIZE", reason: "must be at least 1".into() });
+        }
+        Ok(Settings {
+            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+            bind: get("GPUHOUR_BIND").unwrap_or_else(|| DEFAULT_BIND.to_string()),
+            sandbox,
+            jwt_secret,
+            token_ttl: Duration::from_secs(parse_number("GPUHOUR_TOKEN_TTL_SECONDS", 15 * 60)?),
+            pool_size: pool_size as usize,
+            max_body_bytes: parse_number("GPUHOUR_MAX_BODY_BYTES", 64 * 1024)? as usize,
+            fee_rate,
+            log_json: get("GPUHOUR_LOG_FORMAT").as_deref() != Some("pretty"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.bind, DEFAULT_BIND);
+        assert!(!s.sandbox);
+        assert_eq!(s.fee_rate, Decimal::ZERO);
+    }
+
+    #[test]
+    fn refuses_a_short_secret_and_bad_numbers() {
+        assert!(matches!(
+            settings(&[("GPUHOUR_JWT_SECRET", "short")]),
+            Err(ConfigError::Invalid { name: "GPUHOUR_JWT_SECRET", .. })
+        ));
+        assert!(matches!(
+            settings(&[("GPUHOUR_SANDBOX", "yes")]),
+            Err(ConfigError::Invalid { name: "GPUHOUR_SANDBOX", .. })
+        ));
+        assert!(matches!(settings(&[("GPUHOUR_DB_POOL_SIZE", "x")]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(settings(&[("GPUHOUR_FEE_RATE", "1.5")]), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let s = settings(&[
+            ("GPUHOUR_JWT_SECRET", "0123456789abcdef0123456789abcdef-secret"),
+            ("DATABASE_URL", "postgres://app:hunter2@db:5432/gpuhour"),
+        ])
+        .expect("valid");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db:5432/gpuhour"), "{shown}");
+    }
+}

@@ -1,0 +1,182 @@
+//! The database: the connection pool, creating the database, and the embedded
+//! migrations. gpuhour uses diesel-async (tokio-postgres underneath, no libpq)
+//! with a deadpool pool, so a request never blocks an executor thread.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type PooledConnection = Object<AsyncPgConnection>;
+pub use diesel_async::pooled_connection::deadpool::PoolError as DbPoolError;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Arbitrary constant naming the advisory lock that serialises migrations when
+/// several processes start on one database at once.
+const MIGRATION_LOCK: i64 = 0x6770_7568_6f75_7201;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("DATABASE_URL has no database name: {0}")]
+    NoDatabaseName(String),
+    #[error("cannot connect to PostgreSQL")]
+    Connect(#[source] diesel::ConnectionError),
+    #[error("database query failed")]
+    Query(#[source] diesel::result::Error),
+    #[error("migrations failed: {0}")]
+    Migrations(String),
+    #[error("could not build the connection pool: {0}")]
+    Pool(String),
+}
+
+/// Splits `postgres://…/name?opts` into its database name and the URL with the
+/// name replaced by `other`.
+pub fn with_database(url: &str, other: &str) -> Result<(String, String), DbSetupError> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let slash = base[after_scheme..]
+        .find('/')
+        .map(|i| i + after_scheme)
+        .ok_or_else(|| DbSetupError::NoDatabaseName(crate::config::redact_url(url)))?;
+    let name = &base[slash + 1..];
+    if name.is_empty() {
+        return Err(DbSetupError::NoDatabaseName(crate::config::redact_url(url)));
+    }
+    let mut replaced = format!("{}/{}", &base[..slash], other);
+    if let Some(q) = query {
+        replaced.push('?');
+        replaced.push_str(q);
+    }
+    Ok((name.to_string(), replaced))
+}
+
+/// Creates the database named in `url` if it does not exist (connecting to the
+/// server's `postgres` database to do so).
+pub async fn ensure_database_exists(url: &str) -> Result<(), DbSetupError> {
+    let (name, admin_url) = with_database(url, "postgres")?;
+    let mut conn = AsyncPgConnection::establish(&admin_url).await.map_err(DbSetupError::Connect)?;
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let found: Found = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<Text, _>(&name)
+        .get_result(&mut conn)
+        .await
+        .map_err(DbSetupError::Query)?;
+    if found.n == 0 {
+        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match diesel::sql_query(statement).execute(&mut conn).await {
+            Ok(_) => tracing::info!(database = %name, "created the database"),
+            // Another process created it at the same moment: that is what we wanted.
+            Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => {}
+            Err(e) => return Err(DbSetupError::Query(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Applies the embedded migrations that have not run yet, one process at a time.
+pub async fn run_migrations(url: &str) -> Result<(), DbSetupError> {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+        let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
+            diesel::Connection::establish(&url).map_err(DbSetupError::Connect)?;
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")),
+            &mut conn,
+        )
+        .map_err(DbSetupError::Query)?;
+        let result = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|done| {
+                for m in done {
+                    tracing::info!(migration = %m, "applied migration");
+                }
+            })
+            .map_err(|e| DbSetupError::Migrations(e.to_string()));
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")),
+            &mut conn,
+        )
+        .map_err(DbSetupError::Query)?;
+        result
+    })
+    .await
+    .map_err(|e| DbSetupError::Migrations(e.to_string()))?
+}
+
+/// A pool whose checkouts fail fast while the database is away, so requests get
+/// a 503 instead of hanging, and which reconnects by itself when it is back.
+pub fn build_pool(url: &str, size: usize) -> Result<DbPool, DbSetupError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool_runtime())
+        .build()
+        .map_err(|e| DbSetupError::Pool(e.to_string()))
+}
+
+fn deadpool_runtime() -> deadpool::Runtime {
+    deadpool::Runtime::Tokio1
+}
+
+/// Whether a pool error means the database is unreachable (503) rather than a bug.
+pub fn is_unavailable(e: &PoolError) -> bool {
+    matches!(e, PoolError::Timeout(_) | PoolError::Backend(_) | PoolError::Closed | PoolError::PostCreateHook(_))
+}
+
+/// Runs `work` in a transaction: committed when it returns `Ok`, rolled back
+/// when it returns `Err`. If the future is dropped midway (a client hung up),
+/// the connection is left inside its transaction, which the pool treats as
+/// broken and discards, so PostgreSQL rolls the transaction back.
+///
+/// diesel-async's own `transaction` wants a `Send` future; actix-web handlers
+/// run on one thread each and need not be, which keeps handler code plain.
+pub async fn transaction<T, E, F>(conn: &mut AsyncPgConnection, work: F) -> Result<T, E>
+where
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel_async::{AnsiTransactionManager, TransactionManager};
+    AnsiTransactionManager::begin_transaction(conn).await?;
+    match work(&mut *conn).await {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(error) => match AnsiTransactionManager::rollback_transaction(conn).await {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+            Err(rollback_error) => Err(rollback_error.into()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swaps_the_database_name() {
+        let (name, url) = with_database("postgres://u:p@h:5432/gpuhour?sslmode=disable", "postgres").expect("valid");
+        assert_eq!(name, "gpuhour");
+        assert_eq!(url, "postgres://u:p@h:5432/postgres?sslmode=disable");
+        assert!(with_database("postgres://h:5432", "x").is_err());
+        assert!(with_database("postgres://h:5432/", "x").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! Diesel's view of the tables in `migrations/` (kept by hand, checked by the tests
+//! that exercise every query against a migrated database).
+
+diesel::table! {
+    accounts (id) {
+        id -> Uuid,
+        code -> Text,
+        currency -> Text,
+        account_type -> Text,
+        normal_side -> Text,
+        floor -> Nullable<Text>,
+        org_id -> Nullable<Uuid>,
+        debits_posted -> Numeric,
+        credits_posted -> Numeric,
+        debits_pending -> Numeric,
+        credits_pending -> Numeric,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    journal_entries (id) {
+        id -> Uuid,
+        seq -> Int8,
+        kind -> Text,
+        effective_at -> Timestamptz,
+        recorded_at -> Timestamptz,
+        actor_user_id -> Nullable<Uuid>,
+        actor_org_id -> Nullable<Uuid>,
+        memo -> Text,
+        reference -> Nullable<Text>,
+        reverses_entry_id -> Nullable<Uuid>,
+        metadata -> Jsonb,
+    }
+}
+
+diesel::table! {
+    postings (id) {
+        id -> Uuid,
+        seq -> Int8,
+        entry_id -> Uuid,
+        kind -> Text,
+        pending_posting_id -> Nullable<Uuid>,
+        debit_account_id -> Uuid,
+        credit_account_id -> Uuid,
+        currency -> Text,
+        amount -> Numeric,
+        debit_account_balance -> Numeric,
+        credit_account_balance -> Numeric,
+        effective_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    pending_remainders (posting_id) {
+        posting_id -> Uuid,
+        remaining -> Numeric,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, key) {
+        scope -> Text,
+        key -> Text,
+        request_hash -> Bytea,
+        response_status -> Int2,
+        response_body -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_clock (singleton) {
+        singleton -> Bool,
+        now -> Timestamptz,
+    }
+}
+
+diesel::joinable!(postings -> journal_entries (entry_id));
+diesel::joinable!(pending_remainders -> postings (posting_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    journal_entries,
+    postings,
+    pending_remainders,
+    idempotency_keys,
+    sandbox_clock,
+);

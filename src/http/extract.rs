@@ -1,0 +1,146 @@
+//! Request extractors that turn every malformed input into a precise problem:
+//! JSON bodies and query strings are parsed with the path of the offending field.
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use super::problem::{ApiError, FieldError};
+
+/// A JSON body, parsed strictly, with its raw bytes kept for idempotency.
+pub struct JsonBody<T> {
+    pub value: T,
+    pub raw: web::Bytes,
+}
+
+/// Parses `bytes` as JSON into `T`, naming the field at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        json_error(path, inner)
+    })?;
+    de.end().map_err(|e| json_error(".".into(), e))?;
+    Ok(value)
+}
+
+fn json_error(path: String, e: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => {
+            let field = if path == "." { "body".to_string() } else { path };
+            ApiError::validation(vec![FieldError::new(field, strip_position(&e.to_string()))])
+        }
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        }
+    }
+}
+
+/// serde_json appends " at line 1 column 42"; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !is_json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body with Content-Type: application/json",
+                ));
+            }
+            let raw = body.await.map_err(|e| {
+                if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+                } else {
+                    ApiError::bad_request("bad_request", format!("the request body could not be read: {e}"))
+                }
+            })?;
+            let value = parse_json(&raw)?;
+            Ok(JsonBody { value, raw })
+        })
+    }
+}
+
+/// Query parameters, parsed with the name of the offending parameter.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let query = req.query_string().as_bytes();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query));
+        std::future::ready(serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." { "query".to_string() } else { field };
+            ApiError::validation(vec![FieldError::new(field, e.into_inner().to_string())])
+        }))
+    }
+}
+
+/// A path parameter that must be a UUID.
+pub fn parse_uuid(field: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::invalid(field, format!("{raw:?} is not a valid UUID")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        memo: String,
+        lines: Vec<Line>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Line {
+        amount: String,
+    }
+
+    #[test]
+    fn names_the_field_at_fault() {
+        let e = parse_json::<Body>(br#"{"memo": "x", "lines": [{"amount": 5}]}"#).expect_err("number, not string");
+        assert_eq!(e.code, "validation_failed");
+        assert_eq!(e.errors[0].field, "lines[0].amount");
+        let e = parse_json::<Body>(br#"{"memo": "x", "lines": [], "extra": 1}"#).expect_err("unknown field");
+        assert_eq!(e.errors[0].field, "extra");
+        let e = parse_json::<Body>(br#"{"lines": []}"#).expect_err("missing field");
+        assert_eq!(e.errors[0].message, "missing field `memo`");
+    }
+
+    #[test]
+    fn malformed_json_is_a_400() {
+        for body in [&b"{"[..], b"not json", b"", br#"{"memo": "x", "lines": []} trailing"#] {
+            let e = parse_json::<Body>(body).expect_err("malformed");
+            assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"), "{:?}", String::from_utf8_lossy(body));
+        }
+    }
+}

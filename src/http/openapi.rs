@@ -1,0 +1,39 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations so it
+//! cannot drift from the code.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "gpuhour", description = "A marketplace and double-entry ledger for subsidised GPU time."),
+    paths(
+        crate::http::health::healthz,
+        crate::http::health::readyz,
+        crate::ledger::routes::list_accounts,
+        crate::ledger::routes::get_account,
+        crate::ledger::routes::account_postings,
+        crate::ledger::routes::trial_balance,
+        crate::ledger::routes::verify_ledger,
+        crate::ledger::routes::create_adjustment,
+        crate::ledger::routes::get_entry,
+        crate::ledger::routes::reverse_entry,
+        crate::sandbox::set_clock,
+        crate::sandbox::get_clock,
+    ),
+    components(schemas(crate::http::problem::Problem, crate::http::problem::FieldError)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}

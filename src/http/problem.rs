@@ -1,0 +1,245 @@
+//! RFC 9457 problem details: the one shape of every error gpuhour answers with.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::{DbPoolError, is_unavailable};
+use crate::ledger::LedgerError;
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Path of the field in the request (`postings[0].amount`, `limit`).
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:gpuhour:problem:{code}`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code (SPEC section 7).
+    pub code: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// An error on its way to becoming a problem+json response. Unexpected causes
+/// are logged with their whole chain and never shown to the caller.
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError { status, code, detail: detail.into(), errors: Vec::new(), source: None }
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 422 `validation_failed` listing every invalid field.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            _ => format!("{} fields are invalid", errors.len()),
+        };
+        ApiError { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
+    pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError {
+            source: Some(Box::new(source)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "the database is unavailable; retry later",
+            )
+        }
+    }
+
+    pub fn internal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError {
+            source: Some(Box::new(source)),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "an unexpected error occurred; it has been logged",
+            )
+        }
+    }
+
+    pub fn title(&self) -> &'static str {
+        match self.code {
+            "validation_failed" => "Your request is not valid",
+            "malformed_json" => "The request body is not valid JSON",
+            "unsupported_media_type" => "Send the body as application/json",
+            "payload_too_large" => "The request body is too large",
+            "unauthorized" => "Authentication is required",
+            "forbidden" => "You may not do this",
+            "not_found" => "Not found",
+            "method_not_allowed" => "Method not allowed",
+            "insufficient_funds" => "Insufficient funds",
+            "capacity_unavailable" => "Capacity unavailable",
+            "budget_exhausted" => "Budget exhausted",
+            "idempotency_key_reused" => "Idempotency key reused with another request",
+            "conflict" => "Conflict",
+            "too_many_requests" => "Too many requests",
+            "service_unavailable" => "Service unavailable",
+            _ => "Internal server error",
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            problem_type: format!("urn:gpuhour:problem:{}", self.code),
+            title: self.title().to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.to_string(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)?;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(e) = cause {
+            write!(f, "\n  caused by: {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        }
+        let body = serde_json::to_string(&self.problem()).unwrap_or_else(|_| String::from("{}"));
+        HttpResponse::build(self.status).insert_header(ContentType(mime_problem())).body(body)
+    }
+}
+
+pub fn mime_problem() -> mime::Mime {
+    "application/problem+json".parse().unwrap_or(mime::APPLICATION_JSON)
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match &e {
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => ApiError::unavailable(e),
+            Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => ApiError::unavailable(e),
+            _ => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<DbPoolError> for ApiError {
+    fn from(e: DbPoolError) -> Self {
+        if is_unavailable(&e) { ApiError::unavailable(e) } else { ApiError::internal(e) }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        use LedgerError::*;
+        match e {
+            EmptyEntry
+            | NonPositiveAmount
+            | SameAccount(_)
+            | UnknownAccount(_)
+            | CurrencyMismatch { .. }
+            | TooPrecise { .. }
+            | MixesMemoAndMoney { .. }
+            | PendingNotFound(_)
+            | Overflow => ApiError::invalid("postings", e.to_string()),
+            PendingExceeded { .. } | NotReversible(_) => ApiError::conflict(e.to_string()),
+            FloorBroken { ref code, .. } if code.starts_with("budget:") => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "budget_exhausted", e.to_string())
+            }
+            FloorBroken { .. } => ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", e.to_string()),
+            EntryNotFound(id) => ApiError::not_found(format!("journal entry {id} does not exist")),
+            Corrupt(_) => ApiError::internal(e),
+            Database(db) => ApiError::from(db.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_carry_a_stable_code_and_type() {
+        let p = ApiError::invalid("amount", "must be positive").problem();
+        assert_eq!(p.status, 422);
+        assert_eq!(p.code, "validation_failed");
+        assert_eq!(p.problem_type, "urn:gpuhour:problem:validation_failed");
+        assert_eq!(p.detail, "amount: must be positive");
+        assert_eq!(p.errors, vec![FieldError::new("amount", "must be positive")]);
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let e = ApiError::internal(std::io::Error::other("password=hunter2"));
+        assert!(!e.problem().detail.contains("hunter2"));
+        assert!(format!("{e:?}").contains("hunter2"), "the log keeps the cause");
+    }
+}

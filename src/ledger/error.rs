@@ -1,0 +1,58 @@
+//! Typed failures of the posting code. Callers map them to API problems; a
+//! floor broken on a wallet is `insufficient_funds`, on a budget `budget_exhausted`.
+
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::money::Currency;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LedgerError {
+    #[error("a journal entry needs at least one posting")]
+    EmptyEntry,
+    #[error("every posting amount must be greater than zero")]
+    NonPositiveAmount,
+    #[error("a posting must move money between two different accounts (both sides were {0})")]
+    SameAccount(Uuid),
+    #[error("account {0} does not exist")]
+    UnknownAccount(Uuid),
+    #[error("account {account_id} is in another currency than the rest of the posting")]
+    CurrencyMismatch { account_id: Uuid },
+    #[error("amount has more fraction digits than {currency} allows")]
+    TooPrecise { currency: Currency },
+    #[error("budget (memo) accounts move only against budget accounts ({debit} → {credit})")]
+    MixesMemoAndMoney { debit: Uuid, credit: Uuid },
+    #[error("pending posting {0} does not exist")]
+    PendingNotFound(Uuid),
+    #[error("pending posting {posting_id} has {remaining} left; {requested} was asked for")]
+    PendingExceeded { posting_id: Uuid, remaining: Decimal, requested: Decimal },
+    #[error("account {code} ({currency}) would go below its floor: available would be {available}")]
+    FloorBroken { account_id: Uuid, code: String, currency: Currency, available: Decimal },
+    #[error("amount overflow")]
+    Overflow,
+    #[error("journal entry {0} does not exist")]
+    EntryNotFound(Uuid),
+    #[error("journal entry cannot be reversed: {0}")]
+    NotReversible(String),
+    #[error("ledger data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[source] DbError),
+}
+
+/// diesel's error is not `PartialEq`; this wrapper lets `LedgerError` be compared in tests.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(#[from] pub diesel::result::Error);
+
+impl PartialEq for DbError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl From<diesel::result::Error> for LedgerError {
+    fn from(e: diesel::result::Error) -> Self {
+        LedgerError::Database(DbError(e))
+    }
+}

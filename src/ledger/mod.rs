@@ -1,0 +1,18 @@
+//! The double-entry ledger (SPEC section 3).
+//!
+//! - `model`: accounts, floors, entry and posting kinds, the four figures;
+//! - `rules`: what postings do to balances, and what is refused (no database);
+//! - `store`: writing entries inside the caller's transaction;
+//! - `queries`: statements, point-in-time figures; `verify`: the invariants;
+//! - `chart`: the account codes; `routes`: finance's HTTP routes.
+
+pub mod chart;
+pub mod error;
+pub mod model;
+pub mod queries;
+pub mod routes;
+pub mod rules;
+pub mod store;
+pub mod verify;
+
+pub use error::LedgerError;

@@ -1,0 +1,200 @@
+//! The ledger's vocabulary: account types and floors, entry and posting kinds,
+//! and the four balance figures (SPEC section 3, after TigerBeetle).
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::money::Currency;
+
+/// Implements `as_str`, `Display` and `FromStr` for a fieldless enum stored as text.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {other:?}: expected one of {}",
+                        stringify!($name),
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountType {
+    Asset,
+    Liability,
+    Equity,
+    Revenue,
+    Expense,
+    /// Off-balance-sheet accounts (the subsidy budget): they balance among themselves.
+    Memo,
+}
+text_enum!(AccountType {
+    Asset => "asset", Liability => "liability", Equity => "equity",
+    Revenue => "revenue", Expense => "expense", Memo => "memo",
+});
+
+/// Which side increases an account's balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NormalSide {
+    Debit,
+    Credit,
+}
+text_enum!(NormalSide { Debit => "debit", Credit => "credit" });
+
+/// A balance floor (TigerBeetle's `debits_must_not_exceed_credits` and its mirror).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Floor {
+    NoOverdraft,
+}
+text_enum!(Floor { NoOverdraft => "no_overdraft" });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Deposit,
+    Order,
+    Settlement,
+    Cancellation,
+    OutageCredit,
+    Payout,
+    ClaimPayment,
+    ProgrammeBudget,
+    Grant,
+    GrantRelease,
+    Adjustment,
+    Reversal,
+}
+text_enum!(EntryKind {
+    Deposit => "deposit", Order => "order", Settlement => "settlement",
+    Cancellation => "cancellation", OutageCredit => "outage_credit", Payout => "payout",
+    ClaimPayment => "claim_payment", ProgrammeBudget => "programme_budget", Grant => "grant",
+    GrantRelease => "grant_release", Adjustment => "adjustment", Reversal => "reversal",
+});
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PostingKind {
+    /// Moves posted money at once.
+    Posted,
+    /// Reserves: counted in the pending figures and against floors.
+    Pending,
+    /// Turns (part of) an earlier pending posting into posted money.
+    PostPending,
+    /// Releases (part of) an earlier pending posting.
+    VoidPending,
+}
+text_enum!(PostingKind {
+    Posted => "posted", Pending => "pending",
+    PostPending => "post_pending", VoidPending => "void_pending",
+});
+
+/// The four figures an account keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Balances {
+    pub debits_posted: Decimal,
+    pub credits_posted: Decimal,
+    pub debits_pending: Decimal,
+    pub credits_pending: Decimal,
+}
+
+impl Balances {
+    /// Posted balance in the account's normal direction (negative when it is overdrawn).
+    pub fn posted_balance(&self, side: NormalSide) -> Decimal {
+        match side {
+            NormalSide::Credit => self.credits_posted - self.debits_posted,
+            NormalSide::Debit => self.debits_posted - self.credits_posted,
+        }
+    }
+
+    /// What may still be drawn: the posted balance less pending withdrawals.
+    pub fn available(&self, side: NormalSide) -> Decimal {
+        match side {
+            NormalSide::Credit => self.credits_posted - self.debits_posted - self.debits_pending,
+            NormalSide::Debit => self.debits_posted - self.credits_posted - self.credits_pending,
+        }
+    }
+
+    /// Whether these figures respect `floor` for an account of `side`.
+    pub fn respects(&self, floor: Option<Floor>, side: NormalSide) -> bool {
+        match floor {
+            None => true,
+            Some(Floor::NoOverdraft) => self.available(side) >= Decimal::ZERO,
+        }
+    }
+}
+
+/// An account as the posting code sees it while its row is locked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountState {
+    pub id: Uuid,
+    pub code: String,
+    pub currency: Currency,
+    pub account_type: AccountType,
+    pub normal_side: NormalSide,
+    pub floor: Option<Floor>,
+    pub balances: Balances,
+}
+
+/// A pending posting as the posting code sees it while its remainder is locked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingState {
+    pub posting_id: Uuid,
+    pub debit_account_id: Uuid,
+    pub credit_account_id: Uuid,
+    pub currency: Currency,
+    pub remaining: Decimal,
+}
+
+/// Who caused an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Actor {
+    pub user_id: Option<Uuid>,
+    pub org_id: Option<Uuid>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_enums_round_trip() {
+        for kind in EntryKind::ALL {
+            assert_eq!(kind.as_str().parse::<EntryKind>(), Ok(*kind));
+        }
+        for kind in PostingKind::ALL {
+            assert_eq!(kind.as_str().parse::<PostingKind>(), Ok(*kind));
+        }
+        for t in AccountType::ALL {
+            assert_eq!(t.as_str().parse::<AccountType>(), Ok(*t));
+        }
+        assert!("Deposit".parse::<EntryKind>().is_err());
+    }
+}

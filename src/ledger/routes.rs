@@ -1,0 +1,552 @@
+//! Finance's routes over the ledger: accounts, statements, the trial balance,
+//! verification, manual adjustments and reversals. Finance and admin only.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::model::{AccountType, Balances, EntryKind, NormalSide};
+use super::queries::{self, AccountFilter, StatementLine};
+use super::rules::Movement;
+use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
+use super::verify::{self, VerifyReport};
+use crate::auth::Principal;
+use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::idempotency::{self, IdempotencyKey};
+use crate::http::pagination::{self, Page, decode_cursor};
+use crate::http::{ApiError, FieldError};
+use crate::money::{Currency, format_amount, format_scaled, parse_amount};
+use crate::startup::AppState;
+
+/// Formats an amount of an account's stored currency.
+fn amount_in(value: Decimal, currency: &str) -> String {
+    match currency.parse::<Currency>() {
+        Ok(c) => format_amount(value, c),
+        Err(_) => format_scaled(value, 4),
+    }
+}
+
+/// An account with its four figures (SPEC section 6).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    pub id: Uuid,
+    pub code: String,
+    #[serde(rename = "type")]
+    pub account_type: String,
+    pub currency: String,
+    pub normal_side: String,
+    pub floor: Option<String>,
+    pub org_id: Option<Uuid>,
+    pub debits_posted: String,
+    pub credits_posted: String,
+    pub debits_pending: String,
+    pub credits_pending: String,
+    /// Posted balance in the account's normal direction.
+    pub balance: String,
+    /// Posted balance less pending withdrawals.
+    pub available: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<AccountRow> for AccountView {
+    fn from(row: AccountRow) -> Self {
+        let side: NormalSide = row.normal_side.parse().unwrap_or(NormalSide::Credit);
+        let b = row.balances();
+        let c = row.currency.as_str();
+        AccountView {
+            id: row.id,
+            code: row.code.clone(),
+            account_type: row.account_type.clone(),
+            currency: row.currency.clone(),
+            normal_side: row.normal_side.clone(),
+            floor: row.floor.clone(),
+            org_id: row.org_id,
+            debits_posted: amount_in(b.debits_posted, c),
+            credits_posted: amount_in(b.credits_posted, c),
+            debits_pending: amount_in(b.debits_pending, c),
+            credits_pending: amount_in(b.credits_pending, c),
+            balance: amount_in(b.posted_balance(side), c),
+            available: amount_in(b.available(side), c),
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccountListQuery {
+    /// Only accounts whose code starts with this (`liabilities:tenant:`).
+    pub code: Option<String>,
+    pub currency: Option<Currency>,
+    pub org_id: Option<Uuid>,
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub account_type: Option<AccountType>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Lists accounts, ordered by code and currency.
+#[utoipa::path(tag = "ledger", params(AccountListQuery), security(("bearer" = [])), responses(
+    (status = 200, description = "A page of accounts", body = inline(Page<AccountView>)),
+    (status = 401, body = crate::http::problem::Problem), (status = 403, body = crate::http::problem::Problem),
+))]
+#[get("/v1/accounts")]
+pub async fn list_accounts(
+    state: web::Data<AppState>,
+    principal: Principal,
+    Query(q): Query<AccountListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let limit = pagination::limit(q.limit)?;
+    let after = q.cursor.as_deref().map(decode_cursor::<(String, String)>).transpose()?;
+    let filter = AccountFilter {
+        code_prefix: q.code,
+        currency: q.currency.map(|c| c.code().to_string()),
+        org_id: q.org_id,
+        account_type: q.account_type.map(|t| t.as_str().to_string()),
+    };
+    let mut conn = state.pool.get().await?;
+    let rows = queries::list_accounts(&mut conn, &filter, after, limit + 1).await?;
+    Ok(HttpResponse::Ok().json(pagination::page(
+        rows,
+        limit,
+        |r| (r.code.clone(), r.currency.clone()),
+        AccountView::from,
+    )))
+}
+
+async fn find_account(state: &AppState, raw_id: &str) -> Result<AccountRow, ApiError> {
+    let id = parse_uuid("id", raw_id)?;
+    let mut conn = state.pool.get().await?;
+    store::account_by_id(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("account {id} does not exist")))
+}
+
+/// One account and its figures.
+#[utoipa::path(tag = "ledger", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = AccountView), (status = 404, body = crate::http::problem::Problem),
+))]
+#[get("/v1/accounts/{id}")]
+pub async fn get_account(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    Ok(HttpResponse::Ok().json(AccountView::from(find_account(&state, &id).await?)))
+}
+
+/// A line of an account statement.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatementLineView {
+    pub posting_id: Uuid,
+    pub entry_id: Uuid,
+    pub entry_kind: String,
+    pub effective_at: DateTime<Utc>,
+    pub memo: String,
+    /// `posted`, `pending`, `post_pending` or `void_pending`.
+    pub kind: String,
+    pub pending_posting_id: Option<Uuid>,
+    /// Whether this account is debited or credited.
+    pub side: String,
+    pub counter_account_id: Uuid,
+    pub counter_account_code: String,
+    pub amount: String,
+    /// The account's posted balance right after this line.
+    pub balance: String,
+}
+
+fn statement_view(line: StatementLine, currency: &str) -> StatementLineView {
+    StatementLineView {
+        posting_id: line.posting_id,
+        entry_id: line.entry_id,
+        entry_kind: line.entry_kind,
+        effective_at: line.effective_at,
+        memo: line.memo,
+        kind: line.kind,
+        pending_posting_id: line.pending_posting_id,
+        side: line.side,
+        counter_account_id: line.counter_account_id,
+        counter_account_code: line.counter_account_code,
+        amount: amount_in(line.amount, currency),
+        balance: amount_in(line.balance, currency),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// An account's statement: its postings, oldest first, with the running posted balance.
+#[utoipa::path(tag = "ledger", params(("id" = Uuid, Path), PageQuery), security(("bearer" = [])), responses(
+    (status = 200, body = inline(Page<StatementLineView>)), (status = 404, body = crate::http::problem::Problem),
+))]
+#[get("/v1/accounts/{id}/postings")]
+pub async fn account_postings(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let limit = pagination::limit(q.limit)?;
+    let after: i64 = q.cursor.as_deref().map(decode_cursor).transpose()?.unwrap_or(0);
+    let account = find_account(&state, &id).await?;
+    let mut conn = state.pool.get().await?;
+    let lines = queries::statement(&mut conn, account.id, after, limit + 1).await?;
+    let currency = account.currency.clone();
+    Ok(HttpResponse::Ok().json(pagination::page(lines, limit, |l| l.seq, |l| statement_view(l, &currency))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TrialBalanceQuery {
+    /// An RFC 3339 instant; now when absent.
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CurrencyTotals {
+    pub currency: String,
+    pub debits_posted: String,
+    pub credits_posted: String,
+    pub debits_pending: String,
+    pub credits_pending: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrialBalance {
+    pub as_of: DateTime<Utc>,
+    pub data: Vec<AccountView>,
+    pub totals: Vec<CurrencyTotals>,
+}
+
+/// Every account's figures as of an instant, and totals per currency.
+#[utoipa::path(tag = "reports", params(TrialBalanceQuery), security(("bearer" = [])), responses(
+    (status = 200, body = TrialBalance),
+))]
+#[get("/v1/reports/trial-balance")]
+pub async fn trial_balance(
+    state: web::Data<AppState>,
+    principal: Principal,
+    Query(q): Query<TrialBalanceQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let mut conn = state.pool.get().await?;
+    let now = state.clock.now(&mut conn).await?;
+    let rows = queries::trial_balance(&mut conn, q.as_of).await?;
+    let mut totals: BTreeMap<String, Balances> = BTreeMap::new();
+    for row in &rows {
+        let t = totals.entry(row.currency.clone()).or_default();
+        let b = row.balances();
+        let sum = |a: Decimal, b: Decimal| a.checked_add(b).ok_or(super::LedgerError::Overflow);
+        t.debits_posted = sum(t.debits_posted, b.debits_posted)?;
+        t.credits_posted = sum(t.credits_posted, b.credits_posted)?;
+        t.debits_pending = sum(t.debits_pending, b.debits_pending)?;
+        t.credits_pending = sum(t.credits_pending, b.credits_pending)?;
+    }
+    let totals = totals
+        .into_iter()
+        .map(|(currency, t)| CurrencyTotals {
+            debits_posted: amount_in(t.debits_posted, &currency),
+            credits_posted: amount_in(t.credits_posted, &currency),
+            debits_pending: amount_in(t.debits_pending, &currency),
+            credits_pending: amount_in(t.credits_pending, &currency),
+            currency,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(TrialBalance {
+        as_of: q.as_of.unwrap_or(now),
+        data: rows.into_iter().map(AccountView::from).collect(),
+        totals,
+    }))
+}
+
+/// Recomputes the ledger's invariants from the postings.
+#[utoipa::path(tag = "ledger", security(("bearer" = [])), responses((status = 200, body = VerifyReport)))]
+#[get("/v1/ledger/verify")]
+pub async fn verify_ledger(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(verify::verify(&mut conn).await?))
+}
+
+/// One posting of a manual adjustment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentPosting {
+    /// The debited account: its id, or its code.
+    pub debit_account: String,
+    /// The credited account: its id, or its code.
+    pub credit_account: String,
+    /// A decimal string in the entry's currency.
+    pub amount: String,
+}
+
+/// A manual adjustment by finance (SPEC section 6).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAdjustment {
+    /// Why the adjustment is made: required.
+    pub memo: String,
+    pub currency: Currency,
+    pub reference: Option<String>,
+    pub postings: Vec<AdjustmentPosting>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PostingView {
+    pub id: Uuid,
+    pub kind: String,
+    pub debit_account_id: Uuid,
+    pub credit_account_id: Uuid,
+    pub amount: String,
+    pub currency: String,
+    pub pending_posting_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryView {
+    pub id: Uuid,
+    pub kind: String,
+    pub effective_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub memo: String,
+    pub reference: Option<String>,
+    pub reverses_entry_id: Option<Uuid>,
+    pub actor_user_id: Option<Uuid>,
+    pub postings: Vec<PostingView>,
+}
+
+pub fn entry_view(entry: EntryRow, lines: Vec<PostingRow>) -> EntryView {
+    EntryView {
+        id: entry.id,
+        kind: entry.kind,
+        effective_at: entry.effective_at,
+        recorded_at: entry.recorded_at,
+        memo: entry.memo,
+        reference: entry.reference,
+        reverses_entry_id: entry.reverses_entry_id,
+        actor_user_id: entry.actor_user_id,
+        postings: lines
+            .into_iter()
+            .map(|p| PostingView {
+                id: p.id,
+                kind: p.kind,
+                debit_account_id: p.debit_account_id,
+                credit_account_id: p.credit_account_id,
+                amount: amount_in(p.amount, &p.currency),
+                pending_posting_id: p.pending_posting_id,
+                currency: p.currency,
+            })
+            .collect(),
+    }
+}
+
+const MAX_MEMO: usize = 1000;
+const MAX_POSTINGS: usize = 100;
+
+fn check_memo(memo: &str) -> Result<String, ApiError> {
+    let memo = memo.trim();
+    if memo.is_empty() {
+        return Err(ApiError::invalid("memo", "is required: say why"));
+    }
+    if memo.chars().count() > MAX_MEMO {
+        return Err(ApiError::invalid("memo", format!("must be at most {MAX_MEMO} characters")));
+    }
+    Ok(memo.to_string())
+}
+
+/// Checks an adjustment's shape; account references are resolved later, in the transaction.
+fn validate_adjustment(body: &NewAdjustment) -> Result<(String, Vec<Decimal>), ApiError> {
+    let mut errors = Vec::new();
+    let memo = check_memo(&body.memo).map_err(|e| errors.extend(e.errors)).ok();
+    if body.postings.is_empty() || body.postings.len() > MAX_POSTINGS {
+        errors.push(FieldError::new("postings", format!("must hold 1 to {MAX_POSTINGS} postings")));
+    }
+    if body.reference.as_ref().is_some_and(|r| r.chars().count() > 200) {
+        errors.push(FieldError::new("reference", "must be at most 200 characters"));
+    }
+    let mut amounts = Vec::new();
+    for (i, p) in body.postings.iter().enumerate() {
+        match parse_amount(&p.amount, body.currency) {
+            Ok(a) => amounts.push(a),
+            Err(e) => errors.push(FieldError::new(format!("postings[{i}].amount"), e.to_string())),
+        }
+        if p.debit_account.trim() == p.credit_account.trim() {
+            errors.push(FieldError::new(format!("postings[{i}]"), "debit and credit accounts must differ"));
+        }
+    }
+    match (errors.is_empty(), memo) {
+        (true, Some(memo)) => Ok((memo, amounts)),
+        _ => Err(ApiError::validation(errors)),
+    }
+}
+
+async fn resolve_account(
+    conn: &mut diesel_async::AsyncPgConnection,
+    reference: &str,
+    currency: Currency,
+    field: String,
+) -> Result<Uuid, ApiError> {
+    let reference = reference.trim();
+    let row = match Uuid::parse_str(reference) {
+        Ok(id) => store::account_by_id(conn, id).await?,
+        Err(_) => store::account_by_code(conn, reference, currency).await?,
+    };
+    match row {
+        Some(a) if a.currency == currency.code() => Ok(a.id),
+        Some(_) => Err(ApiError::invalid(field, format!("account {reference} is not in {currency}"))),
+        None => Err(ApiError::invalid(field, format!("no {currency} account {reference}"))),
+    }
+}
+
+/// Records a manual `adjustment` entry (posted at once).
+#[utoipa::path(tag = "ledger", request_body = NewAdjustment, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, body = EntryView),
+        (status = 402, description = "A floor would be broken", body = crate::http::problem::Problem),
+        (status = 422, body = crate::http::problem::Problem),
+))]
+#[post("/v1/journal-entries")]
+pub async fn create_adjustment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    body: JsonBody<NewAdjustment>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let (memo, amounts) = validate_adjustment(&body.value)?;
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let adjustment = body.value;
+    let clock = state.clock;
+    idempotency::run(
+        &state.pool,
+        principal.idempotency_scope(),
+        key,
+        hash,
+        StatusCode::CREATED,
+        async move |conn: &mut diesel_async::AsyncPgConnection| {
+            let mut movements = Vec::with_capacity(amounts.len());
+            for (i, (p, amount)) in adjustment.postings.iter().zip(amounts).enumerate() {
+                let debit = resolve_account(
+                    conn,
+                    &p.debit_account,
+                    adjustment.currency,
+                    format!("postings[{i}].debit_account"),
+                )
+                .await?;
+                let credit = resolve_account(
+                    conn,
+                    &p.credit_account,
+                    adjustment.currency,
+                    format!("postings[{i}].credit_account"),
+                )
+                .await?;
+                movements.push(Movement::posted(debit, credit, amount));
+            }
+            let mut entry = NewEntry::new(EntryKind::Adjustment, clock.now(conn).await?, movements);
+            entry.actor = principal.actor();
+            entry.memo = memo;
+            entry.reference = adjustment.reference.clone();
+            let posted = store::post_entry(conn, entry).await?;
+            let (entry, lines) = store::entry_with_postings(conn, posted.id)
+                .await?
+                .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
+            Ok(entry_view(entry, lines))
+        },
+    )
+    .await
+}
+
+/// One journal entry and its postings.
+#[utoipa::path(tag = "ledger", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = EntryView), (status = 404, body = crate::http::problem::Problem),
+))]
+#[get("/v1/journal-entries/{id}")]
+pub async fn get_entry(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let mut conn = state.pool.get().await?;
+    let (entry, lines) = store::entry_with_postings(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("journal entry {id} does not exist")))?;
+    Ok(HttpResponse::Ok().json(entry_view(entry, lines)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseRequest {
+    /// Why the entry is reversed: required.
+    pub memo: String,
+}
+
+/// Reverses an entry of posted postings with a `reversal` that points at it.
+#[utoipa::path(tag = "ledger", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ReverseRequest, security(("bearer" = [])), responses(
+    (status = 201, body = EntryView),
+    (status = 404, body = crate::http::problem::Problem),
+    (status = 409, description = "Already reversed, or not reversible", body = crate::http::problem::Problem),
+))]
+#[post("/v1/journal-entries/{id}/reverse")]
+pub async fn reverse_entry(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+    body: JsonBody<ReverseRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let memo = check_memo(&body.value.memo)?;
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let clock = state.clock;
+    idempotency::run(
+        &state.pool,
+        principal.idempotency_scope(),
+        key,
+        hash,
+        StatusCode::CREATED,
+        async move |conn: &mut diesel_async::AsyncPgConnection| {
+            let now = clock.now(conn).await?;
+            let posted = store::reverse_entry(conn, id, principal.actor(), memo, now).await?;
+            let (entry, lines) = store::entry_with_postings(conn, posted.id)
+                .await?
+                .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
+            Ok(entry_view(entry, lines))
+        },
+    )
+    .await
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_accounts)
+        .service(get_account)
+        .service(account_postings)
+        .service(trial_balance)
+        .service(verify_ledger)
+        .service(create_adjustment)
+        .service(get_entry)
+        .service(reverse_entry);
+}

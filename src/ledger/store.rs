@@ -1,0 +1,483 @@
+//! The ledger's database code: thin, and always inside the caller's transaction.
+//!
+//! `post_entry` is the one way money moves. It locks the pending remainders and
+//! then the accounts it touches, each set in ascending id order (every writer
+//! takes them in that order, so two writers cannot deadlock), applies the rules
+//! of `rules.rs` in memory, and writes the entry, its postings and the new
+//! figures. The caller commits, so a marketplace order can reserve capacity and
+//! post in one transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Numeric, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::error::LedgerError;
+use super::model::{
+    AccountState, AccountType, Actor, Balances, EntryKind, Floor, NormalSide, PendingState, PostingKind,
+};
+use super::rules::{AppliedPosting, Movement, apply_movements};
+use crate::db::schema::{accounts, journal_entries, pending_remainders, postings};
+use crate::money::Currency;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, PartialEq)]
+#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
+pub struct AccountRow {
+    pub id: Uuid,
+    pub code: String,
+    pub currency: String,
+    pub account_type: String,
+    pub normal_side: String,
+    pub floor: Option<String>,
+    pub org_id: Option<Uuid>,
+    pub debits_posted: Decimal,
+    pub credits_posted: Decimal,
+    pub debits_pending: Decimal,
+    pub credits_pending: Decimal,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AccountRow {
+    pub fn balances(&self) -> Balances {
+        Balances {
+            debits_posted: self.debits_posted,
+            credits_posted: self.credits_posted,
+            debits_pending: self.debits_pending,
+            credits_pending: self.credits_pending,
+        }
+    }
+
+    /// The typed view; stored text outside the known values means a damaged row.
+    pub fn state(&self) -> Result<AccountState, LedgerError> {
+        let corrupt = |what: &str| LedgerError::Corrupt(format!("account {} has an invalid {what}", self.id));
+        Ok(AccountState {
+            id: self.id,
+            code: self.code.clone(),
+            currency: self.currency.parse().map_err(|_| corrupt("currency"))?,
+            account_type: self.account_type.parse().map_err(|_| corrupt("type"))?,
+            normal_side: self.normal_side.parse().map_err(|_| corrupt("normal side"))?,
+            floor: match &self.floor {
+                None => None,
+                Some(f) => Some(f.parse().map_err(|_| corrupt("floor"))?),
+            },
+            balances: self.balances(),
+        })
+    }
+}
+
+/// An account to create (see `chart.rs` for the codes).
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub code: String,
+    pub currency: Currency,
+    pub account_type: AccountType,
+    pub normal_side: NormalSide,
+    pub floor: Option<Floor>,
+    pub org_id: Option<Uuid>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = accounts)]
+struct AccountInsert<'a> {
+    id: Uuid,
+    code: &'a str,
+    currency: &'a str,
+    account_type: &'a str,
+    normal_side: &'a str,
+    floor: Option<&'a str>,
+    org_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+/// Creates the accounts that do not exist yet (one per code and currency) and
+/// returns all of them, existing or new, in the order asked.
+pub async fn ensure_accounts(
+    conn: &mut AsyncPgConnection,
+    wanted: &[NewAccount],
+    now: DateTime<Utc>,
+) -> Result<Vec<AccountRow>, LedgerError> {
+    let rows: Vec<AccountInsert<'_>> = wanted
+        .iter()
+        .map(|a| AccountInsert {
+            id: Uuid::now_v7(),
+            code: &a.code,
+            currency: a.currency.code(),
+            account_type: a.account_type.as_str(),
+            normal_side: a.normal_side.as_str(),
+            floor: a.floor.map(Floor::as_str),
+            org_id: a.org_id,
+            created_at: now,
+        })
+        .collect();
+    diesel::insert_into(accounts::table)
+        .values(&rows)
+        .on_conflict((accounts::code, accounts::currency))
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    let mut found = Vec::with_capacity(wanted.len());
+    for a in wanted {
+        let row = accounts::table
+            .filter(accounts::code.eq(&a.code))
+            .filter(accounts::currency.eq(a.currency.code()))
+            .select(AccountRow::as_select())
+            .first(conn)
+            .await?;
+        found.push(row);
+    }
+    Ok(found)
+}
+
+/// Looks an account up by its code and currency.
+pub async fn account_by_code(
+    conn: &mut AsyncPgConnection,
+    code: &str,
+    currency: Currency,
+) -> Result<Option<AccountRow>, LedgerError> {
+    Ok(accounts::table
+        .filter(accounts::code.eq(code))
+        .filter(accounts::currency.eq(currency.code()))
+        .select(AccountRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+pub async fn account_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<AccountRow>, LedgerError> {
+    Ok(accounts::table.find(id).select(AccountRow::as_select()).first(conn).await.optional()?)
+}
+
+/// A journal entry to write.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub kind: EntryKind,
+    pub effective_at: DateTime<Utc>,
+    pub actor: Actor,
+    pub memo: String,
+    pub reference: Option<String>,
+    pub reverses_entry_id: Option<Uuid>,
+    pub metadata: serde_json::Value,
+    pub movements: Vec<Movement>,
+}
+
+impl NewEntry {
+    pub fn new(kind: EntryKind, effective_at: DateTime<Utc>, movements: Vec<Movement>) -> Self {
+        NewEntry {
+            kind,
+            effective_at,
+            actor: Actor::default(),
+            memo: String::new(),
+            reference: None,
+            reverses_entry_id: None,
+            metadata: serde_json::Value::Object(Default::default()),
+            movements,
+        }
+    }
+}
+
+/// What `post_entry` wrote: the entry's id and its postings' ids, in the order of
+/// the movements (so a caller can keep the ids of the pending postings it made).
+#[derive(Debug, Clone)]
+pub struct PostedEntry {
+    pub id: Uuid,
+    pub postings: Vec<(Uuid, AppliedPosting)>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = journal_entries)]
+struct EntryInsert<'a> {
+    id: Uuid,
+    kind: &'a str,
+    effective_at: DateTime<Utc>,
+    actor_user_id: Option<Uuid>,
+    actor_org_id: Option<Uuid>,
+    memo: &'a str,
+    reference: Option<&'a str>,
+    reverses_entry_id: Option<Uuid>,
+    metadata: &'a serde_json::Value,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = postings)]
+struct PostingInsert<'a> {
+    id: Uuid,
+    entry_id: Uuid,
+    kind: &'a str,
+    pending_posting_id: Option<Uuid>,
+    debit_account_id: Uuid,
+    credit_account_id: Uuid,
+    currency: &'a str,
+    amount: Decimal,
+    debit_account_balance: Decimal,
+    credit_account_balance: Decimal,
+    effective_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = pending_remainders)]
+struct RemainderInsert {
+    posting_id: Uuid,
+    remaining: Decimal,
+}
+
+/// Writes one balanced journal entry inside the caller's transaction.
+pub async fn post_entry(conn: &mut AsyncPgConnection, entry: NewEntry) -> Result<PostedEntry, LedgerError> {
+    let mut pendings = lock_pendings(conn, &entry.movements).await?;
+    let mut account_ids: Vec<Uuid> = entry
+        .movements
+        .iter()
+        .flat_map(|m| match *m {
+            Movement::Transfer { debit, credit, .. } => vec![debit, credit],
+            _ => vec![],
+        })
+        .chain(pendings.values().flat_map(|p| [p.debit_account_id, p.credit_account_id]))
+        .collect();
+    account_ids.sort_unstable();
+    account_ids.dedup();
+    let mut book = lock_accounts(conn, &account_ids).await?;
+
+    let applied = apply_movements(&mut book, &mut pendings, &entry.movements)?;
+
+    let entry_id = Uuid::now_v7();
+    diesel::insert_into(journal_entries::table)
+        .values(EntryInsert {
+            id: entry_id,
+            kind: entry.kind.as_str(),
+            effective_at: entry.effective_at,
+            actor_user_id: entry.actor.user_id,
+            actor_org_id: entry.actor.org_id,
+            memo: &entry.memo,
+            reference: entry.reference.as_deref(),
+            reverses_entry_id: entry.reverses_entry_id,
+            metadata: &entry.metadata,
+        })
+        .execute(conn)
+        .await?;
+
+    let posting_ids: Vec<Uuid> = applied.iter().map(|_| Uuid::now_v7()).collect();
+    let rows: Vec<PostingInsert<'_>> = applied
+        .iter()
+        .zip(&posting_ids)
+        .map(|(p, &id)| PostingInsert {
+            id,
+            entry_id,
+            kind: p.kind.as_str(),
+            pending_posting_id: p.pending_posting_id,
+            debit_account_id: p.debit_account_id,
+            credit_account_id: p.credit_account_id,
+            currency: p.currency.code(),
+            amount: p.amount,
+            debit_account_balance: p.debit_account_balance,
+            credit_account_balance: p.credit_account_balance,
+            effective_at: entry.effective_at,
+        })
+        .collect();
+    diesel::insert_into(postings::table).values(&rows).execute(conn).await?;
+
+    let new_remainders: Vec<RemainderInsert> = applied
+        .iter()
+        .zip(&posting_ids)
+        .filter(|(p, _)| p.kind == PostingKind::Pending)
+        .map(|(p, &id)| RemainderInsert { posting_id: id, remaining: p.amount })
+        .collect();
+    if !new_remainders.is_empty() {
+        diesel::insert_into(pending_remainders::table).values(&new_remainders).execute(conn).await?;
+    }
+    if !pendings.is_empty() {
+        let (ids, remaining): (Vec<Uuid>, Vec<Decimal>) =
+            pendings.values().map(|p| (p.posting_id, p.remaining)).unzip();
+        diesel::sql_query(
+            "UPDATE pending_remainders AS r SET remaining = v.remaining \
+             FROM unnest($1::uuid[], $2::numeric[]) AS v(posting_id, remaining) \
+             WHERE r.posting_id = v.posting_id",
+        )
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<Numeric>, _>(remaining)
+        .execute(conn)
+        .await?;
+    }
+    write_balances(conn, &book).await?;
+
+    Ok(PostedEntry { id: entry_id, postings: posting_ids.into_iter().zip(applied).collect() })
+}
+
+/// Locks the remainders of the pending postings that `movements` resolve.
+async fn lock_pendings(
+    conn: &mut AsyncPgConnection,
+    movements: &[Movement],
+) -> Result<BTreeMap<Uuid, PendingState>, LedgerError> {
+    let mut ids: Vec<Uuid> = movements.iter().filter_map(Movement::pending_posting_id).collect();
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    // NO KEY UPDATE, not UPDATE: it does not block the KEY SHARE lock that a new
+    // posting's foreign key takes on the pending posting it references.
+    let rows: Vec<(Uuid, Decimal, Uuid, Uuid, String)> = pending_remainders::table
+        .inner_join(postings::table)
+        .filter(pending_remainders::posting_id.eq_any(&ids))
+        .order(pending_remainders::posting_id)
+        .select((
+            pending_remainders::posting_id,
+            pending_remainders::remaining,
+            postings::debit_account_id,
+            postings::credit_account_id,
+            postings::currency,
+        ))
+        .for_no_key_update()
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(posting_id, remaining, debit_account_id, credit_account_id, currency)| {
+            let currency = currency
+                .parse()
+                .map_err(|_| LedgerError::Corrupt(format!("posting {posting_id} has an invalid currency")))?;
+            Ok((posting_id, PendingState { posting_id, debit_account_id, credit_account_id, currency, remaining }))
+        })
+        .collect()
+}
+
+/// Locks `ids` (sorted) in ascending order and returns their states.
+async fn lock_accounts(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, AccountState>, LedgerError> {
+    let rows: Vec<AccountRow> = accounts::table
+        .filter(accounts::id.eq_any(ids))
+        .order(accounts::id)
+        .select(AccountRow::as_select())
+        .for_no_key_update()
+        .load(conn)
+        .await?;
+    rows.iter().map(|r| Ok((r.id, r.state()?))).collect()
+}
+
+async fn write_balances(conn: &mut AsyncPgConnection, book: &BTreeMap<Uuid, AccountState>) -> Result<(), LedgerError> {
+    let mut ids = Vec::with_capacity(book.len());
+    let mut figures: [Vec<Decimal>; 4] = Default::default();
+    for (id, account) in book {
+        ids.push(*id);
+        let b = account.balances;
+        figures[0].push(b.debits_posted);
+        figures[1].push(b.credits_posted);
+        figures[2].push(b.debits_pending);
+        figures[3].push(b.credits_pending);
+    }
+    let [dp, cp, dpe, cpe] = figures;
+    diesel::sql_query(
+        "UPDATE accounts AS a SET debits_posted = v.dp, credits_posted = v.cp, \
+         debits_pending = v.dpe, credits_pending = v.cpe \
+         FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[]) \
+         AS v(id, dp, cp, dpe, cpe) WHERE a.id = v.id",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<Numeric>, _>(dp)
+    .bind::<Array<Numeric>, _>(cp)
+    .bind::<Array<Numeric>, _>(dpe)
+    .bind::<Array<Numeric>, _>(cpe)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = journal_entries, check_for_backend(diesel::pg::Pg))]
+pub struct EntryRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub kind: String,
+    pub effective_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_org_id: Option<Uuid>,
+    pub memo: String,
+    pub reference: Option<String>,
+    pub reverses_entry_id: Option<Uuid>,
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = postings, check_for_backend(diesel::pg::Pg))]
+pub struct PostingRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub entry_id: Uuid,
+    pub kind: String,
+    pub pending_posting_id: Option<Uuid>,
+    pub debit_account_id: Uuid,
+    pub credit_account_id: Uuid,
+    pub currency: String,
+    pub amount: Decimal,
+    pub debit_account_balance: Decimal,
+    pub credit_account_balance: Decimal,
+    pub effective_at: DateTime<Utc>,
+}
+
+pub async fn entry_with_postings(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<(EntryRow, Vec<PostingRow>)>, LedgerError> {
+    let Some(entry) = journal_entries::table.find(id).select(EntryRow::as_select()).first(conn).await.optional()?
+    else {
+        return Ok(None);
+    };
+    let lines = postings::table
+        .filter(postings::entry_id.eq(id))
+        .order(postings::seq)
+        .select(PostingRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(Some((entry, lines)))
+}
+
+/// Writes a `reversal` of `entry_id`: every posting with its sides swapped.
+/// Only entries made of posted postings can be reversed; reservations are
+/// released by voiding them (cancellation), and a reversal is not reversed again.
+pub async fn reverse_entry(
+    conn: &mut AsyncPgConnection,
+    entry_id: Uuid,
+    actor: Actor,
+    memo: String,
+    effective_at: DateTime<Utc>,
+) -> Result<PostedEntry, LedgerError> {
+    let (entry, lines) = entry_with_postings(conn, entry_id).await?.ok_or(LedgerError::EntryNotFound(entry_id))?;
+    if entry.kind == EntryKind::Reversal.as_str() {
+        return Err(LedgerError::NotReversible("it is itself a reversal".into()));
+    }
+    if lines.iter().any(|p| p.kind != PostingKind::Posted.as_str()) {
+        return Err(LedgerError::NotReversible(
+            "it holds pending postings or resolves them; release a reservation by voiding it".into(),
+        ));
+    }
+    let already = journal_entries::table
+        .filter(journal_entries::reverses_entry_id.eq(entry_id))
+        .select(journal_entries::id)
+        .first::<Uuid>(conn)
+        .await
+        .optional()?;
+    if let Some(reversal) = already {
+        return Err(LedgerError::NotReversible(format!("it was already reversed by {reversal}")));
+    }
+    let movements = lines.iter().map(|p| Movement::posted(p.credit_account_id, p.debit_account_id, p.amount)).collect();
+    let mut reversal = NewEntry::new(EntryKind::Reversal, effective_at, movements);
+    reversal.actor = actor;
+    reversal.memo = memo;
+    reversal.reverses_entry_id = Some(entry_id);
+    reversal.metadata = serde_json::json!({ "reverses_kind": entry.kind });
+    post_entry(conn, reversal).await.map_err(|e| match e {
+        // Two reversals racing: the unique index on reverses_entry_id lets one win.
+        LedgerError::Database(ref db) if is_unique_violation(&db.0) => {
+            LedgerError::NotReversible("it was already reversed".into())
+        }
+        other => other,
+    })
+}
+
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+}

@@ -1,0 +1,244 @@
+//! `gpuhour verify`: recompute the ledger's invariants (SPEC section 3) from the
+//! postings and report every difference.
+
+use std::collections::{BTreeMap, HashMap};
+
+use diesel::prelude::*;
+use diesel::sql_types::{Numeric, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::error::LedgerError;
+use super::model::Balances;
+use super::queries::figures_from_postings;
+use super::store::AccountRow;
+use crate::db::schema::accounts;
+
+/// One way the ledger disagrees with itself.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Difference {
+    /// Which invariant of SPEC section 3 (1: balanced, 2: figures equal postings,
+    /// 3: floors, 4: budget agrees with money).
+    pub invariant: u8,
+    pub currency: Option<String>,
+    pub account_id: Option<Uuid>,
+    pub code: Option<String>,
+    pub field: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub expected: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub actual: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub differences: Vec<Difference>,
+}
+
+impl VerifyReport {
+    fn from(differences: Vec<Difference>) -> Self {
+        VerifyReport { ok: differences.is_empty(), differences }
+    }
+}
+
+/// Pure part of invariants 1–3, over stored accounts and recomputed figures.
+pub fn compare(stored: &[AccountRow], recomputed: &HashMap<Uuid, Balances>) -> Vec<Difference> {
+    let mut differences = Vec::new();
+    // Invariant 1: per currency, debits equal credits, posted and pending.
+    let mut totals: BTreeMap<&str, Balances> = BTreeMap::new();
+    for row in stored {
+        let t = totals.entry(row.currency.as_str()).or_default();
+        t.debits_posted += row.debits_posted;
+        t.credits_posted += row.credits_posted;
+        t.debits_pending += row.debits_pending;
+        t.credits_pending += row.credits_pending;
+    }
+    for (currency, t) in &totals {
+        for (field, debits, credits) in
+            [("posted", t.debits_posted, t.credits_posted), ("pending", t.debits_pending, t.credits_pending)]
+        {
+            if debits != credits {
+                differences.push(Difference {
+                    invariant: 1,
+                    currency: Some(currency.to_string()),
+                    account_id: None,
+                    code: None,
+                    field: Some(field.into()),
+                    expected: Some(debits.normalize().to_string()),
+                    actual: Some(credits.normalize().to_string()),
+                    detail: format!("{currency}: {field} debits {debits} differ from {field} credits {credits}"),
+                });
+            }
+        }
+    }
+    for row in stored {
+        // Invariant 2: stored figures equal the postings' sum.
+        let expected = recomputed.get(&row.id).copied().unwrap_or_default();
+        let actual = row.balances();
+        for (field, e, a) in [
+            ("debits_posted", expected.debits_posted, actual.debits_posted),
+            ("credits_posted", expected.credits_posted, actual.credits_posted),
+            ("debits_pending", expected.debits_pending, actual.debits_pending),
+            ("credits_pending", expected.credits_pending, actual.credits_pending),
+        ] {
+            if e != a {
+                differences.push(Difference {
+                    invariant: 2,
+                    currency: Some(row.currency.clone()),
+                    account_id: Some(row.id),
+                    code: Some(row.code.clone()),
+                    field: Some(field.into()),
+                    expected: Some(e.normalize().to_string()),
+                    actual: Some(a.normalize().to_string()),
+                    detail: format!("{} {}: stored {field} differs from its postings", row.code, row.currency),
+                });
+            }
+        }
+        // Invariant 3: no floor broken (judged on the postings' figures, which
+        // are the truth; stored ones are compared above).
+        match row.state() {
+            Ok(state) => {
+                if !expected.respects(state.floor, state.normal_side) {
+                    differences.push(Difference {
+                        invariant: 3,
+                        currency: Some(row.currency.clone()),
+                        account_id: Some(row.id),
+                        code: Some(row.code.clone()),
+                        field: Some("available".into()),
+                        expected: Some("0".into()),
+                        actual: Some(expected.available(state.normal_side).normalize().to_string()),
+                        detail: format!("{} {} is below its floor", row.code, row.currency),
+                    });
+                }
+            }
+            Err(e) => differences.push(Difference {
+                invariant: 2,
+                currency: Some(row.currency.clone()),
+                account_id: Some(row.id),
+                code: Some(row.code.clone()),
+                field: None,
+                expected: None,
+                actual: None,
+                detail: e.to_string(),
+            }),
+        }
+    }
+    for id in recomputed.keys() {
+        if !stored.iter().any(|r| r.id == *id) {
+            differences.push(Difference {
+                invariant: 2,
+                currency: None,
+                account_id: Some(*id),
+                code: None,
+                field: None,
+                expected: None,
+                actual: None,
+                detail: format!("postings reference account {id}, which does not exist"),
+            });
+        }
+    }
+    differences
+}
+
+#[derive(QueryableByName)]
+struct RemainderRow {
+    #[diesel(sql_type = SqlUuid)]
+    posting_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Numeric>)]
+    stored: Option<Decimal>,
+    #[diesel(sql_type = Numeric)]
+    expected: Decimal,
+}
+
+/// Recomputes invariants 1–3 and the pending remainders, and reports differences.
+pub async fn verify(conn: &mut AsyncPgConnection) -> Result<VerifyReport, LedgerError> {
+    let stored: Vec<AccountRow> =
+        accounts::table.select(AccountRow::as_select()).order(accounts::id).load(conn).await?;
+    let recomputed: HashMap<Uuid, Balances> = figures_from_postings(conn, None).await?.into_iter().collect();
+    let mut differences = compare(&stored, &recomputed);
+
+    // Every pending posting's remainder is its amount less what later postings
+    // posted or voided of it (part of invariant 2: the pending figures rest on it).
+    let remainders: Vec<RemainderRow> = diesel::sql_query(
+        "SELECT p.id AS posting_id, r.remaining AS stored, \
+                p.amount - coalesce((SELECT sum(c.amount) FROM postings c WHERE c.pending_posting_id = p.id), 0) AS expected \
+         FROM postings p LEFT JOIN pending_remainders r ON r.posting_id = p.id \
+         WHERE p.kind = 'pending' \
+           AND r.remaining IS DISTINCT FROM \
+               p.amount - coalesce((SELECT sum(c.amount) FROM postings c WHERE c.pending_posting_id = p.id), 0)",
+    )
+    .load(conn)
+    .await?;
+    for r in remainders {
+        differences.push(Difference {
+            invariant: 2,
+            currency: None,
+            account_id: None,
+            code: None,
+            field: Some("pending_remaining".into()),
+            expected: Some(r.expected.normalize().to_string()),
+            actual: r.stored.map(|s| s.normalize().to_string()),
+            detail: format!("pending posting {}: stored remainder differs from its postings", r.posting_id),
+        });
+    }
+    Ok(VerifyReport::from(differences))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use rust_decimal_macros::dec;
+
+    fn row(id: u128, currency: &str, floor: Option<&str>, b: Balances) -> AccountRow {
+        AccountRow {
+            id: Uuid::from_u128(id),
+            code: format!("test:{id}"),
+            currency: currency.into(),
+            account_type: "liability".into(),
+            normal_side: "credit".into(),
+            floor: floor.map(Into::into),
+            org_id: None,
+            debits_posted: b.debits_posted,
+            credits_posted: b.credits_posted,
+            debits_pending: b.debits_pending,
+            credits_pending: b.credits_pending,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn b(dp: Decimal, cp: Decimal) -> Balances {
+        Balances { debits_posted: dp, credits_posted: cp, ..Default::default() }
+    }
+
+    #[test]
+    fn a_clean_ledger_has_no_differences() {
+        let stored = vec![
+            row(1, "KRW", None, b(dec!(100), dec!(0))),
+            row(2, "KRW", Some("no_overdraft"), b(dec!(0), dec!(100))),
+        ];
+        let recomputed = stored.iter().map(|r| (r.id, r.balances())).collect();
+        assert_eq!(compare(&stored, &recomputed), vec![]);
+    }
+
+    #[test]
+    fn reports_each_broken_invariant() {
+        let stored = vec![
+            row(1, "KRW", None, b(dec!(100), dec!(0))),
+            row(2, "KRW", Some("no_overdraft"), b(dec!(50), dec!(40))),
+        ];
+        let mut recomputed: HashMap<Uuid, Balances> = stored.iter().map(|r| (r.id, r.balances())).collect();
+        recomputed.insert(Uuid::from_u128(1), b(dec!(90), dec!(0)));
+        let found: Vec<(u8, Option<String>)> =
+            compare(&stored, &recomputed).into_iter().map(|d| (d.invariant, d.field)).collect();
+        assert_eq!(
+            found,
+            vec![(1, Some("posted".into())), (2, Some("debits_posted".into())), (3, Some("available".into())),]
+        );
+    }
+}

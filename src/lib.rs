@@ -1,0 +1,15 @@
+//! gpuhour: a marketplace and double-entry ledger for subsidised GPU time.
+//!
+//! One folder per area of the product: `ledger` (the books), `auth` (who is
+//! calling); `http` holds what every area's routes share. See docs/architecture.md.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod ledger;
+pub mod money;
+pub mod sandbox;
+pub mod startup;
+pub mod telemetry;

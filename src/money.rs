@@ -1,0 +1,199 @@
+//! Currencies and exact amounts (SPEC section 2).
+//!
+//! Every amount is a `rust_decimal::Decimal`; arithmetic is checked and the
+//! only rounding functions live here, named for the rule they implement.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The currencies gpuhour keeps accounts in. Adding one is a line here: every
+/// owner's accounts are created per supported currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+pub enum Currency {
+    #[serde(rename = "KRW")]
+    Krw,
+    #[serde(rename = "USD")]
+    Usd,
+    #[serde(rename = "EUR")]
+    Eur,
+    #[serde(rename = "JPY")]
+    Jpy,
+}
+
+impl Currency {
+    pub const ALL: [Currency; 4] = [Currency::Krw, Currency::Usd, Currency::Eur, Currency::Jpy];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Currency::Krw => "KRW",
+            Currency::Usd => "USD",
+            Currency::Eur => "EUR",
+            Currency::Jpy => "JPY",
+        }
+    }
+
+    /// ISO 4217 minor units: how many fraction digits an amount may carry.
+    pub fn minor_units(self) -> u32 {
+        match self {
+            Currency::Krw | Currency::Jpy => 0,
+            Currency::Usd | Currency::Eur => 2,
+        }
+    }
+
+    /// Unit prices may carry four fraction digits beyond the currency's own.
+    pub fn unit_price_digits(self) -> u32 {
+        self.minor_units() + 4
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported currency {0:?}: expected one of KRW, USD, EUR, JPY")]
+pub struct UnknownCurrency(pub String);
+
+impl FromStr for Currency {
+    type Err = UnknownCurrency;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Currency::ALL.into_iter().find(|c| c.code() == s.trim()).ok_or_else(|| UnknownCurrency(s.to_string()))
+    }
+}
+
+/// Why a decimal string is not an acceptable amount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("is not a decimal number")]
+    NotANumber,
+    #[error("must be greater than zero")]
+    NotPositive,
+    #[error("has more than {0} fraction digits")]
+    TooPrecise(u32),
+    #[error("is too large")]
+    TooLarge,
+}
+
+/// The largest amount gpuhour accepts in a single request: far above any real
+/// purchase, far below the database's NUMERIC(28,4) and rust_decimal's range, so
+/// sums of many amounts cannot overflow either.
+pub fn max_amount() -> Decimal {
+    Decimal::from(1_000_000_000_000_000_i64)
+}
+
+/// Parses a positive amount of `currency` from its decimal string, refusing more
+/// fraction digits than the currency has (`"12.345"` USD is an error, never rounded).
+pub fn parse_amount(raw: &str, currency: Currency) -> Result<Decimal, AmountError> {
+    parse_positive(raw, currency.minor_units())
+}
+
+/// Parses a positive decimal with at most `max_scale` fraction digits.
+pub fn parse_positive(raw: &str, max_scale: u32) -> Result<Decimal, AmountError> {
+    let trimmed = raw.trim();
+    // Only plain decimal notation: no exponents, signs or thousands separators.
+    let plain = !trimmed.is_empty()
+        && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && trimmed.chars().filter(|&c| c == '.').count() <= 1
+        && !trimmed.starts_with('.')
+        && !trimmed.ends_with('.');
+    if !plain {
+        return Err(AmountError::NotANumber);
+    }
+    let value = Decimal::from_str(trimmed).map_err(|_| AmountError::TooLarge)?;
+    if value.normalize().scale() > max_scale {
+        return Err(AmountError::TooPrecise(max_scale));
+    }
+    if value <= Decimal::ZERO {
+        return Err(AmountError::NotPositive);
+    }
+    if value > max_amount() {
+        return Err(AmountError::TooLarge);
+    }
+    Ok(value.normalize())
+}
+
+/// Formats an amount with exactly the currency's fraction digits (`"125000"`, `"12.50"`).
+pub fn format_amount(value: Decimal, currency: Currency) -> String {
+    format_scaled(value, currency.minor_units())
+}
+
+/// Formats with exactly `scale` fraction digits. Values handled here are already
+/// exact at that scale; rescaling only pads (a value with more digits would be a
+/// bug upstream, and it is shown rounded half-up rather than truncated silently).
+pub fn format_scaled(value: Decimal, scale: u32) -> String {
+    let mut v = value.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
+    v.rescale(scale);
+    v.to_string()
+}
+
+/// `round_half_up(x, currency)` of SPEC section 2: to the currency's minor unit,
+/// halves away from zero (amounts here are never negative).
+pub fn round_half_up(value: Decimal, currency: Currency) -> Decimal {
+    value.round_dp_with_strategy(currency.minor_units(), RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// `floor(x, currency)` of SPEC section 2: towards zero at the minor unit, so a
+/// subsidy never pays a fraction of a won more than its rate allows.
+pub fn floor_to_minor(value: Decimal, currency: Currency) -> Decimal {
+    value.round_dp_with_strategy(currency.minor_units(), RoundingStrategy::ToZero)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn parses_amounts_within_the_currency_precision() {
+        assert_eq!(parse_amount("125000", Currency::Krw), Ok(dec!(125000)));
+        assert_eq!(parse_amount("12.50", Currency::Usd), Ok(dec!(12.5)));
+        assert_eq!(parse_amount("12.5", Currency::Krw), Err(AmountError::TooPrecise(0)));
+        assert_eq!(parse_amount("12.345", Currency::Usd), Err(AmountError::TooPrecise(2)));
+        // trailing zeros are not extra precision
+        assert_eq!(parse_amount("100.00", Currency::Krw), Ok(dec!(100)));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_plain_positive_decimal() {
+        for raw in ["", "abc", "-5", "+5", "1e5", "1,000", ".5", "5.", "1.2.3", "NaN", " "] {
+            assert_eq!(parse_amount(raw, Currency::Usd), Err(AmountError::NotANumber), "{raw:?}");
+        }
+        assert_eq!(parse_amount("0", Currency::Krw), Err(AmountError::NotPositive));
+        assert_eq!(parse_amount("0.00", Currency::Usd), Err(AmountError::NotPositive));
+        assert_eq!(parse_amount("1000000000000000.01", Currency::Usd), Err(AmountError::TooLarge));
+        assert_eq!(parse_amount("99999999999999999999999999999999999", Currency::Krw), Err(AmountError::TooLarge));
+    }
+
+    #[test]
+    fn formats_with_the_currency_digits() {
+        assert_eq!(format_amount(dec!(125000), Currency::Krw), "125000");
+        assert_eq!(format_amount(dec!(12.5), Currency::Usd), "12.50");
+        assert_eq!(format_amount(dec!(12.5000), Currency::Usd), "12.50");
+        assert_eq!(format_amount(Decimal::ZERO, Currency::Usd), "0.00");
+    }
+
+    #[test]
+    fn rounding_rules_are_the_named_ones() {
+        assert_eq!(round_half_up(dec!(7003.5), Currency::Krw), dec!(7004));
+        assert_eq!(round_half_up(dec!(7003.49), Currency::Krw), dec!(7003));
+        assert_eq!(round_half_up(dec!(1.005), Currency::Usd), dec!(1.01));
+        assert_eq!(floor_to_minor(dec!(5602.8), Currency::Krw), dec!(5602));
+        assert_eq!(floor_to_minor(dec!(1.009), Currency::Usd), dec!(1.00));
+    }
+
+    #[test]
+    fn currency_codes_round_trip() {
+        for c in Currency::ALL {
+            assert_eq!(c.code().parse::<Currency>(), Ok(c));
+        }
+        assert!("krw".parse::<Currency>().is_err());
+        assert!("XXX".parse::<Currency>().is_err());
+    }
+}

@@ -1,0 +1,56 @@
+//! Sandbox mode's routes (SPEC section 4): only mounted with `GPUHOUR_SANDBOX=1`.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Principal;
+use crate::clock::{Clock, ClockError};
+use crate::http::ApiError;
+use crate::http::extract::JsonBody;
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetClock {
+    /// The new instant (RFC 3339); never earlier than the current one.
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClockView {
+    pub now: DateTime<Utc>,
+}
+
+/// Moves the sandbox clock forward (admin or finance).
+#[utoipa::path(tag = "sandbox", request_body = SetClock, security(("bearer" = [])), responses(
+    (status = 200, body = ClockView),
+    (status = 422, description = "The clock never moves back", body = crate::http::problem::Problem),
+))]
+#[post("/v1/sandbox/clock")]
+pub async fn set_clock(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonBody<SetClock>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let mut conn = state.pool.get().await?;
+    match Clock::advance(&mut conn, body.value.now).await {
+        Ok(now) => Ok(HttpResponse::Ok().json(ClockView { now })),
+        Err(e @ ClockError::Backwards { .. }) => Err(ApiError::invalid("now", e.to_string())),
+        Err(ClockError::Database(e)) => Err(e.into()),
+    }
+}
+
+/// The sandbox clock's current instant.
+#[utoipa::path(tag = "sandbox", security(("bearer" = [])), responses((status = 200, body = ClockView)))]
+#[get("/v1/sandbox/clock")]
+pub async fn get_clock(state: web::Data<AppState>, _principal: Principal) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(ClockView { now: state.clock.now(&mut conn).await? }))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(set_clock).service(get_clock);
+}

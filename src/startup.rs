@@ -1,0 +1,159 @@
+//! Builds the application from its settings: prepares the database, builds the
+//! pool and the `App`, and binds its own listener (port 0 in tests).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, Service};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web_prom::PrometheusMetricsBuilder;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tracing_actix_web::{RequestId, TracingLogger};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::TokenKeys;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::db::{self, DbPool, DbSetupError};
+use crate::http::ApiError;
+use crate::http::openapi::ApiDoc;
+use crate::ledger;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: DbPool,
+    pub clock: Clock,
+    pub settings: Arc<Settings>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(
+        "GPUHOUR_JWT_SECRET is not set: outside sandbox mode gpuhour refuses to start without a signing key \
+         (set a random secret of at least 32 bytes, or GPUHOUR_SANDBOX=1 for a throwaway key)"
+    )]
+    MissingSecret,
+    #[error(transparent)]
+    Database(#[from] DbSetupError),
+    #[error("bootstrap failed")]
+    Bootstrap(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("could not bind {0}")]
+    Bind(String, #[source] std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+/// Builds the signing keys; refuses to go on without a secret outside sandbox mode.
+pub fn token_keys(settings: &Settings) -> Result<TokenKeys, StartupError> {
+    match (&settings.jwt_secret, settings.sandbox) {
+        (Some(secret), _) => Ok(TokenKeys::from_secret(secret.as_bytes(), settings.token_ttl)),
+        (None, true) => {
+            tracing::warn!(
+                "GPUHOUR_JWT_SECRET is not set: sandbox mode signs tokens with a random key; \
+                 tokens will not survive a restart or work across processes"
+            );
+            Ok(TokenKeys::random(settings.token_ttl))
+        }
+        (None, false) => Err(StartupError::MissingSecret),
+    }
+}
+
+/// Creates the database if needed, applies migrations, and creates the rows
+/// every process expects (the operator's accounts, the sandbox clock).
+pub async fn prepare_database(settings: &Settings) -> Result<(), StartupError> {
+    db::ensure_database_exists(&settings.database_url).await?;
+    db::run_migrations(&settings.database_url).await?;
+    let mut conn = AsyncPgConnection::establish(&settings.database_url)
+        .await
+        .map_err(|e| StartupError::Database(DbSetupError::Connect(e)))?;
+    let clock = Clock::for_mode(settings.sandbox);
+    clock.initialise(&mut conn).await.map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
+    let now = clock.now(&mut conn).await.map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
+    ledger::store::ensure_accounts(&mut conn, &ledger::chart::operator_accounts(), now)
+        .await
+        .map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
+    Ok(())
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub pool: DbPool,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let keys = token_keys(&settings)?;
+        prepare_database(&settings).await?;
+        let pool = db::build_pool(&settings.database_url, settings.pool_size)?;
+        let listener = TcpListener::bind(&settings.bind).map_err(|e| StartupError::Bind(settings.bind.clone(), e))?;
+        let port = listener.local_addr().map_err(|e| StartupError::Bind(settings.bind.clone(), e))?.port();
+        let state =
+            AppState { pool: pool.clone(), clock: Clock::for_mode(settings.sandbox), settings: Arc::new(settings) };
+        let server = run(listener, state, keys)?;
+        Ok(Application { port, server, pool })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!("no route {} {}", req.method(), req.path())))
+}
+
+fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server, StartupError> {
+    let metrics = PrometheusMetricsBuilder::new("gpuhour")
+        .endpoint("/metrics")
+        .mask_unmatched_patterns("UNMATCHED")
+        .build()
+        .map_err(|e| StartupError::Metrics(e.to_string()))?;
+    let max_body = state.settings.max_body_bytes;
+    let sandbox = state.settings.sandbox;
+    let state = web::Data::new(state);
+    let keys = web::Data::new(keys);
+    let openapi = ApiDoc::openapi();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap_fn(|req, srv| {
+                let response = srv.call(req);
+                async move {
+                    let mut response = response.await?;
+                    let id = response.request().extensions().get::<RequestId>().copied();
+                    if let Some(id) = id
+                        && let Ok(value) = HeaderValue::from_str(&id.to_string())
+                    {
+                        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+                    }
+                    Ok(response)
+                }
+            })
+            .wrap(TracingLogger::default())
+            .wrap(metrics.clone())
+            .app_data(state.clone())
+            .app_data(keys.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .service(crate::http::health::healthz)
+            .service(crate::http::health::readyz)
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+            .service(web::redirect("/docs", "/docs/"))
+            .configure(ledger::routes::configure)
+            .configure(|cfg| {
+                if sandbox {
+                    crate::sandbox::configure(cfg);
+                }
+            })
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)
+    .map_err(|e| StartupError::Bind("listener".into(), e))?
+    .run();
+    Ok(server)
+}
