@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use gpuhour::config::Settings;
-use gpuhour::startup::{Application, prepare_database};
+use gpuhour::startup::Application;
 
 #[derive(Parser)]
 #[command(name = "gpuhour", version, about = "A marketplace and double-entry ledger for subsidised GPU time")]
@@ -62,8 +62,8 @@ async fn serve(settings: Settings) -> Result<ExitCode, AnyError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads only: an auditor may point it at a production database.
 async fn verify(settings: Settings) -> Result<ExitCode, AnyError> {
-    prepare_database(&settings).await?;
     let mut conn = AsyncPgConnection::establish(&settings.database_url).await?;
     let report = gpuhour::ledger::verify::verify(&mut conn).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -100,6 +100,11 @@ impl Application {
         self.port
     }
 
+    /// Stops the server (tests stop theirs when done).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }

@@ -1,6 +1,7 @@
 //! Sandbox mode's routes (SPEC section 4): only mounted with `GPUHOUR_SANDBOX=1`.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -9,6 +10,7 @@ use crate::auth::Principal;
 use crate::clock::{Clock, ClockError};
 use crate::http::ApiError;
 use crate::http::extract::JsonBody;
+use crate::http::idempotency::{self, IdempotencyKey};
 use crate::startup::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -24,23 +26,30 @@ pub struct ClockView {
 }
 
 /// Moves the sandbox clock forward (admin or finance).
-#[utoipa::path(tag = "sandbox", request_body = SetClock, security(("bearer" = [])), responses(
+#[utoipa::path(tag = "sandbox", request_body = SetClock, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)), responses(
     (status = 200, body = ClockView),
     (status = 422, description = "The clock never moves back", body = crate::http::problem::Problem),
 ))]
 #[post("/v1/sandbox/clock")]
 pub async fn set_clock(
+    req: HttpRequest,
     state: web::Data<AppState>,
     principal: Principal,
+    key: IdempotencyKey,
     body: JsonBody<SetClock>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let mut conn = state.pool.get().await?;
-    match Clock::advance(&mut conn, body.value.now).await {
-        Ok(now) => Ok(HttpResponse::Ok().json(ClockView { now })),
-        Err(e @ ClockError::Backwards { .. }) => Err(ApiError::invalid("now", e.to_string())),
-        Err(ClockError::Database(e)) => Err(e.into()),
-    }
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let to = body.value.now;
+    idempotency::run(&state.pool, principal.idempotency_scope(), key, hash, StatusCode::OK, async move |conn| {
+        match Clock::advance(conn, to).await {
+            Ok(now) => Ok(ClockView { now }),
+            Err(e @ ClockError::Backwards { .. }) => Err(ApiError::invalid("now", e.to_string())),
+            Err(ClockError::Database(e)) => Err(e.into()),
+        }
+    })
+    .await
 }
 
 /// The sandbox clock's current instant.

@@ -1,0 +1,9 @@
+//! Integration tests against real PostgreSQL and the running service.
+
+mod helpers;
+
+mod errors;
+mod idempotency;
+mod ledger_bank;
+mod ledger_entries;
+mod operations;
