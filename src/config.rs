@@ -27,6 +27,10 @@ pub struct Settings {
     pub fee_rate: Decimal,
     /// `GPUHOUR_LOG_FORMAT`: `json` (default) or `pretty`.
     pub log_json: bool,
+    /// `GPUHOUR_ADMIN_EMAIL` / `GPUHOUR_ADMIN_PASSWORD`: the first administrator,
+    /// created at start if no administrator exists.
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -41,6 +45,8 @@ impl std::fmt::Debug for Settings {
             .field("pool_size", &self.pool_size)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("fee_rate", &self.fee_rate)
+            .field("admin_email", &self.admin_email)
+            .field("admin_password", &self.admin_password.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -131,6 +137,8 @@ impl Settings {
             max_body_bytes: parse_number("GPUHOUR_MAX_BODY_BYTES", 64 * 1024)? as usize,
             fee_rate,
             log_json: get("GPUHOUR_LOG_FORMAT").as_deref() != Some("pretty"),
+            admin_email: get("GPUHOUR_ADMIN_EMAIL"),
+            admin_password: get("GPUHOUR_ADMIN_PASSWORD"),
         })
     }
 }
@@ -173,11 +181,13 @@ mod tests {
         let s = settings(&[
             ("GPUHOUR_JWT_SECRET", "0123456789abcdef0123456789abcdef-secret"),
             ("DATABASE_URL", "postgres://app:hunter2@db:5432/gpuhour"),
+            ("GPUHOUR_ADMIN_PASSWORD", "admin-password-value"),
         ])
         .expect("valid");
         let shown = format!("{s:?}");
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("admin-password-value"), "{shown}");
         assert!(shown.contains("postgres://app:***@db:5432/gpuhour"), "{shown}");
     }
 }

@@ -3,6 +3,7 @@
 //! One folder per area of the product: `ledger` (the books), `auth` (who is
 //! calling); `http` holds what every area's routes share. See docs/architecture.md.
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use gpuhour::config::Settings;
-use gpuhour::startup::Application;
+use gpuhour::startup::{Application, prepare_database};
 
 #[derive(Parser)]
 #[command(name = "gpuhour", version, about = "A marketplace and double-entry ledger for subsidised GPU time")]
@@ -20,6 +20,28 @@ enum Command {
     Serve,
     /// Recompute the ledger's invariants from its postings; exit 1 on any difference.
     Verify,
+    /// Administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user. The password is read from GPUHOUR_NEW_USER_PASSWORD, or
+    /// else from the first line of standard input (never from the command line,
+    /// where other users of the machine could read it).
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        /// finance, admin (operator users), tenant or provider (with --org-id).
+        #[arg(long)]
+        role: String,
+        /// The organisation of a tenant or provider user.
+        #[arg(long)]
+        org_id: Option<uuid::Uuid>,
+    },
 }
 
 #[tokio::main]
@@ -36,6 +58,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve(settings).await,
         Command::Verify => verify(settings).await,
+        Command::Admin { command: AdminCommand::CreateUser { email, role, org_id } } => {
+            create_user(settings, email, role, org_id).await
+        }
     };
     match result {
         Ok(code) => code,
@@ -68,4 +93,33 @@ async fn verify(settings: Settings) -> Result<ExitCode, AnyError> {
     let report = gpuhour::ledger::verify::verify(&mut conn).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn create_user(
+    settings: Settings,
+    email: String,
+    role: String,
+    org_id: Option<uuid::Uuid>,
+) -> Result<ExitCode, AnyError> {
+    use gpuhour::auth::model::{Email, NewPassword};
+    use gpuhour::auth::{Role, password, routes::resolve_org_for, store};
+    let email = Email::parse(&email).map_err(|e| format!("--email {e}"))?;
+    let role: Role = role.parse().map_err(|e: String| format!("--role: {e}"))?;
+    let raw = match std::env::var("GPUHOUR_NEW_USER_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    let new_password = NewPassword::parse(&raw).map_err(|e| format!("the password {e}"))?;
+    prepare_database(&settings).await?;
+    let hash = password::hash(new_password.expose().to_string()).await?;
+    let mut conn = AsyncPgConnection::establish(&settings.database_url).await?;
+    let now = gpuhour::clock::Clock::for_mode(settings.sandbox).now(&mut conn).await?;
+    let org = resolve_org_for(&mut conn, role, org_id, now).await.map_err(|e| e.detail.clone())?;
+    let user = store::create_user(&mut conn, org.id, email.as_str(), &hash, role, now).await?;
+    println!("{}", serde_json::json!({"user_id": user.id, "email": user.email, "role": user.role, "org_id": org.id}));
+    Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::TokenKeys;
+use crate::auth::{self, TokenKeys};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::{self, DbPool, DbSetupError};
@@ -74,6 +74,33 @@ pub async fn prepare_database(settings: &Settings) -> Result<(), StartupError> {
     ledger::store::ensure_accounts(&mut conn, &ledger::chart::operator_accounts(), now)
         .await
         .map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
+    auth::store::operator_org(&mut conn, now).await.map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
+    Ok(())
+}
+
+/// Creates the first administrator from `GPUHOUR_ADMIN_EMAIL` and
+/// `GPUHOUR_ADMIN_PASSWORD` when no administrator exists yet.
+pub async fn bootstrap_admin(settings: &Settings, pool: &DbPool) -> Result<(), StartupError> {
+    let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) else {
+        return Ok(());
+    };
+    let fail = |e: String| StartupError::Bootstrap(e.into());
+    let email = auth::model::Email::parse(email).map_err(|e| fail(format!("GPUHOUR_ADMIN_EMAIL {e}")))?;
+    let password =
+        auth::model::NewPassword::parse(password).map_err(|e| fail(format!("GPUHOUR_ADMIN_PASSWORD {e}")))?;
+    let mut conn = pool.get().await.map_err(|e| fail(e.to_string()))?;
+    if auth::store::any_admin(&mut conn).await.map_err(|e| fail(e.to_string()))? {
+        return Ok(());
+    }
+    let hash = auth::password::hash(password.expose().to_string()).await.map_err(|e| fail(e.to_string()))?;
+    let now = Clock::for_mode(settings.sandbox).now(&mut conn).await.map_err(|e| fail(e.to_string()))?;
+    let operator = auth::store::operator_org(&mut conn, now).await.map_err(|e| fail(e.to_string()))?;
+    match auth::store::create_user(&mut conn, operator.id, email.as_str(), &hash, auth::Role::Admin, now).await {
+        Ok(user) => tracing::info!(user_id = %user.id, email = %email.as_str(), "created the first administrator"),
+        // Another process made it a moment ago.
+        Err(auth::store::StoreError::DuplicateEmail) => {}
+        Err(e) => return Err(fail(e.to_string())),
+    }
     Ok(())
 }
 
@@ -88,6 +115,7 @@ impl Application {
         let keys = token_keys(&settings)?;
         prepare_database(&settings).await?;
         let pool = db::build_pool(&settings.database_url, settings.pool_size)?;
+        bootstrap_admin(&settings, &pool).await?;
         let listener = TcpListener::bind(&settings.bind).map_err(|e| StartupError::Bind(settings.bind.clone(), e))?;
         let port = listener.local_addr().map_err(|e| StartupError::Bind(settings.bind.clone(), e))?.port();
         let state =
@@ -149,6 +177,8 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .service(crate::http::health::readyz)
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
             .service(web::redirect("/docs", "/docs/"))
+            .configure(auth::routes::configure)
+            .service(crate::audit::routes::audit_log)
             .configure(ledger::routes::configure)
             .configure(|cfg| {
                 if sandbox {

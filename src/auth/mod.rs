@@ -1,6 +1,12 @@
-//! Who is calling: access tokens and the authenticated principal.
+//! Identity and access: organisations, users, passwords, tokens, and the
+//! authenticated principal every handler receives.
 
+pub mod model;
+pub mod password;
 pub mod principal;
+pub mod routes;
+pub mod store;
+pub mod throttle;
 pub mod token;
 
 pub use principal::{Principal, Role};

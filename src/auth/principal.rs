@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use futures_util::future::LocalBoxFuture;
+
+use super::store;
 use super::token::TokenKeys;
 use crate::http::ApiError;
+use crate::startup::AppState;
 
 /// A user's role (SPEC section 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -42,14 +46,14 @@ impl Principal {
         }
     }
 
-    /// Finance staff and administrators: the operator's people.
-    pub fn require_finance(&self) -> Result<(), ApiError> {
-        self.require(&[Role::Finance, Role::Admin])
+    /// Finance staff and administrators: the operator's people, who see everything.
+    pub fn is_finance(&self) -> bool {
+        matches!(self.role, Role::Finance | Role::Admin)
     }
 
-    /// The idempotency scope of this caller's keys.
-    pub fn idempotency_scope(&self) -> crate::http::idempotency::Scope {
-        crate::http::idempotency::Scope(format!("user:{}", self.user_id))
+    /// Finance staff and administrators only.
+    pub fn require_finance(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Finance, Role::Admin])
     }
 
     pub fn actor(&self) -> crate::ledger::model::Actor {
@@ -59,14 +63,31 @@ impl Principal {
 
 impl FromRequest for Principal {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req))
+        let claims = verify_token(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let claims = claims?;
+            let state = state.ok_or_else(|| ApiError::internal(std::io::Error::other("no application state")))?;
+            // The token is signed, but the user may have been disabled since it was
+            // issued, or changed role: the database has the last word.
+            let mut conn = state.pool.get().await?;
+            let current = store::user_by_id(&mut conn, claims.sub).await?;
+            match current {
+                Some((user, _))
+                    if user.disabled_at.is_none() && user.org_id == claims.org && user.role == claims.role.as_str() =>
+                {
+                    Ok(Principal { user_id: claims.sub, org_id: claims.org, role: claims.role })
+                }
+                _ => Err(ApiError::unauthorized("the token's user does not exist or is disabled")),
+            }
+        })
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+fn verify_token(req: &HttpRequest) -> Result<super::token::Claims, ApiError> {
     let keys = req
         .app_data::<web::Data<TokenKeys>>()
         .ok_or_else(|| ApiError::internal(std::io::Error::other("token keys are not configured")))?;
@@ -90,5 +111,5 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         };
         ApiError::unauthorized(why)
     })?;
-    Ok(Principal { user_id: claims.sub, org_id: claims.org, role: claims.role })
+    Ok(claims)
 }

@@ -87,3 +87,54 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     sandbox_clock,
 );
+
+diesel::table! {
+    organisations (id) {
+        id -> Uuid,
+        name -> Text,
+        kind -> Text,
+        category -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> Timestamptz,
+        disabled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    login_throttle (subject) {
+        subject -> Text,
+        failures -> Int4,
+        last_failure -> Timestamptz,
+        blocked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Uuid,
+        seq -> Int8,
+        at -> Timestamptz,
+        request_id -> Nullable<Text>,
+        user_id -> Nullable<Uuid>,
+        org_id -> Nullable<Uuid>,
+        method -> Text,
+        route -> Text,
+        path -> Text,
+        status -> Int2,
+        resource_id -> Nullable<Uuid>,
+        idempotency_key -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(users -> organisations (org_id));
+diesel::allow_tables_to_appear_in_same_query!(organisations, users, accounts);

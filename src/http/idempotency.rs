@@ -18,6 +18,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::problem::ApiError;
+use crate::audit::WriteContext;
 use crate::db::DbPool;
 use crate::db::schema::idempotency_keys;
 
@@ -56,19 +57,23 @@ pub fn fingerprint(req: &HttpRequest, body: &[u8]) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-/// Who a key belongs to: keys of different callers never meet.
-pub struct Scope(pub String);
+/// The `id` of a response, if it has one: what the audit record points at.
+#[derive(serde::Deserialize)]
+struct ResourceId {
+    id: Option<uuid::Uuid>,
+}
 
 enum Outcome {
     Fresh(StatusCode, String),
     Replay(StatusCode, String),
 }
 
-/// Runs `effect` in one transaction, at most once per (`scope`, `key`), and
-/// answers `status` with its JSON, or the stored first answer to this key.
+/// Runs `effect` in one transaction, at most once per (caller, `key`), and
+/// answers `status` with its JSON, or the stored first answer to this key. The
+/// write's audit record is part of the same transaction.
 pub async fn run<T, F>(
     pool: &DbPool,
-    scope: Scope,
+    ctx: &WriteContext,
     key: IdempotencyKey,
     request_hash: Vec<u8>,
     status: StatusCode,
@@ -78,16 +83,17 @@ where
     T: Serialize,
     F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
 {
+    let scope = ctx.idempotency_scope();
     let mut conn = pool.get().await?;
     let outcome =
         crate::db::transaction(&mut conn, async move |conn: &mut AsyncPgConnection| -> Result<Outcome, ApiError> {
             if let Some(key) = &key.0 {
                 diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind::<Text, _>(format!("{}\u{1f}{}", scope.0, key))
+                    .bind::<Text, _>(format!("{scope}\u{1f}{key}"))
                     .execute(conn)
                     .await?;
                 let stored: Option<(Vec<u8>, i16, String)> = idempotency_keys::table
-                    .find((&scope.0, key))
+                    .find((&scope, key))
                     .select((
                         idempotency_keys::request_hash,
                         idempotency_keys::response_status,
@@ -110,10 +116,12 @@ where
             }
             let value = effect(conn).await?;
             let body = serde_json::to_string(&value).map_err(ApiError::internal)?;
+            let resource_id = serde_json::from_str::<ResourceId>(&body).ok().and_then(|r| r.id);
+            crate::audit::record(conn, ctx, status.as_u16(), resource_id, key.0.as_deref()).await?;
             if let Some(key) = &key.0 {
                 diesel::insert_into(idempotency_keys::table)
                     .values((
-                        idempotency_keys::scope.eq(&scope.0),
+                        idempotency_keys::scope.eq(&scope),
                         idempotency_keys::key.eq(key),
                         idempotency_keys::request_hash.eq(&request_hash),
                         idempotency_keys::response_status.eq(status.as_u16() as i16),

@@ -16,6 +16,7 @@ use super::queries::{self, AccountFilter, StatementLine};
 use super::rules::Movement;
 use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
 use super::verify::{self, VerifyReport};
+use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::http::extract::{JsonBody, Query, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
@@ -93,7 +94,8 @@ pub struct AccountListQuery {
     pub cursor: Option<String>,
 }
 
-/// Lists accounts, ordered by code and currency.
+/// Lists accounts, ordered by code and currency. Roles: finance and admin see
+/// every account; tenants and providers their own organisation's.
 #[utoipa::path(tag = "ledger", params(AccountListQuery), security(("bearer" = [])), responses(
     (status = 200, description = "A page of accounts", body = inline(Page<AccountView>)),
     (status = 401, body = crate::http::problem::Problem), (status = 403, body = crate::http::problem::Problem),
@@ -104,13 +106,20 @@ pub async fn list_accounts(
     principal: Principal,
     Query(q): Query<AccountListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_finance()?;
     let limit = pagination::limit(q.limit)?;
     let after = q.cursor.as_deref().map(decode_cursor::<(String, String)>).transpose()?;
+    // Tenants and providers see their own organisation's accounts only.
+    let org_id = if principal.is_finance() {
+        q.org_id
+    } else if q.org_id.is_none_or(|org| org == principal.org_id) {
+        Some(principal.org_id)
+    } else {
+        return Ok(HttpResponse::Ok().json(Page::<AccountView> { data: vec![], next_cursor: None }));
+    };
     let filter = AccountFilter {
         code_prefix: q.code,
         currency: q.currency.map(|c| c.code().to_string()),
-        org_id: q.org_id,
+        org_id,
         account_type: q.account_type.map(|t| t.as_str().to_string()),
     };
     let mut conn = state.pool.get().await?;
@@ -123,15 +132,19 @@ pub async fn list_accounts(
     )))
 }
 
-async fn find_account(state: &AppState, raw_id: &str) -> Result<AccountRow, ApiError> {
+/// An account the caller may see: finance sees all; anyone else only their own
+/// organisation's, and another's answers 404 as if it did not exist.
+async fn find_account(state: &AppState, principal: &Principal, raw_id: &str) -> Result<AccountRow, ApiError> {
     let id = parse_uuid("id", raw_id)?;
     let mut conn = state.pool.get().await?;
     store::account_by_id(&mut conn, id)
         .await?
+        .filter(|a| principal.is_finance() || a.org_id == Some(principal.org_id))
         .ok_or_else(|| ApiError::not_found(format!("account {id} does not exist")))
 }
 
-/// One account and its figures.
+/// One account and its figures. Roles: finance, admin; tenants and providers
+/// for their own organisation's accounts (another's answers 404).
 #[utoipa::path(tag = "ledger", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 200, body = AccountView), (status = 404, body = crate::http::problem::Problem),
 ))]
@@ -141,8 +154,7 @@ pub async fn get_account(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_finance()?;
-    Ok(HttpResponse::Ok().json(AccountView::from(find_account(&state, &id).await?)))
+    Ok(HttpResponse::Ok().json(AccountView::from(find_account(&state, &principal, &id).await?)))
 }
 
 /// A line of an account statement.
@@ -190,7 +202,8 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-/// An account's statement: its postings, oldest first, with the running posted balance.
+/// An account's statement: its postings, oldest first, with the running posted
+/// balance. Roles: as for the account.
 #[utoipa::path(tag = "ledger", params(("id" = Uuid, Path), PageQuery), security(("bearer" = [])), responses(
     (status = 200, body = inline(Page<StatementLineView>)), (status = 404, body = crate::http::problem::Problem),
 ))]
@@ -201,10 +214,9 @@ pub async fn account_postings(
     id: web::Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_finance()?;
     let limit = pagination::limit(q.limit)?;
     let after: i64 = q.cursor.as_deref().map(decode_cursor).transpose()?.unwrap_or(0);
-    let account = find_account(&state, &id).await?;
+    let account = find_account(&state, &principal, &id).await?;
     let mut conn = state.pool.get().await?;
     let lines = queries::statement(&mut conn, account.id, after, limit + 1).await?;
     let currency = account.currency.clone();
@@ -235,7 +247,7 @@ pub struct TrialBalance {
     pub totals: Vec<CurrencyTotals>,
 }
 
-/// Every account's figures as of an instant, and totals per currency.
+/// Every account's figures as of an instant, and totals per currency. Roles: finance, admin.
 #[utoipa::path(tag = "reports", params(TrialBalanceQuery), security(("bearer" = [])), responses(
     (status = 200, body = TrialBalance),
 ))]
@@ -276,7 +288,7 @@ pub async fn trial_balance(
     }))
 }
 
-/// Recomputes the ledger's invariants from the postings.
+/// Recomputes the ledger's invariants from the postings. Roles: finance, admin.
 #[utoipa::path(tag = "ledger", security(("bearer" = [])), responses((status = 200, body = VerifyReport)))]
 #[get("/v1/ledger/verify")]
 pub async fn verify_ledger(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
@@ -415,7 +427,7 @@ async fn resolve_account(
     }
 }
 
-/// Records a manual `adjustment` entry (posted at once).
+/// Records a manual `adjustment` entry (posted at once). Roles: finance, admin.
 #[utoipa::path(tag = "ledger", request_body = NewAdjustment, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)),
     responses(
@@ -438,7 +450,7 @@ pub async fn create_adjustment(
     let clock = state.clock;
     idempotency::run(
         &state.pool,
-        principal.idempotency_scope(),
+        &WriteContext::new(&req, Some(&principal)),
         key,
         hash,
         StatusCode::CREATED,
@@ -475,7 +487,7 @@ pub async fn create_adjustment(
     .await
 }
 
-/// One journal entry and its postings.
+/// One journal entry and its postings. Roles: finance, admin.
 #[utoipa::path(tag = "ledger", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 200, body = EntryView), (status = 404, body = crate::http::problem::Problem),
 ))]
@@ -502,6 +514,7 @@ pub struct ReverseRequest {
 }
 
 /// Reverses an entry of posted postings with a `reversal` that points at it.
+/// Roles: finance, admin.
 #[utoipa::path(tag = "ledger", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = ReverseRequest, security(("bearer" = [])), responses(
     (status = 201, body = EntryView),
@@ -524,7 +537,7 @@ pub async fn reverse_entry(
     let clock = state.clock;
     idempotency::run(
         &state.pool,
-        principal.idempotency_scope(),
+        &WriteContext::new(&req, Some(&principal)),
         key,
         hash,
         StatusCode::CREATED,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::clock::{Clock, ClockError};
 use crate::http::ApiError;
@@ -25,7 +26,7 @@ pub struct ClockView {
     pub now: DateTime<Utc>,
 }
 
-/// Moves the sandbox clock forward (admin or finance).
+/// Moves the sandbox clock forward. Roles: finance, admin.
 #[utoipa::path(tag = "sandbox", request_body = SetClock, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)), responses(
     (status = 200, body = ClockView),
@@ -42,17 +43,22 @@ pub async fn set_clock(
     principal.require_finance()?;
     let hash = idempotency::fingerprint(&req, &body.raw);
     let to = body.value.now;
-    idempotency::run(&state.pool, principal.idempotency_scope(), key, hash, StatusCode::OK, async move |conn| {
-        match Clock::advance(conn, to).await {
+    idempotency::run(
+        &state.pool,
+        &WriteContext::new(&req, Some(&principal)),
+        key,
+        hash,
+        StatusCode::OK,
+        async move |conn| match Clock::advance(conn, to).await {
             Ok(now) => Ok(ClockView { now }),
             Err(e @ ClockError::Backwards { .. }) => Err(ApiError::invalid("now", e.to_string())),
             Err(ClockError::Database(e)) => Err(e.into()),
-        }
-    })
+        },
+    )
     .await
 }
 
-/// The sandbox clock's current instant.
+/// The sandbox clock's current instant. Roles: any.
 #[utoipa::path(tag = "sandbox", security(("bearer" = [])), responses((status = 200, body = ClockView)))]
 #[get("/v1/sandbox/clock")]
 pub async fn get_clock(state: web::Data<AppState>, _principal: Principal) -> Result<HttpResponse, ApiError> {

@@ -10,7 +10,7 @@ const ENTRIES: &str = "SELECT count(*) AS n FROM journal_entries";
 #[tokio::test]
 async fn malformed_bodies_are_refused_with_the_field_named() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let url = app.url("/v1/journal-entries");
     let send = |body: &'static str, content_type: &'static str| {
         app.client.post(&url).bearer_auth(&finance).header("content-type", content_type).body(body).send()
@@ -38,7 +38,7 @@ async fn malformed_bodies_are_refused_with_the_field_named() {
 #[tokio::test]
 async fn invalid_values_list_every_field() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let body = json!({
         "memo": "  ",
         "currency": "KRW",
@@ -76,7 +76,7 @@ async fn invalid_values_list_every_field() {
 #[tokio::test]
 async fn bad_paths_and_queries_are_422_not_500() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     for (path, field) in [
         ("/v1/accounts/not-a-uuid", "id"),
         ("/v1/accounts/not-a-uuid/postings", "id"),
@@ -110,22 +110,22 @@ async fn authentication_and_roles_are_checked() {
     expect_problem(response, 401, "unauthorized").await;
     expect_problem(app.get("/v1/accounts", "not.a.jwt").await, 401, "unauthorized").await;
     for role in [Role::Tenant, Role::Provider] {
-        let token = app.token(role);
-        for path in ["/v1/accounts", "/v1/reports/trial-balance", "/v1/ledger/verify"] {
+        let token = app.token(role).await;
+        for path in ["/v1/reports/trial-balance", "/v1/ledger/verify", "/v1/audit-log", "/v1/users"] {
             expect_problem(app.get(path, &token).await, 403, "forbidden").await;
         }
         let body = json!({"memo": "x", "currency": "KRW", "postings": []});
         expect_problem(app.post("/v1/journal-entries", &token, &body, None).await, 403, "forbidden").await;
     }
     for role in [Role::Finance, Role::Admin] {
-        assert_eq!(app.get("/v1/accounts", &app.token(role)).await.status(), 200);
+        assert_eq!(app.get("/v1/accounts", &app.token(role).await).await.status(), 200);
     }
 }
 
 #[tokio::test]
 async fn oversized_bodies_are_413() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let memo = "x".repeat(100 * 1024);
     let body = json!({"memo": memo, "currency": "KRW", "postings": []});
     expect_problem(app.post("/v1/journal-entries", &finance, &body, None).await, 413, "payload_too_large").await;

@@ -296,9 +296,41 @@ impl Drop for TestApp {
     }
 }
 
+/// A signed-in user made directly in the database (no password: tests that log
+/// in go through the API).
+pub struct Caller {
+    pub token: String,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+}
+
 impl TestApp {
-    pub fn token(&self, role: Role) -> String {
-        self.keys.issue(Uuid::now_v7(), Uuid::now_v7(), role).expect("token")
+    /// A new user of `role`: in the operator organisation for finance and admin,
+    /// in an organisation of their own for tenants (category sme) and providers.
+    pub async fn caller(&self, role: Role) -> Caller {
+        use gpuhour::auth::model::{OrgKind, TenantCategory};
+        use gpuhour::auth::store;
+        let mut conn = self.conn().await;
+        let now = chrono::Utc::now();
+        let org = match role {
+            Role::Finance | Role::Admin => store::operator_org(&mut conn, now).await.expect("operator"),
+            Role::Tenant => {
+                store::create_org(&mut conn, "Test Tenant", OrgKind::Tenant, Some(TenantCategory::Sme), now)
+                    .await
+                    .expect("tenant org")
+            }
+            Role::Provider => {
+                store::create_org(&mut conn, "Test Provider", OrgKind::Provider, None, now).await.expect("provider org")
+            }
+        };
+        let email = format!("{}@test.example", Uuid::now_v7().simple());
+        let user = store::create_user(&mut conn, org.id, &email, "no-login", role, now).await.expect("user");
+        let token = self.keys.issue(user.id, org.id, role).expect("token");
+        Caller { token, user_id: user.id, org_id: org.id }
+    }
+
+    pub async fn token(&self, role: Role) -> String {
+        self.caller(role).await.token
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -16,7 +16,7 @@ fn body(amount: &str) -> serde_json::Value {
 #[tokio::test]
 async fn ten_concurrent_posts_with_one_key_make_one_entry_and_ten_identical_answers() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let payload = body("5000");
     let requests = (0..10).map(|_| app.post("/v1/journal-entries", &finance, &payload, Some("wire-4471")));
     let mut answers = Vec::new();
@@ -32,7 +32,7 @@ async fn ten_concurrent_posts_with_one_key_make_one_entry_and_ten_identical_answ
 #[tokio::test]
 async fn a_key_reused_with_another_body_is_refused() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     assert_eq!(app.post("/v1/journal-entries", &finance, &body("100"), Some("k-1")).await.status(), 201);
     let response = app.post("/v1/journal-entries", &finance, &body("101"), Some("k-1")).await;
     expect_problem(response, 422, "idempotency_key_reused").await;
@@ -45,7 +45,7 @@ async fn a_key_reused_with_another_body_is_refused() {
 #[tokio::test]
 async fn keys_belong_to_their_caller() {
     let app = spawn_app().await;
-    let (alice, bob) = (app.token(Role::Finance), app.token(Role::Finance));
+    let (alice, bob) = (app.token(Role::Finance).await, app.token(Role::Finance).await);
     let first = app.post("/v1/journal-entries", &alice, &body("100"), Some("shared")).await;
     let second = app.post("/v1/journal-entries", &bob, &body("100"), Some("shared")).await;
     assert_eq!((first.status().as_u16(), second.status().as_u16()), (201, 201));
@@ -56,7 +56,7 @@ async fn keys_belong_to_their_caller() {
 #[tokio::test]
 async fn a_retry_after_a_restart_gets_the_first_answer() {
     let first_app = spawn_app().await;
-    let finance = first_app.token(Role::Finance);
+    let finance = first_app.token(Role::Finance).await;
     let first = first_app.post("/v1/journal-entries", &finance, &body("777"), Some("after-restart")).await;
     let first = (first.status(), first.text().await.expect("body"));
 
@@ -71,7 +71,7 @@ async fn a_retry_after_a_restart_gets_the_first_answer() {
 #[tokio::test]
 async fn a_failed_request_stores_nothing_and_may_be_retried() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let bad = json!({"memo": "x", "currency": "KRW", "postings": [
         {"debit_account": "assets:bank", "credit_account": "no:such", "amount": "1"}]});
     expect_problem(app.post("/v1/journal-entries", &finance, &bad, Some("k-fail")).await, 422, "validation_failed")
@@ -84,7 +84,7 @@ async fn a_failed_request_stores_nothing_and_may_be_retried() {
 #[tokio::test]
 async fn malformed_keys_are_refused() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let long = "k".repeat(256);
     for key in [long.as_str(), "has space"] {
         let response = app.post("/v1/journal-entries", &finance, &body("5"), Some(key)).await;

@@ -159,7 +159,7 @@ async fn concurrent_transfers_conserve_money_and_respect_floors() {
     );
 
     assert_eq!(app.count("SELECT count(*) AS n FROM pending_remainders WHERE remaining <> 0").await, 0);
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let (_, report) = json(app.get("/v1/ledger/verify", &finance).await).await;
     assert_eq!(report, json!({"ok": true, "differences": []}));
 }

@@ -51,7 +51,7 @@ async fn verify_is_clean(app: &TestApp, token: &str) {
 #[tokio::test]
 async fn an_adjustment_moves_posted_money_and_records_who_did_it() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let entry = adjust(&app, &finance, "125000").await;
     assert_eq!(entry["kind"], "adjustment");
     assert_eq!(entry["memo"], "opening balance");
@@ -74,7 +74,7 @@ async fn an_adjustment_moves_posted_money_and_records_who_did_it() {
 #[tokio::test]
 async fn usd_amounts_keep_their_two_digits() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let body = json!({"memo": "usd", "currency": "USD", "postings": [
         {"debit_account": "assets:bank", "credit_account": "equity:adjustments", "amount": "12.5"}]});
     let (status, entry) = json(app.post("/v1/journal-entries", &finance, &body, None).await).await;
@@ -86,7 +86,7 @@ async fn usd_amounts_keep_their_two_digits() {
 #[tokio::test]
 async fn a_transfer_that_would_break_a_floor_fails_and_writes_nothing() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let wallet = wallet(&app, "acme").await;
     let fund = json!({"memo": "deposit", "currency": "KRW", "postings": [
         {"debit_account": "assets:bank", "credit_account": wallet.to_string(), "amount": "1000"}]});
@@ -113,7 +113,7 @@ async fn a_transfer_that_would_break_a_floor_fails_and_writes_nothing() {
 #[tokio::test]
 async fn the_database_refuses_to_change_the_journal() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     adjust(&app, &finance, "500").await;
     let mut conn = app.conn().await;
     for sql in [
@@ -155,7 +155,7 @@ async fn the_database_refuses_a_broken_floor_even_without_the_posting_code() {
 #[tokio::test]
 async fn pending_postings_are_posted_in_parts_and_voided() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let wallet = wallet(&app, "tenant-a").await;
     let payable = wallet_like_payable(&app).await;
     let bank = app.account_id(chart::BANK, Currency::Krw).await;
@@ -229,7 +229,7 @@ async fn wallet_like_payable(app: &TestApp) -> Uuid {
 #[tokio::test]
 async fn statements_carry_running_balances_across_pages() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     for amount in ["100", "250", "50", "1000", "7"] {
         adjust(&app, &finance, amount).await;
     }
@@ -273,7 +273,7 @@ async fn statements_carry_running_balances_across_pages() {
 #[tokio::test]
 async fn the_trial_balance_balances_now_and_as_of_the_past() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     adjust(&app, &finance, "300").await;
     let (_, clock) = json(app.get("/v1/sandbox/clock", &finance).await).await;
     let first: chrono::DateTime<chrono::Utc> = clock["now"].as_str().expect("now").parse().expect("t");
@@ -305,7 +305,7 @@ async fn the_trial_balance_balances_now_and_as_of_the_past() {
 #[tokio::test]
 async fn a_reversal_restores_balances_once() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let entry = adjust(&app, &finance, "900").await;
     let id = entry["id"].as_str().expect("id");
     let path = format!("/v1/journal-entries/{id}/reverse");
@@ -333,7 +333,7 @@ async fn a_reversal_restores_balances_once() {
 #[tokio::test]
 async fn verify_finds_tampering_and_the_cli_exits_non_zero() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     adjust(&app, &finance, "400").await;
     let cli = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_gpuhour"))

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod auth;
 mod errors;
 mod idempotency;
 mod ledger_bank;

@@ -106,7 +106,7 @@ async fn readyz_fails_while_the_database_is_away_and_recovers() {
     settings.pool_size = 2;
     let app = start(settings).await;
     let _keep = &database;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
 
     assert_eq!(app.client.get(app.url("/readyz")).send().await.expect("readyz").status(), 200);
     switch.up.store(false, Ordering::SeqCst);
@@ -132,7 +132,7 @@ async fn readyz_fails_while_the_database_is_away_and_recovers() {
 #[tokio::test]
 async fn the_sandbox_clock_moves_forward_only() {
     let app = spawn_app().await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let (_, now) = json(app.get("/v1/sandbox/clock", &finance).await).await;
     let start: chrono::DateTime<chrono::Utc> = now["now"].as_str().expect("now").parse().expect("instant");
     let later = start + chrono::Duration::hours(5);
@@ -142,7 +142,7 @@ async fn the_sandbox_clock_moves_forward_only() {
 
     let response = app.post("/v1/sandbox/clock", &finance, &json!({"now": start}), None).await;
     expect_problem(response, 422, "validation_failed").await;
-    let response = app.post("/v1/sandbox/clock", &app.token(Role::Tenant), &json!({"now": later}), None).await;
+    let response = app.post("/v1/sandbox/clock", &app.token(Role::Tenant).await, &json!({"now": later}), None).await;
     expect_problem(response, 403, "forbidden").await;
 
     // Entries take their effective time from the sandbox clock.
@@ -153,7 +153,7 @@ async fn the_sandbox_clock_moves_forward_only() {
 #[tokio::test]
 async fn without_sandbox_mode_the_clock_route_does_not_exist() {
     let app = spawn_app_with(|s| s.sandbox = false).await;
-    let finance = app.token(Role::Finance);
+    let finance = app.token(Role::Finance).await;
     let response = app.post("/v1/sandbox/clock", &finance, &json!({"now": "2030-01-01T00:00:00Z"}), None).await;
     expect_problem(response, 404, "not_found").await;
 }

@@ -1,0 +1,133 @@
+//! The audit log (SPEC section 7): every successful write records who did it,
+//! through which route, when, and under which request id — in the write's own
+//! transaction, so there is no write without its record.
+
+pub mod routes;
+
+use actix_web::{HttpMessage, HttpRequest};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tracing_actix_web::RequestId;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::db::schema::audit_log;
+
+/// What a write needs to know about its request: who, which route, which request.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub user_id: Option<Uuid>,
+    pub org_id: Option<Uuid>,
+    pub method: String,
+    /// The route's pattern (`/v1/journal-entries/{id}/reverse`).
+    pub route: String,
+    pub path: String,
+    pub request_id: Option<String>,
+}
+
+impl WriteContext {
+    pub fn new(req: &HttpRequest, principal: Option<&Principal>) -> Self {
+        WriteContext {
+            user_id: principal.map(|p| p.user_id),
+            org_id: principal.map(|p| p.org_id),
+            method: req.method().to_string(),
+            route: req.match_pattern().unwrap_or_else(|| req.path().to_string()),
+            path: req.path().to_string(),
+            request_id: req.extensions().get::<RequestId>().map(|id| id.to_string()),
+        }
+    }
+
+    /// Idempotency keys are per caller: one caller never sees another's answers.
+    pub fn idempotency_scope(&self) -> String {
+        match self.user_id {
+            Some(user) => format!("user:{user}"),
+            None => "anonymous".to_string(),
+        }
+    }
+}
+
+/// Records one successful write.
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    ctx: &WriteContext,
+    status: u16,
+    resource_id: Option<Uuid>,
+    idempotency_key: Option<&str>,
+) -> QueryResult<()> {
+    diesel::insert_into(audit_log::table)
+        .values((
+            audit_log::id.eq(Uuid::now_v7()),
+            audit_log::request_id.eq(&ctx.request_id),
+            audit_log::user_id.eq(ctx.user_id),
+            audit_log::org_id.eq(ctx.org_id),
+            audit_log::method.eq(&ctx.method),
+            audit_log::route.eq(&ctx.route),
+            audit_log::path.eq(&ctx.path),
+            audit_log::status.eq(status as i16),
+            audit_log::resource_id.eq(resource_id),
+            audit_log::idempotency_key.eq(idempotency_key),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_log, check_for_backend(diesel::pg::Pg))]
+pub struct AuditRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub request_id: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub org_id: Option<Uuid>,
+    pub method: String,
+    pub route: String,
+    pub path: String,
+    pub status: i16,
+    pub resource_id: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub user_id: Option<Uuid>,
+    pub org_id: Option<Uuid>,
+    pub route: Option<String>,
+    pub resource_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Newest first, before the cursor `before_seq`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &AuditFilter,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    let mut query = audit_log::table.select(AuditRow::as_select()).into_boxed();
+    if let Some(user) = filter.user_id {
+        query = query.filter(audit_log::user_id.eq(user));
+    }
+    if let Some(org) = filter.org_id {
+        query = query.filter(audit_log::org_id.eq(org));
+    }
+    if let Some(route) = &filter.route {
+        query = query.filter(audit_log::route.eq(route.clone()));
+    }
+    if let Some(resource) = filter.resource_id {
+        query = query.filter(audit_log::resource_id.eq(resource));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(audit_log::at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(audit_log::at.lt(to));
+    }
+    if let Some(seq) = before_seq {
+        query = query.filter(audit_log::seq.lt(seq));
+    }
+    query.order(audit_log::seq.desc()).limit(limit).load(conn).await
+}

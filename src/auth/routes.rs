@@ -1,0 +1,423 @@
+//! Sign-up, tokens, `GET /v1/me`, and user administration.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::model::{Email, NewPassword, OrgKind, TenantCategory};
+use super::principal::{Principal, Role};
+use super::store::{self, OrgRow, StoreError, UserRow};
+use super::token::TokenKeys;
+use super::{password, throttle};
+use crate::audit::WriteContext;
+use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::idempotency::{self, IdempotencyKey};
+use crate::http::pagination::{self, Page, decode_cursor};
+use crate::http::{ApiError, FieldError};
+use crate::ledger::queries::{AccountFilter, list_accounts};
+use crate::ledger::routes::AccountView;
+use crate::startup::AppState;
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::DuplicateEmail => ApiError::invalid("email", "is already registered"),
+            StoreError::Ledger(e) => e.into(),
+            StoreError::Database(e) => e.into(),
+        }
+    }
+}
+
+/// Kinds of organisation that may sign themselves up (the operator is made at start).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupKind {
+    Tenant,
+    Provider,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Signup {
+    pub org_name: String,
+    pub org_kind: SignupKind,
+    /// Required for tenants (programmes set rates by it); absent for providers.
+    pub org_category: Option<TenantCategory>,
+    pub email: String,
+    /// At least 12 characters.
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    /// The user's id.
+    pub id: Uuid,
+    pub email: String,
+    pub role: String,
+    pub org_id: Uuid,
+    pub org_name: String,
+    pub org_kind: String,
+    pub org_category: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+fn user_view(user: UserRow, org: OrgRow) -> UserView {
+    UserView {
+        id: user.id,
+        email: user.email,
+        role: user.role,
+        org_id: org.id,
+        org_name: org.name,
+        org_kind: org.kind,
+        org_category: org.category,
+        created_at: user.created_at,
+        disabled_at: user.disabled_at,
+    }
+}
+
+/// Collects the field errors of an email and a new password.
+fn credentials(email: &str, password: &str, errors: &mut Vec<FieldError>) -> Option<(Email, NewPassword)> {
+    let email = Email::parse(email).map_err(|e| errors.push(FieldError::new("email", e))).ok();
+    let password = NewPassword::parse(password).map_err(|e| errors.push(FieldError::new("password", e))).ok();
+    email.zip(password)
+}
+
+/// Creates a tenant or provider organisation, its first user and the ledger
+/// accounts it owns. Open to anyone.
+#[utoipa::path(tag = "auth", request_body = Signup, params(("Idempotency-Key" = Option<String>, Header)), responses(
+    (status = 201, body = UserView),
+    (status = 422, description = "Invalid field, short password, or email already registered", body = crate::http::problem::Problem),
+))]
+#[post("/v1/auth/signup")]
+pub async fn signup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    key: IdempotencyKey,
+    body: JsonBody<Signup>,
+) -> Result<HttpResponse, ApiError> {
+    let signup = &body.value;
+    let mut errors = Vec::new();
+    let name = signup.org_name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 {
+        errors.push(FieldError::new("org_name", "must be 1 to 200 characters"));
+    }
+    let kind = match signup.org_kind {
+        SignupKind::Tenant => OrgKind::Tenant,
+        SignupKind::Provider => OrgKind::Provider,
+    };
+    match (kind, signup.org_category) {
+        (OrgKind::Tenant, None) => errors.push(FieldError::new("org_category", "is required for a tenant")),
+        (OrgKind::Provider, Some(_)) => errors.push(FieldError::new("org_category", "only tenants have a category")),
+        _ => {}
+    }
+    let creds = credentials(&signup.email, &signup.password, &mut errors);
+    let (email, new_password) = match creds {
+        Some(c) if errors.is_empty() => c,
+        _ => return Err(ApiError::validation(errors)),
+    };
+    let category = signup.org_category;
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let password_hash = password::hash(new_password.expose().to_string()).await.map_err(ApiError::internal)?;
+    let clock = state.clock;
+    idempotency::run(&state.pool, &WriteContext::new(&req, None), key, hash, StatusCode::CREATED, async move |conn| {
+        if store::email_taken(conn, email.as_str()).await? {
+            return Err(ApiError::invalid("email", "is already registered"));
+        }
+        let now = clock.now(conn).await?;
+        let org = store::create_org(conn, &name, kind, category, now).await?;
+        let role = if kind == OrgKind::Tenant { Role::Tenant } else { Role::Provider };
+        let user = store::create_user(conn, org.id, email.as_str(), &password_hash, role, now).await?;
+        Ok(user_view(user, org))
+    })
+    .await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub email: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest").field("email", &self.email).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+}
+
+/// Exchanges an email and password for a short-lived access token. Open to
+/// anyone. Repeated failures are slowed, then refused with 429 for a while.
+/// It ignores `Idempotency-Key`: it changes nothing, and storing issued tokens
+/// to replay them would keep bearer secrets at rest.
+#[utoipa::path(tag = "auth", request_body = TokenRequest, responses(
+    (status = 200, body = TokenResponse),
+    (status = 401, description = "Wrong email or password (the same answer for both)", body = crate::http::problem::Problem),
+    (status = 429, description = "Too many failed attempts", body = crate::http::problem::Problem),
+))]
+#[post("/v1/auth/token")]
+pub async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    keys: web::Data<TokenKeys>,
+    body: JsonBody<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let TokenRequest { email, password: attempt } = body.value;
+    let email = Email::parse(&email).map(|e| e.as_str().to_string()).unwrap_or_else(|_| email.trim().to_lowercase());
+    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let (email_subject, address_subject) = (throttle::email_subject(&email), throttle::address_subject(&address));
+    // Security time, not business time: a frozen sandbox clock must not freeze a block.
+    let now = Utc::now();
+
+    let found = {
+        let mut conn = state.pool.get().await?;
+        if let Some(until) =
+            throttle::blocked_until(&mut conn, &[email_subject.clone(), address_subject.clone()], now).await?
+        {
+            let seconds = (until - now).num_seconds().max(1);
+            return Ok(HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", seconds.to_string()))
+                .insert_header(actix_web::http::header::ContentType(crate::http::problem::mime_problem()))
+                .body(
+                    serde_json::to_string(
+                        &ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "too_many_requests",
+                            format!("too many failed logins: try again in {seconds} seconds"),
+                        )
+                        .problem(),
+                    )
+                    .unwrap_or_default(),
+                ));
+        }
+        store::active_user_by_email(&mut conn, &email).await?
+    };
+    let stored_hash = found.as_ref().map(|(user, _)| user.password_hash.clone());
+    // The same Argon2 work whether or not the email exists.
+    let matched = password::verify(attempt, stored_hash).await;
+    let mut conn = state.pool.get().await?;
+    match found {
+        Some((user, _)) if matched => {
+            throttle::record_success(&mut conn, &email_subject).await?;
+            let role: Role = user.role.parse().map_err(|e: String| ApiError::internal(std::io::Error::other(e)))?;
+            let access_token = keys.issue(user.id, user.org_id, role).map_err(ApiError::internal)?;
+            tracing::info!(user_id = %user.id, "token issued");
+            Ok(HttpResponse::Ok().json(TokenResponse {
+                access_token,
+                token_type: "Bearer".into(),
+                expires_in: keys.ttl.as_secs(),
+            }))
+        }
+        _ => {
+            let failures = throttle::record_failure(&mut conn, &email_subject, throttle::PER_EMAIL, now).await?;
+            throttle::record_failure(&mut conn, &address_subject, throttle::PER_ADDRESS, now).await?;
+            drop(conn);
+            tracing::warn!(%address, failures, "failed login");
+            tokio::time::sleep(throttle::delay_after(failures)).await;
+            Err(ApiError::unauthorized("the email or the password is wrong"))
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub user_id: Uuid,
+    pub email: String,
+    pub role: String,
+    pub org_id: Uuid,
+    pub org_name: String,
+    pub org_kind: String,
+    pub org_category: Option<String>,
+    /// A tenant's wallets (one per currency), or a provider's payables.
+    pub accounts: Vec<AccountView>,
+}
+
+/// The caller, their organisation, and its wallets or payables. Roles: any.
+#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401, body = crate::http::problem::Problem)))]
+#[get("/v1/me")]
+pub async fn me(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await?;
+    let (user, org) = store::user_by_id(&mut conn, principal.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the token's user does not exist"))?;
+    let filter = AccountFilter { org_id: Some(org.id), ..Default::default() };
+    let accounts = list_accounts(&mut conn, &filter, None, 100).await?;
+    Ok(HttpResponse::Ok().json(Me {
+        user_id: user.id,
+        email: user.email,
+        role: user.role,
+        org_id: org.id,
+        org_name: org.name,
+        org_kind: org.kind,
+        org_category: org.category,
+        accounts: accounts.into_iter().map(AccountView::from).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub email: String,
+    pub password: String,
+    pub role: Role,
+    /// Required for tenant and provider users: their organisation. Finance and
+    /// admin users belong to the operator.
+    pub org_id: Option<Uuid>,
+}
+
+/// Creates a user of any role. Roles: admin.
+#[utoipa::path(tag = "auth", request_body = NewUser, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    (status = 201, body = UserView),
+    (status = 403, body = crate::http::problem::Problem),
+    (status = 422, body = crate::http::problem::Problem),
+))]
+#[post("/v1/users")]
+pub async fn create_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    body: JsonBody<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let mut errors = Vec::new();
+    let creds = credentials(&body.value.email, &body.value.password, &mut errors);
+    let (email, new_password) = match creds {
+        Some(c) if errors.is_empty() => c,
+        _ => return Err(ApiError::validation(errors)),
+    };
+    let (role, org_id) = (body.value.role, body.value.org_id);
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let password_hash = password::hash(new_password.expose().to_string()).await.map_err(ApiError::internal)?;
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+        let now = clock.now(conn).await?;
+        let org = resolve_org_for(conn, role, org_id, now).await?;
+        let user = store::create_user(conn, org.id, email.as_str(), &password_hash, role, now).await?;
+        Ok(user_view(user, org))
+    })
+    .await
+}
+
+/// The organisation a new user of `role` joins: the operator for finance and
+/// admin, the named organisation of the matching kind otherwise.
+pub async fn resolve_org_for(
+    conn: &mut diesel_async::AsyncPgConnection,
+    role: Role,
+    org_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<OrgRow, ApiError> {
+    match role {
+        Role::Finance | Role::Admin => {
+            let operator = store::operator_org(conn, now).await?;
+            match org_id {
+                Some(id) if id != operator.id => {
+                    Err(ApiError::invalid("org_id", "finance and admin users belong to the operator"))
+                }
+                _ => Ok(operator),
+            }
+        }
+        Role::Tenant | Role::Provider => {
+            let id = org_id.ok_or_else(|| ApiError::invalid("org_id", "is required for tenant and provider users"))?;
+            let org =
+                store::org_by_id(conn, id).await?.ok_or_else(|| ApiError::invalid("org_id", "no such organisation"))?;
+            if org.kind != role.as_str() {
+                return Err(ApiError::invalid("org_id", format!("a {role} user must join a {role} organisation")));
+            }
+            Ok(org)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    pub org_id: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Lists users, oldest first. Roles: admin.
+#[utoipa::path(tag = "auth", params(UserListQuery), security(("bearer" = [])), responses(
+    (status = 200, body = inline(Page<UserView>)),
+))]
+#[get("/v1/users")]
+pub async fn list_users(
+    state: web::Data<AppState>,
+    principal: Principal,
+    Query(q): Query<UserListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::db::schema::{organisations, users};
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    principal.require(&[Role::Admin])?;
+    let limit = pagination::limit(q.limit)?;
+    let after: Option<Uuid> = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut query = users::table
+        .inner_join(organisations::table)
+        .select((UserRow::as_select(), OrgRow::as_select()))
+        .order(users::id)
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(org) = q.org_id {
+        query = query.filter(users::org_id.eq(org));
+    }
+    if let Some(after) = after {
+        query = query.filter(users::id.gt(after));
+    }
+    let mut conn = state.pool.get().await?;
+    let rows: Vec<(UserRow, OrgRow)> = query.load(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(pagination::page(rows, limit, |(u, _)| u.id, |(u, o)| user_view(u, o))))
+}
+
+/// Disables a user: their tokens stop working at once; their history stays.
+/// Roles: admin.
+#[utoipa::path(tag = "auth", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("bearer" = [])), responses(
+    (status = 200, body = UserView), (status = 404, body = crate::http::problem::Problem),
+))]
+#[post("/v1/users/{id}/disable")]
+pub async fn disable_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let id = parse_uuid("id", &id)?;
+    if id == principal.user_id {
+        return Err(ApiError::conflict("an administrator cannot disable themselves"));
+    }
+    let hash = idempotency::fingerprint(&req, b"");
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+        let now = clock.now(conn).await?;
+        store::disable_user(conn, id, now).await?;
+        let (user, org) = store::user_by_id(conn, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("user {id} does not exist")))?;
+        Ok(user_view(user, org))
+    })
+    .await
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(signup).service(token).service(me).service(create_user).service(list_users).service(disable_user);
+}

@@ -1,0 +1,187 @@
+//! Organisations and users in the database.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::model::{OrgKind, TenantCategory};
+use super::principal::Role;
+use crate::db::schema::{organisations, users};
+use crate::ledger::{LedgerError, chart, store as ledger_store};
+
+#[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = organisations, check_for_backend(diesel::pg::Pg))]
+pub struct OrgRow {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub category: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct UserRow {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+pub const OPERATOR_NAME: &str = "gpuhour operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a user with this email already exists")]
+    DuplicateEmail,
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// Creates an organisation and the ledger accounts it owns (SPEC section 3:
+/// a tenant's wallets, a provider's payables), in the caller's transaction.
+pub async fn create_org(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    kind: OrgKind,
+    category: Option<TenantCategory>,
+    now: DateTime<Utc>,
+) -> Result<OrgRow, StoreError> {
+    let org = OrgRow {
+        id: Uuid::now_v7(),
+        name: name.to_string(),
+        kind: kind.as_str().to_string(),
+        category: category.map(|c| c.as_str().to_string()),
+        created_at: now,
+    };
+    diesel::insert_into(organisations::table)
+        .values((
+            organisations::id.eq(org.id),
+            organisations::name.eq(&org.name),
+            organisations::kind.eq(&org.kind),
+            organisations::category.eq(&org.category),
+            organisations::created_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    let accounts = match kind {
+        OrgKind::Tenant => chart::tenant_accounts(org.id),
+        OrgKind::Provider => chart::provider_accounts(org.id),
+        OrgKind::Operator => Vec::new(),
+    };
+    if !accounts.is_empty() {
+        ledger_store::ensure_accounts(conn, &accounts, now).await?;
+    }
+    Ok(org)
+}
+
+/// The operator organisation, created on first use.
+pub async fn operator_org(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Result<OrgRow, StoreError> {
+    diesel::insert_into(organisations::table)
+        .values((
+            organisations::id.eq(Uuid::now_v7()),
+            organisations::name.eq(OPERATOR_NAME),
+            organisations::kind.eq(OrgKind::Operator.as_str()),
+            organisations::created_at.eq(now),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(organisations::table
+        .filter(organisations::kind.eq(OrgKind::Operator.as_str()))
+        .select(OrgRow::as_select())
+        .first(conn)
+        .await?)
+}
+
+pub async fn create_user(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    email: &str,
+    password_hash: &str,
+    role: Role,
+    now: DateTime<Utc>,
+) -> Result<UserRow, StoreError> {
+    let user = UserRow {
+        id: Uuid::now_v7(),
+        org_id,
+        email: email.to_string(),
+        password_hash: password_hash.to_string(),
+        role: role.as_str().to_string(),
+        created_at: now,
+        disabled_at: None,
+    };
+    let inserted = diesel::insert_into(users::table)
+        .values((
+            users::id.eq(user.id),
+            users::org_id.eq(org_id),
+            users::email.eq(email),
+            users::password_hash.eq(password_hash),
+            users::role.eq(role.as_str()),
+            users::created_at.eq(now),
+        ))
+        .execute(conn)
+        .await;
+    match inserted {
+        Ok(_) => Ok(user),
+        Err(e) if ledger_store::is_unique_violation(&e) => Err(StoreError::DuplicateEmail),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn email_taken(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        users::table.filter(users::email.eq(email)).filter(users::disabled_at.is_null()),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// An active user by email, with their organisation.
+pub async fn active_user_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<(UserRow, OrgRow)>> {
+    users::table
+        .inner_join(organisations::table)
+        .filter(users::email.eq(email))
+        .filter(users::disabled_at.is_null())
+        .select((UserRow::as_select(), OrgRow::as_select()))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A user by id (active or not), with their organisation.
+pub async fn user_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<(UserRow, OrgRow)>> {
+    users::table
+        .inner_join(organisations::table)
+        .filter(users::id.eq(id))
+        .select((UserRow::as_select(), OrgRow::as_select()))
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn org_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OrgRow>> {
+    organisations::table.find(id).select(OrgRow::as_select()).first(conn).await.optional()
+}
+
+pub async fn any_admin(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        users::table.filter(users::role.eq(Role::Admin.as_str())).filter(users::disabled_at.is_null()),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Disables a user: their tokens stop working at once; their history stays.
+pub async fn disable_user(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(users::table.filter(users::id.eq(id)).filter(users::disabled_at.is_null()))
+        .set(users::disabled_at.eq(now))
+        .execute(conn)
+        .await
+}
