@@ -27,6 +27,9 @@ pub struct Settings {
     pub fee_rate: Decimal,
     /// `GPUHOUR_LOG_FORMAT`: `json` (default) or `pretty`.
     pub log_json: bool,
+    /// `GPUHOUR_SETTLE_INTERVAL_SECONDS`: how often the background settler runs
+    /// (default 60; 0 turns it off, leaving `POST /v1/settlements/run`).
+    pub settle_interval: Option<Duration>,
     /// `GPUHOUR_ADMIN_EMAIL` / `GPUHOUR_ADMIN_PASSWORD`: the first administrator,
     /// created at start if no administrator exists.
     pub admin_email: Option<String>,
@@ -45,6 +48,7 @@ impl std::fmt::Debug for Settings {
             .field("pool_size", &self.pool_size)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("fee_rate", &self.fee_rate)
+            .field("settle_interval", &self.settle_interval)
             .field("admin_email", &self.admin_email)
             .field("admin_password", &self.admin_password.as_ref().map(|_| "<redacted>"))
             .finish()
@@ -137,6 +141,10 @@ impl Settings {
             max_body_bytes: parse_number("GPUHOUR_MAX_BODY_BYTES", 64 * 1024)? as usize,
             fee_rate,
             log_json: get("GPUHOUR_LOG_FORMAT").as_deref() != Some("pretty"),
+            settle_interval: match parse_number("GPUHOUR_SETTLE_INTERVAL_SECONDS", 60)? {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds)),
+            },
             admin_email: get("GPUHOUR_ADMIN_EMAIL"),
             admin_password: get("GPUHOUR_ADMIN_PASSWORD"),
         })

@@ -108,6 +108,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pub pool: DbPool,
+    settler: Option<(Clock, std::time::Duration)>,
 }
 
 impl Application {
@@ -118,10 +119,11 @@ impl Application {
         bootstrap_admin(&settings, &pool).await?;
         let listener = TcpListener::bind(&settings.bind).map_err(|e| StartupError::Bind(settings.bind.clone(), e))?;
         let port = listener.local_addr().map_err(|e| StartupError::Bind(settings.bind.clone(), e))?.port();
-        let state =
-            AppState { pool: pool.clone(), clock: Clock::for_mode(settings.sandbox), settings: Arc::new(settings) };
+        let clock = Clock::for_mode(settings.sandbox);
+        let settler = settings.settle_interval.map(|interval| (clock, interval));
+        let state = AppState { pool: pool.clone(), clock, settings: Arc::new(settings) };
         let server = run(listener, state, keys)?;
-        Ok(Application { port, server, pool })
+        Ok(Application { port, server, pool, settler })
     }
 
     pub fn port(&self) -> u16 {
@@ -133,8 +135,16 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves, with the background settler alongside, until the server stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let settler = self.settler.map(|(clock, interval)| {
+            tokio::spawn(crate::market::settlement::run_settler(self.pool.clone(), clock, interval))
+        });
+        let result = self.server.await;
+        if let Some(task) = settler {
+            task.abort();
+        }
+        result
     }
 }
 
@@ -180,6 +190,8 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .configure(auth::routes::configure)
             .service(crate::audit::routes::audit_log)
             .configure(ledger::routes::configure)
+            .configure(crate::market::routes::configure)
+            .service(crate::finance::deposits::create_deposit)
             .configure(|cfg| {
                 if sandbox {
                     crate::sandbox::configure(cfg);

@@ -79,15 +79,6 @@ diesel::table! {
 diesel::joinable!(postings -> journal_entries (entry_id));
 diesel::joinable!(pending_remainders -> postings (posting_id));
 
-diesel::allow_tables_to_appear_in_same_query!(
-    accounts,
-    journal_entries,
-    postings,
-    pending_remainders,
-    idempotency_keys,
-    sandbox_clock,
-);
-
 diesel::table! {
     organisations (id) {
         id -> Uuid,
@@ -137,4 +128,107 @@ diesel::table! {
 }
 
 diesel::joinable!(users -> organisations (org_id));
-diesel::allow_tables_to_appear_in_same_query!(organisations, users, accounts);
+
+diesel::table! {
+    listings (id) {
+        id -> Uuid,
+        provider_org_id -> Uuid,
+        gpu_model -> Text,
+        gpu_memory_gb -> Int4,
+        gpus -> Int4,
+        region -> Text,
+        interconnect -> Nullable<Text>,
+        price_per_gpu_hour -> Numeric,
+        currency -> Text,
+        available_from -> Timestamptz,
+        available_until -> Timestamptz,
+        min_hours -> Int4,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    listing_hours (listing_id, hour) {
+        listing_id -> Uuid,
+        hour -> Timestamptz,
+        capacity -> Int4,
+        reserved -> Int4,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Uuid,
+        tenant_org_id -> Uuid,
+        placed_by -> Uuid,
+        listing_id -> Uuid,
+        provider_org_id -> Uuid,
+        gpu_model -> Text,
+        region -> Text,
+        gpus -> Int4,
+        start_at -> Timestamptz,
+        end_at -> Timestamptz,
+        hours -> Int4,
+        currency -> Text,
+        unit_price -> Numeric,
+        gpu_hours -> Int4,
+        subtotal -> Numeric,
+        subsidy -> Numeric,
+        subsidy_rate -> Numeric,
+        tenant_amount -> Numeric,
+        platform_fee -> Numeric,
+        fee_rate -> Numeric,
+        grant_id -> Nullable<Uuid>,
+        status -> Text,
+        settled_hours -> Int4,
+        charged_hours -> Int4,
+        credited_gpu_hours -> Int4,
+        journal_entry_id -> Uuid,
+        created_at -> Timestamptz,
+        cancelled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    outages (id) {
+        id -> Uuid,
+        listing_id -> Uuid,
+        reported_by -> Uuid,
+        start_at -> Timestamptz,
+        end_at -> Timestamptz,
+        gpus -> Int4,
+        journal_entry_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    order_hour_credits (order_id, hour) {
+        order_id -> Uuid,
+        hour -> Timestamptz,
+        gpus -> Int4,
+    }
+}
+
+diesel::joinable!(listing_hours -> listings (listing_id));
+diesel::joinable!(orders -> listings (listing_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    journal_entries,
+    postings,
+    pending_remainders,
+    idempotency_keys,
+    sandbox_clock,
+    organisations,
+    users,
+    login_throttle,
+    audit_log,
+    listings,
+    listing_hours,
+    orders,
+    outages,
+    order_hour_credits,
+);

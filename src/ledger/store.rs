@@ -147,6 +147,86 @@ pub async fn account_by_code(
         .optional()?)
 }
 
+/// The ids of the accounts with `codes` in `currency`, by code (absent codes are absent).
+pub async fn account_ids_by_code(
+    conn: &mut AsyncPgConnection,
+    codes: &[String],
+    currency: Currency,
+) -> Result<std::collections::HashMap<String, Uuid>, LedgerError> {
+    let rows: Vec<(String, Uuid)> = accounts::table
+        .filter(accounts::code.eq_any(codes))
+        .filter(accounts::currency.eq(currency.code()))
+        .select((accounts::code, accounts::id))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A pending posting with its progress: its amount, what later postings posted
+/// of it, and what is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingProgress {
+    pub posting_id: Uuid,
+    pub debit_account_id: Uuid,
+    pub credit_account_id: Uuid,
+    pub currency: Currency,
+    pub amount: Decimal,
+    pub posted: Decimal,
+    pub remaining: Decimal,
+}
+
+#[derive(QueryableByName)]
+struct ProgressRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    debit_account_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    credit_account_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    currency: String,
+    #[diesel(sql_type = Numeric)]
+    amount: Decimal,
+    #[diesel(sql_type = Numeric)]
+    posted: Decimal,
+    #[diesel(sql_type = Numeric)]
+    remaining: Decimal,
+}
+
+/// The pending postings an entry made, in posting order, with their progress.
+pub async fn pending_progress_of(
+    conn: &mut AsyncPgConnection,
+    entry_id: Uuid,
+) -> Result<Vec<PendingProgress>, LedgerError> {
+    let rows: Vec<ProgressRow> = diesel::sql_query(
+        "SELECT p.id, p.debit_account_id, p.credit_account_id, p.currency, p.amount, r.remaining, \
+                coalesce((SELECT sum(c.amount) FROM postings c \
+                          WHERE c.pending_posting_id = p.id AND c.kind = 'post_pending'), 0) AS posted \
+         FROM postings p JOIN pending_remainders r ON r.posting_id = p.id \
+         WHERE p.entry_id = $1 AND p.kind = 'pending' ORDER BY p.seq",
+    )
+    .bind::<SqlUuid, _>(entry_id)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let currency = r
+                .currency
+                .parse()
+                .map_err(|_| LedgerError::Corrupt(format!("posting {} has an invalid currency", r.id)))?;
+            Ok(PendingProgress {
+                posting_id: r.id,
+                debit_account_id: r.debit_account_id,
+                credit_account_id: r.credit_account_id,
+                currency,
+                amount: r.amount,
+                posted: r.posted,
+                remaining: r.remaining,
+            })
+        })
+        .collect()
+}
+
 pub async fn account_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<AccountRow>, LedgerError> {
     Ok(accounts::table.find(id).select(AccountRow::as_select()).first(conn).await.optional()?)
 }

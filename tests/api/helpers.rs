@@ -242,6 +242,8 @@ pub fn settings_for(database_url: &str) -> Settings {
     settings.jwt_secret = Some(TEST_SECRET.into());
     settings.pool_size = 24;
     settings.log_json = false;
+    // Tests settle explicitly; one test turns the background settler on.
+    settings.settle_interval = None;
     settings
 }
 

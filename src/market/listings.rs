@@ -1,0 +1,265 @@
+//! Listings and their per-hour capacity, in the database.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Int4, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::db::schema::{listing_hours, listings};
+use crate::ledger::model::text_enum;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ListingStatus {
+    Active,
+    Paused,
+    Closed,
+}
+text_enum!(ListingStatus { Active => "active", Paused => "paused", Closed => "closed" });
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName, PartialEq)]
+#[diesel(table_name = listings, check_for_backend(diesel::pg::Pg))]
+pub struct ListingRow {
+    pub id: Uuid,
+    pub provider_org_id: Uuid,
+    pub gpu_model: String,
+    pub gpu_memory_gb: i32,
+    pub gpus: i32,
+    pub region: String,
+    pub interconnect: Option<String>,
+    pub price_per_gpu_hour: Decimal,
+    pub currency: String,
+    pub available_from: DateTime<Utc>,
+    pub available_until: DateTime<Utc>,
+    pub min_hours: i32,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = listings)]
+pub struct ListingInsert {
+    pub id: Uuid,
+    pub provider_org_id: Uuid,
+    pub gpu_model: String,
+    pub gpu_memory_gb: i32,
+    pub gpus: i32,
+    pub region: String,
+    pub interconnect: Option<String>,
+    pub price_per_gpu_hour: Decimal,
+    pub currency: String,
+    pub available_from: DateTime<Utc>,
+    pub available_until: DateTime<Utc>,
+    pub min_hours: i32,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, row: &ListingInsert) -> QueryResult<ListingRow> {
+    diesel::insert_into(listings::table).values(row).returning(ListingRow::as_returning()).get_result(conn).await
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ListingRow>> {
+    listings::table.find(id).select(ListingRow::as_select()).first(conn).await.optional()
+}
+
+/// Reads a listing and holds a share lock on it for the transaction: concurrent
+/// orders share it, while a change to the listing waits for them (and they for it).
+pub async fn find_for_order(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ListingRow>> {
+    listings::table.find(id).select(ListingRow::as_select()).for_share().first(conn).await.optional()
+}
+
+pub async fn lock_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ListingRow>> {
+    listings::table.find(id).select(ListingRow::as_select()).for_update().first(conn).await.optional()
+}
+
+pub async fn save(conn: &mut AsyncPgConnection, row: &ListingInsert) -> QueryResult<ListingRow> {
+    diesel::update(listings::table.find(row.id)).set(row).returning(ListingRow::as_returning()).get_result(conn).await
+}
+
+/// Adds `gpus` to every hour in [`from`, `until`) of a listing. Fails with the
+/// `listing_hours_within_capacity` check when any hour would go over capacity:
+/// the database, not a read-then-write here, refuses to oversell.
+pub async fn reserve(
+    conn: &mut AsyncPgConnection,
+    listing_id: Uuid,
+    capacity: i32,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    gpus: i32,
+) -> QueryResult<usize> {
+    // Hours are taken in ascending order, so overlapping orders lock rows in the
+    // same order and cannot deadlock.
+    diesel::sql_query(
+        "INSERT INTO listing_hours (listing_id, hour, capacity, reserved) \
+         SELECT $1, h, $2, $5 FROM generate_series($3::timestamptz, $4::timestamptz - interval '1 hour', interval '1 hour') AS h \
+         ORDER BY h \
+         ON CONFLICT (listing_id, hour) DO UPDATE SET reserved = listing_hours.reserved + EXCLUDED.reserved",
+    )
+    .bind::<SqlUuid, _>(listing_id)
+    .bind::<Int4, _>(capacity)
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(until)
+    .bind::<Int4, _>(gpus)
+    .execute(conn)
+    .await
+}
+
+/// Gives back `gpus` for every hour in [`from`, `until`).
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    listing_id: Uuid,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    gpus: i32,
+) -> QueryResult<usize> {
+    diesel::update(
+        listing_hours::table
+            .filter(listing_hours::listing_id.eq(listing_id))
+            .filter(listing_hours::hour.ge(from))
+            .filter(listing_hours::hour.lt(until)),
+    )
+    .set(listing_hours::reserved.eq(listing_hours::reserved - gpus))
+    .execute(conn)
+    .await
+}
+
+/// Sets the capacity of every hour row; the check refuses going below what is sold.
+pub async fn set_capacity(conn: &mut AsyncPgConnection, listing_id: Uuid, capacity: i32) -> QueryResult<usize> {
+    diesel::update(listing_hours::table.filter(listing_hours::listing_id.eq(listing_id)))
+        .set(listing_hours::capacity.eq(capacity))
+        .execute(conn)
+        .await
+}
+
+/// Whether any GPU is sold outside [`from`, `until`).
+pub async fn sold_outside(
+    conn: &mut AsyncPgConnection,
+    listing_id: Uuid,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        listing_hours::table
+            .filter(listing_hours::listing_id.eq(listing_id))
+            .filter(listing_hours::reserved.gt(0))
+            .filter(listing_hours::hour.lt(from).or(listing_hours::hour.ge(until))),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Reserved GPUs per hour in [`from`, `until`), for the hours that have any row.
+pub async fn reserved_by_hour(
+    conn: &mut AsyncPgConnection,
+    listing_id: Uuid,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> QueryResult<Vec<(DateTime<Utc>, i32)>> {
+    listing_hours::table
+        .filter(listing_hours::listing_id.eq(listing_id))
+        .filter(listing_hours::hour.ge(from))
+        .filter(listing_hours::hour.lt(until))
+        .order(listing_hours::hour)
+        .select((listing_hours::hour, listing_hours::reserved))
+        .load(conn)
+        .await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchSort {
+    Price,
+    PriceDesc,
+    AvailableFrom,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    pub gpu_model: Option<String>,
+    pub region: Option<String>,
+    pub currency: Option<String>,
+    pub max_price: Option<Decimal>,
+    pub min_gpus: i32,
+    /// The window the GPUs must be free for; the listing's own window from
+    /// `now` on when absent.
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, QueryableByName)]
+pub struct SearchRow {
+    #[diesel(embed)]
+    pub listing: ListingRow,
+    #[diesel(sql_type = Int4)]
+    pub free_gpus: i32,
+}
+
+/// The search cursor: the sort value (price or start, as text) and the id.
+pub type SearchCursor = (String, Uuid);
+
+/// Active listings matching `filter` with at least `min_gpus` free in every
+/// hour of the window, sorted, after `after`.
+pub async fn search(
+    conn: &mut AsyncPgConnection,
+    filter: &SearchFilter,
+    sort: SearchSort,
+    now: DateTime<Utc>,
+    after: Option<SearchCursor>,
+    limit: i64,
+) -> QueryResult<Vec<SearchRow>> {
+    let (order, keyset) = match sort {
+        SearchSort::Price => {
+            ("l.price_per_gpu_hour ASC, l.id ASC", "(l.price_per_gpu_hour, l.id) > ($10::numeric, $11)")
+        }
+        SearchSort::PriceDesc => {
+            ("l.price_per_gpu_hour DESC, l.id DESC", "(l.price_per_gpu_hour, l.id) < ($10::numeric, $11)")
+        }
+        SearchSort::AvailableFrom => {
+            ("l.available_from ASC, l.id ASC", "(l.available_from, l.id) > ($10::timestamptz, $11)")
+        }
+    };
+    let keyset = if after.is_some() { keyset } else { "$10::text IS NULL AND $11::uuid IS NULL" };
+    // The window: the one asked for, or the rest of the listing's own.
+    let sql = format!(
+        "SELECT * FROM ( \
+           SELECT l.*, l.gpus - coalesce(( \
+               SELECT max(h.reserved) FROM listing_hours h \
+               WHERE h.listing_id = l.id \
+                 AND h.hour >= coalesce($6, greatest(l.available_from, date_trunc('hour', $9::timestamptz))) \
+                 AND h.hour < coalesce($7, l.available_until)), 0) AS free_gpus \
+           FROM listings l \
+           WHERE l.status = 'active' \
+             AND ($1::text IS NULL OR l.gpu_model = $1) \
+             AND ($2::text IS NULL OR l.region = $2) \
+             AND ($3::text IS NULL OR l.currency = $3) \
+             AND ($4::numeric IS NULL OR l.price_per_gpu_hour <= $4) \
+             AND ($6::timestamptz IS NULL OR l.available_from <= $6) \
+             AND ($7::timestamptz IS NULL OR l.available_until >= $7) \
+             AND l.available_until > $9 \
+             AND {keyset} \
+         ) l WHERE l.free_gpus >= $5 \
+         ORDER BY {order} LIMIT $8"
+    );
+    let (cursor_value, cursor_id) = match after {
+        Some((v, id)) => (Some(v), Some(id)),
+        None => (None, None),
+    };
+    diesel::sql_query(sql)
+        .bind::<Nullable<Text>, _>(&filter.gpu_model)
+        .bind::<Nullable<Text>, _>(&filter.region)
+        .bind::<Nullable<Text>, _>(&filter.currency)
+        .bind::<Nullable<Numeric>, _>(filter.max_price)
+        .bind::<Int4, _>(filter.min_gpus)
+        .bind::<Nullable<Timestamptz>, _>(filter.start)
+        .bind::<Nullable<Timestamptz>, _>(filter.end)
+        .bind::<BigInt, _>(limit)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Nullable<Text>, _>(cursor_value)
+        .bind::<Nullable<SqlUuid>, _>(cursor_id)
+        .load(conn)
+        .await
+}

@@ -1,0 +1,14 @@
+//! The marketplace (SPEC section 4): listings, capacity, search, quotes,
+//! orders, settlement, cancellation and outages.
+//!
+//! - `pricing`, `schedule`: the rules as plain functions (no database);
+//! - `listings`, `orders`: storage and the order's one transaction;
+//! - `settlement`: what later resolves an order's reservations;
+//! - `routes`: the HTTP handlers.
+
+pub mod listings;
+pub mod orders;
+pub mod pricing;
+pub mod routes;
+pub mod schedule;
+pub mod settlement;

@@ -1,0 +1,376 @@
+//! Orders: placing one (capacity and money in one transaction), and reading them.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::listings::{self, ListingRow, ListingStatus};
+use super::pricing::{self, Breakdown, SubsidyTerms};
+use crate::auth::Principal;
+use crate::db::schema::orders;
+use crate::http::ApiError;
+use crate::ledger::model::EntryKind;
+use crate::ledger::rules::Movement;
+use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::{LedgerError, chart};
+use crate::money::Currency;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Reserved,
+    Active,
+    Completed,
+    Cancelled,
+}
+crate::ledger::model::text_enum!(OrderStatus {
+    Reserved => "reserved", Active => "active", Completed => "completed", Cancelled => "cancelled",
+});
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub tenant_org_id: Uuid,
+    pub placed_by: Uuid,
+    pub listing_id: Uuid,
+    pub provider_org_id: Uuid,
+    pub gpu_model: String,
+    pub region: String,
+    pub gpus: i32,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    pub hours: i32,
+    pub currency: String,
+    pub unit_price: Decimal,
+    pub gpu_hours: i32,
+    pub subtotal: Decimal,
+    pub subsidy: Decimal,
+    pub subsidy_rate: Decimal,
+    pub tenant_amount: Decimal,
+    pub platform_fee: Decimal,
+    pub fee_rate: Decimal,
+    pub grant_id: Option<Uuid>,
+    pub status: String,
+    pub settled_hours: i32,
+    pub charged_hours: i32,
+    pub credited_gpu_hours: i32,
+    pub journal_entry_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+impl OrderRow {
+    pub fn currency(&self) -> Result<Currency, LedgerError> {
+        self.currency.parse().map_err(|_| LedgerError::Corrupt(format!("order {} has an invalid currency", self.id)))
+    }
+
+    /// The status as of `now`: a reserved order whose first hour has begun is active.
+    pub fn status_at(&self, now: DateTime<Utc>) -> String {
+        if self.status == OrderStatus::Reserved.as_str() && now >= self.start_at {
+            OrderStatus::Active.as_str().to_string()
+        } else {
+            self.status.clone()
+        }
+    }
+}
+
+/// What a tenant asks to buy.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    pub listing_id: Uuid,
+    pub gpus: i32,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub grant_id: Option<Uuid>,
+}
+
+/// The longest order accepted: a year of hours.
+pub const MAX_HOURS: i64 = 24 * 366;
+
+/// Checks a request against a listing at `now`; returns the number of hours.
+pub fn check_request(request: &Request, listing: &ListingRow, now: DateTime<Utc>) -> Result<i32, ApiError> {
+    use super::schedule::is_whole_hour;
+    let mut errors = Vec::new();
+    if !is_whole_hour(request.start) {
+        errors.push(crate::http::FieldError::new("start", "must be on a whole hour (e.g. 2026-03-01T10:00:00Z)"));
+    }
+    if !is_whole_hour(request.end) {
+        errors.push(crate::http::FieldError::new("end", "must be on a whole hour"));
+    }
+    if request.end <= request.start {
+        errors.push(crate::http::FieldError::new("end", "must be after start"));
+    }
+    if request.gpus <= 0 {
+        errors.push(crate::http::FieldError::new("gpus", "must be at least 1"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let hours = (request.end - request.start).num_hours();
+    if hours > MAX_HOURS {
+        return Err(ApiError::invalid("end", format!("an order lasts at most {MAX_HOURS} hours")));
+    }
+    if listing.status != ListingStatus::Active.as_str() {
+        return Err(ApiError::conflict(format!("the listing is {} and takes no orders", listing.status)));
+    }
+    if request.start < now {
+        return Err(ApiError::invalid("start", "must not be in the past"));
+    }
+    if request.start < listing.available_from || request.end > listing.available_until {
+        return Err(ApiError::invalid("start", "the hours asked for are outside the listing's availability"));
+    }
+    if hours < i64::from(listing.min_hours) {
+        return Err(ApiError::invalid("end", format!("this listing sells at least {} hours", listing.min_hours)));
+    }
+    if request.gpus > listing.gpus {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "capacity_unavailable",
+            format!("the listing has {} GPUs", listing.gpus),
+        ));
+    }
+    Ok(hours as i32)
+}
+
+pub fn quote(
+    request: &Request,
+    listing: &ListingRow,
+    fee_rate: Decimal,
+    subsidy: Option<SubsidyTerms>,
+    now: DateTime<Utc>,
+) -> Result<(i32, Breakdown), ApiError> {
+    let hours = check_request(request, listing, now)?;
+    let currency: Currency = listing
+        .currency
+        .parse()
+        .map_err(|_| ApiError::internal(LedgerError::Corrupt(format!("listing {} has a bad currency", listing.id))))?;
+    let breakdown = pricing::price(
+        listing.price_per_gpu_hour,
+        i64::from(request.gpus),
+        i64::from(hours),
+        currency,
+        fee_rate,
+        subsidy,
+    )
+    .map_err(|e| ApiError::invalid("gpus", e.to_string()))?;
+    Ok((hours, breakdown))
+}
+
+/// The accounts an order's postings touch besides the subsidy side.
+pub struct OrderAccounts {
+    pub wallet: Uuid,
+    pub payable: Uuid,
+    pub fees: Uuid,
+}
+
+pub async fn order_accounts(
+    conn: &mut AsyncPgConnection,
+    tenant_org: Uuid,
+    provider_org: Uuid,
+    currency: Currency,
+) -> Result<OrderAccounts, ApiError> {
+    let codes = [
+        chart::tenant_wallet_code(tenant_org),
+        chart::provider_payable_code(provider_org),
+        chart::PLATFORM_FEES.into(),
+    ];
+    let found = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
+    let get = |code: &String| {
+        found
+            .get(code)
+            .copied()
+            .ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("account {code} {currency} is missing"))))
+    };
+    Ok(OrderAccounts { wallet: get(&codes[0])?, payable: get(&codes[1])?, fees: get(&codes[2])? })
+}
+
+/// The subsidy side of an order, when it names a grant: terms and the accounts.
+pub struct SubsidySide {
+    pub terms: SubsidyTerms,
+    pub receivable: Uuid,
+    pub grant_available: Uuid,
+    pub grant_spent: Uuid,
+}
+
+/// The pending postings of an order, in a fixed order: tenant, subsidy, grant, fee.
+pub fn order_movements(b: &Breakdown, accounts: &OrderAccounts, subsidy: Option<&SubsidySide>) -> Vec<Movement> {
+    let mut movements = Vec::with_capacity(4);
+    if b.tenant_amount > Decimal::ZERO {
+        movements.push(Movement::pending(accounts.wallet, accounts.payable, b.tenant_amount));
+    }
+    if let Some(side) = subsidy
+        && b.subsidy > Decimal::ZERO
+    {
+        movements.push(Movement::pending(side.receivable, accounts.payable, b.subsidy));
+        movements.push(Movement::pending(side.grant_available, side.grant_spent, b.subsidy));
+    }
+    if b.platform_fee > Decimal::ZERO {
+        movements.push(Movement::pending(accounts.payable, accounts.fees, b.platform_fee));
+    }
+    movements
+}
+
+fn is_capacity_violation(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::CheckViolation, info)
+        if info.constraint_name() == Some("listing_hours_within_capacity"))
+}
+
+pub fn capacity_unavailable() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::CONFLICT,
+        "capacity_unavailable",
+        "not enough GPUs are free on this listing for every hour asked",
+    )
+}
+
+/// Places an order inside the caller's transaction: locks the listing (shared),
+/// reserves every hour's GPUs, writes the `order` entry's pending postings, and
+/// records the order. Any failure rolls all of it back.
+pub async fn place(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    request: &Request,
+    fee_rate: Decimal,
+    subsidy: Option<SubsidySide>,
+    now: DateTime<Utc>,
+) -> Result<OrderRow, ApiError> {
+    let listing = listings::find_for_order(conn, request.listing_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
+    let (hours, breakdown) = quote(request, &listing, fee_rate, subsidy.as_ref().map(|s| s.terms), now)?;
+    listings::reserve(conn, listing.id, listing.gpus, request.start, request.end, request.gpus)
+        .await
+        .map_err(|e| if is_capacity_violation(&e) { capacity_unavailable() } else { ApiError::from(e) })?;
+    let accounts = order_accounts(conn, principal.org_id, listing.provider_org_id, breakdown.currency).await?;
+    let order_id = Uuid::now_v7();
+    let movements = order_movements(&breakdown, &accounts, subsidy.as_ref());
+    let entry_id = if movements.is_empty() {
+        None
+    } else {
+        let mut entry = NewEntry::new(EntryKind::Order, now, movements);
+        entry.actor = principal.actor();
+        entry.memo = format!("order {order_id}: {} × {} for {hours} h", request.gpus, listing.gpu_model);
+        entry.metadata =
+            serde_json::json!({ "order_id": order_id, "listing_id": listing.id, "grant_id": request.grant_id });
+        Some(ledger_store::post_entry(conn, entry).await?.id)
+    };
+    let entry_id = entry_id.ok_or_else(|| ApiError::invalid("gpus", "an order must cost something"))?;
+    let row = OrderRow {
+        id: order_id,
+        tenant_org_id: principal.org_id,
+        placed_by: principal.user_id,
+        listing_id: listing.id,
+        provider_org_id: listing.provider_org_id,
+        gpu_model: listing.gpu_model.clone(),
+        region: listing.region.clone(),
+        gpus: request.gpus,
+        start_at: request.start,
+        end_at: request.end,
+        hours,
+        currency: breakdown.currency.code().to_string(),
+        unit_price: breakdown.unit_price,
+        gpu_hours: i32::try_from(breakdown.gpu_hours).map_err(|_| ApiError::invalid("gpus", "too many GPU-hours"))?,
+        subtotal: breakdown.subtotal,
+        subsidy: breakdown.subsidy,
+        subsidy_rate: breakdown.subsidy_rate,
+        tenant_amount: breakdown.tenant_amount,
+        platform_fee: breakdown.platform_fee,
+        fee_rate: breakdown.fee_rate,
+        grant_id: if breakdown.subsidy > Decimal::ZERO { request.grant_id } else { None },
+        status: OrderStatus::Reserved.as_str().to_string(),
+        settled_hours: 0,
+        charged_hours: hours,
+        credited_gpu_hours: 0,
+        journal_entry_id: entry_id,
+        created_at: now,
+        cancelled_at: None,
+    };
+    diesel::insert_into(orders::table).values(&row).execute(conn).await?;
+    Ok(row)
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OrderRow>> {
+    orders::table.find(id).select(OrderRow::as_select()).first(conn).await.optional()
+}
+
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OrderRow>> {
+    orders::table.find(id).select(OrderRow::as_select()).for_update().first(conn).await.optional()
+}
+
+/// Whether `principal` may see `order`: its tenant, its provider, or finance.
+pub fn visible_to(order: &OrderRow, principal: &Principal) -> bool {
+    principal.is_finance() || order.tenant_org_id == principal.org_id || order.provider_org_id == principal.org_id
+}
+
+#[derive(Debug)]
+pub struct OrderFilter {
+    pub tenant_org_id: Option<Uuid>,
+    pub provider_org_id: Option<Uuid>,
+    pub listing_id: Option<Uuid>,
+    pub statuses: Option<Vec<OrderStatus>>,
+    /// The instant statuses are judged at (a reserved order that has begun is active).
+    pub now: DateTime<Utc>,
+    /// Orders whose hours overlap [from, to).
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Newest first, before the cursor (created_at, id).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &OrderFilter,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<OrderRow>> {
+    let mut q = orders::table.select(OrderRow::as_select()).into_boxed();
+    if let Some(org) = filter.tenant_org_id {
+        q = q.filter(orders::tenant_org_id.eq(org));
+    }
+    if let Some(org) = filter.provider_org_id {
+        q = q.filter(orders::provider_org_id.eq(org));
+    }
+    if let Some(listing) = filter.listing_id {
+        q = q.filter(orders::listing_id.eq(listing));
+    }
+    if let Some(statuses) = &filter.statuses {
+        use diesel::pg::Pg;
+        use diesel::sql_types::Bool;
+        type Condition = Box<dyn BoxableExpression<orders::table, Pg, SqlType = Bool>>;
+        let now = filter.now;
+        let mut any: Option<Condition> = None;
+        for status in statuses {
+            let this: Condition = match status {
+                OrderStatus::Reserved => Box::new(orders::status.eq("reserved").and(orders::start_at.gt(now))),
+                OrderStatus::Active => Box::new(
+                    orders::status.eq("active").or(orders::status.eq("reserved").and(orders::start_at.le(now))),
+                ),
+                other => Box::new(orders::status.eq(other.as_str())),
+            };
+            any = Some(match any {
+                None => this,
+                Some(previous) => Box::new(previous.or(this)),
+            });
+        }
+        if let Some(condition) = any {
+            q = q.filter(condition);
+        }
+    }
+    if let Some(from) = filter.from {
+        q = q.filter(orders::end_at.gt(from));
+    }
+    if let Some(to) = filter.to {
+        q = q.filter(orders::start_at.lt(to));
+    }
+    if let Some((at, id)) = before {
+        q = q.filter(orders::created_at.lt(at).or(orders::created_at.eq(at).and(orders::id.lt(id))));
+    }
+    q.order((orders::created_at.desc(), orders::id.desc())).limit(limit).load(conn).await
+}
+
+/// The hour at which the `n`th hour (0-based) of an order begins.
+pub fn hour_at(order: &OrderRow, n: i32) -> DateTime<Utc> {
+    order.start_at + TimeDelta::hours(i64::from(n))
+}

@@ -1,0 +1,371 @@
+//! Settlement, cancellation and outage credits: everything that later resolves
+//! an order's pending postings. Each works on one order (or one outage) in one
+//! transaction, locking the order row first, then capacity, then the ledger.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::listings;
+use super::orders::{self, OrderRow, OrderStatus};
+use super::schedule::{cumulative_share, hours_begun, hours_elapsed, share_due};
+use crate::db::schema::{order_hour_credits, orders as orders_table};
+use crate::http::ApiError;
+use crate::ledger::model::{Actor, EntryKind};
+use crate::ledger::rules::Movement;
+use crate::ledger::store::{self as ledger_store, NewEntry};
+
+/// One order's settlement.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Settled {
+    pub order_id: Uuid,
+    /// Hours settled by this run.
+    pub hours: i32,
+    pub settled_hours: i32,
+    pub status: String,
+    pub journal_entry_id: Option<Uuid>,
+}
+
+/// Orders with an elapsed, unsettled hour at `now`, or reserved ones whose
+/// first hour has begun (ids only; each is then settled under its own lock).
+pub async fn due(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Due {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let rows: Vec<Due> = diesel::sql_query(
+        "SELECT id FROM orders \
+         WHERE status IN ('reserved', 'active') AND start_at <= $1 \
+           AND (status = 'reserved' OR start_at + (settled_hours + 1) * interval '1 hour' <= $1) \
+         ORDER BY start_at LIMIT $2",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(now)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Settles one order up to `now`, if another settler does not hold it already
+/// (`SKIP LOCKED`: settlers on several processes share the work, never repeat it).
+pub async fn settle_order(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<Settled>, ApiError> {
+    let order: Option<OrderRow> = orders_table::table
+        .find(order_id)
+        .select(OrderRow::as_select())
+        .for_update()
+        .skip_locked()
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(order) = order else { return Ok(None) };
+    if order.status != OrderStatus::Reserved.as_str() && order.status != OrderStatus::Active.as_str() {
+        return Ok(None);
+    }
+    let upto = hours_elapsed(order.start_at, now, order.charged_hours);
+    let begun = now >= order.start_at;
+    if upto <= order.settled_hours {
+        if begun && order.status == OrderStatus::Reserved.as_str() {
+            set_progress(conn, order.id, order.settled_hours, OrderStatus::Active).await?;
+        }
+        return Ok(None);
+    }
+    let currency = order.currency()?;
+    let pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
+    let movements: Vec<Movement> = pendings
+        .iter()
+        .map(|p| Movement::PostPending {
+            pending_posting_id: p.posting_id,
+            amount: share_due(p.amount, p.posted, p.remaining, upto, order.hours, currency),
+        })
+        .filter(|m| matches!(m, Movement::PostPending { amount, .. } if *amount > Decimal::ZERO))
+        .collect();
+    let entry_id = if movements.is_empty() {
+        None
+    } else {
+        let mut entry = NewEntry::new(EntryKind::Settlement, now, movements);
+        entry.memo = format!("order {}: hours {}–{} of {}", order.id, order.settled_hours + 1, upto, order.hours);
+        entry.metadata = serde_json::json!({"order_id": order.id, "from_hour": order.settled_hours, "to_hour": upto});
+        Some(ledger_store::post_entry(conn, entry).await?.id)
+    };
+    let status = if upto >= order.charged_hours { OrderStatus::Completed } else { OrderStatus::Active };
+    set_progress(conn, order.id, upto, status).await?;
+    Ok(Some(Settled {
+        order_id: order.id,
+        hours: upto - order.settled_hours,
+        settled_hours: upto,
+        status: status.as_str().to_string(),
+        journal_entry_id: entry_id,
+    }))
+}
+
+async fn set_progress(conn: &mut AsyncPgConnection, id: Uuid, settled: i32, status: OrderStatus) -> QueryResult<usize> {
+    diesel::update(orders_table::table.find(id))
+        .set((orders_table::settled_hours.eq(settled), orders_table::status.eq(status.as_str())))
+        .execute(conn)
+        .await
+}
+
+/// Cancels an order (its tenant only; anyone else gets 404). Before the start
+/// everything is voided and every hour freed; after it, the hours begun are
+/// charged (posted) and the rest voided and freed.
+pub async fn cancel(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    tenant_org: Uuid,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<OrderRow, ApiError> {
+    let order = orders::lock(conn, order_id)
+        .await?
+        .filter(|o| o.tenant_org_id == tenant_org)
+        .ok_or_else(|| ApiError::not_found(format!("order {order_id} does not exist")))?;
+    if order.status == OrderStatus::Cancelled.as_str() || order.status == OrderStatus::Completed.as_str() {
+        return Err(ApiError::conflict(format!("the order is already {}", order.status)));
+    }
+    let begun = hours_begun(order.start_at, now, order.hours);
+    if begun >= order.hours {
+        return Err(ApiError::conflict("every hour of this order has begun: there is nothing left to cancel"));
+    }
+    // Capacity before ledger: the lock order every writer follows.
+    let free_from = orders::hour_at(&order, begun);
+    listings::release(conn, order.listing_id, free_from, order.end_at, order.gpus).await?;
+
+    let currency = order.currency()?;
+    let pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
+    let mut movements = Vec::new();
+    for p in &pendings {
+        let post = share_due(p.amount, p.posted, p.remaining, begun, order.hours, currency);
+        if post > Decimal::ZERO {
+            movements.push(Movement::PostPending { pending_posting_id: p.posting_id, amount: post });
+        }
+        let void = p.remaining - post;
+        if void > Decimal::ZERO {
+            movements.push(Movement::VoidPending { pending_posting_id: p.posting_id, amount: void });
+        }
+    }
+    if !movements.is_empty() {
+        let mut entry = NewEntry::new(EntryKind::Cancellation, now, movements);
+        entry.actor = actor;
+        entry.memo = format!("order {}: cancelled with {begun} of {} hours begun", order.id, order.hours);
+        entry.metadata = serde_json::json!({"order_id": order.id, "charged_hours": begun});
+        ledger_store::post_entry(conn, entry).await?;
+    }
+    let updated = diesel::update(orders_table::table.find(order.id))
+        .set((
+            orders_table::status.eq(OrderStatus::Cancelled.as_str()),
+            orders_table::charged_hours.eq(begun),
+            orders_table::settled_hours.eq(begun),
+            orders_table::cancelled_at.eq(now),
+        ))
+        .returning(OrderRow::as_returning())
+        .get_result(conn)
+        .await?;
+    Ok(updated)
+}
+
+/// What one outage credited to one order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OutageCredit {
+    pub order_id: Uuid,
+    /// GPU-hours credited.
+    pub gpu_hours: i32,
+    /// The tenant's share released from its reservation (hours not yet settled).
+    pub voided: String,
+    /// The tenant's share paid back to its wallet (hours already settled).
+    pub refunded: String,
+}
+
+/// Allocates an outage's GPUs, hour by hour, to the orders running then, oldest
+/// order first, never more GPU-hours per order and hour than it bought or than
+/// earlier outages already credited. Returns GPU-hours per order and hour.
+pub fn allocate(
+    orders: &[(Uuid, DateTime<Utc>, DateTime<Utc>, i32, DateTime<Utc>)],
+    already: &BTreeMap<(Uuid, DateTime<Utc>), i32>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    gpus: i32,
+) -> BTreeMap<(Uuid, DateTime<Utc>), i32> {
+    let mut credited = BTreeMap::new();
+    let mut hour = start;
+    while hour < end {
+        let mut left = gpus;
+        for &(id, from, until, order_gpus, _created) in orders {
+            if left == 0 {
+                break;
+            }
+            if hour < from || hour >= until {
+                continue;
+            }
+            let open = order_gpus - already.get(&(id, hour)).copied().unwrap_or(0);
+            let take = open.min(left);
+            if take > 0 {
+                credited.insert((id, hour), take);
+                left -= take;
+            }
+        }
+        hour += TimeDelta::hours(1);
+    }
+    credited
+}
+
+/// Credits an outage on a listing back to the orders it hit, in one
+/// `outage_credit` entry: for each order and each of its pending postings, the
+/// share of the lost GPU-hours is voided where not yet settled and refunded
+/// (the posting reversed) where settled. Returns the entry and the credits.
+pub async fn credit_outage(
+    conn: &mut AsyncPgConnection,
+    outage_id: Uuid,
+    listing_id: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    gpus: i32,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<(Option<Uuid>, Vec<OutageCredit>), ApiError> {
+    // Lock the orders it may touch (by id: the order every locker follows).
+    let hit: Vec<OrderRow> = orders_table::table
+        .filter(orders_table::listing_id.eq(listing_id))
+        .filter(orders_table::start_at.lt(end))
+        .filter(orders_table::end_at.gt(start))
+        .order(orders_table::id)
+        .select(OrderRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?;
+    let mut by_age: Vec<&OrderRow> = hit.iter().filter(|o| o.charged_hours > 0).collect();
+    by_age.sort_by_key(|o| (o.created_at, o.id));
+    let windows: Vec<_> =
+        by_age.iter().map(|o| (o.id, o.start_at, orders::hour_at(o, o.charged_hours), o.gpus, o.created_at)).collect();
+    let ids: Vec<Uuid> = hit.iter().map(|o| o.id).collect();
+    let already: BTreeMap<(Uuid, DateTime<Utc>), i32> = order_hour_credits::table
+        .filter(order_hour_credits::order_id.eq_any(&ids))
+        .filter(order_hour_credits::hour.ge(start))
+        .filter(order_hour_credits::hour.lt(end))
+        .select((order_hour_credits::order_id, order_hour_credits::hour, order_hour_credits::gpus))
+        .load::<(Uuid, DateTime<Utc>, i32)>(conn)
+        .await?
+        .into_iter()
+        .map(|(o, h, g)| ((o, h), g))
+        .collect();
+    let credited = allocate(&windows, &already, start, end, gpus);
+
+    let mut movements = Vec::new();
+    let mut credits = Vec::new();
+    for order in &hit {
+        let (mut settled_part, mut pending_part) = (0i64, 0i64);
+        for ((id, hour), g) in credited.range((order.id, start)..=(order.id, end)) {
+            if *id != order.id {
+                continue;
+            }
+            if *hour < orders::hour_at(order, order.settled_hours) {
+                settled_part += i64::from(*g);
+            } else {
+                pending_part += i64::from(*g);
+            }
+            diesel::insert_into(order_hour_credits::table)
+                .values((
+                    order_hour_credits::order_id.eq(order.id),
+                    order_hour_credits::hour.eq(*hour),
+                    order_hour_credits::gpus.eq(*g),
+                ))
+                .on_conflict((order_hour_credits::order_id, order_hour_credits::hour))
+                .do_update()
+                .set(order_hour_credits::gpus.eq(order_hour_credits::gpus + *g))
+                .execute(conn)
+                .await?;
+        }
+        let lost = settled_part + pending_part;
+        if lost == 0 {
+            continue;
+        }
+        let currency = order.currency()?;
+        let total = i64::from(order.gpu_hours);
+        let before = i64::from(order.credited_gpu_hours);
+        let pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
+        let (mut voided, mut refunded) = (Decimal::ZERO, Decimal::ZERO);
+        for p in &pendings {
+            let amount = p.amount;
+            // Cumulative shares: credits of successive outages never drift.
+            let at = |gpu_hours: i64| cumulative_share(amount, gpu_hours, total, currency);
+            let settled_credit = at(before + settled_part) - at(before);
+            let pending_credit = at(before + lost) - at(before + settled_part);
+            let void = pending_credit.min(p.remaining);
+            let refund = settled_credit + (pending_credit - void);
+            if void > Decimal::ZERO {
+                movements.push(Movement::VoidPending { pending_posting_id: p.posting_id, amount: void });
+            }
+            if refund > Decimal::ZERO {
+                movements.push(Movement::posted(p.credit_account_id, p.debit_account_id, refund));
+            }
+            // The tenant's own posting comes first when the tenant pays anything.
+            if order.tenant_amount > Decimal::ZERO && p.posting_id == pendings[0].posting_id {
+                voided = void;
+                refunded = refund;
+            }
+        }
+        diesel::update(orders_table::table.find(order.id))
+            .set(orders_table::credited_gpu_hours.eq(orders_table::credited_gpu_hours + lost as i32))
+            .execute(conn)
+            .await?;
+        credits.push(OutageCredit {
+            order_id: order.id,
+            gpu_hours: lost as i32,
+            voided: crate::money::format_amount(voided, currency),
+            refunded: crate::money::format_amount(refunded, currency),
+        });
+    }
+    if movements.is_empty() {
+        return Ok((None, credits));
+    }
+    let mut entry = NewEntry::new(EntryKind::OutageCredit, now, movements);
+    entry.actor = actor;
+    entry.memo = format!("outage {outage_id} on listing {listing_id}: {gpus} GPUs from {start} to {end}");
+    entry.metadata = serde_json::json!({"outage_id": outage_id, "listing_id": listing_id});
+    let posted = ledger_store::post_entry(conn, entry).await?;
+    Ok((Some(posted.id), credits))
+}
+
+/// Settles every order due at the clock's `now`, one transaction per order, and
+/// returns what it settled. Safe to run from several processes at once.
+pub async fn settle_all(pool: &crate::db::DbPool, clock: crate::clock::Clock) -> Result<Vec<Settled>, ApiError> {
+    let mut conn = pool.get().await?;
+    let now = clock.now(&mut conn).await?;
+    let mut settled = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let batch = due(&mut conn, now, 200).await?;
+        let fresh: Vec<Uuid> = batch.into_iter().filter(|id| seen.insert(*id)).collect();
+        if fresh.is_empty() {
+            return Ok(settled);
+        }
+        for id in fresh {
+            let done = crate::db::transaction(&mut conn, async |c| settle_order(c, id, now).await).await?;
+            settled.extend(done);
+        }
+    }
+}
+
+/// The background settler of `gpuhour serve`: settles what is due every `interval`.
+pub async fn run_settler(pool: crate::db::DbPool, clock: crate::clock::Clock, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match settle_all(&pool, clock).await {
+            Ok(done) if !done.is_empty() => tracing::info!(orders = done.len(), "settled"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "settlement run failed; retrying at the next tick"),
+        }
+    }
+}
