@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::listings::{self, ListingInsert, ListingRow, ListingStatus, SearchFilter, SearchSort};
 use super::orders::{self, OrderFilter, OrderRow, OrderStatus, Request};
 use super::schedule::is_whole_hour;
-use super::settlement::{self, OutageCredit, Settled};
+use super::settlement::{self, Outage, OutageCredit, Settled};
 use crate::audit::WriteContext;
 use crate::auth::{Principal, Role};
 use crate::http::extract::{JsonBody, Query, parse_uuid};
@@ -599,8 +599,13 @@ pub async fn report_outage(
             ))
             .execute(conn)
             .await?;
-        let (entry, credits) =
-            settlement::credit_outage(conn, outage_id, id, start, end, gpus, principal.actor(), now).await?;
+        let (entry, credits) = settlement::credit_outage(
+            conn,
+            Outage { id: outage_id, listing_id: id, start, end, gpus },
+            principal.actor(),
+            now,
+        )
+        .await?;
         diesel::update(outages::table.find(outage_id)).set(outages::journal_entry_id.eq(entry)).execute(conn).await?;
         Ok(OutageView { id: outage_id, listing_id: id, start, end, gpus, journal_entry_id: entry, credits })
     })

@@ -186,11 +186,30 @@ pub struct OutageCredit {
     pub refunded: String,
 }
 
-/// Allocates an outage's GPUs, hour by hour, to the orders running then, oldest
-/// order first, never more GPU-hours per order and hour than it bought or than
-/// earlier outages already credited. Returns GPU-hours per order and hour.
+/// An order's charged hours, as the outage allocation sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct Running {
+    pub order_id: Uuid,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub gpus: i32,
+}
+
+/// An outage report.
+#[derive(Debug, Clone, Copy)]
+pub struct Outage {
+    pub id: Uuid,
+    pub listing_id: Uuid,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub gpus: i32,
+}
+
+/// Allocates an outage's GPUs, hour by hour, to the orders running then, in the
+/// order given (oldest first), never more GPU-hours per order and hour than it
+/// bought or than earlier outages already credited. Returns GPU-hours per order and hour.
 pub fn allocate(
-    orders: &[(Uuid, DateTime<Utc>, DateTime<Utc>, i32, DateTime<Utc>)],
+    orders: &[Running],
     already: &BTreeMap<(Uuid, DateTime<Utc>), i32>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -200,7 +219,7 @@ pub fn allocate(
     let mut hour = start;
     while hour < end {
         let mut left = gpus;
-        for &(id, from, until, order_gpus, _created) in orders {
+        for &Running { order_id: id, from, until, gpus: order_gpus } in orders {
             if left == 0 {
                 break;
             }
@@ -225,14 +244,11 @@ pub fn allocate(
 /// (the posting reversed) where settled. Returns the entry and the credits.
 pub async fn credit_outage(
     conn: &mut AsyncPgConnection,
-    outage_id: Uuid,
-    listing_id: Uuid,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    gpus: i32,
+    outage: Outage,
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<(Option<Uuid>, Vec<OutageCredit>), ApiError> {
+    let Outage { id: outage_id, listing_id, start, end, gpus } = outage;
     // Lock the orders it may touch (by id: the order every locker follows).
     let hit: Vec<OrderRow> = orders_table::table
         .filter(orders_table::listing_id.eq(listing_id))
@@ -245,8 +261,10 @@ pub async fn credit_outage(
         .await?;
     let mut by_age: Vec<&OrderRow> = hit.iter().filter(|o| o.charged_hours > 0).collect();
     by_age.sort_by_key(|o| (o.created_at, o.id));
-    let windows: Vec<_> =
-        by_age.iter().map(|o| (o.id, o.start_at, orders::hour_at(o, o.charged_hours), o.gpus, o.created_at)).collect();
+    let windows: Vec<Running> = by_age
+        .iter()
+        .map(|o| Running { order_id: o.id, from: o.start_at, until: orders::hour_at(o, o.charged_hours), gpus: o.gpus })
+        .collect();
     let ids: Vec<Uuid> = hit.iter().map(|o| o.id).collect();
     let already: BTreeMap<(Uuid, DateTime<Utc>), i32> = order_hour_credits::table
         .filter(order_hour_credits::order_id.eq_any(&ids))
