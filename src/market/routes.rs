@@ -409,9 +409,11 @@ pub async fn search_listings(
     let max_price = q.max_price.as_deref().and_then(|raw| {
         parse_positive(raw, 12).map_err(|e| errors.push(FieldError::new("max_price", e.to_string()))).ok()
     });
-    let min_gpus = q.min_gpus.unwrap_or(1);
-    if !(1..=100_000).contains(&min_gpus) {
-        errors.push(FieldError::new("min_gpus", "must be between 1 and 100000"));
+    // With a window, a listing must have at least one GPU free in every hour of
+    // it; without one, every active listing shows, with what it has free.
+    let min_gpus = q.min_gpus.unwrap_or(if q.start.is_some() { 1 } else { 0 });
+    if !(0..=100_000).contains(&min_gpus) {
+        errors.push(FieldError::new("min_gpus", "must be between 0 and 100000"));
     }
     match (q.start, q.end) {
         (Some(s), Some(e)) => {

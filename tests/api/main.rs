@@ -7,4 +7,5 @@ mod errors;
 mod idempotency;
 mod ledger_bank;
 mod ledger_entries;
+mod market;
 mod operations;
