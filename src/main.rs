@@ -20,6 +20,20 @@ enum Command {
     Serve,
     /// Recompute the ledger's invariants from its postings; exit 1 on any difference.
     Verify,
+    /// Seed a realistic market (sandbox mode) and serve it.
+    Demo,
+    /// Print the journal's posted movements as an hledger file or CSV.
+    Export {
+        /// `hledger` (default) or `csv`.
+        #[arg(long, default_value = "hledger")]
+        format: String,
+        /// Start of the period (RFC 3339, inclusive).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of the period (RFC 3339, exclusive).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Administration.
     Admin {
         #[command(subcommand)]
@@ -58,6 +72,8 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve(settings).await,
         Command::Verify => verify(settings).await,
+        Command::Demo => gpuhour::demo::run(settings).await.map(|_| ExitCode::SUCCESS),
+        Command::Export { format, from, to } => export(settings, &format, from, to).await,
         Command::Admin { command: AdminCommand::CreateUser { email, role, org_id } } => {
             create_user(settings, email, role, org_id).await
         }
@@ -121,5 +137,24 @@ async fn create_user(
     let org = resolve_org_for(&mut conn, role, org_id, now).await.map_err(|e| e.detail.clone())?;
     let user = store::create_user(&mut conn, org.id, email.as_str(), &hash, role, now).await?;
     println!("{}", serde_json::json!({"user_id": user.id, "email": user.email, "role": user.role, "org_id": org.id}));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads only, like `verify`.
+async fn export(
+    settings: Settings,
+    format: &str,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<ExitCode, AnyError> {
+    use gpuhour::finance::export;
+    let mut conn = AsyncPgConnection::establish(&settings.database_url).await?;
+    let rows = export::rows(&mut conn, from, to).await.map_err(|e| format!("{e:?}"))?;
+    let text = match format {
+        "hledger" => export::hledger(&rows),
+        "csv" => export::csv(&rows),
+        other => return Err(format!("--format {other:?}: expected hledger or csv").into()),
+    };
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -192,6 +192,11 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .configure(ledger::routes::configure)
             .configure(crate::market::routes::configure)
             .service(crate::finance::deposits::create_deposit)
+            .configure(crate::subsidy::routes::configure)
+            .service(crate::finance::payouts::create_payout)
+            .service(crate::finance::reports::programme_report)
+            .service(crate::finance::reports::statement)
+            .service(crate::finance::export::export_journal)
             .configure(|cfg| {
                 if sandbox {
                     crate::sandbox::configure(cfg);

@@ -215,6 +215,93 @@ diesel::table! {
 diesel::joinable!(listing_hours -> listings (listing_id));
 diesel::joinable!(orders -> listings (listing_id));
 
+diesel::table! {
+    programmes (id) {
+        id -> Uuid,
+        name -> Text,
+        sponsor -> Text,
+        fiscal_year -> Int4,
+        currency -> Text,
+        budget -> Numeric,
+        starts_at -> Timestamptz,
+        ends_at -> Timestamptz,
+        default_rate -> Numeric,
+        rates_by_category -> Jsonb,
+        eligible_gpu_models -> Nullable<Array<Text>>,
+        eligible_regions -> Nullable<Array<Text>>,
+        eligible_provider_ids -> Nullable<Array<Uuid>>,
+        journal_entry_id -> Uuid,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    grants (id) {
+        id -> Uuid,
+        programme_id -> Uuid,
+        tenant_org_id -> Uuid,
+        amount -> Numeric,
+        rate -> Nullable<Numeric>,
+        valid_from -> Timestamptz,
+        valid_until -> Timestamptz,
+        status -> Text,
+        journal_entry_id -> Uuid,
+        release_entry_id -> Nullable<Uuid>,
+        released -> Numeric,
+        created_at -> Timestamptz,
+        closed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    claims (id) {
+        id -> Uuid,
+        programme_id -> Uuid,
+        period_start -> Timestamptz,
+        period_end -> Timestamptz,
+        amount -> Numeric,
+        status -> Text,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        submitted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    claim_items (posting_id) {
+        posting_id -> Uuid,
+        claim_id -> Uuid,
+        order_id -> Uuid,
+        tenant_org_id -> Uuid,
+        provider_org_id -> Uuid,
+        amount -> Numeric,
+    }
+}
+
+diesel::table! {
+    claim_payments (id) {
+        id -> Uuid,
+        claim_id -> Uuid,
+        amount -> Numeric,
+        reference -> Text,
+        journal_entry_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payouts (id) {
+        id -> Uuid,
+        provider_org_id -> Uuid,
+        amount -> Numeric,
+        currency -> Text,
+        reference -> Text,
+        journal_entry_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     journal_entries,
@@ -231,4 +318,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     orders,
     outages,
     order_hour_credits,
+    programmes,
+    grants,
+    claims,
+    claim_items,
+    claim_payments,
+    payouts,
 );

@@ -76,33 +76,46 @@ pub async fn create_deposit(
     let clock = state.clock;
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
-        let org = crate::auth::store::org_by_id(conn, tenant)
-            .await?
-            .filter(|o| o.kind == OrgKind::Tenant.as_str())
-            .ok_or_else(|| ApiError::invalid("tenant_org_id", "no such tenant organisation"))?;
-        let codes = [chart::BANK.to_string(), chart::tenant_wallet_code(org.id)];
-        let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
-        let missing = || ApiError::internal(LedgerError::Corrupt(format!("accounts of tenant {} are missing", org.id)));
-        let (bank, wallet) =
-            (ids.get(&codes[0]).copied().ok_or_else(missing)?, ids.get(&codes[1]).copied().ok_or_else(missing)?);
         let now = clock.now(conn).await?;
-        let mut entry = NewEntry::new(EntryKind::Deposit, now, vec![Movement::posted(bank, wallet, amount)]);
-        entry.actor = principal.actor();
-        entry.memo = format!("deposit from {}", org.name);
-        entry.reference = Some(reference.clone());
-        entry.metadata = serde_json::json!({"tenant_org_id": org.id});
-        let posted = ledger_store::post_entry(conn, entry).await?;
-        let balance = posted.postings[0].1.credit_account_balance;
-        Ok(DepositView {
-            id: posted.id,
-            tenant_org_id: org.id,
-            amount: format_amount(amount, currency),
-            currency: currency.code().to_string(),
-            reference,
-            wallet_account_id: wallet,
-            wallet_balance: format_amount(balance, currency),
-            effective_at: now,
-        })
+        deposit(conn, tenant, amount, currency, reference, principal.actor(), now).await
     })
     .await
+}
+
+/// Credits a tenant's wallet from the bank, in the caller's transaction.
+pub async fn deposit(
+    conn: &mut diesel_async::AsyncPgConnection,
+    tenant: Uuid,
+    amount: rust_decimal::Decimal,
+    currency: Currency,
+    reference: String,
+    actor: crate::ledger::model::Actor,
+    now: DateTime<Utc>,
+) -> Result<DepositView, ApiError> {
+    let org = crate::auth::store::org_by_id(conn, tenant)
+        .await?
+        .filter(|o| o.kind == OrgKind::Tenant.as_str())
+        .ok_or_else(|| ApiError::invalid("tenant_org_id", "no such tenant organisation"))?;
+    let codes = [chart::BANK.to_string(), chart::tenant_wallet_code(org.id)];
+    let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
+    let missing = || ApiError::internal(LedgerError::Corrupt(format!("accounts of tenant {} are missing", org.id)));
+    let (bank, wallet) =
+        (ids.get(&codes[0]).copied().ok_or_else(missing)?, ids.get(&codes[1]).copied().ok_or_else(missing)?);
+    let mut entry = NewEntry::new(EntryKind::Deposit, now, vec![Movement::posted(bank, wallet, amount)]);
+    entry.actor = actor;
+    entry.memo = format!("deposit from {}", org.name);
+    entry.reference = Some(reference.clone());
+    entry.metadata = serde_json::json!({"tenant_org_id": org.id});
+    let posted = ledger_store::post_entry(conn, entry).await?;
+    let balance = posted.postings[0].1.credit_account_balance;
+    Ok(DepositView {
+        id: posted.id,
+        tenant_org_id: org.id,
+        amount: format_amount(amount, currency),
+        currency: currency.code().to_string(),
+        reference,
+        wallet_account_id: wallet,
+        wallet_balance: format_amount(balance, currency),
+        effective_at: now,
+    })
 }

@@ -1,4 +1,7 @@
-//! Finance's operations on money: deposits (and, with the subsidy work,
-//! payouts, claims and reports).
+//! Finance's operations and reports: deposits, payouts, the programme report,
+//! statements and the journal export.
 
 pub mod deposits;
+pub mod export;
+pub mod payouts;
+pub mod reports;

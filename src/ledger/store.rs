@@ -422,8 +422,10 @@ async fn lock_pendings(
         .collect()
 }
 
-/// Locks `ids` (sorted) in ascending order and returns their states.
-async fn lock_accounts(
+/// Locks `ids` (sorted) in ascending order and returns their states. A caller
+/// that must read a balance before deciding what to post (an order reading what
+/// a grant has left) locks with this first; `post_entry` then finds the locks held.
+pub async fn lock_accounts(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> Result<BTreeMap<Uuid, AccountState>, LedgerError> {

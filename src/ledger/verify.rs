@@ -186,7 +186,79 @@ pub async fn verify(conn: &mut AsyncPgConnection) -> Result<VerifyReport, Ledger
             detail: format!("pending posting {}: stored remainder differs from its postings", r.posting_id),
         });
     }
+    differences.extend(budget_agrees(conn).await?);
     Ok(VerifyReport::from(differences))
+}
+
+#[derive(QueryableByName)]
+struct ProgrammeFigures {
+    #[diesel(sql_type = SqlUuid)]
+    programme_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    currency: String,
+    #[diesel(sql_type = Numeric)]
+    spent_posted: Decimal,
+    #[diesel(sql_type = Numeric)]
+    spent_pending: Decimal,
+    #[diesel(sql_type = Numeric)]
+    receivable_posted: Decimal,
+    #[diesel(sql_type = Numeric)]
+    receivable_pending: Decimal,
+    #[diesel(sql_type = Numeric)]
+    paid: Decimal,
+}
+
+/// Invariant 4: for each programme, the subsidy its grants funded (net posted
+/// balance of their `spent` accounts) equals what the programme owes (the
+/// subsidy receivable) plus what it has paid on claims; pending likewise.
+async fn budget_agrees(conn: &mut AsyncPgConnection) -> Result<Vec<Difference>, LedgerError> {
+    let rows: Vec<ProgrammeFigures> = diesel::sql_query(
+        "WITH spent AS ( \
+           SELECT g.programme_id, sum(a.credits_posted - a.debits_posted) AS posted, \
+                  sum(a.credits_pending - a.debits_pending) AS pending \
+           FROM grants g JOIN programmes pr ON pr.id = g.programme_id \
+           JOIN accounts a ON a.code = 'budget:grant:' || g.id::text || ':spent' AND a.currency = pr.currency \
+           GROUP BY g.programme_id), \
+         paid AS ( \
+           SELECT p.credit_account_id AS account_id, sum(p.amount) AS paid \
+           FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+           WHERE e.kind = 'claim_payment' GROUP BY p.credit_account_id) \
+         SELECT pr.id AS programme_id, pr.currency, \
+                coalesce(s.posted, 0) AS spent_posted, coalesce(s.pending, 0) AS spent_pending, \
+                r.debits_posted - r.credits_posted AS receivable_posted, \
+                r.debits_pending - r.credits_pending AS receivable_pending, \
+                coalesce(pd.paid, 0) AS paid \
+         FROM programmes pr \
+         JOIN accounts r ON r.code = 'assets:subsidy-receivable:' || pr.id::text AND r.currency = pr.currency \
+         LEFT JOIN spent s ON s.programme_id = pr.id \
+         LEFT JOIN paid pd ON pd.account_id = r.id",
+    )
+    .load(conn)
+    .await?;
+    let mut differences = Vec::new();
+    for r in rows {
+        let owed_and_paid = r.receivable_posted + r.paid;
+        for (field, expected, actual) in
+            [("posted", r.spent_posted, owed_and_paid), ("pending", r.spent_pending, r.receivable_pending)]
+        {
+            if expected != actual {
+                differences.push(Difference {
+                    invariant: 4,
+                    currency: Some(r.currency.clone()),
+                    account_id: None,
+                    code: Some(format!("assets:subsidy-receivable:{}", r.programme_id)),
+                    field: Some(field.into()),
+                    expected: Some(expected.normalize().to_string()),
+                    actual: Some(actual.normalize().to_string()),
+                    detail: format!(
+                        "programme {}: {field} subsidy funded by its grants differs from its receivable (plus payments)",
+                        r.programme_id
+                    ),
+                });
+            }
+        }
+    }
+    Ok(differences)
 }
 
 #[cfg(test)]

@@ -187,16 +187,19 @@ pub async fn order_accounts(
     Ok(OrderAccounts { wallet: get(&codes[0])?, payable: get(&codes[1])?, fees: get(&codes[2])? })
 }
 
-/// The subsidy side of an order, when it names a grant: terms and the accounts.
-pub struct SubsidySide {
-    pub terms: SubsidyTerms,
+/// The subsidy side of an order that names a grant: its rate and the accounts.
+/// What the grant has left is read only once its account is locked.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantContext {
+    pub grant_id: Uuid,
+    pub rate: Decimal,
     pub receivable: Uuid,
     pub grant_available: Uuid,
     pub grant_spent: Uuid,
 }
 
 /// The pending postings of an order, in a fixed order: tenant, subsidy, grant, fee.
-pub fn order_movements(b: &Breakdown, accounts: &OrderAccounts, subsidy: Option<&SubsidySide>) -> Vec<Movement> {
+pub fn order_movements(b: &Breakdown, accounts: &OrderAccounts, subsidy: Option<&GrantContext>) -> Vec<Movement> {
     let mut movements = Vec::with_capacity(4);
     if b.tenant_amount > Decimal::ZERO {
         movements.push(Movement::pending(accounts.wallet, accounts.payable, b.tenant_amount));
@@ -234,19 +237,42 @@ pub async fn place(
     principal: &Principal,
     request: &Request,
     fee_rate: Decimal,
-    subsidy: Option<SubsidySide>,
+    grant: Option<GrantContext>,
     now: DateTime<Utc>,
 ) -> Result<OrderRow, ApiError> {
     let listing = listings::find_for_order(conn, request.listing_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
-    let (hours, breakdown) = quote(request, &listing, fee_rate, subsidy.as_ref().map(|s| s.terms), now)?;
+    check_request(request, &listing, now)?;
     listings::reserve(conn, listing.id, listing.gpus, request.start, request.end, request.gpus)
         .await
         .map_err(|e| if is_capacity_violation(&e) { capacity_unavailable() } else { ApiError::from(e) })?;
-    let accounts = order_accounts(conn, principal.org_id, listing.provider_org_id, breakdown.currency).await?;
+    let currency: Currency = listing
+        .currency
+        .parse()
+        .map_err(|_| ApiError::internal(LedgerError::Corrupt(format!("listing {} has a bad currency", listing.id))))?;
+    let accounts = order_accounts(conn, principal.org_id, listing.provider_org_id, currency).await?;
+    // With a grant, lock every account the order touches (ascending id, as
+    // post_entry would) before reading what the grant has left, so that
+    // concurrent orders on one grant see each other's reservations.
+    let terms = match &grant {
+        None => None,
+        Some(g) => {
+            let mut ids =
+                vec![accounts.wallet, accounts.payable, accounts.fees, g.receivable, g.grant_available, g.grant_spent];
+            ids.sort_unstable();
+            ids.dedup();
+            let locked = ledger_store::lock_accounts(conn, &ids).await?;
+            let available = locked
+                .get(&g.grant_available)
+                .map(|a| a.balances.available(a.normal_side))
+                .ok_or_else(|| ApiError::internal(LedgerError::UnknownAccount(g.grant_available)))?;
+            Some(SubsidyTerms { rate: g.rate, available })
+        }
+    };
+    let (hours, breakdown) = quote(request, &listing, fee_rate, terms, now)?;
     let order_id = Uuid::now_v7();
-    let movements = order_movements(&breakdown, &accounts, subsidy.as_ref());
+    let movements = order_movements(&breakdown, &accounts, grant.as_ref());
     let entry_id = if movements.is_empty() {
         None
     } else {

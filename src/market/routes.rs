@@ -531,8 +531,7 @@ pub struct OutageView {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub gpus: i32,
-    /// The `outage_credit` entry, when anything was credited.
-    pub journal_entry_id: Option<Uuid>,
+    /// Each credited order's `outage_credit` entry is in `credits`.
     pub credits: Vec<OutageCredit>,
 }
 
@@ -601,15 +600,18 @@ pub async fn report_outage(
             ))
             .execute(conn)
             .await?;
-        let (entry, credits) = settlement::credit_outage(
+        let (entries, credits) = settlement::credit_outage(
             conn,
             Outage { id: outage_id, listing_id: id, start, end, gpus },
             principal.actor(),
             now,
         )
         .await?;
-        diesel::update(outages::table.find(outage_id)).set(outages::journal_entry_id.eq(entry)).execute(conn).await?;
-        Ok(OutageView { id: outage_id, listing_id: id, start, end, gpus, journal_entry_id: entry, credits })
+        diesel::update(outages::table.find(outage_id))
+            .set(outages::journal_entry_id.eq(<[Uuid]>::first(&entries).copied()))
+            .execute(conn)
+            .await?;
+        Ok(OutageView { id: outage_id, listing_id: id, start, end, gpus, credits })
     })
     .await
 }
@@ -674,7 +676,7 @@ pub async fn create_quote(
         .await?
         .filter(|l| may_see(l, &principal))
         .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
-    let subsidy = crate::subsidy::terms_for_quote(&mut conn, &principal, &request, &listing, now).await?;
+    let subsidy = crate::subsidy::programmes::quote_terms(&mut conn, &principal, &request, &listing).await?;
     let (hours, b) = orders::quote(&request, &listing, state.settings.fee_rate, subsidy, now)?;
     Ok(HttpResponse::Ok().json(QuoteView {
         listing_id: listing.id,
@@ -782,8 +784,18 @@ pub async fn create_order(
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        let subsidy = crate::subsidy::side_for_order(conn, &principal, &request, now).await?;
-        let order = orders::place(conn, &principal, &request, fee_rate, subsidy, now).await?;
+        // Model, region, provider and currency of a listing never change, so the
+        // grant's eligibility can be judged before place() locks the listing.
+        let grant = match request.grant_id {
+            None => None,
+            Some(_) => {
+                let listing = listings::find(conn, request.listing_id)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
+                crate::subsidy::programmes::grant_context(conn, &principal, &request, &listing).await?
+            }
+        };
+        let order = orders::place(conn, &principal, &request, fee_rate, grant, now).await?;
         Ok(order_view(order, now))
     })
     .await

@@ -184,6 +184,8 @@ pub struct OutageCredit {
     pub voided: String,
     /// The tenant's share paid back to its wallet (hours already settled).
     pub refunded: String,
+    /// This order's `outage_credit` entry.
+    pub journal_entry_id: Option<Uuid>,
 }
 
 /// An order's charged hours, as the outage allocation sees them.
@@ -238,16 +240,16 @@ pub fn allocate(
     credited
 }
 
-/// Credits an outage on a listing back to the orders it hit, in one
-/// `outage_credit` entry: for each order and each of its pending postings, the
-/// share of the lost GPU-hours is voided where not yet settled and refunded
-/// (the posting reversed) where settled. Returns the entry and the credits.
+/// Credits an outage on a listing back to the orders it hit, one `outage_credit`
+/// entry per order: for each of the order's pending postings, the share of the
+/// lost GPU-hours is voided where not yet settled and refunded (the posting
+/// reversed) where settled. Returns the entries and the credits.
 pub async fn credit_outage(
     conn: &mut AsyncPgConnection,
     outage: Outage,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<(Option<Uuid>, Vec<OutageCredit>), ApiError> {
+) -> Result<(Vec<Uuid>, Vec<OutageCredit>), ApiError> {
     let Outage { id: outage_id, listing_id, start, end, gpus } = outage;
     // Lock the orders it may touch (by id: the order every locker follows).
     let hit: Vec<OrderRow> = orders_table::table
@@ -278,9 +280,10 @@ pub async fn credit_outage(
         .collect();
     let credited = allocate(&windows, &already, start, end, gpus);
 
-    let mut movements = Vec::new();
+    let mut entry_ids = Vec::new();
     let mut credits = Vec::new();
     for order in &hit {
+        let mut movements = Vec::new();
         let (mut settled_part, mut pending_part) = (0i64, 0i64);
         for ((id, hour), g) in credited.range((order.id, start)..=(order.id, end)) {
             if *id != order.id {
@@ -336,22 +339,28 @@ pub async fn credit_outage(
             .set(orders_table::credited_gpu_hours.eq(orders_table::credited_gpu_hours + lost as i32))
             .execute(conn)
             .await?;
+        // One entry per order, so every figure of it traces back to its order.
+        let entry_id = if movements.is_empty() {
+            None
+        } else {
+            let mut entry = NewEntry::new(EntryKind::OutageCredit, now, movements);
+            entry.actor = actor;
+            entry.memo = format!("outage {outage_id}: {lost} GPU-hours of order {} credited", order.id);
+            entry.metadata =
+                serde_json::json!({"order_id": order.id, "outage_id": outage_id, "listing_id": listing_id});
+            let id = ledger_store::post_entry(conn, entry).await?.id;
+            entry_ids.push(id);
+            Some(id)
+        };
         credits.push(OutageCredit {
             order_id: order.id,
             gpu_hours: lost as i32,
             voided: crate::money::format_amount(voided, currency),
             refunded: crate::money::format_amount(refunded, currency),
+            journal_entry_id: entry_id,
         });
     }
-    if movements.is_empty() {
-        return Ok((None, credits));
-    }
-    let mut entry = NewEntry::new(EntryKind::OutageCredit, now, movements);
-    entry.actor = actor;
-    entry.memo = format!("outage {outage_id} on listing {listing_id}: {gpus} GPUs from {start} to {end}");
-    entry.metadata = serde_json::json!({"outage_id": outage_id, "listing_id": listing_id});
-    let posted = ledger_store::post_entry(conn, entry).await?;
-    Ok((Some(posted.id), credits))
+    Ok((entry_ids, credits))
 }
 
 /// Settles every order due at the clock's `now`, one transaction per order, and

@@ -1,0 +1,459 @@
+//! Finance's reports, every figure derived from the postings: the programme
+//! report and organisations' statements.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, get, web};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::auth::model::OrgKind;
+use crate::http::ApiError;
+use crate::http::extract::{Query, parse_uuid};
+use crate::ledger::chart;
+use crate::ledger::store::{self as ledger_store, AccountRow};
+use crate::money::{Currency, format_amount};
+use crate::startup::AppState;
+use crate::subsidy::programmes::find_programme;
+
+type Problem = crate::http::problem::Problem;
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Tenant,
+    Provider,
+    GpuModel,
+    Month,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ProgrammeReportQuery {
+    /// `tenant`, `provider`, `gpu_model` or `month` (UTC, of the settlement).
+    #[param(value_type = Option<String>)]
+    pub group_by: Option<GroupBy>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReportGroup {
+    pub key: String,
+    pub committed: String,
+    pub spent: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProgrammeReport {
+    pub programme_id: Uuid,
+    pub currency: String,
+    /// Appropriated.
+    pub budget: String,
+    /// Moved to grants.
+    pub granted: String,
+    /// Reserved by orders, not yet settled.
+    pub committed: String,
+    /// Settled subsidy, net of outage refunds.
+    pub spent: String,
+    /// Returned by closed grants.
+    pub released: String,
+    /// Not granted.
+    pub unallocated: String,
+    /// In submitted claims.
+    pub claimed: String,
+    /// Received from the programme.
+    pub paid: String,
+    /// claimed − paid.
+    pub outstanding: String,
+    /// Spent but not yet in any submitted claim.
+    pub unclaimed: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<ReportGroup>>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Figures {
+    #[diesel(sql_type = Numeric)]
+    budget: Decimal,
+    #[diesel(sql_type = Numeric)]
+    granted: Decimal,
+    #[diesel(sql_type = Numeric)]
+    released: Decimal,
+    #[diesel(sql_type = Numeric)]
+    committed: Decimal,
+    #[diesel(sql_type = Numeric)]
+    spent: Decimal,
+    #[diesel(sql_type = Numeric)]
+    unallocated: Decimal,
+    #[diesel(sql_type = Numeric)]
+    claimed: Decimal,
+    #[diesel(sql_type = Numeric)]
+    paid: Decimal,
+}
+
+#[derive(diesel::QueryableByName)]
+struct GroupRow {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = Numeric)]
+    committed: Decimal,
+    #[diesel(sql_type = Numeric)]
+    spent: Decimal,
+}
+
+/// A programme's figures: budget, granted, committed, spent, released,
+/// unallocated, claimed, paid, outstanding. Roles: finance, admin.
+#[utoipa::path(tag = "reports", params(("id" = Uuid, Path), ProgrammeReportQuery), security(("bearer" = [])),
+    responses((status = 200, body = ProgrammeReport), (status = 404, body = Problem)))]
+#[get("/v1/reports/programmes/{id}")]
+pub async fn programme_report(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    Query(q): Query<ProgrammeReportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let mut conn = state.pool.get().await?;
+    let programme = find_programme(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+    let c = programme.currency()?;
+    let report = report(&mut conn, programme.id, c, q.group_by).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// The programme report from the postings (see `programme_report`).
+pub async fn report(
+    conn: &mut AsyncPgConnection,
+    programme: Uuid,
+    c: Currency,
+    group_by: Option<GroupBy>,
+) -> Result<ProgrammeReport, ApiError> {
+    let f: Figures = diesel::sql_query(
+        "WITH g AS (SELECT id FROM grants WHERE programme_id = $1), \
+         spent_accounts AS (SELECT a.* FROM accounts a JOIN g ON a.code = 'budget:grant:' || g.id::text || ':spent' WHERE a.currency = $2), \
+         available_accounts AS (SELECT a.id FROM accounts a JOIN g ON a.code = 'budget:grant:' || g.id::text || ':available' WHERE a.currency = $2), \
+         unallocated AS (SELECT * FROM accounts WHERE code = 'budget:programme:' || $1::text || ':unallocated' AND currency = $2), \
+         appropriation AS (SELECT * FROM accounts WHERE code = 'budget:programme:' || $1::text || ':appropriation' AND currency = $2), \
+         receivable AS (SELECT * FROM accounts WHERE code = 'assets:subsidy-receivable:' || $1::text AND currency = $2) \
+         SELECT \
+           coalesce((SELECT debits_posted - credits_posted FROM appropriation), 0) AS budget, \
+           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+                     WHERE e.kind = 'grant' AND p.credit_account_id IN (SELECT id FROM available_accounts)), 0) AS granted, \
+           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+                     WHERE e.kind = 'grant_release' AND p.debit_account_id IN (SELECT id FROM available_accounts)), 0) AS released, \
+           coalesce((SELECT sum(credits_pending - debits_pending) FROM spent_accounts), 0) AS committed, \
+           coalesce((SELECT sum(credits_posted - debits_posted) FROM spent_accounts), 0) AS spent, \
+           coalesce((SELECT credits_posted - debits_posted FROM unallocated), 0) AS unallocated, \
+           coalesce((SELECT sum(amount) FROM claims WHERE programme_id = $1 AND status = 'submitted'), 0) AS claimed, \
+           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+                     WHERE e.kind = 'claim_payment' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS paid",
+    )
+    .bind::<SqlUuid, _>(programme)
+    .bind::<Text, _>(c.code())
+    .get_result(conn)
+    .await?;
+    let groups = match group_by {
+        None => None,
+        Some(by) => Some(groups(conn, programme, c, by).await?),
+    };
+    Ok(ProgrammeReport {
+        programme_id: programme,
+        currency: c.code().to_string(),
+        budget: format_amount(f.budget, c),
+        granted: format_amount(f.granted, c),
+        committed: format_amount(f.committed, c),
+        spent: format_amount(f.spent, c),
+        released: format_amount(f.released, c),
+        unallocated: format_amount(f.unallocated, c),
+        claimed: format_amount(f.claimed, c),
+        paid: format_amount(f.paid, c),
+        outstanding: format_amount(f.claimed - f.paid, c),
+        unclaimed: format_amount(f.spent - f.claimed, c),
+        groups,
+    })
+}
+
+async fn groups(
+    conn: &mut AsyncPgConnection,
+    programme: Uuid,
+    c: Currency,
+    by: GroupBy,
+) -> Result<Vec<ReportGroup>, ApiError> {
+    // Spent is grouped by the settlement's month; committed by the order's start.
+    let (spent_key, committed_key) = match by {
+        GroupBy::Tenant => ("o.tenant_org_id::text", "o.tenant_org_id::text"),
+        GroupBy::Provider => ("o.provider_org_id::text", "o.provider_org_id::text"),
+        GroupBy::GpuModel => ("o.gpu_model", "o.gpu_model"),
+        GroupBy::Month => (
+            "to_char(p.effective_at AT TIME ZONE 'UTC', 'YYYY-MM')",
+            "to_char(o.start_at AT TIME ZONE 'UTC', 'YYYY-MM')",
+        ),
+    };
+    let sql = format!(
+        "WITH spent_accounts AS ( \
+           SELECT a.id FROM grants g JOIN accounts a ON a.code = 'budget:grant:' || g.id::text || ':spent' \
+           WHERE g.programme_id = $1 AND a.currency = $2), \
+         spent AS ( \
+           SELECT {spent_key} AS key, \
+                  sum(CASE WHEN p.credit_account_id IN (SELECT id FROM spent_accounts) THEN p.amount ELSE -p.amount END) AS amount \
+           FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+           JOIN orders o ON o.id = (e.metadata ->> 'order_id')::uuid \
+           WHERE p.kind IN ('posted', 'post_pending') \
+             AND (p.credit_account_id IN (SELECT id FROM spent_accounts) OR p.debit_account_id IN (SELECT id FROM spent_accounts)) \
+           GROUP BY 1), \
+         committed AS ( \
+           SELECT {committed_key} AS key, sum(r.remaining) AS amount \
+           FROM postings p JOIN pending_remainders r ON r.posting_id = p.id \
+           JOIN journal_entries e ON e.id = p.entry_id \
+           JOIN orders o ON o.id = (e.metadata ->> 'order_id')::uuid \
+           WHERE p.kind = 'pending' AND p.credit_account_id IN (SELECT id FROM spent_accounts) AND r.remaining > 0 \
+           GROUP BY 1) \
+         SELECT coalesce(s.key, c.key) AS key, coalesce(c.amount, 0) AS committed, coalesce(s.amount, 0) AS spent \
+         FROM spent s FULL JOIN committed c ON c.key = s.key ORDER BY 1"
+    );
+    let rows: Vec<GroupRow> =
+        diesel::sql_query(sql).bind::<SqlUuid, _>(programme).bind::<Text, _>(c.code()).load(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ReportGroup { key: r.key, committed: format_amount(r.committed, c), spent: format_amount(r.spent, c) })
+        .collect())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatementQuery {
+    /// Start of the period (inclusive); the beginning when absent.
+    pub from: Option<DateTime<Utc>>,
+    /// End of the period (exclusive); now when absent.
+    pub to: Option<DateTime<Utc>>,
+    /// Only this currency's accounts.
+    pub currency: Option<Currency>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatementLine {
+    pub effective_at: DateTime<Utc>,
+    pub entry_id: Uuid,
+    pub entry_kind: String,
+    /// For providers: `earned`, `fee`, `outage_credit`, `payout`, `adjustment`…
+    pub category: String,
+    pub memo: String,
+    pub reference: Option<String>,
+    /// Positive when the balance grows.
+    pub amount: String,
+    pub balance: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatementSection {
+    /// `own_money` (a tenant's wallet), `subsidy` (paid for a tenant by its grants)
+    /// or `payable` (what the operator owes a provider).
+    pub section: String,
+    pub currency: String,
+    pub opening_balance: String,
+    pub closing_balance: String,
+    /// Sum of the lines by category.
+    pub totals: BTreeMap<String, String>,
+    pub lines: Vec<StatementLine>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Statement {
+    pub org_id: Uuid,
+    pub org_kind: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: DateTime<Utc>,
+    pub sections: Vec<StatementSection>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct MovementRow {
+    #[diesel(sql_type = Timestamptz)]
+    effective_at: DateTime<Utc>,
+    #[diesel(sql_type = SqlUuid)]
+    entry_id: Uuid,
+    #[diesel(sql_type = Text)]
+    entry_kind: String,
+    #[diesel(sql_type = Text)]
+    memo: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    reference: Option<String>,
+    #[diesel(sql_type = Text)]
+    counter_code: String,
+    /// Signed: positive when the accounts' (credit-normal) balance grows.
+    #[diesel(sql_type = Numeric)]
+    amount: Decimal,
+}
+
+/// Posted movements of a set of credit-normal accounts: the opening balance
+/// before `from`, and each movement in [`from`, `to`).
+async fn movements(
+    conn: &mut AsyncPgConnection,
+    accounts: &[Uuid],
+    from: Option<DateTime<Utc>>,
+    to: DateTime<Utc>,
+) -> Result<(Decimal, Vec<MovementRow>), ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Opening {
+        #[diesel(sql_type = Numeric)]
+        opening: Decimal,
+    }
+    let opening: Opening = diesel::sql_query(
+        "SELECT coalesce(sum(CASE WHEN credit_account_id = ANY($1) THEN amount ELSE -amount END), 0) AS opening \
+         FROM postings WHERE kind IN ('posted', 'post_pending') \
+           AND (credit_account_id = ANY($1) OR debit_account_id = ANY($1)) \
+           AND $2::timestamptz IS NOT NULL AND effective_at < $2",
+    )
+    .bind::<Array<SqlUuid>, _>(accounts)
+    .bind::<Nullable<Timestamptz>, _>(from)
+    .get_result(conn)
+    .await?;
+    let rows: Vec<MovementRow> = diesel::sql_query(
+        "SELECT p.effective_at, e.id AS entry_id, e.kind AS entry_kind, e.memo, e.reference, ca.code AS counter_code, \
+                CASE WHEN p.credit_account_id = ANY($1) THEN p.amount ELSE -p.amount END AS amount \
+         FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+         JOIN accounts ca ON ca.id = CASE WHEN p.credit_account_id = ANY($1) THEN p.debit_account_id ELSE p.credit_account_id END \
+         WHERE p.kind IN ('posted', 'post_pending') \
+           AND (p.credit_account_id = ANY($1) OR p.debit_account_id = ANY($1)) \
+           AND ($2::timestamptz IS NULL OR p.effective_at >= $2) AND p.effective_at < $3 \
+         ORDER BY p.seq",
+    )
+    .bind::<Array<SqlUuid>, _>(accounts)
+    .bind::<Nullable<Timestamptz>, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .load(conn)
+    .await?;
+    Ok((opening.opening, rows))
+}
+
+fn category(section: &str, row: &MovementRow) -> String {
+    match (section, row.entry_kind.as_str()) {
+        ("payable", "settlement" | "cancellation") if row.counter_code == chart::PLATFORM_FEES => "fee".into(),
+        ("payable", "settlement" | "cancellation") => "earned".into(),
+        ("own_money" | "subsidy", "settlement" | "cancellation") => "usage".into(),
+        (_, kind) => kind.into(),
+    }
+}
+
+/// Adds a section, unless the currency had nothing at the opening and no movement.
+fn push_section(
+    sections: &mut Vec<StatementSection>,
+    name: &str,
+    c: Currency,
+    opening: Decimal,
+    rows: Vec<MovementRow>,
+) {
+    if opening.is_zero() && rows.is_empty() {
+        return;
+    }
+    sections.push(section(name, c, opening, rows));
+}
+
+fn section(name: &str, c: Currency, opening: Decimal, rows: Vec<MovementRow>) -> StatementSection {
+    let mut balance = opening;
+    let mut totals: BTreeMap<String, Decimal> = BTreeMap::new();
+    let lines = rows
+        .into_iter()
+        .map(|r| {
+            balance += r.amount;
+            let cat = category(name, &r);
+            *totals.entry(cat.clone()).or_default() += r.amount;
+            StatementLine {
+                effective_at: r.effective_at,
+                entry_id: r.entry_id,
+                entry_kind: r.entry_kind,
+                category: cat,
+                memo: r.memo,
+                reference: r.reference,
+                amount: format_amount(r.amount, c),
+                balance: format_amount(balance, c),
+            }
+        })
+        .collect();
+    StatementSection {
+        section: name.into(),
+        currency: c.code().into(),
+        opening_balance: format_amount(opening, c),
+        closing_balance: format_amount(balance, c),
+        totals: totals.into_iter().map(|(k, v)| (k, format_amount(v, c))).collect(),
+        lines,
+    }
+}
+
+/// An organisation's statement for a period: opening balance, lines, closing
+/// balance. Tenants get their own money and the subsidy paid for them apart;
+/// providers their payable with earnings, fees, outage credits and payouts.
+/// Roles: finance, admin, and the organisation itself (another's answers 404).
+#[utoipa::path(tag = "reports", params(("org_id" = Uuid, Path), StatementQuery), security(("bearer" = [])),
+    responses((status = 200, body = Statement), (status = 404, body = Problem)))]
+#[get("/v1/reports/statements/{org_id}")]
+pub async fn statement(
+    state: web::Data<AppState>,
+    principal: Principal,
+    org_id: web::Path<String>,
+    Query(q): Query<StatementQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let org_id = parse_uuid("org_id", &org_id)?;
+    if !principal.is_finance() && principal.org_id != org_id {
+        return Err(ApiError::not_found(format!("organisation {org_id} does not exist")));
+    }
+    let mut conn = state.pool.get().await?;
+    let org = crate::auth::store::org_by_id(&mut conn, org_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("organisation {org_id} does not exist")))?;
+    let to = match q.to {
+        Some(t) => t,
+        None => state.clock.now(&mut conn).await?,
+    };
+    let currencies: Vec<Currency> = q.currency.map(|c| vec![c]).unwrap_or_else(|| Currency::ALL.to_vec());
+    let mut sections = Vec::new();
+    for c in currencies {
+        if org.kind == OrgKind::Tenant.as_str() {
+            if let Some(wallet) =
+                ledger_store::account_by_code(&mut conn, &chart::tenant_wallet_code(org.id), c).await?
+            {
+                let (opening, rows) = movements(&mut conn, &[wallet.id], q.from, to).await?;
+                push_section(&mut sections, "own_money", c, opening, rows);
+            }
+            let spent = grant_spent_accounts(&mut conn, org.id, c).await?;
+            if !spent.is_empty() {
+                let ids: Vec<Uuid> = spent.iter().map(|a| a.id).collect();
+                let (opening, rows) = movements(&mut conn, &ids, q.from, to).await?;
+                push_section(&mut sections, "subsidy", c, opening, rows);
+            }
+        } else if org.kind == OrgKind::Provider.as_str()
+            && let Some(payable) =
+                ledger_store::account_by_code(&mut conn, &chart::provider_payable_code(org.id), c).await?
+        {
+            let (opening, rows) = movements(&mut conn, &[payable.id], q.from, to).await?;
+            push_section(&mut sections, "payable", c, opening, rows);
+        }
+    }
+    Ok(HttpResponse::Ok().json(Statement { org_id, org_kind: org.kind, from: q.from, to, sections }))
+}
+
+async fn grant_spent_accounts(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    c: Currency,
+) -> Result<Vec<AccountRow>, ApiError> {
+    use crate::db::schema::grants;
+    use diesel::{ExpressionMethods, QueryDsl};
+    let ids: Vec<Uuid> = grants::table.filter(grants::tenant_org_id.eq(tenant)).select(grants::id).load(conn).await?;
+    let mut accounts = Vec::new();
+    for id in ids {
+        if let Some(a) = ledger_store::account_by_code(conn, &chart::grant_spent_code(id), c).await? {
+            accounts.push(a);
+        }
+    }
+    Ok(accounts)
+}

@@ -1,0 +1,302 @@
+//! Claims: the operator asks the programme for the subsidy it settled in a
+//! period, and records what the programme pays.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Numeric, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::programmes::find_programme;
+use crate::db::schema::{claim_items, claim_payments, claims, programmes};
+use crate::http::ApiError;
+use crate::ledger::model::{Actor, EntryKind};
+use crate::ledger::rules::Movement;
+use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::{LedgerError, chart};
+use crate::money::{Currency, format_amount};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = claims, check_for_backend(diesel::pg::Pg))]
+pub struct ClaimRow {
+    pub id: Uuid,
+    pub programme_id: Uuid,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub amount: Decimal,
+    pub status: String,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct Claimable {
+    #[diesel(sql_type = SqlUuid)]
+    posting_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    order_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    tenant_org_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    provider_org_id: Uuid,
+    #[diesel(sql_type = Numeric)]
+    amount: Decimal,
+}
+
+/// Gathers every settled subsidy of a programme in [`start`, `end`) that no
+/// claim holds yet — settlements' posts from the subsidy receivable (positive)
+/// and outage refunds to it (negative) — into a new draft claim. Claims of one
+/// programme are made one at a time (the programme row is locked), and the
+/// claim items' primary key is the posting: a settled subsidy is claimed once.
+pub async fn create_claim(
+    conn: &mut AsyncPgConnection,
+    programme_id: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<ClaimRow, ApiError> {
+    programmes::table
+        .find(programme_id)
+        .select(programmes::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+    let programme = find_programme(conn, programme_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+    let receivable =
+        ledger_store::account_by_code(conn, &chart::subsidy_receivable_code(programme.id), programme.currency()?)
+            .await?
+            .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("programme accounts are missing".into())))?;
+    let items: Vec<Claimable> = diesel::sql_query(
+        "SELECT p.id AS posting_id, o.id AS order_id, o.tenant_org_id, o.provider_org_id, \
+                CASE WHEN p.debit_account_id = $1 THEN p.amount ELSE -p.amount END AS amount \
+         FROM postings p \
+         JOIN journal_entries e ON e.id = p.entry_id \
+         JOIN orders o ON o.id = (e.metadata ->> 'order_id')::uuid \
+         WHERE p.effective_at >= $2 AND p.effective_at < $3 \
+           AND ((p.kind = 'post_pending' AND p.debit_account_id = $1) \
+             OR (p.kind = 'posted' AND p.credit_account_id = $1 AND e.kind = 'outage_credit')) \
+           AND NOT EXISTS (SELECT 1 FROM claim_items ci WHERE ci.posting_id = p.id) \
+         ORDER BY p.seq",
+    )
+    .bind::<SqlUuid, _>(receivable.id)
+    .bind::<Timestamptz, _>(start)
+    .bind::<Timestamptz, _>(end)
+    .load(conn)
+    .await?;
+    if items.is_empty() {
+        return Err(ApiError::conflict("no unclaimed settled subsidy in this period"));
+    }
+    let amount =
+        items.iter().try_fold(Decimal::ZERO, |sum, i| sum.checked_add(i.amount)).ok_or(LedgerError::Overflow)?;
+    let claim = ClaimRow {
+        id: Uuid::now_v7(),
+        programme_id,
+        period_start: start,
+        period_end: end,
+        amount,
+        status: "draft".into(),
+        created_by: actor.user_id,
+        created_at: now,
+        submitted_at: None,
+    };
+    diesel::insert_into(claims::table).values(&claim).execute(conn).await?;
+    for chunk in items.chunks(1000) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|i| {
+                (
+                    claim_items::posting_id.eq(i.posting_id),
+                    claim_items::claim_id.eq(claim.id),
+                    claim_items::order_id.eq(i.order_id),
+                    claim_items::tenant_org_id.eq(i.tenant_org_id),
+                    claim_items::provider_org_id.eq(i.provider_org_id),
+                    claim_items::amount.eq(i.amount),
+                )
+            })
+            .collect();
+        diesel::insert_into(claim_items::table).values(rows).execute(conn).await?;
+    }
+    Ok(claim)
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ClaimRow>> {
+    claims::table.find(id).select(ClaimRow::as_select()).first(conn).await.optional()
+}
+
+pub async fn submit(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<Utc>) -> Result<ClaimRow, ApiError> {
+    let claim = claims::table
+        .find(id)
+        .select(ClaimRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+    if claim.status != "draft" {
+        return Err(ApiError::conflict("the claim is already submitted"));
+    }
+    Ok(diesel::update(claims::table.find(id))
+        .set((claims::status.eq("submitted"), claims::submitted_at.eq(now)))
+        .returning(ClaimRow::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Records a payment by the programme on a submitted claim: `assets:bank →`
+/// (credit) `subsidy receivable`. A payment may differ from the claim; the
+/// difference stays visible as the claim's outstanding amount.
+pub async fn pay(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    amount: Decimal,
+    reference: String,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<ClaimRow, ApiError> {
+    let claim = claims::table
+        .find(id)
+        .select(ClaimRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+    if claim.status != "submitted" {
+        return Err(ApiError::conflict("submit the claim before recording payments on it"));
+    }
+    let programme = find_programme(conn, claim.programme_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("claim without programme".into())))?;
+    let currency = programme.currency()?;
+    crate::money::parse_amount(&amount.to_string(), currency)
+        .map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+    let codes = [chart::BANK.to_string(), chart::subsidy_receivable_code(programme.id)];
+    let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
+    let missing = || ApiError::internal(LedgerError::Corrupt("programme accounts are missing".into()));
+    let (bank, receivable) =
+        (ids.get(&codes[0]).copied().ok_or_else(missing)?, ids.get(&codes[1]).copied().ok_or_else(missing)?);
+    let mut entry = NewEntry::new(EntryKind::ClaimPayment, now, vec![Movement::posted(bank, receivable, amount)]);
+    entry.actor = actor;
+    entry.memo = format!("payment on claim {id} by {}", programme.sponsor);
+    entry.reference = Some(reference.clone());
+    entry.metadata = serde_json::json!({"programme_id": programme.id, "claim_id": id});
+    let posted = ledger_store::post_entry(conn, entry).await?;
+    diesel::insert_into(claim_payments::table)
+        .values((
+            claim_payments::id.eq(Uuid::now_v7()),
+            claim_payments::claim_id.eq(id),
+            claim_payments::amount.eq(amount),
+            claim_payments::reference.eq(reference),
+            claim_payments::journal_entry_id.eq(posted.id),
+            claim_payments::created_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(claim)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimLine {
+    pub org_id: Uuid,
+    pub amount: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimPaymentView {
+    pub amount: String,
+    pub reference: String,
+    pub journal_entry_id: Uuid,
+    pub paid_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimView {
+    pub id: Uuid,
+    pub programme_id: Uuid,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    /// `draft` or `submitted`.
+    pub status: String,
+    pub currency: String,
+    /// What is claimed: settled subsidy less outage refunds.
+    pub amount: String,
+    pub paid: String,
+    /// amount − paid; negative when the programme paid more than claimed.
+    pub outstanding: String,
+    /// Settled postings the claim holds.
+    pub items: i64,
+    pub lines_by_provider: Vec<ClaimLine>,
+    pub lines_by_tenant: Vec<ClaimLine>,
+    pub payments: Vec<ClaimPaymentView>,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+}
+
+pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<ClaimView, ApiError> {
+    let programme = find_programme(conn, claim.programme_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("claim without programme".into())))?;
+    let currency: Currency = programme.currency()?;
+    let items: Vec<(Uuid, Uuid, Decimal)> = claim_items::table
+        .filter(claim_items::claim_id.eq(claim.id))
+        .select((claim_items::provider_org_id, claim_items::tenant_org_id, claim_items::amount))
+        .load(conn)
+        .await?;
+    let mut by_provider: BTreeMap<Uuid, Decimal> = BTreeMap::new();
+    let mut by_tenant: BTreeMap<Uuid, Decimal> = BTreeMap::new();
+    for (provider, tenant, amount) in &items {
+        *by_provider.entry(*provider).or_default() += amount;
+        *by_tenant.entry(*tenant).or_default() += amount;
+    }
+    let payments: Vec<(Decimal, String, Uuid, DateTime<Utc>)> = claim_payments::table
+        .filter(claim_payments::claim_id.eq(claim.id))
+        .order(claim_payments::created_at)
+        .select((
+            claim_payments::amount,
+            claim_payments::reference,
+            claim_payments::journal_entry_id,
+            claim_payments::created_at,
+        ))
+        .load(conn)
+        .await?;
+    let paid: Decimal = payments.iter().map(|p| p.0).sum();
+    let lines = |m: BTreeMap<Uuid, Decimal>| {
+        m.into_iter().map(|(org_id, a)| ClaimLine { org_id, amount: format_amount(a, currency) }).collect()
+    };
+    Ok(ClaimView {
+        id: claim.id,
+        programme_id: claim.programme_id,
+        period_start: claim.period_start,
+        period_end: claim.period_end,
+        status: claim.status,
+        currency: currency.code().to_string(),
+        amount: format_amount(claim.amount, currency),
+        paid: format_amount(paid, currency),
+        outstanding: format_amount(claim.amount - paid, currency),
+        items: items.len() as i64,
+        lines_by_provider: lines(by_provider),
+        lines_by_tenant: lines(by_tenant),
+        payments: payments
+            .into_iter()
+            .map(|(a, reference, journal_entry_id, paid_at)| ClaimPaymentView {
+                amount: format_amount(a, currency),
+                reference,
+                journal_entry_id,
+                paid_at,
+            })
+            .collect(),
+        created_at: claim.created_at,
+        submitted_at: claim.submitted_at,
+    })
+}

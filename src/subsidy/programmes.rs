@@ -1,0 +1,346 @@
+//! Programmes and grants in the database, and what a grant gives an order.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::rules::{Eligibility, rate_for, within};
+use crate::auth::Principal;
+use crate::auth::model::OrgKind;
+use crate::db::schema::{grants, programmes};
+use crate::http::ApiError;
+use crate::ledger::model::{Actor, EntryKind};
+use crate::ledger::rules::Movement;
+use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::{LedgerError, chart};
+use crate::market::listings::ListingRow;
+use crate::market::orders::{GrantContext, Request};
+use crate::market::pricing::SubsidyTerms;
+use crate::money::Currency;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = programmes, check_for_backend(diesel::pg::Pg))]
+pub struct ProgrammeRow {
+    pub id: Uuid,
+    pub name: String,
+    pub sponsor: String,
+    pub fiscal_year: i32,
+    pub currency: String,
+    pub budget: Decimal,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub default_rate: Decimal,
+    pub rates_by_category: serde_json::Value,
+    pub eligible_gpu_models: Option<Vec<String>>,
+    pub eligible_regions: Option<Vec<String>>,
+    pub eligible_provider_ids: Option<Vec<Uuid>>,
+    pub journal_entry_id: Uuid,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ProgrammeRow {
+    pub fn currency(&self) -> Result<Currency, ApiError> {
+        self.currency
+            .parse()
+            .map_err(|_| ApiError::internal(LedgerError::Corrupt(format!("programme {} has a bad currency", self.id))))
+    }
+
+    pub fn rates(&self) -> BTreeMap<String, Decimal> {
+        serde_json::from_value::<BTreeMap<String, String>>(self.rates_by_category.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| v.parse().ok().map(|r| (k, r)))
+            .collect()
+    }
+
+    pub fn eligibility(&self) -> Eligibility {
+        Eligibility {
+            gpu_models: self.eligible_gpu_models.clone(),
+            regions: self.eligible_regions.clone(),
+            provider_ids: self.eligible_provider_ids.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = grants, check_for_backend(diesel::pg::Pg))]
+pub struct GrantRow {
+    pub id: Uuid,
+    pub programme_id: Uuid,
+    pub tenant_org_id: Uuid,
+    pub amount: Decimal,
+    pub rate: Option<Decimal>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub status: String,
+    pub journal_entry_id: Uuid,
+    pub release_entry_id: Option<Uuid>,
+    pub released: Decimal,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// A validated programme to create.
+#[derive(Debug, Clone)]
+pub struct NewProgramme {
+    pub name: String,
+    pub sponsor: String,
+    pub fiscal_year: i32,
+    pub currency: Currency,
+    pub budget: Decimal,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub default_rate: Decimal,
+    pub rates_by_category: BTreeMap<String, Decimal>,
+    pub eligibility: Eligibility,
+}
+
+/// Creates a programme, its accounts, and its `programme_budget` entry
+/// (appropriation → unallocated), in the caller's transaction.
+pub async fn create_programme(
+    conn: &mut AsyncPgConnection,
+    p: NewProgramme,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<ProgrammeRow, ApiError> {
+    let id = Uuid::now_v7();
+    let accounts = ledger_store::ensure_accounts(conn, &chart::programme_accounts(id, p.currency), now).await?;
+    let (appropriation, unallocated) = (accounts[1].id, accounts[2].id);
+    let mut entry =
+        NewEntry::new(EntryKind::ProgrammeBudget, now, vec![Movement::posted(appropriation, unallocated, p.budget)]);
+    entry.actor = actor;
+    entry.memo = format!("budget of {} (FY{})", p.name, p.fiscal_year);
+    entry.metadata = serde_json::json!({"programme_id": id});
+    let posted = ledger_store::post_entry(conn, entry).await?;
+    let rates: BTreeMap<String, String> = p.rates_by_category.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    let row = ProgrammeRow {
+        id,
+        name: p.name,
+        sponsor: p.sponsor,
+        fiscal_year: p.fiscal_year,
+        currency: p.currency.code().to_string(),
+        budget: p.budget,
+        starts_at: p.starts_at,
+        ends_at: p.ends_at,
+        default_rate: p.default_rate,
+        rates_by_category: serde_json::to_value(rates).unwrap_or_default(),
+        eligible_gpu_models: p.eligibility.gpu_models,
+        eligible_regions: p.eligibility.regions,
+        eligible_provider_ids: p.eligibility.provider_ids,
+        journal_entry_id: posted.id,
+        created_by: actor.user_id,
+        created_at: now,
+    };
+    diesel::insert_into(programmes::table).values(&row).execute(conn).await?;
+    Ok(row)
+}
+
+pub async fn find_programme(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ProgrammeRow>> {
+    programmes::table.find(id).select(ProgrammeRow::as_select()).first(conn).await.optional()
+}
+
+pub async fn find_grant(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<GrantRow>> {
+    grants::table.find(id).select(GrantRow::as_select()).first(conn).await.optional()
+}
+
+/// A validated grant to make.
+#[derive(Debug, Clone, Copy)]
+pub struct NewGrant {
+    pub programme_id: Uuid,
+    pub tenant_org_id: Uuid,
+    pub amount: Decimal,
+    pub rate: Option<Decimal>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+}
+
+fn budget_exhausted(detail: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "budget_exhausted", detail)
+}
+
+/// Grants `amount` of a programme's unallocated budget to a tenant. The
+/// unallocated account's floor makes over-granting impossible, whatever runs
+/// at the same time: the loser gets 422 `budget_exhausted` and nothing is written.
+pub async fn create_grant(
+    conn: &mut AsyncPgConnection,
+    g: NewGrant,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<GrantRow, ApiError> {
+    let programme = find_programme(conn, g.programme_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("programme {} does not exist", g.programme_id)))?;
+    let currency = programme.currency()?;
+    crate::auth::store::org_by_id(conn, g.tenant_org_id)
+        .await?
+        .filter(|o| o.kind == OrgKind::Tenant.as_str())
+        .ok_or_else(|| ApiError::invalid("tenant_org_id", "no such tenant organisation"))?;
+    let id = Uuid::now_v7();
+    let unallocated = ledger_store::account_by_code(conn, &chart::unallocated_code(programme.id), currency)
+        .await?
+        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("programme accounts are missing".into())))?;
+    let accounts = ledger_store::ensure_accounts(conn, &chart::grant_accounts(id, currency), now).await?;
+    let mut entry =
+        NewEntry::new(EntryKind::Grant, now, vec![Movement::posted(unallocated.id, accounts[0].id, g.amount)]);
+    entry.actor = actor;
+    entry.memo = format!("grant {id} of {}", programme.name);
+    entry.metadata =
+        serde_json::json!({"programme_id": programme.id, "grant_id": id, "tenant_org_id": g.tenant_org_id});
+    let posted = ledger_store::post_entry(conn, entry).await.map_err(|e| match e {
+        LedgerError::FloorBroken { available, .. } => budget_exhausted(format!(
+            "the programme has {} left to grant",
+            crate::money::format_amount(available + g.amount, currency)
+        )),
+        other => other.into(),
+    })?;
+    let row = GrantRow {
+        id,
+        programme_id: programme.id,
+        tenant_org_id: g.tenant_org_id,
+        amount: g.amount,
+        rate: g.rate,
+        valid_from: g.valid_from,
+        valid_until: g.valid_until,
+        status: "active".into(),
+        journal_entry_id: posted.id,
+        release_entry_id: None,
+        released: Decimal::ZERO,
+        created_at: now,
+        closed_at: None,
+    };
+    diesel::insert_into(grants::table).values(&row).execute(conn).await?;
+    Ok(row)
+}
+
+/// Closes a grant: what it has left goes back to the programme in a
+/// `grant_release` entry. Closing again releases whatever came back since
+/// (outage refunds); a closed grant funds nothing new.
+pub async fn close_grant(
+    conn: &mut AsyncPgConnection,
+    grant_id: Uuid,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<GrantRow, ApiError> {
+    let grant: GrantRow = grants::table
+        .find(grant_id)
+        .select(GrantRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("grant {grant_id} does not exist")))?;
+    let programme = find_programme(conn, grant.programme_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("grant without programme".into())))?;
+    let currency = programme.currency()?;
+    let codes = [chart::grant_available_code(grant.id), chart::unallocated_code(programme.id)];
+    let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
+    let missing = || ApiError::internal(LedgerError::Corrupt("grant accounts are missing".into()));
+    let (available_id, unallocated_id) =
+        (ids.get(&codes[0]).copied().ok_or_else(missing)?, ids.get(&codes[1]).copied().ok_or_else(missing)?);
+    let mut sorted = vec![available_id, unallocated_id];
+    sorted.sort_unstable();
+    let locked = ledger_store::lock_accounts(conn, &sorted).await?;
+    let left = locked.get(&available_id).map(|a| a.balances.available(a.normal_side)).unwrap_or(Decimal::ZERO);
+    let mut release_entry = grant.release_entry_id;
+    if left > Decimal::ZERO {
+        let mut entry =
+            NewEntry::new(EntryKind::GrantRelease, now, vec![Movement::posted(available_id, unallocated_id, left)]);
+        entry.actor = actor;
+        entry.memo = format!("grant {} closed: {} returned", grant.id, crate::money::format_amount(left, currency));
+        entry.metadata = serde_json::json!({"programme_id": programme.id, "grant_id": grant.id});
+        release_entry = Some(ledger_store::post_entry(conn, entry).await?.id);
+    }
+    let row = diesel::update(grants::table.find(grant.id))
+        .set((
+            grants::status.eq("closed"),
+            grants::closed_at.eq(grant.closed_at.unwrap_or(now)),
+            grants::released.eq(grants::released + left),
+            grants::release_entry_id.eq(release_entry),
+        ))
+        .returning(GrantRow::as_returning())
+        .get_result(conn)
+        .await?;
+    Ok(row)
+}
+
+fn grant_problem(message: impl Into<String>) -> ApiError {
+    ApiError::invalid("grant_id", message)
+}
+
+/// The subsidy side of an order naming a grant: checks that the grant is the
+/// caller's, active, valid for the order's hours, in the listing's currency and
+/// eligible for the listing; returns its rate and accounts.
+pub async fn grant_context(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    request: &Request,
+    listing: &ListingRow,
+) -> Result<Option<GrantContext>, ApiError> {
+    let Some(grant_id) = request.grant_id else { return Ok(None) };
+    let grant = find_grant(conn, grant_id)
+        .await?
+        .filter(|g| g.tenant_org_id == principal.org_id)
+        .ok_or_else(|| grant_problem(format!("grant {grant_id} is not one of yours")))?;
+    if grant.status != "active" {
+        return Err(grant_problem("the grant is closed"));
+    }
+    let programme = find_programme(conn, grant.programme_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("grant without programme".into())))?;
+    if programme.currency != listing.currency {
+        return Err(grant_problem(format!(
+            "the grant funds {} orders; this listing sells in {}",
+            programme.currency, listing.currency
+        )));
+    }
+    if !within(request.start, request.end, grant.valid_from, grant.valid_until)
+        || !within(request.start, request.end, programme.starts_at, programme.ends_at)
+    {
+        return Err(grant_problem("the order's hours are outside the grant's validity"));
+    }
+    programme
+        .eligibility()
+        .check(&listing.gpu_model, &listing.region, listing.provider_org_id)
+        .map_err(grant_problem)?;
+    let category = crate::auth::store::org_by_id(conn, principal.org_id).await?.and_then(|o| o.category);
+    let rate = rate_for(grant.rate, &programme.rates(), programme.default_rate, category.as_deref());
+    let currency = programme.currency()?;
+    let codes = [
+        chart::subsidy_receivable_code(programme.id),
+        chart::grant_available_code(grant.id),
+        chart::grant_spent_code(grant.id),
+    ];
+    let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
+    let get = |c: &String| {
+        ids.get(c).copied().ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("{c} is missing"))))
+    };
+    Ok(Some(GrantContext {
+        grant_id,
+        rate,
+        receivable: get(&codes[0])?,
+        grant_available: get(&codes[1])?,
+        grant_spent: get(&codes[2])?,
+    }))
+}
+
+/// The terms a quote gets (read without locks: a quote reserves nothing).
+pub async fn quote_terms(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    request: &Request,
+    listing: &ListingRow,
+) -> Result<Option<SubsidyTerms>, ApiError> {
+    let Some(context) = grant_context(conn, principal, request, listing).await? else { return Ok(None) };
+    let available = ledger_store::account_by_id(conn, context.grant_available)
+        .await?
+        .map(|a| a.balances().available(crate::ledger::model::NormalSide::Credit))
+        .unwrap_or(Decimal::ZERO);
+    Ok(Some(SubsidyTerms { rate: context.rate, available }))
+}

@@ -1,0 +1,532 @@
+//! HTTP handlers of programmes, grants and claims.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::claims::{self, ClaimView};
+use super::programmes::{self, GrantRow, NewGrant, NewProgramme, ProgrammeRow};
+use super::rules::{Eligibility, parse_rate};
+use crate::audit::WriteContext;
+use crate::auth::model::TenantCategory;
+use crate::auth::{Principal, Role};
+use crate::db::schema::grants;
+use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::idempotency::{self, IdempotencyKey};
+use crate::http::pagination::{self, Page, decode_cursor};
+use crate::http::{ApiError, FieldError};
+use crate::ledger::chart;
+use crate::ledger::store as ledger_store;
+use crate::money::{Currency, format_amount, parse_amount};
+use crate::startup::AppState;
+
+type Problem = crate::http::problem::Problem;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProgrammeRequest {
+    pub name: String,
+    pub sponsor: String,
+    pub fiscal_year: i32,
+    pub currency: Currency,
+    /// Decimal string.
+    pub budget: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// Fraction of the subtotal the programme pays, e.g. `"0.7"`.
+    pub default_rate: String,
+    /// e.g. `{"sme": "0.8", "university": "0.9"}`.
+    pub rates_by_category: Option<BTreeMap<TenantCategory, String>>,
+    pub gpu_models: Option<Vec<String>>,
+    pub regions: Option<Vec<String>>,
+    pub provider_ids: Option<Vec<Uuid>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProgrammeView {
+    pub id: Uuid,
+    pub name: String,
+    pub sponsor: String,
+    pub fiscal_year: i32,
+    pub currency: String,
+    pub budget: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub default_rate: String,
+    pub rates_by_category: BTreeMap<String, String>,
+    pub gpu_models: Option<Vec<String>>,
+    pub regions: Option<Vec<String>>,
+    pub provider_ids: Option<Vec<Uuid>>,
+    pub journal_entry_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+fn programme_view(p: ProgrammeRow) -> ProgrammeView {
+    let c: Currency = p.currency.parse().unwrap_or(Currency::Krw);
+    let rates = p.rates().into_iter().map(|(k, v)| (k, v.normalize().to_string())).collect();
+    ProgrammeView {
+        id: p.id,
+        name: p.name,
+        sponsor: p.sponsor,
+        fiscal_year: p.fiscal_year,
+        budget: format_amount(p.budget, c),
+        currency: p.currency,
+        starts_at: p.starts_at,
+        ends_at: p.ends_at,
+        default_rate: p.default_rate.normalize().to_string(),
+        rates_by_category: rates,
+        gpu_models: p.eligible_gpu_models,
+        regions: p.eligible_regions,
+        provider_ids: p.eligible_provider_ids,
+        journal_entry_id: p.journal_entry_id,
+        created_at: p.created_at,
+    }
+}
+
+fn name_field(errors: &mut Vec<FieldError>, field: &str, value: &str) -> String {
+    let v = value.trim().to_string();
+    if v.is_empty() || v.chars().count() > 200 {
+        errors.push(FieldError::new(field, "must be 1 to 200 characters"));
+    }
+    v
+}
+
+/// Creates a programme and books its budget (`programme_budget`). Roles: finance, admin.
+#[utoipa::path(tag = "subsidy", request_body = ProgrammeRequest, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    (status = 201, body = ProgrammeView), (status = 422, body = Problem),
+))]
+#[post("/v1/programmes")]
+pub async fn create_programme(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    body: JsonBody<ProgrammeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let b = &body.value;
+    let mut errors = Vec::new();
+    let name = name_field(&mut errors, "name", &b.name);
+    let sponsor = name_field(&mut errors, "sponsor", &b.sponsor);
+    if !(2000..=2200).contains(&b.fiscal_year) {
+        errors.push(FieldError::new("fiscal_year", "must be a year between 2000 and 2200"));
+    }
+    let budget =
+        parse_amount(&b.budget, b.currency).map_err(|e| errors.push(FieldError::new("budget", e.to_string()))).ok();
+    let default_rate = parse_rate(&b.default_rate).map_err(|e| errors.push(FieldError::new("default_rate", e))).ok();
+    let mut rates = BTreeMap::new();
+    for (category, raw) in b.rates_by_category.iter().flatten() {
+        match parse_rate(raw) {
+            Ok(r) => {
+                rates.insert(category.as_str().to_string(), r);
+            }
+            Err(e) => errors.push(FieldError::new(format!("rates_by_category.{}", category.as_str()), e)),
+        }
+    }
+    if b.ends_at <= b.starts_at {
+        errors.push(FieldError::new("ends_at", "must be after starts_at"));
+    }
+    let (Some(budget), Some(default_rate), true) = (budget, default_rate, errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
+    let new = NewProgramme {
+        name,
+        sponsor,
+        fiscal_year: b.fiscal_year,
+        currency: b.currency,
+        budget,
+        starts_at: b.starts_at,
+        ends_at: b.ends_at,
+        default_rate,
+        rates_by_category: rates,
+        eligibility: Eligibility {
+            gpu_models: b.gpu_models.clone(),
+            regions: b.regions.clone(),
+            provider_ids: b.provider_ids.clone(),
+        },
+    };
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+        let now = clock.now(conn).await?;
+        Ok(programme_view(programmes::create_programme(conn, new, principal.actor(), now).await?))
+    })
+    .await
+}
+
+/// One programme. Roles: finance, admin.
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = ProgrammeView), (status = 404, body = Problem),
+))]
+#[get("/v1/programmes/{id}")]
+pub async fn get_programme(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let mut conn = state.pool.get().await?;
+    let p = programmes::find_programme(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+    Ok(HttpResponse::Ok().json(programme_view(p)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    pub tenant_org_id: Uuid,
+    /// The cap: the most this grant pays, in the programme's currency.
+    pub amount: String,
+    /// Overrides the programme's rate for this grant.
+    pub rate: Option<String>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GrantView {
+    pub id: Uuid,
+    pub programme_id: Uuid,
+    pub tenant_org_id: Uuid,
+    pub currency: String,
+    pub amount: String,
+    pub rate: Option<String>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    /// `active` or `closed`.
+    pub status: String,
+    /// What the grant may still fund.
+    pub available: String,
+    /// What it has funded (settled).
+    pub spent: String,
+    /// What orders have reserved of it and not yet settled.
+    pub committed: String,
+    pub released: String,
+    pub journal_entry_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: GrantRow) -> Result<GrantView, ApiError> {
+    let programme = programmes::find_programme(conn, g.programme_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("programme missing"))?;
+    let c = programme.currency()?;
+    let available = ledger_store::account_by_code(conn, &chart::grant_available_code(g.id), c).await?;
+    let spent = ledger_store::account_by_code(conn, &chart::grant_spent_code(g.id), c).await?;
+    let avail = available.map(|a| a.balances().available(crate::ledger::model::NormalSide::Credit)).unwrap_or_default();
+    let (spent_posted, committed) =
+        spent.map(|a| (a.credits_posted - a.debits_posted, a.credits_pending - a.debits_pending)).unwrap_or_default();
+    Ok(GrantView {
+        id: g.id,
+        programme_id: g.programme_id,
+        tenant_org_id: g.tenant_org_id,
+        currency: c.code().to_string(),
+        amount: format_amount(g.amount, c),
+        rate: g.rate.map(|r| r.normalize().to_string()),
+        valid_from: g.valid_from,
+        valid_until: g.valid_until,
+        status: g.status,
+        available: format_amount(avail, c),
+        spent: format_amount(spent_posted, c),
+        committed: format_amount(committed, c),
+        released: format_amount(g.released, c),
+        journal_entry_id: g.journal_entry_id,
+        created_at: g.created_at,
+        closed_at: g.closed_at,
+    })
+}
+
+/// Grants part of a programme's budget to a tenant. Over-granting is refused
+/// with 422 `budget_exhausted`. Roles: finance, admin.
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = GrantRequest, security(("bearer" = [])), responses(
+    (status = 201, body = GrantView), (status = 404, body = Problem),
+    (status = 422, description = "Invalid, or `budget_exhausted`", body = Problem),
+))]
+#[post("/v1/programmes/{id}/grants")]
+pub async fn create_grant(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+    body: JsonBody<GrantRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let programme_id = parse_uuid("id", &id)?;
+    let b = &body.value;
+    let mut errors = Vec::new();
+    let rate = b
+        .rate
+        .as_deref()
+        .map(parse_rate)
+        .transpose()
+        .map_err(|e| errors.push(FieldError::new("rate", e)))
+        .ok()
+        .flatten();
+    if b.valid_until <= b.valid_from {
+        errors.push(FieldError::new("valid_until", "must be after valid_from"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let (raw_amount, tenant, from, until) = (b.amount.clone(), b.tenant_org_id, b.valid_from, b.valid_until);
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+        let programme = programmes::find_programme(conn, programme_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+        let amount =
+            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+        let now = clock.now(conn).await?;
+        let grant =
+            NewGrant { programme_id, tenant_org_id: tenant, amount, rate, valid_from: from, valid_until: until };
+        let row = programmes::create_grant(conn, grant, principal.actor(), now).await?;
+        grant_view(conn, row).await
+    })
+    .await
+}
+
+/// Closes a grant and returns what it has left to the programme. Roles: finance, admin.
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("bearer" = [])), responses((status = 200, body = GrantView), (status = 404, body = Problem)))]
+#[post("/v1/grants/{id}/close")]
+pub async fn close_grant(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let hash = idempotency::fingerprint(&req, b"");
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+        let now = clock.now(conn).await?;
+        let row = programmes::close_grant(conn, id, principal.actor(), now).await?;
+        grant_view(conn, row).await
+    })
+    .await
+}
+
+/// One grant. Roles: finance, admin, and the grant's tenant.
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = GrantView), (status = 404, body = Problem),
+))]
+#[get("/v1/grants/{id}")]
+pub async fn get_grant(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_uuid("id", &id)?;
+    let mut conn = state.pool.get().await?;
+    let grant = programmes::find_grant(&mut conn, id)
+        .await?
+        .filter(|g| principal.is_finance() || g.tenant_org_id == principal.org_id)
+        .ok_or_else(|| ApiError::not_found(format!("grant {id} does not exist")))?;
+    Ok(HttpResponse::Ok().json(grant_view(&mut conn, grant).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GrantListQuery {
+    pub programme_id: Option<Uuid>,
+    pub tenant_org_id: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Grants, oldest first. Roles: finance and admin (all), tenants (their own).
+#[utoipa::path(tag = "subsidy", params(GrantListQuery), security(("bearer" = [])), responses(
+    (status = 200, body = inline(Page<GrantView>)),
+))]
+#[get("/v1/grants")]
+pub async fn list_grants(
+    state: web::Data<AppState>,
+    principal: Principal,
+    Query(q): Query<GrantListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(&[Role::Tenant, Role::Finance, Role::Admin])?;
+    let limit = pagination::limit(q.limit)?;
+    let after: Option<Uuid> = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut query = grants::table.select(GrantRow::as_select()).order(grants::id).limit(limit + 1).into_boxed();
+    if !principal.is_finance() {
+        query = query.filter(grants::tenant_org_id.eq(principal.org_id));
+    } else if let Some(t) = q.tenant_org_id {
+        query = query.filter(grants::tenant_org_id.eq(t));
+    }
+    if let Some(p) = q.programme_id {
+        query = query.filter(grants::programme_id.eq(p));
+    }
+    if let Some(a) = after {
+        query = query.filter(grants::id.gt(a));
+    }
+    let mut conn = state.pool.get().await?;
+    let rows: Vec<GrantRow> = query.load(&mut conn).await?;
+    let more = rows.len() as i64 > limit;
+    let mut data = Vec::new();
+    for row in rows.into_iter().take(limit as usize) {
+        data.push(grant_view(&mut conn, row).await?);
+    }
+    let next_cursor = if more { data.last().map(|g| pagination::encode_cursor(&g.id)) } else { None };
+    Ok(HttpResponse::Ok().json(Page { data, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub programme_id: Uuid,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+}
+
+/// Gathers every settled subsidy of a period not yet claimed into a draft
+/// claim, with lines per provider and per tenant. Roles: finance, admin.
+#[utoipa::path(tag = "subsidy", request_body = ClaimRequest, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    (status = 201, body = ClaimView), (status = 409, description = "Nothing to claim", body = Problem),
+))]
+#[post("/v1/claims")]
+pub async fn create_claim(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    body: JsonBody<ClaimRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let ClaimRequest { programme_id, period_start, period_end } = body.value;
+    if period_end <= period_start {
+        return Err(ApiError::invalid("period_end", "must be after period_start"));
+    }
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+        let now = clock.now(conn).await?;
+        let claim = claims::create_claim(conn, programme_id, period_start, period_end, principal.actor(), now).await?;
+        claims::view(conn, claim).await
+    })
+    .await
+}
+
+/// One claim with its lines, payments and what is outstanding. Roles: finance, admin.
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = ClaimView), (status = 404, body = Problem),
+))]
+#[get("/v1/claims/{id}")]
+pub async fn get_claim(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let mut conn = state.pool.get().await?;
+    let claim =
+        claims::find(&mut conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+    Ok(HttpResponse::Ok().json(claims::view(&mut conn, claim).await?))
+}
+
+/// Submits a draft claim to the programme. Roles: finance, admin.
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("bearer" = [])), responses((status = 200, body = ClaimView), (status = 409, body = Problem)))]
+#[post("/v1/claims/{id}/submit")]
+pub async fn submit_claim(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let hash = idempotency::fingerprint(&req, b"");
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+        let now = clock.now(conn).await?;
+        let claim = claims::submit(conn, id, now).await?;
+        claims::view(conn, claim).await
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    pub amount: String,
+    /// The bank's reference for the programme's transfer.
+    pub reference: String,
+}
+
+/// Records the programme's payment on a submitted claim (full, partial or
+/// more); the outstanding amount shows the difference. Roles: finance, admin.
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = PaymentRequest, security(("bearer" = [])), responses(
+    (status = 201, body = ClaimView), (status = 409, body = Problem), (status = 422, body = Problem),
+))]
+#[post("/v1/claims/{id}/payments")]
+pub async fn pay_claim(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+    body: JsonBody<PaymentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let reference = body.value.reference.trim().to_string();
+    if reference.is_empty() || reference.chars().count() > 200 {
+        return Err(ApiError::invalid("reference", "must be 1 to 200 characters"));
+    }
+    let raw_amount = body.value.amount.clone();
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+        let claim =
+            claims::find(conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+        let programme = programmes::find_programme(conn, claim.programme_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("programme missing"))?;
+        let amount =
+            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+        let now = clock.now(conn).await?;
+        let claim = claims::pay(conn, id, amount, reference, principal.actor(), now).await?;
+        claims::view(conn, claim).await
+    })
+    .await
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_programme)
+        .service(get_programme)
+        .service(create_grant)
+        .service(close_grant)
+        .service(get_grant)
+        .service(list_grants)
+        .service(create_claim)
+        .service(get_claim)
+        .service(submit_claim)
+        .service(pay_claim);
+}
