@@ -300,7 +300,7 @@ async fn movements(
     conn: &mut AsyncPgConnection,
     accounts: &[Uuid],
     from: Option<DateTime<Utc>>,
-    to: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
 ) -> Result<(Decimal, Vec<MovementRow>), ApiError> {
     #[derive(diesel::QueryableByName)]
     struct Opening {
@@ -324,12 +324,12 @@ async fn movements(
          JOIN accounts ca ON ca.id = CASE WHEN p.credit_account_id = ANY($1) THEN p.debit_account_id ELSE p.credit_account_id END \
          WHERE p.kind IN ('posted', 'post_pending') \
            AND (p.credit_account_id = ANY($1) OR p.debit_account_id = ANY($1)) \
-           AND ($2::timestamptz IS NULL OR p.effective_at >= $2) AND p.effective_at < $3 \
+           AND ($2::timestamptz IS NULL OR p.effective_at >= $2) AND ($3::timestamptz IS NULL OR p.effective_at < $3) \
          ORDER BY p.seq",
     )
     .bind::<Array<SqlUuid>, _>(accounts)
     .bind::<Nullable<Timestamptz>, _>(from)
-    .bind::<Timestamptz, _>(to)
+    .bind::<Nullable<Timestamptz>, _>(to)
     .load(conn)
     .await?;
     Ok((opening.opening, rows))
@@ -410,10 +410,12 @@ pub async fn statement(
     let org = crate::auth::store::org_by_id(&mut conn, org_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("organisation {org_id} does not exist")))?;
+    // Without `to`, everything up to now, the entries of this very instant included.
     let to = match q.to {
         Some(t) => t,
         None => state.clock.now(&mut conn).await?,
     };
+    let bound = q.to;
     let currencies: Vec<Currency> = q.currency.map(|c| vec![c]).unwrap_or_else(|| Currency::ALL.to_vec());
     let mut sections = Vec::new();
     for c in currencies {
@@ -421,20 +423,20 @@ pub async fn statement(
             if let Some(wallet) =
                 ledger_store::account_by_code(&mut conn, &chart::tenant_wallet_code(org.id), c).await?
             {
-                let (opening, rows) = movements(&mut conn, &[wallet.id], q.from, to).await?;
+                let (opening, rows) = movements(&mut conn, &[wallet.id], q.from, bound).await?;
                 push_section(&mut sections, "own_money", c, opening, rows);
             }
             let spent = grant_spent_accounts(&mut conn, org.id, c).await?;
             if !spent.is_empty() {
                 let ids: Vec<Uuid> = spent.iter().map(|a| a.id).collect();
-                let (opening, rows) = movements(&mut conn, &ids, q.from, to).await?;
+                let (opening, rows) = movements(&mut conn, &ids, q.from, bound).await?;
                 push_section(&mut sections, "subsidy", c, opening, rows);
             }
         } else if org.kind == OrgKind::Provider.as_str()
             && let Some(payable) =
                 ledger_store::account_by_code(&mut conn, &chart::provider_payable_code(org.id), c).await?
         {
-            let (opening, rows) = movements(&mut conn, &[payable.id], q.from, to).await?;
+            let (opening, rows) = movements(&mut conn, &[payable.id], q.from, bound).await?;
             push_section(&mut sections, "payable", c, opening, rows);
         }
     }

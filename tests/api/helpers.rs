@@ -331,6 +331,20 @@ impl TestApp {
         Caller { token, user_id: user.id, org_id: org.id }
     }
 
+    /// A tenant of `category` ("sme", "university", …) in an organisation of its own.
+    pub async fn tenant(&self, category: &str) -> Caller {
+        use gpuhour::auth::model::{OrgKind, TenantCategory};
+        use gpuhour::auth::store;
+        let category: TenantCategory = category.parse().expect("category");
+        let mut conn = self.conn().await;
+        let now = chrono::Utc::now();
+        let org = store::create_org(&mut conn, "Tenant", OrgKind::Tenant, Some(category), now).await.expect("org");
+        let email = format!("{}@test.example", Uuid::now_v7().simple());
+        let user = store::create_user(&mut conn, org.id, &email, "no-login", Role::Tenant, now).await.expect("user");
+        let token = self.keys.issue(user.id, org.id, Role::Tenant).expect("token");
+        Caller { token, user_id: user.id, org_id: org.id }
+    }
+
     pub async fn token(&self, role: Role) -> String {
         self.caller(role).await.token
     }

@@ -9,3 +9,4 @@ mod ledger_bank;
 mod ledger_entries;
 mod market;
 mod operations;
+mod subsidy;
