@@ -439,6 +439,16 @@ pub async fn search_listings(
         SortParam::AvailableFrom => SearchSort::AvailableFrom,
     };
     let after: Option<listings::SearchCursor> = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    // The cursor's sort value goes into SQL as a number or an instant: check it is one.
+    if let Some((value, _)) = &after {
+        let valid = match sort {
+            SearchSort::Price | SearchSort::PriceDesc => value.parse::<Decimal>().is_ok(),
+            SearchSort::AvailableFrom => value.parse::<DateTime<Utc>>().is_ok(),
+        };
+        if !valid {
+            return Err(ApiError::invalid("cursor", "is not a cursor this list gave out (for this sort)"));
+        }
+    }
     let filter = SearchFilter {
         gpu_model: q.gpu_model,
         region: q.region,

@@ -499,6 +499,18 @@ async fn search_finds_only_listings_with_the_gpus_free() {
     let (_, none) = json(app.get("/v1/listings?gpu_model=B200&region=kr-seoul-1", token).await).await;
     assert_eq!(none["data"], json!([]));
     expect_problem(app.get("/v1/listings?sort=cheapest", token).await, 422, "validation_failed").await;
+    // A forged cursor (valid base64 JSON, nonsense inside) is refused, not passed to SQL.
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("[\"1); DROP\", \"{}\"]", uuid::Uuid::now_v7()));
+    expect_problem(app.get(&format!("/v1/listings?sort=price&cursor={forged}"), token).await, 422, "validation_failed")
+        .await;
+    expect_problem(
+        app.get(&format!("/v1/listings?sort=available_from&cursor={cursor}"), token).await,
+        422,
+        "validation_failed",
+    )
+    .await;
     expect_problem(app.get(&format!("/v1/listings?start={}", t(start)), token).await, 422, "validation_failed").await;
 }
 
