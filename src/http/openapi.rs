@@ -56,7 +56,16 @@ use utoipa::{Modify, OpenApi};
         crate::sandbox::set_clock,
         crate::sandbox::get_clock,
     ),
-    components(schemas(crate::http::problem::Problem, crate::http::problem::FieldError)),
+    components(schemas(
+        crate::http::problem::Problem,
+        crate::http::problem::FieldError,
+        crate::ledger::model::AccountType,
+        crate::money::Currency,
+        crate::auth::Role,
+        crate::auth::model::TenantCategory,
+        crate::market::listings::ListingStatus,
+        crate::market::orders::OrderStatus,
+    )),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
