@@ -380,6 +380,15 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
         figures(&report(app, &finance, &p).await),
         vec!["1000000", "100000", "0", "5603", "0", "900000", "5603", "4000", "1603"]
     );
+    // A second payment overpays: the difference shows, negative, as outstanding.
+    let second = json!({"amount": "2000", "reference": "MSIT-0002"});
+    let (status, over) = json(app.post(&format!("{claim_path}/payments"), &finance, &second, None).await).await;
+    assert_eq!(status, 201, "{over:#}");
+    assert_eq!((over["paid"].as_str(), over["outstanding"].as_str()), (Some("6000"), Some("-397")));
+    assert_eq!(
+        figures(&report(app, &finance, &p).await),
+        vec!["1000000", "100000", "0", "5603", "0", "900000", "5603", "6000", "-397"]
+    );
     let (_, grouped) = json(
         app.get(&format!("/v1/reports/programmes/{}?group_by=tenant", p["id"].as_str().expect("id")), &finance).await,
     )
