@@ -59,6 +59,28 @@ pub struct ListingInsert {
     pub updated_at: DateTime<Utc>,
 }
 
+impl From<ListingRow> for ListingInsert {
+    fn from(l: ListingRow) -> Self {
+        ListingInsert {
+            id: l.id,
+            provider_org_id: l.provider_org_id,
+            gpu_model: l.gpu_model,
+            gpu_memory_gb: l.gpu_memory_gb,
+            gpus: l.gpus,
+            region: l.region,
+            interconnect: l.interconnect,
+            price_per_gpu_hour: l.price_per_gpu_hour,
+            currency: l.currency,
+            available_from: l.available_from,
+            available_until: l.available_until,
+            min_hours: l.min_hours,
+            status: l.status,
+            created_at: l.created_at,
+            updated_at: l.updated_at,
+        }
+    }
+}
+
 pub async fn insert(conn: &mut AsyncPgConnection, row: &ListingInsert) -> QueryResult<ListingRow> {
     diesel::insert_into(listings::table).values(row).returning(ListingRow::as_returning()).get_result(conn).await
 }

@@ -295,22 +295,17 @@ pub async fn change_listing(
                 other => other.into(),
             })?;
         }
+        let status = change.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| current.status.clone());
+        let updated_at = clock.now(conn).await?;
         let row = ListingInsert {
-            id,
-            provider_org_id: current.provider_org_id,
-            gpu_model: current.gpu_model,
-            gpu_memory_gb: current.gpu_memory_gb,
             gpus,
-            region: current.region,
-            interconnect: current.interconnect,
             price_per_gpu_hour: price,
-            currency: current.currency,
             available_from: from,
             available_until: until,
             min_hours,
-            status: change.status.map(|s| s.as_str().to_string()).unwrap_or(current.status),
-            created_at: current.created_at,
-            updated_at: clock.now(conn).await?,
+            status,
+            updated_at,
+            ..current.into()
         };
         Ok(listing_view(listings::save(conn, &row).await?, None))
     })
@@ -340,23 +335,8 @@ pub async fn close_listing(
             .filter(|l| l.provider_org_id == principal.org_id)
             .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
         let now = clock.now(conn).await?;
-        let row = ListingInsert {
-            id,
-            provider_org_id: current.provider_org_id,
-            gpu_model: current.gpu_model,
-            gpu_memory_gb: current.gpu_memory_gb,
-            gpus: current.gpus,
-            region: current.region,
-            interconnect: current.interconnect,
-            price_per_gpu_hour: current.price_per_gpu_hour,
-            currency: current.currency,
-            available_from: current.available_from,
-            available_until: current.available_until,
-            min_hours: current.min_hours,
-            status: ListingStatus::Closed.as_str().to_string(),
-            created_at: current.created_at,
-            updated_at: now,
-        };
+        let row =
+            ListingInsert { status: ListingStatus::Closed.as_str().to_string(), updated_at: now, ..current.into() };
         Ok(listing_view(listings::save(conn, &row).await?, None))
     })
     .await
