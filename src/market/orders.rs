@@ -258,8 +258,11 @@ pub async fn place(
     let terms = match &grant {
         None => None,
         Some(g) => {
-            let mut ids =
-                vec![accounts.wallet, accounts.payable, accounts.fees, g.receivable, g.grant_available, g.grant_spent];
+            let mut ids = vec![accounts.wallet, accounts.payable, g.receivable, g.grant_available, g.grant_spent];
+            // Without a fee the fees account is not touched: do not queue on it.
+            if fee_rate > Decimal::ZERO {
+                ids.push(accounts.fees);
+            }
             ids.sort_unstable();
             ids.dedup();
             let locked = ledger_store::lock_accounts(conn, &ids).await?;
