@@ -10,9 +10,18 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
+/// At most this many Argon2 computations at once (one per core): each takes
+/// 19 MiB and tens of milliseconds, and a flood of logins must queue rather
+/// than exhaust memory.
+fn permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+}
+
 /// Hashes with Argon2id and the crate's recommended parameters, on the
 /// blocking pool (tens of milliseconds of CPU must not stall a worker).
 pub async fn hash(password: String) -> Result<String, HashError> {
+    let _permit = permits().acquire().await.map_err(|e| HashError(e.to_string()))?;
     tokio::task::spawn_blocking(move || hash_now(&password)).await.map_err(|e| HashError(e.to_string()))?
 }
 
@@ -34,6 +43,7 @@ fn decoy_hash() -> &'static str {
 /// Checks `password` against `stored` (or against the decoy when there is no
 /// user), always doing the same work. Returns whether it matched a real hash.
 pub async fn verify(password: String, stored: Option<String>) -> bool {
+    let Ok(_permit) = permits().acquire().await else { return false };
     tokio::task::spawn_blocking(move || {
         let is_real = stored.is_some();
         let stored = stored.unwrap_or_else(|| decoy_hash().to_string());
