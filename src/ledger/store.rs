@@ -267,43 +267,6 @@ pub struct PostedEntry {
     pub postings: Vec<(Uuid, AppliedPosting)>,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = journal_entries)]
-struct EntryInsert<'a> {
-    id: Uuid,
-    kind: &'a str,
-    effective_at: DateTime<Utc>,
-    actor_user_id: Option<Uuid>,
-    actor_org_id: Option<Uuid>,
-    memo: &'a str,
-    reference: Option<&'a str>,
-    reverses_entry_id: Option<Uuid>,
-    metadata: &'a serde_json::Value,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = postings)]
-struct PostingInsert<'a> {
-    id: Uuid,
-    entry_id: Uuid,
-    kind: &'a str,
-    pending_posting_id: Option<Uuid>,
-    debit_account_id: Uuid,
-    credit_account_id: Uuid,
-    currency: &'a str,
-    amount: Decimal,
-    debit_account_balance: Decimal,
-    credit_account_balance: Decimal,
-    effective_at: DateTime<Utc>,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = pending_remainders)]
-struct RemainderInsert {
-    posting_id: Uuid,
-    remaining: Decimal,
-}
-
 /// Writes one balanced journal entry inside the caller's transaction.
 pub async fn post_entry(conn: &mut AsyncPgConnection, entry: NewEntry) -> Result<PostedEntry, LedgerError> {
     let mut pendings = lock_pendings(conn, &entry.movements).await?;
@@ -323,66 +286,111 @@ pub async fn post_entry(conn: &mut AsyncPgConnection, entry: NewEntry) -> Result
     let applied = apply_movements(&mut book, &mut pendings, &entry.movements)?;
 
     let entry_id = Uuid::now_v7();
-    diesel::insert_into(journal_entries::table)
-        .values(EntryInsert {
-            id: entry_id,
-            kind: entry.kind.as_str(),
-            effective_at: entry.effective_at,
-            actor_user_id: entry.actor.user_id,
-            actor_org_id: entry.actor.org_id,
-            memo: &entry.memo,
-            reference: entry.reference.as_deref(),
-            reverses_entry_id: entry.reverses_entry_id,
-            metadata: &entry.metadata,
-        })
-        .execute(conn)
-        .await?;
-
     let posting_ids: Vec<Uuid> = applied.iter().map(|_| Uuid::now_v7()).collect();
-    let rows: Vec<PostingInsert<'_>> = applied
-        .iter()
-        .zip(&posting_ids)
-        .map(|(p, &id)| PostingInsert {
-            id,
-            entry_id,
-            kind: p.kind.as_str(),
-            pending_posting_id: p.pending_posting_id,
-            debit_account_id: p.debit_account_id,
-            credit_account_id: p.credit_account_id,
-            currency: p.currency.code(),
-            amount: p.amount,
-            debit_account_balance: p.debit_account_balance,
-            credit_account_balance: p.credit_account_balance,
-            effective_at: entry.effective_at,
-        })
-        .collect();
-    diesel::insert_into(postings::table).values(&rows).execute(conn).await?;
-
-    let new_remainders: Vec<RemainderInsert> = applied
-        .iter()
-        .zip(&posting_ids)
-        .filter(|(p, _)| p.kind == PostingKind::Pending)
-        .map(|(p, &id)| RemainderInsert { posting_id: id, remaining: p.amount })
-        .collect();
-    if !new_remainders.is_empty() {
-        diesel::insert_into(pending_remainders::table).values(&new_remainders).execute(conn).await?;
-    }
-    if !pendings.is_empty() {
-        let (ids, remaining): (Vec<Uuid>, Vec<Decimal>) =
-            pendings.values().map(|p| (p.posting_id, p.remaining)).unzip();
-        diesel::sql_query(
-            "UPDATE pending_remainders AS r SET remaining = v.remaining \
-             FROM unnest($1::uuid[], $2::numeric[]) AS v(posting_id, remaining) \
-             WHERE r.posting_id = v.posting_id",
-        )
-        .bind::<Array<SqlUuid>, _>(ids)
-        .bind::<Array<Numeric>, _>(remaining)
-        .execute(conn)
-        .await?;
-    }
-    write_balances(conn, &book).await?;
+    write_entry(conn, entry_id, &entry, &applied, &posting_ids, &pendings, &book).await?;
 
     Ok(PostedEntry { id: entry_id, postings: posting_ids.into_iter().zip(applied).collect() })
+}
+
+/// Writes an applied entry in one statement — the entry, its postings, the new
+/// and changed remainders and every touched account's figures — so that the
+/// accounts' locks are held for one round trip after the rules have run.
+/// (Foreign keys between the parts are checked at the end of the statement.)
+async fn write_entry(
+    conn: &mut AsyncPgConnection,
+    entry_id: Uuid,
+    entry: &NewEntry,
+    applied: &[AppliedPosting],
+    posting_ids: &[Uuid],
+    pendings: &BTreeMap<Uuid, PendingState>,
+    book: &BTreeMap<Uuid, AccountState>,
+) -> Result<(), LedgerError> {
+    use diesel::sql_types::{Int4, Jsonb, Nullable, Text, Timestamptz};
+    let kinds: Vec<&str> = applied.iter().map(|p| p.kind.as_str()).collect();
+    let pending_of: Vec<Option<Uuid>> = applied.iter().map(|p| p.pending_posting_id).collect();
+    let debits: Vec<Uuid> = applied.iter().map(|p| p.debit_account_id).collect();
+    let credits: Vec<Uuid> = applied.iter().map(|p| p.credit_account_id).collect();
+    let currencies: Vec<&str> = applied.iter().map(|p| p.currency.code()).collect();
+    let amounts: Vec<Decimal> = applied.iter().map(|p| p.amount).collect();
+    let debit_balances: Vec<Decimal> = applied.iter().map(|p| p.debit_account_balance).collect();
+    let credit_balances: Vec<Decimal> = applied.iter().map(|p| p.credit_account_balance).collect();
+    let order: Vec<i32> = (0..applied.len() as i32).collect();
+    let (new_ids, new_remaining): (Vec<Uuid>, Vec<Decimal>) = applied
+        .iter()
+        .zip(posting_ids)
+        .filter(|(p, _)| p.kind == PostingKind::Pending)
+        .map(|(p, id)| (*id, p.amount))
+        .unzip();
+    let (resolved_ids, resolved_remaining): (Vec<Uuid>, Vec<Decimal>) =
+        pendings.values().map(|p| (p.posting_id, p.remaining)).unzip();
+    let mut account_ids = Vec::with_capacity(book.len());
+    let mut figures: [Vec<Decimal>; 4] = Default::default();
+    for (id, account) in book {
+        account_ids.push(*id);
+        let b = account.balances;
+        figures[0].push(b.debits_posted);
+        figures[1].push(b.credits_posted);
+        figures[2].push(b.debits_pending);
+        figures[3].push(b.credits_pending);
+    }
+    let [dp, cp, dpe, cpe] = figures;
+    diesel::sql_query(
+        "WITH e AS ( \
+           INSERT INTO journal_entries (id, kind, effective_at, actor_user_id, actor_org_id, memo, reference, \
+                                        reverses_entry_id, metadata) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)), \
+         p AS ( \
+           INSERT INTO postings (id, entry_id, kind, pending_posting_id, debit_account_id, credit_account_id, \
+                                 currency, amount, debit_account_balance, credit_account_balance, effective_at) \
+           SELECT v.id, $1, v.kind, v.pending, v.debit, v.credit, v.currency, v.amount, v.dbal, v.cbal, $3 \
+           FROM unnest($10::uuid[], $11::text[], $12::uuid[], $13::uuid[], $14::uuid[], $15::text[], \
+                       $16::numeric[], $17::numeric[], $18::numeric[], $19::int4[]) \
+                AS v(id, kind, pending, debit, credit, currency, amount, dbal, cbal, ord) \
+           ORDER BY v.ord), \
+         r AS ( \
+           INSERT INTO pending_remainders (posting_id, remaining) \
+           SELECT * FROM unnest($20::uuid[], $21::numeric[])), \
+         u AS ( \
+           UPDATE pending_remainders AS t SET remaining = v.remaining \
+           FROM unnest($22::uuid[], $23::numeric[]) AS v(posting_id, remaining) \
+           WHERE t.posting_id = v.posting_id) \
+         UPDATE accounts AS a SET debits_posted = v.dp, credits_posted = v.cp, \
+                debits_pending = v.dpe, credits_pending = v.cpe \
+         FROM unnest($24::uuid[], $25::numeric[], $26::numeric[], $27::numeric[], $28::numeric[]) \
+              AS v(id, dp, cp, dpe, cpe) \
+         WHERE a.id = v.id",
+    )
+    .bind::<SqlUuid, _>(entry_id)
+    .bind::<Text, _>(entry.kind.as_str())
+    .bind::<Timestamptz, _>(entry.effective_at)
+    .bind::<Nullable<SqlUuid>, _>(entry.actor.user_id)
+    .bind::<Nullable<SqlUuid>, _>(entry.actor.org_id)
+    .bind::<Text, _>(&entry.memo)
+    .bind::<Nullable<Text>, _>(entry.reference.as_deref())
+    .bind::<Nullable<SqlUuid>, _>(entry.reverses_entry_id)
+    .bind::<Jsonb, _>(&entry.metadata)
+    .bind::<Array<SqlUuid>, _>(posting_ids)
+    .bind::<Array<Text>, _>(kinds)
+    .bind::<Array<Nullable<SqlUuid>>, _>(pending_of)
+    .bind::<Array<SqlUuid>, _>(debits)
+    .bind::<Array<SqlUuid>, _>(credits)
+    .bind::<Array<Text>, _>(currencies)
+    .bind::<Array<Numeric>, _>(amounts)
+    .bind::<Array<Numeric>, _>(debit_balances)
+    .bind::<Array<Numeric>, _>(credit_balances)
+    .bind::<Array<Int4>, _>(order)
+    .bind::<Array<SqlUuid>, _>(new_ids)
+    .bind::<Array<Numeric>, _>(new_remaining)
+    .bind::<Array<SqlUuid>, _>(resolved_ids)
+    .bind::<Array<Numeric>, _>(resolved_remaining)
+    .bind::<Array<SqlUuid>, _>(account_ids)
+    .bind::<Array<Numeric>, _>(dp)
+    .bind::<Array<Numeric>, _>(cp)
+    .bind::<Array<Numeric>, _>(dpe)
+    .bind::<Array<Numeric>, _>(cpe)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Locks the remainders of the pending postings that `movements` resolve.
@@ -437,34 +445,6 @@ pub async fn lock_accounts(
         .load(conn)
         .await?;
     rows.iter().map(|r| Ok((r.id, r.state()?))).collect()
-}
-
-async fn write_balances(conn: &mut AsyncPgConnection, book: &BTreeMap<Uuid, AccountState>) -> Result<(), LedgerError> {
-    let mut ids = Vec::with_capacity(book.len());
-    let mut figures: [Vec<Decimal>; 4] = Default::default();
-    for (id, account) in book {
-        ids.push(*id);
-        let b = account.balances;
-        figures[0].push(b.debits_posted);
-        figures[1].push(b.credits_posted);
-        figures[2].push(b.debits_pending);
-        figures[3].push(b.credits_pending);
-    }
-    let [dp, cp, dpe, cpe] = figures;
-    diesel::sql_query(
-        "UPDATE accounts AS a SET debits_posted = v.dp, credits_posted = v.cp, \
-         debits_pending = v.dpe, credits_pending = v.cpe \
-         FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[]) \
-         AS v(id, dp, cp, dpe, cpe) WHERE a.id = v.id",
-    )
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Array<Numeric>, _>(dp)
-    .bind::<Array<Numeric>, _>(cp)
-    .bind::<Array<Numeric>, _>(dpe)
-    .bind::<Array<Numeric>, _>(cpe)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
