@@ -269,6 +269,18 @@ pub struct PostedEntry {
 
 /// Writes one balanced journal entry inside the caller's transaction.
 pub async fn post_entry(conn: &mut AsyncPgConnection, entry: NewEntry) -> Result<PostedEntry, LedgerError> {
+    post_entry_locked(conn, entry, BTreeMap::new()).await
+}
+
+/// `post_entry` for a caller that already holds the locks of some accounts
+/// (taken with `lock_accounts`, in this transaction): their states are used as
+/// they are instead of being locked and read again. When `locked` holds every
+/// account the entry touches, no account is read again at all.
+pub async fn post_entry_locked(
+    conn: &mut AsyncPgConnection,
+    entry: NewEntry,
+    locked: BTreeMap<Uuid, AccountState>,
+) -> Result<PostedEntry, LedgerError> {
     let mut pendings = lock_pendings(conn, &entry.movements).await?;
     let mut account_ids: Vec<Uuid> = entry
         .movements
@@ -281,7 +293,11 @@ pub async fn post_entry(conn: &mut AsyncPgConnection, entry: NewEntry) -> Result
         .collect();
     account_ids.sort_unstable();
     account_ids.dedup();
-    let mut book = lock_accounts(conn, &account_ids).await?;
+    let mut book = if account_ids.iter().all(|id| locked.contains_key(id)) {
+        locked.into_iter().filter(|(id, _)| account_ids.binary_search(id).is_ok()).collect()
+    } else {
+        lock_accounts(conn, &account_ids).await?
+    };
 
     let applied = apply_movements(&mut book, &mut pendings, &entry.movements)?;
 

@@ -255,6 +255,7 @@ pub async fn place(
     // With a grant, lock every account the order touches (ascending id, as
     // post_entry would) before reading what the grant has left, so that
     // concurrent orders on one grant see each other's reservations.
+    let mut prelocked = std::collections::BTreeMap::new();
     let terms = match &grant {
         None => None,
         Some(g) => {
@@ -270,6 +271,7 @@ pub async fn place(
                 .get(&g.grant_available)
                 .map(|a| a.balances.available(a.normal_side))
                 .ok_or_else(|| ApiError::internal(LedgerError::UnknownAccount(g.grant_available)))?;
+            prelocked = locked;
             Some(SubsidyTerms { rate: g.rate, available })
         }
     };
@@ -284,7 +286,7 @@ pub async fn place(
         entry.memo = format!("order {order_id}: {} × {} for {hours} h", request.gpus, listing.gpu_model);
         entry.metadata =
             serde_json::json!({ "order_id": order_id, "listing_id": listing.id, "grant_id": request.grant_id });
-        Some(ledger_store::post_entry(conn, entry).await?.id)
+        Some(ledger_store::post_entry_locked(conn, entry, prelocked).await?.id)
     };
     let entry_id = entry_id.ok_or_else(|| ApiError::invalid("gpus", "an order must cost something"))?;
     let row = OrderRow {
