@@ -210,11 +210,11 @@ mod tests {
     #[test]
     fn csv_quotes_what_needs_quoting() {
         let text = csv(&[row(1, "assets:bank", "equity:adjustments", dec!(1000), "KRW")]);
-        let line = text.lines().nth(1).expect("row");
-        assert!(
-            line.contains(",1000,KRW,\"deposit; from \"\"ACME\"\"\nnext\",wire-1")
-                || text.contains("\"deposit; from \"\"ACME\"\"\nnext\""),
-            "{text}"
+        let expected_row = format!(
+            "{},deposit,2026-03-01T10:00:00.000000Z,{},assets:bank,equity:adjustments,1000,KRW,\"deposit; from \"\"ACME\"\"\nnext\",wire-1\n",
+            Uuid::from_u128(1),
+            Uuid::from_u128(9)
         );
+        assert_eq!(text.split_once('\n').map(|(_, rows)| rows), Some(expected_row.as_str()));
     }
 }
