@@ -13,10 +13,10 @@ use crate::auth::model::OrgKind;
 use crate::http::extract::JsonBody;
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::{ApiError, FieldError};
+use crate::ledger::chart;
 use crate::ledger::model::EntryKind;
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
-use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount, parse_amount};
 use crate::startup::AppState;
 
@@ -97,10 +97,7 @@ pub async fn deposit(
         .filter(|o| o.kind == OrgKind::Tenant.as_str())
         .ok_or_else(|| ApiError::invalid("tenant_org_id", "no such tenant organisation"))?;
     let codes = [chart::BANK.to_string(), chart::tenant_wallet_code(org.id)];
-    let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
-    let missing = || ApiError::internal(LedgerError::Corrupt(format!("accounts of tenant {} are missing", org.id)));
-    let (bank, wallet) =
-        (ids.get(&codes[0]).copied().ok_or_else(missing)?, ids.get(&codes[1]).copied().ok_or_else(missing)?);
+    let [bank, wallet] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut entry = NewEntry::new(EntryKind::Deposit, now, vec![Movement::posted(bank, wallet, amount)]);
     entry.actor = actor;
     entry.memo = format!("deposit from {}", org.name);

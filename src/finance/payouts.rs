@@ -17,10 +17,10 @@ use crate::db::schema::payouts;
 use crate::http::extract::JsonBody;
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::{ApiError, FieldError};
+use crate::ledger::chart;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
-use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount, parse_amount};
 use crate::startup::AppState;
 
@@ -63,10 +63,7 @@ pub async fn pay_out(
         .filter(|o| o.kind == OrgKind::Provider.as_str())
         .ok_or_else(|| ApiError::invalid("provider_org_id", "no such provider organisation"))?;
     let codes = [chart::provider_payable_code(provider), chart::BANK.to_string()];
-    let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
-    let missing = || ApiError::internal(LedgerError::Corrupt(format!("accounts of provider {provider} are missing")));
-    let (payable, bank) =
-        (ids.get(&codes[0]).copied().ok_or_else(missing)?, ids.get(&codes[1]).copied().ok_or_else(missing)?);
+    let [payable, bank] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut sorted = vec![payable, bank];
     sorted.sort_unstable();
     let locked = ledger_store::lock_accounts(conn, &sorted).await?;

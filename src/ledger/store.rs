@@ -147,19 +147,27 @@ pub async fn account_by_code(
         .optional()?)
 }
 
-/// The ids of the accounts with `codes` in `currency`, by code (absent codes are absent).
-pub async fn account_ids_by_code(
+/// The ids of the accounts with `codes` in `currency`, in the order asked.
+/// Every such account is created with its owner, so a missing one means damaged
+/// data (`Corrupt`), never bad input.
+pub async fn required_account_ids<const N: usize>(
     conn: &mut AsyncPgConnection,
-    codes: &[String],
+    codes: &[String; N],
     currency: Currency,
-) -> Result<std::collections::HashMap<String, Uuid>, LedgerError> {
+) -> Result<[Uuid; N], LedgerError> {
     let rows: Vec<(String, Uuid)> = accounts::table
         .filter(accounts::code.eq_any(codes))
         .filter(accounts::currency.eq(currency.code()))
         .select((accounts::code, accounts::id))
         .load(conn)
         .await?;
-    Ok(rows.into_iter().collect())
+    let found: std::collections::HashMap<String, Uuid> = rows.into_iter().collect();
+    let mut ids = [Uuid::nil(); N];
+    for (slot, code) in ids.iter_mut().zip(codes) {
+        *slot =
+            *found.get(code).ok_or_else(|| LedgerError::Corrupt(format!("account {code} {currency} is missing")))?;
+    }
+    Ok(ids)
 }
 
 /// A pending posting with its progress: its amount, what later postings posted

@@ -177,14 +177,8 @@ pub async fn order_accounts(
         chart::provider_payable_code(provider_org),
         chart::PLATFORM_FEES.into(),
     ];
-    let found = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
-    let get = |code: &String| {
-        found
-            .get(code)
-            .copied()
-            .ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("account {code} {currency} is missing"))))
-    };
-    Ok(OrderAccounts { wallet: get(&codes[0])?, payable: get(&codes[1])?, fees: get(&codes[2])? })
+    let [wallet, payable, fees] = ledger_store::required_account_ids(conn, &codes, currency).await?;
+    Ok(OrderAccounts { wallet, payable, fees })
 }
 
 /// The subsidy side of an order that names a grant: its rate and the accounts.

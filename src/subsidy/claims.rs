@@ -182,10 +182,7 @@ pub async fn pay(
     crate::money::parse_amount(&amount.to_string(), currency)
         .map_err(|e| ApiError::invalid("amount", e.to_string()))?;
     let codes = [chart::BANK.to_string(), chart::subsidy_receivable_code(programme.id)];
-    let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
-    let missing = || ApiError::internal(LedgerError::Corrupt("programme accounts are missing".into()));
-    let (bank, receivable) =
-        (ids.get(&codes[0]).copied().ok_or_else(missing)?, ids.get(&codes[1]).copied().ok_or_else(missing)?);
+    let [bank, receivable] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut entry = NewEntry::new(EntryKind::ClaimPayment, now, vec![Movement::posted(bank, receivable, amount)]);
     entry.actor = actor;
     entry.memo = format!("payment on claim {id} by {}", programme.sponsor);

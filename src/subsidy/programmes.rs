@@ -240,10 +240,7 @@ pub async fn close_grant(
         .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("grant without programme".into())))?;
     let currency = programme.currency()?;
     let codes = [chart::grant_available_code(grant.id), chart::unallocated_code(programme.id)];
-    let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
-    let missing = || ApiError::internal(LedgerError::Corrupt("grant accounts are missing".into()));
-    let (available_id, unallocated_id) =
-        (ids.get(&codes[0]).copied().ok_or_else(missing)?, ids.get(&codes[1]).copied().ok_or_else(missing)?);
+    let [available_id, unallocated_id] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut sorted = vec![available_id, unallocated_id];
     sorted.sort_unstable();
     let locked = ledger_store::lock_accounts(conn, &sorted).await?;
@@ -317,17 +314,8 @@ pub async fn grant_context(
         chart::grant_available_code(grant.id),
         chart::grant_spent_code(grant.id),
     ];
-    let ids = ledger_store::account_ids_by_code(conn, &codes, currency).await?;
-    let get = |c: &String| {
-        ids.get(c).copied().ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("{c} is missing"))))
-    };
-    Ok(Some(GrantContext {
-        grant_id,
-        rate,
-        receivable: get(&codes[0])?,
-        grant_available: get(&codes[1])?,
-        grant_spent: get(&codes[2])?,
-    }))
+    let [receivable, grant_available, grant_spent] = ledger_store::required_account_ids(conn, &codes, currency).await?;
+    Ok(Some(GrantContext { grant_id, rate, receivable, grant_available, grant_spent }))
 }
 
 /// The terms a quote gets (read without locks: a quote reserves nothing).
