@@ -399,3 +399,9 @@ pub async fn list(
 pub fn hour_at(order: &OrderRow, n: i32) -> DateTime<Utc> {
     order.start_at + TimeDelta::hours(i64::from(n))
 }
+
+/// The index (from 0) of the order's hour that starts at `hour`.
+pub fn hour_index(order: &OrderRow, hour: DateTime<Utc>) -> i32 {
+    // Orders last at most MAX_HOURS, so the index fits an i32.
+    (hour - order.start_at).num_hours() as i32
+}

@@ -1,6 +1,8 @@
 //! Time and shares: which hours have begun or elapsed, and how much of a pending
 //! posting each settlement, cancellation or outage credit moves.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rust_decimal::Decimal;
 
@@ -27,41 +29,81 @@ pub fn hours_begun(start: DateTime<Utc>, now: DateTime<Utc>, hours: i32) -> i32 
     (((now - start).num_hours() + 1).min(hours as i64)) as i32
 }
 
-/// What to post of a pending posting of `amount` over `total` hours, of which
-/// `posted` is posted and `remaining` still pending, once hours up to `upto` are
-/// due. Each hour's share is `floor(amount ÷ total)` and the last hour takes the
-/// rounding remainder (SPEC section 4). What outage credits released from the
-/// reservation comes off the end: the target is never more than what is left.
-pub fn share_due(
-    amount: Decimal,
-    posted: Decimal,
-    remaining: Decimal,
-    upto: i32,
-    total: i32,
-    currency: Currency,
-) -> Decimal {
-    if remaining <= Decimal::ZERO || upto <= 0 || total <= 0 {
+/// Hour `index`'s share of a pending posting of `amount` spread over `hours`
+/// hours: `floor(amount ÷ hours)`, and the last hour takes the rounding
+/// remainder (SPEC section 4), so the shares add up to `amount` exactly.
+pub fn hour_share(amount: Decimal, index: i32, hours: i32, currency: Currency) -> Decimal {
+    if hours <= 0 || index < 0 || index >= hours {
         return Decimal::ZERO;
     }
-    if upto >= total {
-        return remaining;
+    let hourly = floor_to_minor(amount / Decimal::from(hours), currency);
+    if index == hours - 1 {
+        // amount ≤ 10^15 and hours ≤ 10^4: this product cannot overflow.
+        amount - hourly * Decimal::from(hours - 1)
+    } else {
+        hourly
     }
-    let hourly = floor_to_minor(amount / Decimal::from(total), currency);
-    // amount ≤ 10^15 and hours ≤ 10^4: these products cannot overflow.
-    let target = (hourly * Decimal::from(upto)).min(posted + remaining);
-    (target - posted).max(Decimal::ZERO).min(remaining)
 }
 
-/// The part of `amount` that `gpu_hours` of `total_gpu_hours` account for, floored,
-/// cumulatively: credits of 1, 2, 3 GPU-hours in turn add up to the credit of 6.
-pub fn cumulative_share(amount: Decimal, gpu_hours: i64, total_gpu_hours: i64, currency: Currency) -> Decimal {
-    if total_gpu_hours <= 0 || gpu_hours <= 0 {
+/// What `credited` of an hour's `gpus` GPUs (lost to outages) take off that
+/// hour's `share`: the lost part, floored; a fully credited hour gives back
+/// its whole share. Cumulative within the hour, so successive outages never drift.
+pub fn hour_credit(share: Decimal, credited: i32, gpus: i32, currency: Currency) -> Decimal {
+    if credited <= 0 || gpus <= 0 {
         return Decimal::ZERO;
     }
-    if gpu_hours >= total_gpu_hours {
-        return amount;
+    if credited >= gpus {
+        return share;
     }
-    floor_to_minor(amount * Decimal::from(gpu_hours) / Decimal::from(total_gpu_hours), currency)
+    floor_to_minor(share * Decimal::from(credited) / Decimal::from(gpus), currency)
+}
+
+/// The schedule of one pending posting of an order: which share of it each
+/// hour carries, and what outage credits took off which hour. Every figure the
+/// ledger moves for an order (settlement, cancellation, outage credit) and the
+/// order-level check of `verify` come from it, so what was credited is tied to
+/// the hour it was for.
+#[derive(Debug, Clone, Copy)]
+pub struct PostingSchedule<'a> {
+    pub amount: Decimal,
+    pub hours: i32,
+    pub gpus: i32,
+    pub currency: Currency,
+    /// GPUs credited per hour (hour index from the order's start → GPUs).
+    pub credits: &'a BTreeMap<i32, i32>,
+}
+
+impl PostingSchedule<'_> {
+    /// The net charge of hours `[from, to)`: their shares less their credits.
+    pub fn net(&self, from: i32, to: i32) -> Decimal {
+        let (from, to) = (from.max(0), to.min(self.hours));
+        if to <= from {
+            return Decimal::ZERO;
+        }
+        let hourly = hour_share(self.amount, 0, self.hours, self.currency);
+        let includes_last = to == self.hours;
+        let plain_hours = to - from - i32::from(includes_last);
+        // amount ≤ 10^15 and hours ≤ 10^4: these products cannot overflow.
+        let mut net = hourly * Decimal::from(plain_hours);
+        if includes_last {
+            net += hour_share(self.amount, self.hours - 1, self.hours, self.currency);
+        }
+        for (&hour, &credited) in self.credits.range(from..to) {
+            net -= hour_credit(
+                hour_share(self.amount, hour, self.hours, self.currency),
+                credited,
+                self.gpus,
+                self.currency,
+            );
+        }
+        net
+    }
+
+    /// What raising hour `hour`'s credited GPUs from `before` to `after` takes off it.
+    pub fn credit_increase(&self, hour: i32, before: i32, after: i32) -> Decimal {
+        let share = hour_share(self.amount, hour, self.hours, self.currency);
+        hour_credit(share, after, self.gpus, self.currency) - hour_credit(share, before, self.gpus, self.currency)
+    }
 }
 
 #[cfg(test)]
@@ -87,48 +129,53 @@ mod tests {
         assert_eq!(hours_begun(t(10, 0), t(23, 0), 7), 7);
     }
 
+    fn schedule(amount: Decimal, hours: i32, gpus: i32, credits: &BTreeMap<i32, i32>) -> PostingSchedule<'_> {
+        PostingSchedule { amount, hours, gpus, currency: Currency::Krw, credits }
+    }
+
     #[test]
     fn shares_settle_hour_by_hour_and_the_last_takes_the_rest() {
-        let amount = dec!(7004);
-        let (mut posted, mut remaining) = (dec!(0), amount);
-        let mut shares = Vec::new();
-        for hour in 1..=7 {
-            let share = share_due(amount, posted, remaining, hour, 7, Currency::Krw);
-            posted += share;
-            remaining -= share;
-            shares.push(share);
-        }
+        let none = BTreeMap::new();
+        let s = schedule(dec!(7004), 7, 1, &none);
+        let shares: Vec<Decimal> = (0..7).map(|h| s.net(h, h + 1)).collect();
         assert_eq!(shares, vec![dec!(1000), dec!(1000), dec!(1000), dec!(1000), dec!(1000), dec!(1000), dec!(1004)]);
-        assert_eq!(remaining, dec!(0));
         // Several hours at once post the same as one by one.
-        assert_eq!(share_due(amount, dec!(0), amount, 3, 7, Currency::Krw), dec!(3000));
-        assert_eq!(share_due(amount, dec!(0), amount, 7, 7, Currency::Krw), dec!(7004));
-        assert_eq!(share_due(amount, dec!(3000), dec!(4004), 3, 7, Currency::Krw), dec!(0));
+        assert_eq!(s.net(0, 3), dec!(3000));
+        assert_eq!(s.net(0, 7), dec!(7004));
+        assert_eq!(s.net(3, 7), dec!(4004));
+        assert_eq!(s.net(3, 3), dec!(0));
+        assert_eq!(s.net(5, 99), dec!(2004), "past the end is the end");
         // USD: 10.00 over 3 hours is 3.33, 3.33, 3.34.
-        assert_eq!(share_due(dec!(10), dec!(0), dec!(10), 2, 3, Currency::Usd), dec!(6.66));
+        let usd = PostingSchedule { amount: dec!(10), hours: 3, gpus: 1, currency: Currency::Usd, credits: &none };
+        assert_eq!((usd.net(0, 2), usd.net(2, 3)), (dec!(6.66), dec!(3.34)));
     }
 
     #[test]
-    fn a_released_reservation_comes_off_the_last_hours() {
-        // 700 over 7 hours; 3 hours settled (300); an outage released 100.
-        assert_eq!(share_due(dec!(700), dec!(300), dec!(300), 5, 7, Currency::Krw), dec!(200));
-        assert_eq!(share_due(dec!(700), dec!(500), dec!(100), 6, 7, Currency::Krw), dec!(100));
-        assert_eq!(share_due(dec!(700), dec!(600), dec!(0), 7, 7, Currency::Krw), dec!(0));
+    fn a_credit_comes_off_the_hour_it_was_for() {
+        // The reliability review's defect: 1 GPU, 10 hours, 5,000 of the tenant's
+        // money; hour 0 lost to an outage. Charging hour 0 (cancellation at
+        // start + 30 min) must charge nothing, not 500 taken off the last hour.
+        let credits = BTreeMap::from([(0, 1)]);
+        let s = schedule(dec!(5000), 10, 1, &credits);
+        assert_eq!(s.credit_increase(0, 0, 1), dec!(500));
+        assert_eq!(s.net(0, 1), dec!(0));
+        assert_eq!(s.net(1, 10), dec!(4500));
+        assert_eq!(s.net(0, 10), dec!(4500));
     }
 
     #[test]
-    fn cumulative_shares_never_drift() {
-        let a = dec!(1401);
-        let parts: Decimal = [1, 3, 6]
-            .iter()
-            .scan(0i64, |prev, &n| {
-                let s =
-                    cumulative_share(a, *prev + n, 21, Currency::Krw) - cumulative_share(a, *prev, 21, Currency::Krw);
-                *prev += n;
-                Some(s)
-            })
-            .sum();
-        assert_eq!(parts, cumulative_share(a, 10, 21, Currency::Krw));
-        assert_eq!(cumulative_share(a, 21, 21, Currency::Krw), a);
+    fn partial_credits_are_cumulative_within_the_hour() {
+        // 3 GPUs × 4 hours, 1,001 an hour: one GPU, then another, lost in hour 2.
+        let none = BTreeMap::new();
+        let s = schedule(dec!(4004), 4, 3, &none);
+        let (first, second, third) =
+            (s.credit_increase(2, 0, 1), s.credit_increase(2, 1, 2), s.credit_increase(2, 2, 3));
+        assert_eq!((first, second, third), (dec!(333), dec!(334), dec!(334)));
+        assert_eq!(first + second + third, dec!(1001), "a wholly lost hour gives back its whole share");
+        let credits = BTreeMap::from([(2, 2)]);
+        assert_eq!(schedule(dec!(4004), 4, 3, &credits).net(0, 4), dec!(4004) - dec!(667));
+        // The last hour's share carries the remainder, and so does its credit.
+        let last = BTreeMap::from([(3, 3)]);
+        assert_eq!(schedule(dec!(4003), 4, 3, &last).net(0, 4), dec!(3000));
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::listings;
 use super::orders::{self, OrderRow, OrderStatus};
-use super::schedule::{cumulative_share, hours_begun, hours_elapsed, share_due};
+use super::schedule::{PostingSchedule, hours_begun, hours_elapsed};
 use crate::db::schema::{order_hour_credits, orders as orders_table};
 use crate::http::ApiError;
 use crate::ledger::model::{Actor, EntryKind};
@@ -81,12 +81,21 @@ pub async fn settle_order(
         return Ok(None);
     }
     let currency = order.currency()?;
+    let credits = hour_credits_of(conn, &order).await?;
     let pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
     let movements: Vec<Movement> = pendings
         .iter()
-        .map(|p| Movement::PostPending {
-            pending_posting_id: p.posting_id,
-            amount: share_due(p.amount, p.posted, p.remaining, upto, order.hours, currency),
+        .map(|p| {
+            let schedule =
+                PostingSchedule { amount: p.amount, hours: order.hours, gpus: order.gpus, currency, credits: &credits };
+            // The hours' shares less what outages credited for those very hours;
+            // the last hour closes the reservation.
+            let amount = if upto >= order.hours {
+                p.remaining
+            } else {
+                schedule.net(order.settled_hours, upto).min(p.remaining)
+            };
+            Movement::PostPending { pending_posting_id: p.posting_id, amount }
         })
         .filter(|m| matches!(m, Movement::PostPending { amount, .. } if *amount > Decimal::ZERO))
         .collect();
@@ -107,6 +116,19 @@ pub async fn settle_order(
         status: status.as_str().to_string(),
         journal_entry_id: entry_id,
     }))
+}
+
+/// GPUs credited per hour of an order (hour index from its start → GPUs).
+pub async fn hour_credits_of(conn: &mut AsyncPgConnection, order: &OrderRow) -> QueryResult<BTreeMap<i32, i32>> {
+    if order.credited_gpu_hours == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let rows: Vec<(DateTime<Utc>, i32)> = order_hour_credits::table
+        .filter(order_hour_credits::order_id.eq(order.id))
+        .select((order_hour_credits::hour, order_hour_credits::gpus))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(hour, gpus)| (orders::hour_index(order, hour), gpus)).collect())
 }
 
 async fn set_progress(conn: &mut AsyncPgConnection, id: Uuid, settled: i32, status: OrderStatus) -> QueryResult<usize> {
@@ -142,10 +164,14 @@ pub async fn cancel(
     listings::release(conn, order.listing_id, free_from, order.end_at, order.gpus).await?;
 
     let currency = order.currency()?;
+    let credits = hour_credits_of(conn, &order).await?;
     let pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
     let mut movements = Vec::new();
     for p in &pendings {
-        let post = share_due(p.amount, p.posted, p.remaining, begun, order.hours, currency);
+        // Hours begun are charged, less what outages credited for them.
+        let schedule =
+            PostingSchedule { amount: p.amount, hours: order.hours, gpus: order.gpus, currency, credits: &credits };
+        let post = schedule.net(order.settled_hours, begun).max(Decimal::ZERO).min(p.remaining);
         if post > Decimal::ZERO {
             movements.push(Movement::PostPending { pending_posting_id: p.posting_id, amount: post });
         }
@@ -284,16 +310,14 @@ pub async fn credit_outage(
     let mut credits = Vec::new();
     for order in &hit {
         let mut movements = Vec::new();
-        let (mut settled_part, mut pending_part) = (0i64, 0i64);
+        // Per hour of the order: GPUs credited before this outage, and after it.
+        let mut changed: Vec<(i32, i32, i32)> = Vec::new();
         for ((id, hour), g) in credited.range((order.id, start)..=(order.id, end)) {
             if *id != order.id {
                 continue;
             }
-            if *hour < orders::hour_at(order, order.settled_hours) {
-                settled_part += i64::from(*g);
-            } else {
-                pending_part += i64::from(*g);
-            }
+            let before = already.get(&(order.id, *hour)).copied().unwrap_or(0);
+            changed.push((orders::hour_index(order, *hour), before, before + *g));
             diesel::insert_into(order_hour_credits::table)
                 .values((
                     order_hour_credits::order_id.eq(order.id),
@@ -306,23 +330,37 @@ pub async fn credit_outage(
                 .execute(conn)
                 .await?;
         }
-        let lost = settled_part + pending_part;
+        let lost: i64 = changed.iter().map(|(_, before, after)| i64::from(after - before)).sum();
         if lost == 0 {
             continue;
         }
         let currency = order.currency()?;
-        let total = i64::from(order.gpu_hours);
-        let before = i64::from(order.credited_gpu_hours);
+        let no_credits = BTreeMap::new();
         let pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
         let (mut voided, mut refunded) = (Decimal::ZERO, Decimal::ZERO);
         for p in &pendings {
-            let amount = p.amount;
-            // Cumulative shares: credits of successive outages never drift.
-            let at = |gpu_hours: i64| cumulative_share(amount, gpu_hours, total, currency);
-            let settled_credit = at(before + settled_part) - at(before);
-            let pending_credit = at(before + lost) - at(before + settled_part);
-            let void = pending_credit.min(p.remaining);
-            let refund = settled_credit + (pending_credit - void);
+            let schedule = PostingSchedule {
+                amount: p.amount,
+                hours: order.hours,
+                gpus: order.gpus,
+                currency,
+                credits: &no_credits,
+            };
+            // Each hour gives back its own share: voided from the reservation
+            // while the hour is unsettled, refunded once it has been posted.
+            let (mut void, mut refund) = (Decimal::ZERO, Decimal::ZERO);
+            for &(hour, before, after) in &changed {
+                let credit = schedule.credit_increase(hour, before, after);
+                if hour < order.settled_hours {
+                    refund += credit;
+                } else {
+                    void += credit;
+                }
+            }
+            // Never more than is left reserved (defensive: the schedule keeps it so).
+            let excess = (void - p.remaining).max(Decimal::ZERO);
+            void -= excess;
+            refund += excess;
             if void > Decimal::ZERO {
                 movements.push(Movement::VoidPending { pending_posting_id: p.posting_id, amount: void });
             }
