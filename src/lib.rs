@@ -19,3 +19,4 @@ pub mod sandbox;
 pub mod startup;
 pub mod subsidy;
 pub mod telemetry;
+pub mod verify;

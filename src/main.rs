@@ -106,7 +106,7 @@ async fn serve(settings: Settings) -> Result<ExitCode, AnyError> {
 /// Reads only: an auditor may point it at a production database.
 async fn verify(settings: Settings) -> Result<ExitCode, AnyError> {
     let mut conn = AsyncPgConnection::establish(&settings.database_url).await?;
-    let report = gpuhour::ledger::verify::verify(&mut conn).await?;
+    let report = gpuhour::verify::verify(&mut conn).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -15,7 +15,7 @@ use super::model::{AccountType, Balances, EntryKind, NormalSide};
 use super::queries::{self, AccountFilter, StatementLine};
 use super::rules::Movement;
 use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
-use super::verify::{self, VerifyReport};
+use super::verify::VerifyReport;
 use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::http::extract::{JsonBody, Query, parse_uuid};
@@ -294,7 +294,7 @@ pub async fn trial_balance(
 pub async fn verify_ledger(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let mut conn = state.pool.get().await?;
-    Ok(HttpResponse::Ok().json(verify::verify(&mut conn).await?))
+    Ok(HttpResponse::Ok().json(crate::verify::verify(&mut conn).await?))
 }
 
 /// One posting of a manual adjustment.

@@ -41,7 +41,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    fn from(differences: Vec<Difference>) -> Self {
+    pub fn from(differences: Vec<Difference>) -> Self {
         VerifyReport { ok: differences.is_empty(), differences }
     }
 }

@@ -4,6 +4,7 @@
 //! - `pricing`, `schedule`: the rules as plain functions (no database);
 //! - `listings`, `orders`: storage and the order's one transaction;
 //! - `settlement`: what later resolves an order's reservations;
+//! - `verify`: the order-level invariant (each order charged for its hours, no more);
 //! - `routes`: the HTTP handlers.
 
 pub mod listings;
@@ -12,3 +13,4 @@ pub mod pricing;
 pub mod routes;
 pub mod schedule;
 pub mod settlement;
+pub mod verify;

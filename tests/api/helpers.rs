@@ -408,3 +408,21 @@ pub async fn expect_problem(response: Response, status: u16, code: &str) -> Valu
 pub fn dec(s: &str) -> Decimal {
     s.parse().expect("decimal")
 }
+
+/// Asserts that `verify` finds nothing wrong with the books.
+pub async fn verify_is_clean(app: &TestApp, finance: &str) {
+    let (_, report) = json(app.get("/v1/ledger/verify", finance).await).await;
+    assert_eq!(report, serde_json::json!({"ok": true, "differences": []}));
+}
+
+/// The start of the next whole hour after the sandbox clock.
+pub async fn next_hour(app: &TestApp, finance: &str) -> chrono::DateTime<chrono::Utc> {
+    use chrono::DurationRound;
+    now(app, finance).await.duration_trunc(chrono::Duration::hours(1)).expect("trunc") + chrono::Duration::hours(1)
+}
+
+/// The sandbox clock's time.
+pub async fn now(app: &TestApp, finance: &str) -> chrono::DateTime<chrono::Utc> {
+    let (_, clock) = json(app.get("/v1/sandbox/clock", finance).await).await;
+    clock["now"].as_str().expect("now").parse().expect("instant")
+}

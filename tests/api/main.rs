@@ -9,4 +9,5 @@ mod ledger_bank;
 mod ledger_entries;
 mod market;
 mod operations;
+mod order_hours;
 mod subsidy;

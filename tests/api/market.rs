@@ -6,12 +6,9 @@ use futures::future::join_all;
 use gpuhour::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Caller, TestApp, expect_problem, json, settings_for, spawn_app, spawn_app_with, start};
-
-pub async fn now(app: &TestApp, finance: &str) -> DateTime<Utc> {
-    let (_, clock) = json(app.get("/v1/sandbox/clock", finance).await).await;
-    clock["now"].as_str().expect("now").parse().expect("instant")
-}
+use crate::helpers::{
+    Caller, TestApp, expect_problem, json, next_hour, settings_for, spawn_app, spawn_app_with, start, verify_is_clean,
+};
 
 pub async fn set_clock(app: &TestApp, finance: &str, to: DateTime<Utc>) {
     let (status, body) = json(app.post("/v1/sandbox/clock", finance, &json!({"now": to}), None).await).await;
@@ -39,26 +36,15 @@ pub fn order_body(listing: &Value, gpus: i32, start: DateTime<Utc>, hours: i64) 
     json!({"listing_id": listing["id"], "gpus": gpus, "start": start, "end": start + Duration::hours(hours)})
 }
 
-async fn wallet(app: &TestApp, token: &str) -> Value {
+pub async fn wallet(app: &TestApp, token: &str) -> Value {
     let (_, me) = json(app.get("/v1/me", token).await).await;
     me["accounts"].as_array().expect("accounts").iter().find(|a| a["currency"] == "KRW").cloned().expect("KRW wallet")
 }
 
-async fn verify_is_clean(app: &TestApp, finance: &str) {
-    let (_, report) = json(app.get("/v1/ledger/verify", finance).await).await;
-    assert_eq!(report, json!({"ok": true, "differences": []}));
-}
-
-async fn settle(app: &TestApp, finance: &str) -> Value {
+pub async fn settle(app: &TestApp, finance: &str) -> Value {
     let (status, run) = json(app.post("/v1/settlements/run", finance, &json!({}), None).await).await;
     assert_eq!(status, 200, "{run:#}");
     run
-}
-
-/// The start of the next whole hour after the sandbox clock.
-async fn next_hour(app: &TestApp, finance: &str) -> DateTime<Utc> {
-    use chrono::DurationRound;
-    now(app, finance).await.duration_trunc(Duration::hours(1)).expect("trunc") + Duration::hours(1)
 }
 
 struct Market {

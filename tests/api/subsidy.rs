@@ -6,10 +6,10 @@ use futures::future::join_all;
 use gpuhour::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Caller, TestApp, expect_problem, json, spawn_app};
-use crate::market::{deposit, listing, now, order_body, set_clock};
+use crate::helpers::{Caller, TestApp, expect_problem, json, next_hour, spawn_app, verify_is_clean};
+use crate::market::{deposit, listing, order_body, set_clock};
 
-async fn programme(app: &TestApp, finance: &str, budget: &str, at: DateTime<Utc>) -> Value {
+pub async fn programme(app: &TestApp, finance: &str, budget: &str, at: DateTime<Utc>) -> Value {
     let body = json!({
         "name": "2026 AI Compute Voucher", "sponsor": "Ministry of Science and ICT", "fiscal_year": 2026,
         "currency": "KRW", "budget": budget, "starts_at": at - Duration::days(1), "ends_at": at + Duration::days(365),
@@ -20,7 +20,7 @@ async fn programme(app: &TestApp, finance: &str, budget: &str, at: DateTime<Utc>
     p
 }
 
-async fn grant(
+pub async fn grant(
     app: &TestApp,
     finance: &str,
     programme: &Value,
@@ -39,19 +39,9 @@ async fn grant(
     g
 }
 
-fn with_grant(mut body: Value, grant: &Value) -> Value {
+pub fn with_grant(mut body: Value, grant: &Value) -> Value {
     body["grant_id"] = grant["id"].clone();
     body
-}
-
-async fn verify_is_clean(app: &TestApp, finance: &str) {
-    let (_, report) = json(app.get("/v1/ledger/verify", finance).await).await;
-    assert_eq!(report, json!({"ok": true, "differences": []}));
-}
-
-async fn next_hour(app: &TestApp, finance: &str) -> DateTime<Utc> {
-    use chrono::DurationRound;
-    now(app, finance).await.duration_trunc(Duration::hours(1)).expect("trunc") + Duration::hours(1)
 }
 
 #[tokio::test]
@@ -261,7 +251,7 @@ fn l(d: &str, c: &str, k: &str, a: &str) -> (String, String, String, String) {
     (d.into(), c.into(), k.into(), a.into())
 }
 
-async fn report(app: &TestApp, finance: &str, programme: &Value) -> Value {
+pub async fn report(app: &TestApp, finance: &str, programme: &Value) -> Value {
     let (_, r) =
         json(app.get(&format!("/v1/reports/programmes/{}", programme["id"].as_str().expect("id")), finance).await)
             .await;
