@@ -34,7 +34,14 @@ pub struct Settings {
     /// created at start if no administrator exists.
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
+    /// `GPUHOUR_TIME_ZONE`: the programme office's zone (IANA name, default
+    /// `Asia/Seoul`), in which reports, claims and exports count days and months.
+    /// Instants stay UTC everywhere else.
+    pub time_zone: String,
 }
+
+/// The zone days and months are counted in when `GPUHOUR_TIME_ZONE` is not set.
+pub const DEFAULT_TIME_ZONE: &str = "Asia/Seoul";
 
 impl std::fmt::Debug for Settings {
     // Written by hand so the signing secret can never reach a log line.
@@ -51,6 +58,7 @@ impl std::fmt::Debug for Settings {
             .field("settle_interval", &self.settle_interval)
             .field("admin_email", &self.admin_email)
             .field("admin_password", &self.admin_password.as_ref().map(|_| "<redacted>"))
+            .field("time_zone", &self.time_zone)
             .finish()
     }
 }
@@ -131,7 +139,17 @@ impl Settings {
         if pool_size == 0 {
             return Err(ConfigError::Invalid { name: "GPUHOUR_DB_POOL_SIZE", reason: "must be at least 1".into() });
         }
+        let time_zone = get("GPUHOUR_TIME_ZONE").map(|z| z.trim().to_string()).unwrap_or(DEFAULT_TIME_ZONE.into());
+        // The database knows the zones (checked against pg_timezone_names at
+        // start); this only keeps the name to what a zone name can look like.
+        if !time_zone.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c)) {
+            return Err(ConfigError::Invalid {
+                name: "GPUHOUR_TIME_ZONE",
+                reason: format!("{time_zone:?} is not a zone name"),
+            });
+        }
         Ok(Settings {
+            time_zone,
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
             bind: get("GPUHOUR_BIND").unwrap_or_else(|| DEFAULT_BIND.to_string()),
             sandbox,

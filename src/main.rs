@@ -149,7 +149,7 @@ async fn export(
 ) -> Result<ExitCode, AnyError> {
     use gpuhour::finance::export;
     let mut conn = AsyncPgConnection::establish(&settings.database_url).await?;
-    let rows = export::rows(&mut conn, from, to).await.map_err(|e| format!("{e:?}"))?;
+    let rows = export::rows(&mut conn, from, to, &settings.time_zone).await.map_err(|e| format!("{e:?}"))?;
     let text = match format {
         "hledger" => export::hledger(&rows),
         "csv" => export::csv(&rows),

@@ -8,7 +8,7 @@ use actix_web::dev::{Server, Service};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
 use actix_web_prom::PrometheusMetricsBuilder;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tracing_actix_web::{RequestId, TracingLogger};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -68,6 +68,7 @@ pub async fn prepare_database(settings: &Settings) -> Result<(), StartupError> {
     let mut conn = AsyncPgConnection::establish(&settings.database_url)
         .await
         .map_err(|e| StartupError::Database(DbSetupError::Connect(e)))?;
+    check_time_zone(&mut conn, &settings.time_zone).await?;
     let clock = Clock::for_mode(settings.sandbox);
     clock.initialise(&mut conn).await.map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
     let now = clock.now(&mut conn).await.map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
@@ -76,6 +77,26 @@ pub async fn prepare_database(settings: &Settings) -> Result<(), StartupError> {
         .map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
     auth::store::operator_org(&mut conn, now).await.map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
     Ok(())
+}
+
+/// Refuses to start with a zone PostgreSQL does not know: every day and month
+/// of the reports is counted in it.
+async fn check_time_zone(conn: &mut AsyncPgConnection, zone: &str) -> Result<(), StartupError> {
+    #[derive(diesel::QueryableByName)]
+    struct Known {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        known: bool,
+    }
+    let found: Known = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1) AS known")
+        .bind::<diesel::sql_types::Text, _>(zone)
+        .get_result(conn)
+        .await
+        .map_err(|e| StartupError::Bootstrap(Box::new(e)))?;
+    if found.known {
+        Ok(())
+    } else {
+        Err(StartupError::Bootstrap(format!("GPUHOUR_TIME_ZONE {zone:?} is not a time zone PostgreSQL knows").into()))
+    }
 }
 
 /// Creates the first administrator from `GPUHOUR_ADMIN_EMAIL` and

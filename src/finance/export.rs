@@ -37,6 +37,9 @@ pub struct ExportRow {
     pub entry_kind: String,
     #[diesel(sql_type = Timestamptz)]
     pub effective_at: DateTime<Utc>,
+    /// The day of `effective_at` in the programme office's zone (hledger's date).
+    #[diesel(sql_type = Text)]
+    pub local_date: String,
     #[diesel(sql_type = Text)]
     pub memo: String,
     #[diesel(sql_type = Nullable<Text>)]
@@ -53,14 +56,17 @@ pub struct ExportRow {
     pub amount: Decimal,
 }
 
-/// Posted movements (`posted` and `post_pending` postings) effective in [`from`, `to`).
+/// Posted movements (`posted` and `post_pending` postings) effective in [`from`, `to`),
+/// each dated by its day in `time_zone`.
 pub async fn rows(
     conn: &mut AsyncPgConnection,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    time_zone: &str,
 ) -> Result<Vec<ExportRow>, ApiError> {
     Ok(diesel::sql_query(
-        "SELECT e.seq, e.id AS entry_id, e.kind AS entry_kind, p.effective_at, e.memo, e.reference, p.id AS posting_id, \
+        "SELECT e.seq, e.id AS entry_id, e.kind AS entry_kind, p.effective_at, \
+                to_char(p.effective_at AT TIME ZONE $3, 'YYYY-MM-DD') AS local_date, e.memo, e.reference, p.id AS posting_id, \
                 d.code AS debit_code, c.code AS credit_code, p.currency, p.amount \
          FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
          JOIN accounts d ON d.id = p.debit_account_id JOIN accounts c ON c.id = p.credit_account_id \
@@ -70,6 +76,7 @@ pub async fn rows(
     )
     .bind::<Nullable<Timestamptz>, _>(from)
     .bind::<Nullable<Timestamptz>, _>(to)
+    .bind::<Text, _>(time_zone)
     .load(conn)
     .await?)
 }
@@ -98,7 +105,7 @@ pub fn hledger(rows: &[ExportRow]) -> String {
             let _ = write!(
                 out,
                 "\n{}{} {} | {}\n    ; entry:{} kind:{}\n",
-                r.effective_at.format("%Y-%m-%d"),
+                r.local_date,
                 code,
                 r.entry_kind,
                 one_line(&r.memo),
@@ -164,7 +171,7 @@ pub async fn export_journal(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let mut conn = state.pool.get().await?;
-    let rows = rows(&mut conn, q.from, q.to).await?;
+    let rows = rows(&mut conn, q.from, q.to, &state.settings.time_zone).await?;
     let (body, content_type, name) = match q.format.unwrap_or(Format::Hledger) {
         Format::Hledger => (hledger(&rows), ContentType::plaintext(), "gpuhour.journal"),
         Format::Csv => (csv(&rows), ContentType(mime::TEXT_CSV_UTF_8), "gpuhour-journal.csv"),
@@ -189,6 +196,7 @@ mod tests {
             entry_id: Uuid::from_u128(entry),
             entry_kind: "deposit".into(),
             effective_at: DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z").expect("t").with_timezone(&Utc),
+            local_date: "2026-03-01".into(),
             memo: "deposit; from \"ACME\"\nnext".into(),
             reference: Some("wire-1".into()),
             posting_id: Uuid::from_u128(9),

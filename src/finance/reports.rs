@@ -125,7 +125,7 @@ pub async fn programme_report(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
     let c = programme.currency()?;
-    let report = report(&mut conn, programme.id, c, q.group_by).await?;
+    let report = report(&mut conn, programme.id, c, q.group_by, &state.settings.time_zone).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -135,6 +135,7 @@ pub async fn report(
     programme: Uuid,
     c: Currency,
     group_by: Option<GroupBy>,
+    time_zone: &str,
 ) -> Result<ProgrammeReport, ApiError> {
     let f: Figures = diesel::sql_query(
         "WITH g AS (SELECT id FROM grants WHERE programme_id = $1), \
@@ -162,7 +163,7 @@ pub async fn report(
     .await?;
     let groups = match group_by {
         None => None,
-        Some(by) => Some(groups(conn, programme, c, by).await?),
+        Some(by) => Some(groups(conn, programme, c, by, time_zone).await?),
     };
     Ok(ProgrammeReport {
         programme_id: programme,
@@ -186,16 +187,18 @@ async fn groups(
     programme: Uuid,
     c: Currency,
     by: GroupBy,
+    time_zone: &str,
 ) -> Result<Vec<ReportGroup>, ApiError> {
-    // Spent is grouped by the settlement's month; committed by the order's start.
+    // Spent is grouped by the month of the hour it paid for (settlements are
+    // dated by their hour); committed by the order's start. Months are the
+    // programme office's (`GPUHOUR_TIME_ZONE`).
     let (spent_key, committed_key) = match by {
         GroupBy::Tenant => ("o.tenant_org_id::text", "o.tenant_org_id::text"),
         GroupBy::Provider => ("o.provider_org_id::text", "o.provider_org_id::text"),
         GroupBy::GpuModel => ("o.gpu_model", "o.gpu_model"),
-        GroupBy::Month => (
-            "to_char(p.effective_at AT TIME ZONE 'UTC', 'YYYY-MM')",
-            "to_char(o.start_at AT TIME ZONE 'UTC', 'YYYY-MM')",
-        ),
+        GroupBy::Month => {
+            ("to_char(p.effective_at AT TIME ZONE $3, 'YYYY-MM')", "to_char(o.start_at AT TIME ZONE $3, 'YYYY-MM')")
+        }
     };
     let sql = format!(
         "WITH spent_accounts AS ( \
@@ -219,8 +222,11 @@ async fn groups(
          SELECT coalesce(s.key, c.key) AS key, coalesce(c.amount, 0) AS committed, coalesce(s.amount, 0) AS spent \
          FROM spent s FULL JOIN committed c ON c.key = s.key ORDER BY 1"
     );
-    let rows: Vec<GroupRow> =
-        diesel::sql_query(sql).bind::<SqlUuid, _>(programme).bind::<Text, _>(c.code()).load(conn).await?;
+    let query = diesel::sql_query(sql).into_boxed().bind::<SqlUuid, _>(programme).bind::<Text, _>(c.code());
+    let rows: Vec<GroupRow> = match by {
+        GroupBy::Month => query.bind::<Text, _>(time_zone.to_string()).load(conn).await?,
+        _ => query.load(conn).await?,
+    };
     Ok(rows
         .into_iter()
         .map(|r| ReportGroup { key: r.key, committed: format_amount(r.committed, c), spent: format_amount(r.spent, c) })
@@ -295,7 +301,9 @@ struct MovementRow {
 }
 
 /// Posted movements of a set of credit-normal accounts: the opening balance
-/// before `from`, and each movement in [`from`, `to`).
+/// before `from`, and each movement in [`from`, `to`), in the order of their
+/// dates (a settlement is dated by the hour it pays for, so it may be recorded
+/// after a later-dated entry), then of recording.
 async fn movements(
     conn: &mut AsyncPgConnection,
     accounts: &[Uuid],
@@ -325,7 +333,7 @@ async fn movements(
          WHERE p.kind IN ('posted', 'post_pending') \
            AND (p.credit_account_id = ANY($1) OR p.debit_account_id = ANY($1)) \
            AND ($2::timestamptz IS NULL OR p.effective_at >= $2) AND ($3::timestamptz IS NULL OR p.effective_at < $3) \
-         ORDER BY p.seq",
+         ORDER BY p.effective_at, p.seq",
     )
     .bind::<Array<SqlUuid>, _>(accounts)
     .bind::<Nullable<Timestamptz>, _>(from)

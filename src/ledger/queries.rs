@@ -127,7 +127,7 @@ struct FiguresRow {
 }
 
 /// Every account's four figures recomputed from the postings alone, counting
-/// postings effective at or before `as_of` (all of them when `None`). Accounts
+/// postings effective before `as_of` (all of them when `None`). Accounts
 /// without postings are absent.
 pub async fn figures_from_postings(
     conn: &mut AsyncPgConnection,
@@ -136,7 +136,7 @@ pub async fn figures_from_postings(
     // posted: posted += a; pending: pending += a;
     // post_pending: pending -= a, posted += a; void_pending: pending -= a.
     let rows: Vec<FiguresRow> = diesel::sql_query(
-        "WITH p AS (SELECT * FROM postings WHERE $1::timestamptz IS NULL OR effective_at <= $1), \
+        "WITH p AS (SELECT * FROM postings WHERE $1::timestamptz IS NULL OR effective_at < $1), \
          m AS ( \
            SELECT debit_account_id AS account_id, \
                   CASE WHEN kind IN ('posted', 'post_pending') THEN amount ELSE 0 END AS dp, 0::numeric AS cp, \
@@ -178,7 +178,7 @@ pub async fn trial_balance(
     };
     let figures: std::collections::HashMap<Uuid, Balances> =
         figures_from_postings(conn, Some(instant)).await?.into_iter().collect();
-    rows.retain(|r| r.created_at <= instant || figures.contains_key(&r.id));
+    rows.retain(|r| r.created_at < instant || figures.contains_key(&r.id));
     for row in &mut rows {
         let b = figures.get(&row.id).copied().unwrap_or_default();
         row.debits_posted = b.debits_posted;

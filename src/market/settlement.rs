@@ -29,7 +29,9 @@ pub struct Settled {
     pub hours: i32,
     pub settled_hours: i32,
     pub status: String,
-    pub journal_entry_id: Option<Uuid>,
+    /// One `settlement` entry per hour settled, dated at the hour's start (the
+    /// hour it pays for); an hour whose shares were all credited has none.
+    pub journal_entry_ids: Vec<Uuid>,
 }
 
 /// Orders with an elapsed, unsettled hour at `now`, or reserved ones whose
@@ -80,33 +82,9 @@ pub async fn settle_order(
         }
         return Ok(None);
     }
-    let currency = order.currency()?;
     let credits = hour_credits_of(conn, &order).await?;
-    let pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
-    let movements: Vec<Movement> = pendings
-        .iter()
-        .map(|p| {
-            let schedule =
-                PostingSchedule { amount: p.amount, hours: order.hours, gpus: order.gpus, currency, credits: &credits };
-            // The hours' shares less what outages credited for those very hours;
-            // the last hour closes the reservation.
-            let amount = if upto >= order.hours {
-                p.remaining
-            } else {
-                schedule.net(order.settled_hours, upto).min(p.remaining)
-            };
-            Movement::PostPending { pending_posting_id: p.posting_id, amount }
-        })
-        .filter(|m| matches!(m, Movement::PostPending { amount, .. } if *amount > Decimal::ZERO))
-        .collect();
-    let entry_id = if movements.is_empty() {
-        None
-    } else {
-        let mut entry = NewEntry::new(EntryKind::Settlement, now, movements);
-        entry.memo = format!("order {}: hours {}–{} of {}", order.id, order.settled_hours + 1, upto, order.hours);
-        entry.metadata = serde_json::json!({"order_id": order.id, "from_hour": order.settled_hours, "to_hour": upto});
-        Some(ledger_store::post_entry(conn, entry).await?.id)
-    };
+    let mut pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
+    let entry_ids = settle_hours(conn, &order, &credits, &mut pendings, upto).await?;
     let status = if upto >= order.charged_hours { OrderStatus::Completed } else { OrderStatus::Active };
     set_progress(conn, order.id, upto, status).await?;
     Ok(Some(Settled {
@@ -114,8 +92,47 @@ pub async fn settle_order(
         hours: upto - order.settled_hours,
         settled_hours: upto,
         status: status.as_str().to_string(),
-        journal_entry_id: entry_id,
+        journal_entry_ids: entry_ids,
     }))
+}
+
+/// Posts the shares of the order's hours from its `settled_hours` up to `upto`,
+/// one `settlement` entry per hour dated at the start of the hour it pays for —
+/// so usage falls in the day, month and claim period it was used in, however
+/// late the settler runs. `pendings` are updated as they are posted.
+async fn settle_hours(
+    conn: &mut AsyncPgConnection,
+    order: &OrderRow,
+    credits: &BTreeMap<i32, i32>,
+    pendings: &mut [ledger_store::PendingProgress],
+    upto: i32,
+) -> Result<Vec<Uuid>, ApiError> {
+    let currency = order.currency()?;
+    let mut entry_ids = Vec::new();
+    for hour in order.settled_hours..upto.min(order.hours) {
+        let mut movements = Vec::new();
+        for p in pendings.iter_mut() {
+            let schedule =
+                PostingSchedule { amount: p.amount, hours: order.hours, gpus: order.gpus, currency, credits };
+            // The hour's share less what outages credited for this very hour;
+            // the last hour closes the reservation.
+            let amount =
+                if hour == order.hours - 1 { p.remaining } else { schedule.net(hour, hour + 1).min(p.remaining) };
+            if amount > Decimal::ZERO {
+                movements.push(Movement::PostPending { pending_posting_id: p.posting_id, amount });
+                p.remaining -= amount;
+                p.posted += amount;
+            }
+        }
+        if movements.is_empty() {
+            continue;
+        }
+        let mut entry = NewEntry::new(EntryKind::Settlement, orders::hour_at(order, hour), movements);
+        entry.memo = format!("order {}: hour {} of {}", order.id, hour + 1, order.hours);
+        entry.metadata = serde_json::json!({"order_id": order.id, "from_hour": hour, "to_hour": hour + 1});
+        entry_ids.push(ledger_store::post_entry(conn, entry).await?.id);
+    }
+    Ok(entry_ids)
 }
 
 /// GPUs credited per hour of an order (hour index from its start → GPUs).
@@ -165,13 +182,18 @@ pub async fn cancel(
 
     let currency = order.currency()?;
     let credits = hour_credits_of(conn, &order).await?;
-    let pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
+    let mut pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
+    // Hours that have fully elapsed settle as the settler would have settled
+    // them, each dated by its hour; the cancellation charges the hour under way.
+    let elapsed = hours_elapsed(order.start_at, now, order.hours);
+    settle_hours(conn, &order, &credits, &mut pendings, elapsed).await?;
+    let charged_from = elapsed.max(order.settled_hours);
     let mut movements = Vec::new();
     for p in &pendings {
         // Hours begun are charged, less what outages credited for them.
         let schedule =
             PostingSchedule { amount: p.amount, hours: order.hours, gpus: order.gpus, currency, credits: &credits };
-        let post = schedule.net(order.settled_hours, begun).max(Decimal::ZERO).min(p.remaining);
+        let post = schedule.net(charged_from, begun).max(Decimal::ZERO).min(p.remaining);
         if post > Decimal::ZERO {
             movements.push(Movement::PostPending { pending_posting_id: p.posting_id, amount: post });
         }

@@ -290,9 +290,19 @@ async fn the_trial_balance_balances_now_and_as_of_the_past() {
         krw_totals(&now),
         json!({"currency": "KRW", "debits_posted": "1000", "credits_posted": "1000", "debits_pending": "0", "credits_pending": "0"})
     );
-    let as_of = first.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // `as_of` means "before this instant": the entry made at `later` is not in it,
+    // and nothing is in a trial balance as of the first entry's own instant.
+    let as_of = later.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (_, past) = json(app.get(&format!("/v1/reports/trial-balance?as_of={as_of}"), &finance).await).await;
     assert_eq!(krw_totals(&past)["debits_posted"], "300");
+    let at_first = first.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (_, before) = json(app.get(&format!("/v1/reports/trial-balance?as_of={at_first}"), &finance).await).await;
+    let bank_before = before["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .any(|a| a["code"] == "assets:bank" && a["currency"] == "KRW" && a["balance"] != "0");
+    assert!(!bank_before, "{before:#}");
     let bank = past["data"]
         .as_array()
         .expect("data")

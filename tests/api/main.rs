@@ -10,4 +10,5 @@ mod ledger_entries;
 mod market;
 mod operations;
 mod order_hours;
+mod periods;
 mod subsidy;

@@ -311,15 +311,29 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
 
     set_clock(app, &finance, start + Duration::hours(7)).await;
     let (_, run) = json(app.post("/v1/settlements/run", &finance, &json!({}), None).await).await;
-    let settlement = run["settled"][0]["journal_entry_id"].as_str().expect("entry").to_string();
-    assert_eq!(
-        lines(entry_lines(app, &settlement).await),
-        vec![
-            l("liabilities:tenant:wallet", "liabilities:provider:payable", "post_pending", "1401"),
-            l("assets:subsidy-receivable", "liabilities:provider:payable", "post_pending", "5603"),
-            l("budget:grant:available", "budget:grant:spent", "post_pending", "5603"),
-        ]
-    );
+    // One settlement entry per hour, dated at the hour it pays for: six hours
+    // of floor(amount ÷ 7), the last taking the remainder.
+    let settlements: Vec<&str> = run["settled"][0]["journal_entry_ids"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e.as_str().expect("entry id"))
+        .collect();
+    assert_eq!(settlements.len(), 7);
+    for (hour, settlement) in settlements.iter().enumerate() {
+        let (tenant_share, subsidy_share) = if hour < 6 { ("200", "800") } else { ("201", "803") };
+        assert_eq!(
+            lines(entry_lines(app, settlement).await),
+            vec![
+                l("liabilities:tenant:wallet", "liabilities:provider:payable", "post_pending", tenant_share),
+                l("assets:subsidy-receivable", "liabilities:provider:payable", "post_pending", subsidy_share),
+                l("budget:grant:available", "budget:grant:spent", "post_pending", subsidy_share),
+            ]
+        );
+        let (_, entry) = json(app.get(&format!("/v1/journal-entries/{settlement}"), &finance).await).await;
+        let dated: DateTime<Utc> = entry["effective_at"].as_str().expect("effective_at").parse().expect("instant");
+        assert_eq!(dated, start + Duration::hours(hour as i64));
+    }
     assert_eq!(
         figures(&report(app, &finance, &p).await),
         vec!["1000000", "100000", "0", "5603", "0", "900000", "0", "0", "0"]
@@ -330,7 +344,8 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
     assert_eq!(status, 201, "{claim:#}");
     assert_eq!(
         (claim["amount"].as_str(), claim["status"].as_str(), claim["items"].as_i64()),
-        (Some("5603"), Some("draft"), Some(1))
+        (Some("5603"), Some("draft"), Some(7)),
+        "one item per hour's settled receivable posting"
     );
     assert_eq!(claim["lines_by_provider"], json!([{"org_id": provider.org_id, "amount": "5603"}]));
     assert_eq!(claim["lines_by_tenant"], json!([{"org_id": tenant.org_id, "amount": "5603"}]));
