@@ -38,6 +38,10 @@ pub struct Settings {
     /// `Asia/Seoul`), in which reports, claims and exports count days and months.
     /// Instants stay UTC everywhere else.
     pub time_zone: String,
+    /// `GPUHOUR_PAYOUT_ADVANCE_RATE`: the fraction (0 to 1, default 0) of a
+    /// provider's settled subsidy that may be paid out before the programme has
+    /// paid it to the operator.
+    pub payout_advance_rate: Decimal,
 }
 
 /// The zone days and months are counted in when `GPUHOUR_TIME_ZONE` is not set.
@@ -59,6 +63,7 @@ impl std::fmt::Debug for Settings {
             .field("admin_email", &self.admin_email)
             .field("admin_password", &self.admin_password.as_ref().map(|_| "<redacted>"))
             .field("time_zone", &self.time_zone)
+            .field("payout_advance_rate", &self.payout_advance_rate)
             .finish()
     }
 }
@@ -148,8 +153,21 @@ impl Settings {
                 reason: format!("{time_zone:?} is not a zone name"),
             });
         }
+        let payout_advance_rate = match get("GPUHOUR_PAYOUT_ADVANCE_RATE") {
+            None => Decimal::ZERO,
+            Some(v) => match v.trim().parse::<Decimal>() {
+                Ok(rate) if rate >= Decimal::ZERO && rate <= Decimal::ONE => rate,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "GPUHOUR_PAYOUT_ADVANCE_RATE",
+                        reason: format!("{v:?} is not a fraction from 0 to 1"),
+                    });
+                }
+            },
+        };
         Ok(Settings {
             time_zone,
+            payout_advance_rate,
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
             bind: get("GPUHOUR_BIND").unwrap_or_else(|| DEFAULT_BIND.to_string()),
             sandbox,

@@ -295,15 +295,13 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
         .map_err(api)?;
     }
     for (org, _) in &providers {
-        let payable = crate::ledger::store::account_by_code(
-            &mut conn,
-            &crate::ledger::chart::provider_payable_code(org.id),
-            Currency::Krw,
-        )
-        .await?
-        .map(|a| a.credits_posted - a.debits_posted)
-        .unwrap_or_default();
-        let amount = (payable * Decimal::new(8, 1)).floor();
+        // Providers are paid from cash received: most of what they may be paid now.
+        let payable_now = crate::finance::payouts::current_position(&mut conn, org.id, Currency::Krw, Decimal::ZERO)
+            .await
+            .map_err(api)?
+            .map(|p| p.payable_now)
+            .unwrap_or_default();
+        let amount = (payable_now * Decimal::new(8, 1)).floor();
         if amount > Decimal::ZERO {
             transaction(&mut conn, async |c| {
                 crate::finance::payouts::pay_out(
@@ -312,6 +310,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
                     amount,
                     Currency::Krw,
                     format!("PAY-{}", org.id.simple()),
+                    Decimal::ZERO,
                     finance_actor,
                     now,
                 )

@@ -3,5 +3,6 @@
 
 pub mod deposits;
 pub mod export;
+pub mod payout_policy;
 pub mod payouts;
 pub mod reports;

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Numeric, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -14,13 +15,15 @@ use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::auth::model::OrgKind;
 use crate::db::schema::payouts;
+use crate::finance::payout_policy::{PayoutPosition, received_on_claim};
 use crate::http::extract::JsonBody;
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::{ApiError, FieldError};
-use crate::ledger::chart;
+use crate::ledger::model::AccountState;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount, parse_amount};
 use crate::startup::AppState;
 
@@ -44,17 +47,102 @@ pub struct PayoutView {
     pub journal_entry_id: Uuid,
     /// The provider's posted payable after the payout.
     pub payable_balance: String,
+    /// What the provider owed back (outage credits after an earlier payout),
+    /// recovered from its payable by this payout before the transfer.
+    pub recovered: String,
     pub created_at: DateTime<Utc>,
 }
 
-/// Pays a provider: `payable → assets:bank`, never more than the posted payable
-/// (read with the payable's row locked, so two payouts cannot both pass).
+/// A provider's payout position in one currency, with its payable and
+/// receivable as `payable` and `receivable` (locked by the caller, or read).
+pub async fn position(
+    conn: &mut AsyncPgConnection,
+    provider: Uuid,
+    currency: Currency,
+    payable: &AccountState,
+    payable_id: Uuid,
+    receivable: &AccountState,
+    advance_rate: Decimal,
+) -> Result<PayoutPosition, ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Earned {
+        #[diesel(sql_type = Numeric)]
+        amount: Decimal,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct ClaimLine {
+        #[diesel(sql_type = Numeric)]
+        claim_amount: Decimal,
+        #[diesel(sql_type = Numeric)]
+        line: Decimal,
+        #[diesel(sql_type = Numeric)]
+        paid: Decimal,
+    }
+    // Subsidy earned: what moved between any programme's receivable and this payable.
+    let earned: Earned = diesel::sql_query(
+        "SELECT coalesce(sum(CASE WHEN p.credit_account_id = $1 THEN p.amount ELSE -p.amount END), 0) AS amount \
+         FROM postings p \
+         JOIN accounts a ON a.id = CASE WHEN p.credit_account_id = $1 THEN p.debit_account_id ELSE p.credit_account_id END \
+         WHERE p.kind IN ('posted', 'post_pending') AND (p.credit_account_id = $1 OR p.debit_account_id = $1) \
+           AND a.code LIKE 'assets:subsidy-receivable:%'",
+    )
+    .bind::<SqlUuid, _>(payable_id)
+    .get_result(conn)
+    .await?;
+    let lines: Vec<ClaimLine> = diesel::sql_query(
+        "SELECT c.amount AS claim_amount, sum(ci.amount) AS line, \
+                coalesce((SELECT sum(cp.amount) FROM claim_payments cp WHERE cp.claim_id = c.id), 0) AS paid \
+         FROM claim_items ci JOIN claims c ON c.id = ci.claim_id JOIN programmes pr ON pr.id = c.programme_id \
+         WHERE ci.provider_org_id = $1 AND pr.currency = $2 \
+         GROUP BY c.id, c.amount",
+    )
+    .bind::<SqlUuid, _>(provider)
+    .bind::<Text, _>(currency.code())
+    .load(conn)
+    .await?;
+    let received = lines
+        .iter()
+        .map(|l| received_on_claim(l.line, l.claim_amount, l.paid, currency))
+        .try_fold(Decimal::ZERO, |sum, r| sum.checked_add(r))
+        .ok_or(LedgerError::Overflow)?;
+    Ok(PayoutPosition::compute(
+        payable.balances.posted_balance(NormalSide::Credit),
+        earned.amount,
+        received,
+        receivable.balances.posted_balance(NormalSide::Debit),
+        advance_rate,
+        currency,
+    ))
+}
+
+/// A provider's payout position now, read without locking (for statements and
+/// planning; a payout takes its own locked reading).
+pub async fn current_position(
+    conn: &mut AsyncPgConnection,
+    provider: Uuid,
+    currency: Currency,
+    advance_rate: Decimal,
+) -> Result<Option<PayoutPosition>, ApiError> {
+    let payable = ledger_store::account_by_code(conn, &chart::provider_payable_code(provider), currency).await?;
+    let receivable = ledger_store::account_by_code(conn, &chart::provider_receivable_code(provider), currency).await?;
+    let (Some(payable), Some(receivable)) = (payable, receivable) else { return Ok(None) };
+    let (payable_state, receivable_state) = (payable.state()?, receivable.state()?);
+    Ok(Some(position(conn, provider, currency, &payable_state, payable.id, &receivable_state, advance_rate).await?))
+}
+
+/// Pays a provider: `payable → assets:bank`, never more than it may be paid
+/// now (`payout_policy`): its payable less the subsidy the programme has not
+/// paid yet (beyond the advance rate), after recovering what the provider owes
+/// back (`payable → provider receivable`, in the same entry). Read with the
+/// accounts locked, so two payouts cannot both pass.
+#[allow(clippy::too_many_arguments)]
 pub async fn pay_out(
     conn: &mut AsyncPgConnection,
     provider: Uuid,
     amount: Decimal,
     currency: Currency,
     reference: String,
+    advance_rate: Decimal,
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<PayoutView, ApiError> {
@@ -62,24 +150,52 @@ pub async fn pay_out(
         .await?
         .filter(|o| o.kind == OrgKind::Provider.as_str())
         .ok_or_else(|| ApiError::invalid("provider_org_id", "no such provider organisation"))?;
-    let codes = [chart::provider_payable_code(provider), chart::BANK.to_string()];
-    let [payable, bank] = ledger_store::required_account_ids(conn, &codes, currency).await?;
-    let mut sorted = vec![payable, bank];
+    let codes =
+        [chart::provider_payable_code(provider), chart::BANK.to_string(), chart::provider_receivable_code(provider)];
+    let [payable, bank, receivable] = ledger_store::required_account_ids(conn, &codes, currency).await?;
+    let mut sorted = vec![payable, bank, receivable];
     sorted.sort_unstable();
     let locked = ledger_store::lock_accounts(conn, &sorted).await?;
-    let posted = locked.get(&payable).map(|a| a.balances.posted_balance(NormalSide::Credit)).unwrap_or_default();
-    if amount > posted {
+    let state = |id: Uuid| {
+        locked.get(&id).ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("account {id} vanished"))))
+    };
+    let position =
+        position(conn, provider, currency, state(payable)?, payable, state(receivable)?, advance_rate).await?;
+    if amount > position.payable_now {
+        let waiting = if position.awaiting_programme > Decimal::ZERO {
+            format!(
+                "; {} of settled subsidy waits for the programme's payment",
+                format_amount(position.awaiting_programme - position.advance_allowed, currency)
+            )
+        } else {
+            String::new()
+        };
+        let owed = if position.provider_receivable > Decimal::ZERO {
+            format!("; {} the provider owes is recovered first", format_amount(position.provider_receivable, currency))
+        } else {
+            String::new()
+        };
         return Err(ApiError::invalid(
             "amount",
-            format!("is more than the posted payable ({})", format_amount(posted.max(Decimal::ZERO), currency)),
+            format!(
+                "is more than the provider may be paid now ({} of a posted payable of {}{waiting}{owed})",
+                format_amount(position.payable_now, currency),
+                format_amount(position.payable.max(Decimal::ZERO), currency)
+            ),
         ));
     }
-    let mut entry = NewEntry::new(EntryKind::Payout, now, vec![Movement::posted(payable, bank, amount)]);
+    let recover = position.to_recover();
+    let mut movements = Vec::with_capacity(2);
+    if recover > Decimal::ZERO {
+        movements.push(Movement::posted(payable, receivable, recover));
+    }
+    movements.push(Movement::posted(payable, bank, amount));
+    let mut entry = NewEntry::new(EntryKind::Payout, now, movements);
     entry.actor = actor;
     entry.memo = format!("payout to provider {provider}");
     entry.reference = Some(reference.clone());
     entry.metadata = serde_json::json!({"provider_org_id": provider});
-    let entry = ledger_store::post_entry(conn, entry).await?;
+    let entry = ledger_store::post_entry_locked(conn, entry, locked).await?;
     let id = Uuid::now_v7();
     diesel::insert_into(payouts::table)
         .values((
@@ -93,6 +209,7 @@ pub async fn pay_out(
         ))
         .execute(conn)
         .await?;
+    let payable_after = entry.postings.last().map(|(_, p)| p.debit_account_balance).unwrap_or_default();
     Ok(PayoutView {
         id,
         provider_org_id: provider,
@@ -100,16 +217,19 @@ pub async fn pay_out(
         currency: currency.code().to_string(),
         reference,
         journal_entry_id: entry.id,
-        payable_balance: format_amount(entry.postings[0].1.debit_account_balance, currency),
+        payable_balance: format_amount(payable_after, currency),
+        recovered: format_amount(recover, currency),
         created_at: now,
     })
 }
 
-/// Pays a provider out of its posted payable. Roles: finance, admin.
+/// Pays a provider what it may be paid now: its posted payable less the
+/// subsidy the programme has not paid yet, after recovering what it owes back.
+/// Roles: finance, admin.
 #[utoipa::path(tag = "finance", request_body = NewPayout, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)), responses(
     (status = 201, body = PayoutView),
-    (status = 422, description = "Invalid, or more than the posted payable", body = crate::http::problem::Problem),
+    (status = 422, description = "Invalid, or more than the provider may be paid now", body = crate::http::problem::Problem),
 ))]
 #[post("/v1/payouts")]
 pub async fn create_payout(
@@ -132,10 +252,11 @@ pub async fn create_payout(
     let (provider, currency) = (b.provider_org_id, b.currency);
     let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
+    let advance_rate = state.settings.payout_advance_rate;
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        pay_out(conn, provider, amount, currency, reference, principal.actor(), now).await
+        pay_out(conn, provider, amount, currency, reference, advance_rate, principal.actor(), now).await
     })
     .await
 }

@@ -261,8 +261,9 @@ pub struct StatementLine {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StatementSection {
-    /// `own_money` (a tenant's wallet), `subsidy` (paid for a tenant by its grants)
-    /// or `payable` (what the operator owes a provider).
+    /// `own_money` (a tenant's wallet), `subsidy` (paid for a tenant by its grants),
+    /// `payable` (what the operator owes a provider) or `owed_by_provider` (its
+    /// receivable: outage credits for hours already paid out).
     pub section: String,
     pub currency: String,
     pub opening_balance: String,
@@ -279,6 +280,10 @@ pub struct Statement {
     pub from: Option<DateTime<Utc>>,
     pub to: DateTime<Utc>,
     pub sections: Vec<StatementSection>,
+    /// Providers: per currency, what may be paid out now and what waits for
+    /// the programme's payment (as of now, whatever the period).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payout_positions: Vec<crate::finance::payout_policy::PayoutPositionView>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -426,6 +431,7 @@ pub async fn statement(
     let bound = q.to;
     let currencies: Vec<Currency> = q.currency.map(|c| vec![c]).unwrap_or_else(|| Currency::ALL.to_vec());
     let mut sections = Vec::new();
+    let mut payout_positions = Vec::new();
     for c in currencies {
         if org.kind == OrgKind::Tenant.as_str() {
             if let Some(wallet) =
@@ -446,9 +452,24 @@ pub async fn statement(
         {
             let (opening, rows) = movements(&mut conn, &[payable.id], q.from, bound).await?;
             push_section(&mut sections, "payable", c, opening, rows);
+            if let Some(receivable) =
+                ledger_store::account_by_code(&mut conn, &chart::provider_receivable_code(org.id), c).await?
+            {
+                // Debit-normal: shown positive when the provider owes more.
+                let (opening, mut rows) = movements(&mut conn, &[receivable.id], q.from, bound).await?;
+                rows.iter_mut().for_each(|r| r.amount = -r.amount);
+                push_section(&mut sections, "owed_by_provider", c, -opening, rows);
+            }
+            if let Some(position) =
+                crate::finance::payouts::current_position(&mut conn, org.id, c, state.settings.payout_advance_rate)
+                    .await?
+                && (position.payable != Decimal::ZERO || position.provider_receivable != Decimal::ZERO)
+            {
+                payout_positions.push(position.view(c));
+            }
         }
     }
-    Ok(HttpResponse::Ok().json(Statement { org_id, org_kind: org.kind, from: q.from, to, sections }))
+    Ok(HttpResponse::Ok().json(Statement { org_id, org_kind: org.kind, from: q.from, to, sections, payout_positions }))
 }
 
 async fn grant_spent_accounts(

@@ -56,13 +56,25 @@ pub fn tenant_accounts(org: Uuid) -> Vec<NewAccount> {
         .collect()
 }
 
-/// What the operator owes a provider, one per supported currency.
+/// What a provider owes the operator: outage credits for hours it had already
+/// been paid for, recovered from its next payout.
+pub fn provider_receivable_code(org: Uuid) -> String {
+    format!("assets:provider:{org}:receivable")
+}
+
+/// What the operator owes a provider, and what the provider owes back, one
+/// each per supported currency.
 pub fn provider_accounts(org: Uuid) -> Vec<NewAccount> {
     Currency::ALL
         .into_iter()
-        .map(|c| NewAccount {
-            org_id: Some(org),
-            ..account(provider_payable_code(org), c, AccountType::Liability, None)
+        .flat_map(|c| {
+            [
+                NewAccount {
+                    org_id: Some(org),
+                    ..account(provider_payable_code(org), c, AccountType::Liability, None)
+                },
+                NewAccount { org_id: Some(org), ..account(provider_receivable_code(org), c, AccountType::Asset, None) },
+            ]
         })
         .collect()
 }

@@ -17,6 +17,7 @@ use super::orders::{self, OrderRow, OrderStatus};
 use super::schedule::{PostingSchedule, hours_begun, hours_elapsed};
 use crate::db::schema::{order_hour_credits, orders as orders_table};
 use crate::http::ApiError;
+use crate::ledger::chart;
 use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
@@ -399,6 +400,37 @@ pub async fn credit_outage(
             .set(orders_table::credited_gpu_hours.eq(orders_table::credited_gpu_hours + lost as i32))
             .execute(conn)
             .await?;
+        // Refunds for hours the provider was already paid out for must not
+        // leave its payable negative: that part becomes a receivable from the
+        // provider, recovered by its next payout.
+        if movements.iter().any(|m| matches!(m, Movement::Transfer { .. })) {
+            let codes = [
+                chart::provider_payable_code(order.provider_org_id),
+                chart::provider_receivable_code(order.provider_org_id),
+            ];
+            let [payable, receivable] = ledger_store::required_account_ids(conn, &codes, currency).await?;
+            // Safe ahead of the order's remainders: only a holder of the order
+            // row (locked above) ever locks those.
+            let mut ids = vec![payable, receivable];
+            ids.sort_unstable();
+            let locked = ledger_store::lock_accounts(conn, &ids).await?;
+            let before = locked
+                .get(&payable)
+                .map(|a| a.balances.posted_balance(crate::ledger::model::NormalSide::Credit))
+                .unwrap_or_default();
+            let change: Decimal = movements
+                .iter()
+                .map(|m| match *m {
+                    Movement::Transfer { credit, amount, .. } if credit == payable => amount,
+                    Movement::Transfer { debit, amount, .. } if debit == payable => -amount,
+                    _ => Decimal::ZERO,
+                })
+                .sum();
+            let owed = crate::finance::payout_policy::shortfall(before, change);
+            if owed > Decimal::ZERO {
+                movements.push(Movement::posted(receivable, payable, owed));
+            }
+        }
         // One entry per order, so every figure of it traces back to its order.
         let entry_id = if movements.is_empty() {
             None

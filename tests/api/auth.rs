@@ -92,8 +92,10 @@ async fn a_provider_signs_up_with_payables() {
     let (_, me) = json(app.get("/v1/me", &token).await).await;
     assert_eq!(me["role"], "provider");
     let accounts = me["accounts"].as_array().expect("accounts");
-    assert_eq!(accounts.len(), 4);
-    assert!(accounts.iter().all(|a| a["code"].as_str().expect("c").ends_with(":payable")));
+    // Per currency: what the operator owes it, and what it may owe back.
+    assert_eq!(accounts.len(), 8);
+    let ends = |suffix: &str| accounts.iter().filter(|a| a["code"].as_str().expect("c").ends_with(suffix)).count();
+    assert_eq!((ends(":payable"), ends(":receivable")), (4, 4));
 }
 
 #[tokio::test]

@@ -10,5 +10,6 @@ mod ledger_entries;
 mod market;
 mod operations;
 mod order_hours;
+mod payouts;
 mod periods;
 mod subsidy;

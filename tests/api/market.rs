@@ -36,6 +36,18 @@ pub fn order_body(listing: &Value, gpus: i32, start: DateTime<Utc>, hours: i64) 
     json!({"listing_id": listing["id"], "gpus": gpus, "start": start, "end": start + Duration::hours(hours)})
 }
 
+/// A provider's KRW payable, as `/v1/me` shows it.
+pub async fn payable(app: &TestApp, token: &str) -> Value {
+    let (_, me) = json(app.get("/v1/me", token).await).await;
+    me["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .find(|a| a["currency"] == "KRW" && a["code"].as_str().is_some_and(|c| c.ends_with(":payable")))
+        .cloned()
+        .expect("KRW payable")
+}
+
 pub async fn wallet(app: &TestApp, token: &str) -> Value {
     let (_, me) = json(app.get("/v1/me", token).await).await;
     me["accounts"].as_array().expect("accounts").iter().find(|a| a["currency"] == "KRW").cloned().expect("KRW wallet")
@@ -230,10 +242,7 @@ async fn an_order_settles_hour_by_hour_with_the_rounding_in_the_last_hour() {
     let w = wallet(&app, &tenant.token).await;
     assert_eq!((w["balance"].as_str(), w["debits_pending"].as_str()), (Some("92996"), Some("0")));
     // The provider sees what it earned.
-    let (_, me) = json(app.get("/v1/me", &m.provider.token).await).await;
-    let krw =
-        me["accounts"].as_array().expect("accounts").iter().find(|a| a["currency"] == "KRW").cloned().expect("payable");
-    assert_eq!(krw["balance"], "7004");
+    assert_eq!(crate::market::payable(&app, &m.provider.token).await["balance"], "7004");
     assert_eq!(app.count("SELECT count(*) AS n FROM journal_entries WHERE kind = 'settlement'").await, 7);
     verify_is_clean(&app, &m.finance).await;
 }
@@ -372,10 +381,7 @@ async fn an_outage_credits_settled_and_pending_hours_exactly() {
         (Some("46000"), Some("0")),
         "paid 4 of 8 GPU-hours"
     );
-    let (_, me) = json(app.get("/v1/me", &m.provider.token).await).await;
-    let payable =
-        me["accounts"].as_array().expect("accounts").iter().find(|a| a["currency"] == "KRW").cloned().expect("payable");
-    assert_eq!(payable["balance"], "4000");
+    assert_eq!(payable(&app, &m.provider.token).await["balance"], "4000");
     let (_, order) = json(app.get(&format!("/v1/orders/{id}"), &tenant.token).await).await;
     assert_eq!((order["status"].as_str(), order["credited_gpu_hours"].as_u64()), (Some("completed"), Some(4)));
     verify_is_clean(&app, &m.finance).await;

@@ -7,12 +7,8 @@ use gpuhour::auth::Role;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, json, next_hour, spawn_app, verify_is_clean};
-use crate::market::{deposit, listing, order_body, set_clock, settle, wallet};
+use crate::market::{deposit, listing, order_body, payable, set_clock, settle, wallet};
 use crate::subsidy::{programme, report, with_grant};
-
-async fn payable(app: &TestApp, provider: &str) -> Value {
-    wallet(app, provider).await
-}
 
 /// 1 GPU at 1,000 KRW an hour for 10 hours; hour 0 lost to an outage half an
 /// hour in, then the order cancelled: the only begun hour was fully credited,
