@@ -265,14 +265,16 @@ diesel::table! {
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
         submitted_at -> Nullable<Timestamptz>,
+        voided_at -> Nullable<Timestamptz>,
+        void_reason -> Nullable<Text>,
     }
 }
 
 diesel::table! {
-    claim_items (posting_id) {
+    claim_items (claim_id, posting_id) {
         posting_id -> Uuid,
         claim_id -> Uuid,
-        order_id -> Uuid,
+        order_id -> Nullable<Uuid>,
         tenant_org_id -> Uuid,
         provider_org_id -> Uuid,
         amount -> Numeric,
@@ -302,6 +304,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    credit_notes (id) {
+        id -> Uuid,
+        programme_id -> Uuid,
+        grant_id -> Uuid,
+        provider_org_id -> Uuid,
+        tenant_org_id -> Uuid,
+        order_id -> Nullable<Uuid>,
+        amount -> Numeric,
+        reason -> Text,
+        journal_entry_id -> Uuid,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    claim_write_offs (id) {
+        id -> Uuid,
+        claim_id -> Uuid,
+        amount -> Numeric,
+        reason -> Text,
+        journal_entry_id -> Uuid,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     journal_entries,
@@ -324,4 +354,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     claim_items,
     claim_payments,
     payouts,
+    credit_notes,
+    claim_write_offs,
 );

@@ -61,7 +61,7 @@ pub struct ProgrammeReport {
     pub committed: String,
     /// Settled subsidy, net of outage refunds.
     pub spent: String,
-    /// Returned by closed grants.
+    /// Returned by closed grants and grant withdrawals.
     pub released: String,
     /// Not granted.
     pub unallocated: String,
@@ -69,7 +69,9 @@ pub struct ProgrammeReport {
     pub claimed: String,
     /// Received from the programme.
     pub paid: String,
-    /// claimed − paid.
+    /// Claimed but disallowed by the programme, written off.
+    pub written_off: String,
+    /// claimed − paid − written off.
     pub outstanding: String,
     /// Spent but not yet in any submitted claim.
     pub unclaimed: String,
@@ -95,6 +97,8 @@ struct Figures {
     claimed: Decimal,
     #[diesel(sql_type = Numeric)]
     paid: Decimal,
+    #[diesel(sql_type = Numeric)]
+    written_off: Decimal,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -155,7 +159,9 @@ pub async fn report(
            coalesce((SELECT credits_posted - debits_posted FROM unallocated), 0) AS unallocated, \
            coalesce((SELECT sum(amount) FROM claims WHERE programme_id = $1 AND status = 'submitted'), 0) AS claimed, \
            coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-                     WHERE e.kind = 'claim_payment' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS paid",
+                     WHERE e.kind = 'claim_payment' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS paid, \
+           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+                     WHERE e.kind = 'subsidy_write_off' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS written_off",
     )
     .bind::<SqlUuid, _>(programme)
     .bind::<Text, _>(c.code())
@@ -176,7 +182,8 @@ pub async fn report(
         unallocated: format_amount(f.unallocated, c),
         claimed: format_amount(f.claimed, c),
         paid: format_amount(f.paid, c),
-        outstanding: format_amount(f.claimed - f.paid, c),
+        written_off: format_amount(f.written_off, c),
+        outstanding: format_amount(f.claimed - f.paid - f.written_off, c),
         unclaimed: format_amount(f.spent - f.claimed, c),
         groups,
     })

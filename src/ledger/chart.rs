@@ -22,6 +22,8 @@ fn account(code: String, currency: Currency, account_type: AccountType, floor: O
 pub const BANK: &str = "assets:bank";
 pub const PLATFORM_FEES: &str = "revenue:platform-fees";
 pub const ADJUSTMENTS: &str = "equity:adjustments";
+/// Claimed subsidy the programme disallowed and the operator wrote off.
+pub const SUBSIDY_DISALLOWED: &str = "expenses:subsidy-disallowed";
 
 /// The operator's own accounts, one per supported currency.
 pub fn operator_accounts() -> Vec<NewAccount> {
@@ -32,6 +34,7 @@ pub fn operator_accounts() -> Vec<NewAccount> {
                 account(BANK.into(), c, AccountType::Asset, None),
                 account(PLATFORM_FEES.into(), c, AccountType::Revenue, None),
                 account(ADJUSTMENTS.into(), c, AccountType::Equity, None),
+                account(SUBSIDY_DISALLOWED.into(), c, AccountType::Expense, None),
             ]
         })
         .collect()

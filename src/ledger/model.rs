@@ -91,12 +91,17 @@ pub enum EntryKind {
     GrantRelease,
     Adjustment,
     Reversal,
+    /// The operator gives subsidy back to a programme (goodwill, a correction).
+    CreditNote,
+    /// A claimed amount the programme disallowed, written off the receivable.
+    SubsidyWriteOff,
 }
 text_enum!(EntryKind {
     Deposit => "deposit", Order => "order", Settlement => "settlement",
     Cancellation => "cancellation", OutageCredit => "outage_credit", Payout => "payout",
     ClaimPayment => "claim_payment", ProgrammeBudget => "programme_budget", Grant => "grant",
     GrantRelease => "grant_release", Adjustment => "adjustment", Reversal => "reversal",
+    CreditNote => "credit_note", SubsidyWriteOff => "subsidy_write_off",
 });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -33,14 +33,16 @@ pub struct ClaimRow {
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub void_reason: Option<String>,
 }
 
 #[derive(QueryableByName)]
 struct Claimable {
     #[diesel(sql_type = SqlUuid)]
     posting_id: Uuid,
-    #[diesel(sql_type = SqlUuid)]
-    order_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Nullable<SqlUuid>)]
+    order_id: Option<Uuid>,
     #[diesel(sql_type = SqlUuid)]
     tenant_org_id: Uuid,
     #[diesel(sql_type = SqlUuid)]
@@ -77,16 +79,22 @@ pub async fn create_claim(
         ledger_store::account_by_code(conn, &chart::subsidy_receivable_code(programme.id), programme.currency()?)
             .await?
             .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("programme accounts are missing".into())))?;
+    // Settled subsidy (positive), and what went back to the programme:
+    // outage refunds and credit notes (negative). A posting held by a live
+    // (not voided) claim is not claimable again.
     let items: Vec<Claimable> = diesel::sql_query(
-        "SELECT p.id AS posting_id, o.id AS order_id, o.tenant_org_id, o.provider_org_id, \
+        "SELECT p.id AS posting_id, o.id AS order_id, \
+                coalesce(o.tenant_org_id, (e.metadata ->> 'tenant_org_id')::uuid) AS tenant_org_id, \
+                coalesce(o.provider_org_id, (e.metadata ->> 'provider_org_id')::uuid) AS provider_org_id, \
                 CASE WHEN p.debit_account_id = $1 THEN p.amount ELSE -p.amount END AS amount \
          FROM postings p \
          JOIN journal_entries e ON e.id = p.entry_id \
-         JOIN orders o ON o.id = (e.metadata ->> 'order_id')::uuid \
+         LEFT JOIN orders o ON o.id = (e.metadata ->> 'order_id')::uuid \
          WHERE p.effective_at >= $2 AND p.effective_at < $3 \
            AND ((p.kind = 'post_pending' AND p.debit_account_id = $1) \
-             OR (p.kind = 'posted' AND p.credit_account_id = $1 AND e.kind = 'outage_credit')) \
-           AND NOT EXISTS (SELECT 1 FROM claim_items ci WHERE ci.posting_id = p.id) \
+             OR (p.kind = 'posted' AND p.credit_account_id = $1 AND e.kind IN ('outage_credit', 'credit_note'))) \
+           AND NOT EXISTS (SELECT 1 FROM claim_items ci JOIN claims c ON c.id = ci.claim_id \
+                           WHERE ci.posting_id = p.id AND c.status <> 'void') \
          ORDER BY p.seq",
     )
     .bind::<SqlUuid, _>(receivable.id)
@@ -109,6 +117,8 @@ pub async fn create_claim(
         created_by: actor.user_id,
         created_at: now,
         submitted_at: None,
+        voided_at: None,
+        void_reason: None,
     };
     diesel::insert_into(claims::table).values(&claim).execute(conn).await?;
     for chunk in items.chunks(1000) {
@@ -144,7 +154,7 @@ pub async fn submit(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<Utc>) 
         .optional()?
         .ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
     if claim.status != "draft" {
-        return Err(ApiError::conflict("the claim is already submitted"));
+        return Err(ApiError::conflict(format!("the claim is {}: only a draft can be submitted", claim.status)));
     }
     Ok(diesel::update(claims::table.find(id))
         .set((claims::status.eq("submitted"), claims::submitted_at.eq(now)))
@@ -223,13 +233,15 @@ pub struct ClaimView {
     pub programme_id: Uuid,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
-    /// `draft` or `submitted`.
+    /// `draft`, `submitted` or `void` (a voided draft: its postings are claimable again).
     pub status: String,
     pub currency: String,
     /// What is claimed: settled subsidy less outage refunds.
     pub amount: String,
     pub paid: String,
-    /// amount − paid; negative when the programme paid more than claimed.
+    /// Disallowed by the programme and written off (`subsidy_write_off` entries).
+    pub written_off: String,
+    /// amount − paid − written off; negative when the programme paid more than claimed.
     pub outstanding: String,
     /// Settled postings the claim holds.
     pub items: i64,
@@ -238,6 +250,8 @@ pub struct ClaimView {
     pub payments: Vec<ClaimPaymentView>,
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub void_reason: Option<String>,
 }
 
 pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<ClaimView, ApiError> {
@@ -268,6 +282,16 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
         .load(conn)
         .await?;
     let paid: Decimal = payments.iter().map(|p| p.0).sum();
+    let written_off: Decimal = {
+        use crate::db::schema::claim_write_offs;
+        claim_write_offs::table
+            .filter(claim_write_offs::claim_id.eq(claim.id))
+            .select(claim_write_offs::amount)
+            .load::<Decimal>(conn)
+            .await?
+            .into_iter()
+            .sum()
+    };
     let lines = |m: BTreeMap<Uuid, Decimal>| {
         m.into_iter().map(|(org_id, a)| ClaimLine { org_id, amount: format_amount(a, currency) }).collect()
     };
@@ -280,7 +304,8 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
         currency: currency.code().to_string(),
         amount: format_amount(claim.amount, currency),
         paid: format_amount(paid, currency),
-        outstanding: format_amount(claim.amount - paid, currency),
+        written_off: format_amount(written_off, currency),
+        outstanding: format_amount(claim.amount - paid - written_off, currency),
         items: items.len() as i64,
         lines_by_provider: lines(by_provider),
         lines_by_tenant: lines(by_tenant),
@@ -295,5 +320,7 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
             .collect(),
         created_at: claim.created_at,
         submitted_at: claim.submitted_at,
+        voided_at: claim.voided_at,
+        void_reason: claim.void_reason,
     })
 }

@@ -3,9 +3,13 @@
 //! - `rules`: rates, eligibility, validity as plain functions;
 //! - `programmes`: programmes and grants, and what a grant gives an order;
 //! - `claims`: claiming settled subsidy from the programme, and its payments;
-//! - `routes`: the HTTP handlers.
+//! - `corrections`: credit notes, write-offs, voided claims, grant withdrawals;
+//! - `routes`, `correction_routes`: the HTTP handlers.
 
 pub mod claims;
+pub mod correction_routes;
+pub mod corrections;
 pub mod programmes;
 pub mod routes;
 pub mod rules;
+pub mod verify;

@@ -218,7 +218,7 @@ pub struct GrantView {
     pub closed_at: Option<DateTime<Utc>>,
 }
 
-async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: GrantRow) -> Result<GrantView, ApiError> {
+pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: GrantRow) -> Result<GrantView, ApiError> {
     let programme = programmes::find_programme(conn, g.programme_id)
         .await?
         .ok_or_else(|| ApiError::not_found("programme missing"))?;

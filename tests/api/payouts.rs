@@ -38,7 +38,15 @@ async fn krw_balance(app: &TestApp, finance: &str, code: &str) -> Decimal {
 }
 
 /// A tenant with a 80 % grant buys 1 GPU × 10 hours at 1,000; all settled.
-async fn subsidised_market(app: &TestApp) -> (String, Caller, Caller, Value) {
+pub struct Subsidised {
+    pub finance: String,
+    pub provider: Caller,
+    pub tenant: Caller,
+    pub programme: Value,
+    pub grant: Value,
+}
+
+pub async fn subsidised_market(app: &TestApp) -> Subsidised {
     let finance = app.token(Role::Finance).await;
     let provider = app.caller(Role::Provider).await;
     let tenant = app.caller(Role::Tenant).await;
@@ -57,13 +65,13 @@ async fn subsidised_market(app: &TestApp) -> (String, Caller, Caller, Value) {
     assert_eq!((order["subsidy"].as_str(), order["tenant_amount"].as_str()), (Some("8000"), Some("2000")));
     set_clock(app, &finance, start + Duration::hours(10)).await;
     settle(app, &finance).await;
-    (finance, provider, tenant, p)
+    Subsidised { finance, provider, tenant, programme: p, grant: g }
 }
 
 #[tokio::test]
 async fn providers_are_paid_from_cash_received() {
     let app = spawn_app().await;
-    let (finance, provider, tenant, p) = subsidised_market(&app).await;
+    let Subsidised { finance, provider, tenant, programme: p, .. } = subsidised_market(&app).await;
     let figures = |v: &Value| {
         ["payable", "awaiting_programme", "payable_now"].map(|k| v[k].as_str().expect("figure").to_string())
     };
@@ -100,7 +108,7 @@ async fn providers_are_paid_from_cash_received() {
 #[tokio::test]
 async fn an_advance_rate_lets_part_of_the_awaited_subsidy_be_paid() {
     let app = spawn_app_with(|s| s.payout_advance_rate = Decimal::new(5, 1)).await;
-    let (finance, provider, _, _) = subsidised_market(&app).await;
+    let Subsidised { finance, provider, .. } = subsidised_market(&app).await;
     let p = position(&app, &finance, &provider).await;
     assert_eq!((p["advance_allowed"].as_str(), p["payable_now"].as_str()), (Some("4000"), Some("6000")));
     expect_problem(pay(&app, &finance, &provider, "6001").await, 422, "validation_failed").await;
