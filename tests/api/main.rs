@@ -9,6 +9,7 @@ mod idempotency;
 mod ledger_bank;
 mod ledger_entries;
 mod market;
+mod model;
 mod operations;
 mod order_hours;
 mod payouts;
