@@ -394,12 +394,53 @@ pub async fn list_grants(
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     pub programme_id: Uuid,
-    pub period_start: DateTime<Utc>,
-    pub period_end: DateTime<Utc>,
+    /// Start of the period (inclusive); with `period_end`, instead of `month`.
+    pub period_start: Option<DateTime<Utc>>,
+    /// End of the period (exclusive).
+    pub period_end: Option<DateTime<Utc>>,
+    /// A calendar month, `YYYY-MM`, in the programme office's zone
+    /// (`GPUHOUR_TIME_ZONE`, Asia/Seoul by default): instead of the two instants.
+    pub month: Option<String>,
+}
+
+/// The first day of a `YYYY-MM` month and of the month after it.
+pub fn month_days(month: &str) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+    let bytes = month.as_bytes();
+    if bytes.len() != 7 || bytes[4] != b'-' {
+        return None;
+    }
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
+    let next = first.checked_add_months(chrono::Months::new(1))?;
+    Some((first, next))
+}
+
+/// The instants a month's first days begin at in `zone` (PostgreSQL knows the zones).
+async fn month_bounds(
+    conn: &mut diesel_async::AsyncPgConnection,
+    (first, next): (chrono::NaiveDate, chrono::NaiveDate),
+    zone: &str,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Bounds {
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        start: DateTime<Utc>,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        end: DateTime<Utc>,
+    }
+    let b: Bounds =
+        diesel::sql_query("SELECT $1::timestamp AT TIME ZONE $3 AS start, $2::timestamp AT TIME ZONE $3 AS end")
+            .bind::<diesel::sql_types::Timestamp, _>(first.and_time(chrono::NaiveTime::MIN))
+            .bind::<diesel::sql_types::Timestamp, _>(next.and_time(chrono::NaiveTime::MIN))
+            .bind::<diesel::sql_types::Text, _>(zone)
+            .get_result(conn)
+            .await?;
+    Ok((b.start, b.end))
 }
 
 /// Gathers every settled subsidy of a period not yet claimed into a draft
-/// claim, with lines per provider and per tenant. Roles: finance, admin.
+/// claim, with lines per provider and per tenant. The period is two instants
+/// (`[period_start, period_end)`) or a `month` in the programme office's zone.
+/// Roles: finance, admin.
 #[utoipa::path(tag = "subsidy", request_body = ClaimRequest, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)), responses(
     (status = 201, body = ClaimView), (status = 409, description = "Nothing to claim", body = Problem),
@@ -413,14 +454,29 @@ pub async fn create_claim(
     body: JsonBody<ClaimRequest>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let ClaimRequest { programme_id, period_start, period_end } = body.value;
-    if period_end <= period_start {
-        return Err(ApiError::invalid("period_end", "must be after period_start"));
+    let ClaimRequest { programme_id, period_start, period_end, month } = body.value;
+    enum Period {
+        Instants(DateTime<Utc>, DateTime<Utc>),
+        Month(chrono::NaiveDate, chrono::NaiveDate),
     }
+    let period = match (period_start, period_end, month) {
+        (Some(start), Some(end), None) if end > start => Period::Instants(start, end),
+        (Some(_), Some(_), None) => return Err(ApiError::invalid("period_end", "must be after period_start")),
+        (None, None, Some(m)) => {
+            let days = month_days(&m).ok_or_else(|| ApiError::invalid("month", "must be a month, YYYY-MM"))?;
+            Period::Month(days.0, days.1)
+        }
+        _ => return Err(ApiError::invalid("period_start", "give period_start and period_end, or month")),
+    };
+    let zone = state.settings.time_zone.clone();
     let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+        let (period_start, period_end) = match period {
+            Period::Instants(start, end) => (start, end),
+            Period::Month(first, next) => month_bounds(conn, (first, next), &zone).await?,
+        };
         let now = clock.now(conn).await?;
         let claim = claims::create_claim(conn, programme_id, period_start, period_end, principal.actor(), now).await?;
         claims::view(conn, claim).await
@@ -529,4 +585,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_claim)
         .service(submit_claim)
         .service(pay_claim);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::month_days;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn months_are_year_dash_month() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).expect("date");
+        assert_eq!(month_days("2026-11"), Some((d(2026, 11, 1), d(2026, 12, 1))));
+        assert_eq!(month_days("2026-12"), Some((d(2026, 12, 1), d(2027, 1, 1))));
+        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "2026-11-01", ""] {
+            assert_eq!(month_days(bad), None, "{bad}");
+        }
+    }
 }

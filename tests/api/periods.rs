@@ -80,11 +80,15 @@ async fn usage_settled_late_falls_in_the_month_it_was_used_and_every_report_agre
     assert_eq!(receivable["debits_posted"], "1000", "{receivable:#}");
     let wallet = account(&tb, &format!("liabilities:tenant:{}:wallet", tenant.org_id));
     assert_eq!((wallet["credits_posted"].as_str(), wallet["debits_posted"].as_str()), (Some("100000"), Some("1000")));
-    // … equals the claim for the period ending at T …
-    let claim_body = json!({"programme_id": pid, "period_start": start - Duration::days(1), "period_end": boundary});
+    // … equals the claim for the month ending at T (a month in Seoul) …
+    let bad = json!({"programme_id": pid, "month": "2026-13"});
+    crate::helpers::expect_problem(app.post("/v1/claims", &finance, &bad, None).await, 422, "validation_failed").await;
+    let claim_body = json!({"programme_id": pid, "month": month(start)});
     let (status, claim) = json(app.post("/v1/claims", &finance, &claim_body, None).await).await;
     assert_eq!(status, 201, "{claim:#}");
     assert_eq!(claim["amount"], "1000");
+    let end: DateTime<Utc> = claim["period_end"].as_str().expect("period_end").parse().expect("instant");
+    assert_eq!(end, boundary);
     // … and the tenant's statement closing at T (own money, and subsidy paid for it).
     let statement = get(&app, &finance, &format!("/v1/reports/statements/{}?to={t}", tenant.org_id)).await;
     let section = |name: &str| {
