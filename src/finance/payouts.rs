@@ -78,7 +78,9 @@ pub async fn position(
         #[diesel(sql_type = Numeric)]
         paid: Decimal,
     }
-    // Subsidy earned: what moved between any programme's receivable and this payable.
+    // Subsidy earned: what moved between any programme's receivable and this
+    // payable. A claim counts as settled by payments and by write-offs: an
+    // amount the programme disallowed is the operator's loss, not the provider's.
     let earned: Earned = diesel::sql_query(
         "SELECT coalesce(sum(CASE WHEN p.credit_account_id = $1 THEN p.amount ELSE -p.amount END), 0) AS amount \
          FROM postings p \
@@ -91,7 +93,8 @@ pub async fn position(
     .await?;
     let lines: Vec<ClaimLine> = diesel::sql_query(
         "SELECT c.amount AS claim_amount, sum(ci.amount) AS line, \
-                coalesce((SELECT sum(cp.amount) FROM claim_payments cp WHERE cp.claim_id = c.id), 0) AS paid \
+                coalesce((SELECT sum(cp.amount) FROM claim_payments cp WHERE cp.claim_id = c.id), 0) \
+                + coalesce((SELECT sum(w.amount) FROM claim_write_offs w WHERE w.claim_id = c.id), 0) AS paid \
          FROM claim_items ci JOIN claims c ON c.id = ci.claim_id JOIN programmes pr ON pr.id = c.programme_id \
          WHERE ci.provider_org_id = $1 AND pr.currency = $2 \
          GROUP BY c.id, c.amount",

@@ -63,6 +63,10 @@ async fn a_disallowed_amount_is_written_off_and_the_books_still_agree() {
     assert_eq!(post(&app, &m.finance, &format!("{claim_path}/submit"), json!({})).await.0, 200);
     let payment = json!({"amount": "7000", "reference": "MSIT-7000"});
     assert_eq!(post(&app, &m.finance, &format!("{claim_path}/payments"), payment).await.0, 201);
+    let payable_now = |s: Value| s["payout_positions"][0]["payable_now"].as_str().expect("payable now").to_string();
+    let statement = format!("/v1/reports/statements/{}?currency=KRW", m.provider.org_id);
+    let (_, before) = json(app.get(&statement, &m.finance).await).await;
+    assert_eq!(payable_now(before), "9000", "1,000 of subsidy still awaited");
     let (status, written) = post(&app, &m.finance, &format!("{claim_path}/write-offs"), off).await;
     assert_eq!(status, 201, "{written:#}");
     assert_eq!(
@@ -74,6 +78,9 @@ async fn a_disallowed_amount_is_written_off_and_the_books_still_agree() {
         (r["claimed"].as_str(), r["paid"].as_str(), r["written_off"].as_str(), r["outstanding"].as_str()),
         (Some("8000"), Some("7000"), Some("1000"), Some("0"))
     );
+    // The operator bears the disallowed amount: the provider is owed all it earned.
+    let (_, after) = json(app.get(&statement, &m.finance).await).await;
+    assert_eq!(payable_now(after), "10000");
     // Nothing is left to write off.
     let more = json!({"amount": "1", "reason": "again"});
     expect_problem(

@@ -1,8 +1,9 @@
 //! A model-checked ledger (issue 8): random sequences of every money operation
 //! — deposits, orders (capacity, funds and grant caps), clock moves and
 //! settlement, outages (partial, overlapping, before and after settlement),
-//! cancellations, payouts, grant closes and withdrawals, claims and their
-//! payments, adjustments and their reversals — run against the real service
+//! cancellations, payouts, grant closes and withdrawals, claims (some voided
+//! as drafts) with their payments and write-offs, credit notes, adjustments and
+//! their reversals — run against the real service
 //! and database, while a small in-memory model of the money predicts every
 //! answer and every figure. After each step the wallets, payables, the
 //! provider receivables, the grants, the programme report and the bank are
@@ -120,6 +121,15 @@ struct Claim {
     lines: Vec<Decimal>,
     amount: Decimal,
     paid: Decimal,
+    written_off: Decimal,
+}
+
+/// Subsidy given back to the programme for a grant, taken off a provider.
+#[derive(Debug, Clone)]
+struct CreditNote {
+    grant: usize,
+    provider: usize,
+    amount: Decimal,
 }
 
 struct Model {
@@ -132,6 +142,7 @@ struct Model {
     /// What each provider owes back (outage credits after it was paid out).
     owed: Vec<Decimal>,
     claims: Vec<Claim>,
+    credit_notes: Vec<CreditNote>,
     claimed: Decimal,
     claim_paid: Decimal,
     adjustments: Decimal,
@@ -145,15 +156,25 @@ impl Model {
         let pending: Decimal = mine.map(|o| o.pending(o.tenant_amount)).sum();
         (self.deposits[tenant] - posted, pending)
     }
+    fn credited_to(&self, provider: usize) -> Decimal {
+        self.credit_notes.iter().filter(|c| c.provider == provider).map(|c| c.amount).sum()
+    }
     fn earned(&self, provider: usize) -> Decimal {
+        -self.credited_to(provider)
+            + self
+                .orders
+                .iter()
+                .filter(|o| self.listings[o.listing].provider == provider)
+                .map(|o| o.posted(o.tenant_amount) + o.posted(o.subsidy) - o.posted(o.fee))
+                .sum::<Decimal>()
+    }
+    fn subsidy_earned(&self, provider: usize) -> Decimal {
         self.orders
             .iter()
             .filter(|o| self.listings[o.listing].provider == provider)
-            .map(|o| o.posted(o.tenant_amount) + o.posted(o.subsidy) - o.posted(o.fee))
-            .sum()
-    }
-    fn subsidy_earned(&self, provider: usize) -> Decimal {
-        self.orders.iter().filter(|o| self.listings[o.listing].provider == provider).map(|o| o.posted(o.subsidy)).sum()
+            .map(|o| o.posted(o.subsidy))
+            .sum::<Decimal>()
+            - self.credited_to(provider)
     }
     fn payable(&self, provider: usize) -> Decimal {
         self.earned(provider) - self.cash_paid_out[provider] + self.owed[provider]
@@ -167,10 +188,12 @@ impl Model {
             .iter()
             .map(|c| {
                 let line = c.lines[provider];
-                if line <= Decimal::ZERO || c.amount <= Decimal::ZERO || c.paid >= c.amount {
+                // A write-off settles a claim as a payment does: the operator's loss.
+                let settled = c.paid + c.written_off;
+                if line <= Decimal::ZERO || c.amount <= Decimal::ZERO || settled >= c.amount {
                     line
                 } else {
-                    floor0(line * c.paid / c.amount)
+                    floor0(line * settled / c.amount)
                 }
             })
             .sum();
@@ -180,14 +203,16 @@ impl Model {
     }
     fn grant_used(&self, g: usize) -> (Decimal, Decimal) {
         let of = self.orders.iter().filter(|o| o.grant == Some(g));
-        (of.clone().map(|o| o.posted(o.subsidy)).sum(), of.map(|o| o.pending(o.subsidy)).sum())
+        let credited: Decimal = self.credit_notes.iter().filter(|c| c.grant == g).map(|c| c.amount).sum();
+        (of.clone().map(|o| o.posted(o.subsidy)).sum::<Decimal>() - credited, of.map(|o| o.pending(o.subsidy)).sum())
     }
     fn grant_left(&self, g: usize) -> Decimal {
         let (spent, committed) = self.grant_used(g);
         self.grants[g].amount - spent - committed - self.grants[g].released
     }
     fn subsidy_posted(&self) -> Decimal {
-        self.orders.iter().map(|o| o.posted(o.subsidy)).sum()
+        self.orders.iter().map(|o| o.posted(o.subsidy)).sum::<Decimal>()
+            - self.credit_notes.iter().map(|c| c.amount).sum::<Decimal>()
     }
     fn subsidy_pending(&self) -> Decimal {
         self.orders.iter().map(|o| o.pending(o.subsidy)).sum()
@@ -327,6 +352,7 @@ async fn world(seed: u64, rng: &mut StdRng) -> World {
             cash_paid_out: vec![Decimal::ZERO; 2],
             owed: vec![Decimal::ZERO; 2],
             claims: Vec::new(),
+            credit_notes: Vec::new(),
             claimed: Decimal::ZERO,
             claim_paid: Decimal::ZERO,
             adjustments: Decimal::ZERO,
@@ -600,12 +626,19 @@ async fn claim(w: &mut World, rng: &mut StdRng, seed: u64) {
         w.fail(seed, format!("claim of {}, model {expected}", c["amount"]));
     }
     let path = format!("/v1/claims/{}", c["id"].as_str().expect("id"));
+    if rng.random_bool(0.2) {
+        // A draft voided: its postings are claimable again.
+        let (status, v) = w.post(&format!("{path}/void"), &w.finance.clone(), json!({"reason": "model"})).await;
+        assert_eq!(status, 200, "{v:#}");
+        w.log.push("  voided".into());
+        return;
+    }
     let (status, _) = w.post(&format!("{path}/submit"), &w.finance.clone(), json!({})).await;
     assert_eq!(status, 200);
     w.m.claimed += expected;
     let lines: Vec<Decimal> =
         (0..2).map(|p| w.m.subsidy_earned(p) - w.m.claims.iter().map(|c| c.lines[p]).sum::<Decimal>()).collect();
-    w.m.claims.push(Claim { lines, amount: expected, paid: Decimal::ZERO });
+    w.m.claims.push(Claim { lines, amount: expected, paid: Decimal::ZERO, written_off: Decimal::ZERO });
     if expected > Decimal::ZERO && rng.random_bool(0.8) {
         let amount = Decimal::from(rng.random_range(1..=expected.to_i64().unwrap_or(1)));
         let body = json!({"amount": amount.to_string(), "reference": format!("MSIT-{}", uuid::Uuid::now_v7())});
@@ -614,6 +647,17 @@ async fn claim(w: &mut World, rng: &mut StdRng, seed: u64) {
         w.m.claim_paid += amount;
         if let Some(c) = w.m.claims.last_mut() {
             c.paid += amount;
+        }
+        let open = expected - amount;
+        if open > Decimal::ZERO && rng.random_bool(0.5) {
+            let off = Decimal::from(rng.random_range(1..=open.to_i64().unwrap_or(1)));
+            let body = json!({"amount": off.to_string(), "reason": "disallowed"});
+            let (status, v) = w.post(&format!("{path}/write-offs"), &w.finance.clone(), body).await;
+            assert_eq!(status, 201, "{v:#}");
+            if let Some(c) = w.m.claims.last_mut() {
+                c.written_off += off;
+            }
+            w.log.push(format!("  wrote off {off}"));
         }
         w.log.push(format!("  paid {amount}"));
     }
@@ -646,6 +690,37 @@ async fn close_or_withdraw(w: &mut World, rng: &mut StdRng, seed: u64) {
         assert_eq!(status, 200, "{v:#}");
         w.m.grants[g].released += left.max(Decimal::ZERO);
         w.m.grants[g].closed = true;
+    }
+}
+
+async fn credit_note(w: &mut World, rng: &mut StdRng, seed: u64) {
+    let funded: Vec<usize> = (0..w.m.grants.len()).filter(|&g| w.m.grant_used(g).0 > Decimal::ZERO).collect();
+    if funded.is_empty() {
+        return;
+    }
+    let g = funded[rng.random_range(0..funded.len())];
+    let spent = w.m.grant_used(g).0;
+    let provider = rng.random_range(0..2);
+    let over = rng.random_bool(0.15);
+    let amount =
+        if over { spent + Decimal::ONE } else { Decimal::from(rng.random_range(1..=spent.to_i64().unwrap_or(1))) };
+    let body = json!({"grant_id": w.m.grants[g].id, "provider_org_id": w.providers[provider].org_id,
+        "amount": amount.to_string(), "reason": "model goodwill"});
+    let path = format!("/v1/programmes/{}/credit-notes", w.programme["id"].as_str().expect("id"));
+    let payable_before = w.m.payable(provider);
+    let (status, v) = w.post(&path, &w.finance.clone(), body).await;
+    w.log.push(format!("credit note {amount} for grant {g} (spent {spent}) from provider {provider}: {status}"));
+    let expected = if over { 422 } else { 201 };
+    if status != expected {
+        w.fail(seed, format!("credit note answered {status}, model {expected}: {v:#}"));
+    }
+    if status == 201 {
+        w.m.credit_notes.push(CreditNote { grant: g, provider, amount });
+        if w.m.grants[g].closed {
+            w.m.grants[g].released += amount;
+        }
+        let owed_after = (-(payable_before - amount)).max(Decimal::ZERO);
+        w.m.owed[provider] += (owed_after - (-payable_before).max(Decimal::ZERO)).max(Decimal::ZERO);
     }
 }
 
@@ -683,7 +758,8 @@ async fn run(seed: u64, steps: usize) {
             71..=80 => outage(&mut w, &mut rng).await,
             81..=87 => payout(&mut w, &mut rng, seed).await,
             88..=93 => claim(&mut w, &mut rng, seed).await,
-            94..=96 => close_or_withdraw(&mut w, &mut rng, seed).await,
+            94..=95 => close_or_withdraw(&mut w, &mut rng, seed).await,
+            96 => credit_note(&mut w, &mut rng, seed).await,
             _ => adjust_and_maybe_reverse(&mut w, &mut rng).await,
         }
         w.check(seed).await;
