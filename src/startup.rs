@@ -211,6 +211,7 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .configure(auth::routes::configure)
             .service(crate::audit::routes::audit_log)
             .configure(ledger::routes::configure)
+            .configure(ledger::period_routes::configure)
             .configure(crate::market::routes::configure)
             .service(crate::finance::deposits::create_deposit)
             .configure(crate::subsidy::routes::configure)

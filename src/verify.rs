@@ -3,7 +3,8 @@
 //! and the pending remainders, `ledger::verify`) and the marketplace's
 //! (invariant 5: each order charged for its hours and no more, `market::verify`)
 //! and the claims' (invariant 6: each settled subsidy in one live claim at
-//! most, each claim the sum of its items, `subsidy::verify`).
+//! most, each claim the sum of its items, `subsidy::verify`) and the closed
+//! periods' (invariant 7: the hash chain over their postings, `ledger::periods`).
 
 use diesel_async::AsyncPgConnection;
 
@@ -15,5 +16,6 @@ pub async fn verify(conn: &mut AsyncPgConnection) -> Result<VerifyReport, Ledger
     let mut differences = ledger_verify::verify(conn).await?.differences;
     differences.extend(crate::market::verify::orders_agree(conn).await?);
     differences.extend(crate::subsidy::verify::claims_agree(conn).await?);
+    differences.extend(crate::ledger::periods::chain_agrees(conn).await?);
     Ok(VerifyReport::from(differences))
 }

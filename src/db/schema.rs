@@ -332,6 +332,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    closed_periods (period) {
+        period -> Text,
+        starts_at -> Timestamptz,
+        ends_at -> Timestamptz,
+        time_zone -> Text,
+        postings -> Int8,
+        previous_hash -> Nullable<Text>,
+        hash -> Text,
+        trial_balance -> Jsonb,
+        closed_by -> Nullable<Uuid>,
+        closed_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     journal_entries,
@@ -356,4 +371,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     payouts,
     credit_notes,
     claim_write_offs,
+    closed_periods,
 );

@@ -216,6 +216,7 @@ impl From<LedgerError> for ApiError {
             }
             FloorBroken { .. } => ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", e.to_string()),
             EntryNotFound(id) => ApiError::not_found(format!("journal entry {id} does not exist")),
+            PeriodClosed => ApiError::new(StatusCode::CONFLICT, "period_closed", e.to_string()),
             Corrupt(_) => ApiError::internal(e),
             Database(db) => ApiError::from(db.0),
         }

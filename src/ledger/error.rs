@@ -36,6 +36,10 @@ pub enum LedgerError {
     NotReversible(String),
     #[error("ledger data is inconsistent: {0}")]
     Corrupt(String),
+    /// The entry's effective_at falls in a closed period (the database's own
+    /// trigger refuses it): post a correction in the open period instead.
+    #[error("the entry falls in a closed period: post it in the open period, referring to what it corrects")]
+    PeriodClosed,
     #[error("database error")]
     Database(#[source] DbError),
 }
@@ -53,6 +57,11 @@ impl PartialEq for DbError {
 
 impl From<diesel::result::Error> for LedgerError {
     fn from(e: diesel::result::Error) -> Self {
+        if let diesel::result::Error::DatabaseError(_, info) = &e
+            && info.constraint_name() == Some("period_closed")
+        {
+            return LedgerError::PeriodClosed;
+        }
         LedgerError::Database(DbError(e))
     }
 }

@@ -4,11 +4,14 @@
 //! - `rules`: what postings do to balances, and what is refused (no database);
 //! - `store`: writing entries inside the caller's transaction;
 //! - `queries`: statements, point-in-time figures; `verify`: the invariants;
-//! - `chart`: the account codes; `routes`: finance's HTTP routes.
+//! - `periods`: closing months, the hash chain over their postings;
+//! - `chart`: the account codes; `routes`, `period_routes`: finance's HTTP routes.
 
 pub mod chart;
 pub mod error;
 pub mod model;
+pub mod period_routes;
+pub mod periods;
 pub mod queries;
 pub mod routes;
 pub mod rules;

@@ -317,6 +317,9 @@ pub struct NewAdjustment {
     pub memo: String,
     pub currency: Currency,
     pub reference: Option<String>,
+    /// When the correction takes effect: now when absent; never in the future,
+    /// and never in a closed period (409 `period_closed`).
+    pub effective_at: Option<DateTime<Utc>>,
     pub postings: Vec<AdjustmentPosting>,
 }
 
@@ -473,7 +476,13 @@ pub async fn create_adjustment(
                 .await?;
                 movements.push(Movement::posted(debit, credit, amount));
             }
-            let mut entry = NewEntry::new(EntryKind::Adjustment, clock.now(conn).await?, movements);
+            let now = clock.now(conn).await?;
+            let effective_at = match adjustment.effective_at {
+                Some(at) if at > now => return Err(ApiError::invalid("effective_at", "must not be in the future")),
+                Some(at) => at,
+                None => now,
+            };
+            let mut entry = NewEntry::new(EntryKind::Adjustment, effective_at, movements);
             entry.actor = principal.actor();
             entry.memo = memo;
             entry.reference = adjustment.reference.clone();

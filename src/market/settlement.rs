@@ -109,6 +109,12 @@ async fn settle_hours(
     upto: i32,
 ) -> Result<Vec<Uuid>, ApiError> {
     let currency = order.currency()?;
+    if order.settled_hours >= upto.min(order.hours) {
+        return Ok(Vec::new());
+    }
+    // An hour in a closed period is settled in the open one: the closed
+    // period's books are final (the database refuses entries dated in it).
+    let open_from = crate::ledger::periods::closed_until(conn).await?;
     let mut entry_ids = Vec::new();
     for hour in order.settled_hours..upto.min(order.hours) {
         let mut movements = Vec::new();
@@ -128,7 +134,8 @@ async fn settle_hours(
         if movements.is_empty() {
             continue;
         }
-        let mut entry = NewEntry::new(EntryKind::Settlement, orders::hour_at(order, hour), movements);
+        let dated = orders::hour_at(order, hour).max(open_from.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        let mut entry = NewEntry::new(EntryKind::Settlement, dated, movements);
         entry.memo = format!("order {}: hour {} of {}", order.id, hour + 1, order.hours);
         entry.metadata = serde_json::json!({"order_id": order.id, "from_hour": hour, "to_hour": hour + 1});
         entry_ids.push(ledger_store::post_entry(conn, entry).await?.id);

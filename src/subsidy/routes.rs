@@ -415,7 +415,7 @@ pub fn month_days(month: &str) -> Option<(chrono::NaiveDate, chrono::NaiveDate)>
 }
 
 /// The instants a month's first days begin at in `zone` (PostgreSQL knows the zones).
-async fn month_bounds(
+pub async fn month_bounds(
     conn: &mut diesel_async::AsyncPgConnection,
     (first, next): (chrono::NaiveDate, chrono::NaiveDate),
     zone: &str,

@@ -13,5 +13,6 @@ mod model;
 mod operations;
 mod order_hours;
 mod payouts;
+mod period_close;
 mod periods;
 mod subsidy;
