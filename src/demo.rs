@@ -282,7 +282,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
             now,
         )
         .await?;
-        crate::subsidy::claims::submit(c, claim.id, now).await
+        crate::subsidy::claims::submit(c, claim.id, finance_actor, now).await
     })
     .await
     .map_err(api)?;

@@ -216,6 +216,7 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .service(crate::finance::deposits::create_deposit)
             .configure(crate::subsidy::routes::configure)
             .configure(crate::subsidy::correction_routes::configure)
+            .configure(crate::subsidy::advance_routes::configure)
             .service(crate::finance::payouts::create_payout)
             .service(crate::finance::reports::programme_report)
             .service(crate::finance::reports::statement)

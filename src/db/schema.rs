@@ -347,6 +347,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    programme_advances (id) {
+        id -> Uuid,
+        programme_id -> Uuid,
+        amount -> Numeric,
+        reference -> Text,
+        received_at -> Timestamptz,
+        journal_entry_id -> Uuid,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    claim_advance_applications (id) {
+        id -> Uuid,
+        claim_id -> Uuid,
+        amount -> Numeric,
+        journal_entry_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     journal_entries,
@@ -372,4 +395,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     credit_notes,
     claim_write_offs,
     closed_periods,
+    programme_advances,
+    claim_advance_applications,
 );

@@ -94,7 +94,8 @@ pub async fn position(
     let lines: Vec<ClaimLine> = diesel::sql_query(
         "SELECT c.amount AS claim_amount, sum(ci.amount) AS line, \
                 coalesce((SELECT sum(cp.amount) FROM claim_payments cp WHERE cp.claim_id = c.id), 0) \
-                + coalesce((SELECT sum(w.amount) FROM claim_write_offs w WHERE w.claim_id = c.id), 0) AS paid \
+                + coalesce((SELECT sum(w.amount) FROM claim_write_offs w WHERE w.claim_id = c.id), 0) \
+                + coalesce((SELECT sum(a.amount) FROM claim_advance_applications a WHERE a.claim_id = c.id), 0) AS paid \
          FROM claim_items ci JOIN claims c ON c.id = ci.claim_id JOIN programmes pr ON pr.id = c.programme_id \
          WHERE ci.provider_org_id = $1 AND pr.currency = $2 \
          GROUP BY c.id, c.amount",

@@ -71,7 +71,13 @@ pub struct ProgrammeReport {
     pub paid: String,
     /// Claimed but disallowed by the programme, written off.
     pub written_off: String,
-    /// claimed − paid − written off.
+    /// Tranches the programme paid in advance of its claims.
+    pub advanced: String,
+    /// Of that, what settled submitted claims.
+    pub advance_applied: String,
+    /// Of that, what no claim has used yet (the programme's money the operator holds).
+    pub advance_unapplied: String,
+    /// claimed − paid − written off − advance applied.
     pub outstanding: String,
     /// Spent but not yet in any submitted claim.
     pub unclaimed: String,
@@ -99,6 +105,12 @@ struct Figures {
     paid: Decimal,
     #[diesel(sql_type = Numeric)]
     written_off: Decimal,
+    #[diesel(sql_type = Numeric)]
+    advanced: Decimal,
+    #[diesel(sql_type = Numeric)]
+    advance_applied: Decimal,
+    #[diesel(sql_type = Numeric)]
+    advance_unapplied: Decimal,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -147,7 +159,8 @@ pub async fn report(
          available_accounts AS (SELECT a.id FROM accounts a JOIN g ON a.code = 'budget:grant:' || g.id::text || ':available' WHERE a.currency = $2), \
          unallocated AS (SELECT * FROM accounts WHERE code = 'budget:programme:' || $1::text || ':unallocated' AND currency = $2), \
          appropriation AS (SELECT * FROM accounts WHERE code = 'budget:programme:' || $1::text || ':appropriation' AND currency = $2), \
-         receivable AS (SELECT * FROM accounts WHERE code = 'assets:subsidy-receivable:' || $1::text AND currency = $2) \
+         receivable AS (SELECT * FROM accounts WHERE code = 'assets:subsidy-receivable:' || $1::text AND currency = $2), \
+         advance AS (SELECT * FROM accounts WHERE code = 'liabilities:programme:' || $1::text || ':advance' AND currency = $2) \
          SELECT \
            coalesce((SELECT debits_posted - credits_posted FROM appropriation), 0) AS budget, \
            coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
@@ -161,7 +174,12 @@ pub async fn report(
            coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
                      WHERE e.kind = 'claim_payment' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS paid, \
            coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-                     WHERE e.kind = 'subsidy_write_off' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS written_off",
+                     WHERE e.kind = 'subsidy_write_off' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS written_off, \
+           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+                     WHERE e.kind = 'advance' AND p.credit_account_id IN (SELECT id FROM advance)), 0) AS advanced, \
+           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+                     WHERE e.kind = 'advance_application' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS advance_applied, \
+           coalesce((SELECT credits_posted - debits_posted FROM advance), 0) AS advance_unapplied",
     )
     .bind::<SqlUuid, _>(programme)
     .bind::<Text, _>(c.code())
@@ -183,7 +201,10 @@ pub async fn report(
         claimed: format_amount(f.claimed, c),
         paid: format_amount(f.paid, c),
         written_off: format_amount(f.written_off, c),
-        outstanding: format_amount(f.claimed - f.paid - f.written_off, c),
+        advanced: format_amount(f.advanced, c),
+        advance_applied: format_amount(f.advance_applied, c),
+        advance_unapplied: format_amount(f.advance_unapplied, c),
+        outstanding: format_amount(f.claimed - f.paid - f.written_off - f.advance_applied, c),
         unclaimed: format_amount(f.spent - f.claimed, c),
         groups,
     })

@@ -51,6 +51,7 @@ use utoipa::{Modify, OpenApi};
         crate::subsidy::routes::pay_claim,
         crate::ledger::period_routes::close_period,
         crate::ledger::period_routes::list_periods,
+        crate::subsidy::advance_routes::record_advance,
         crate::subsidy::correction_routes::void_claim,
         crate::subsidy::correction_routes::write_off,
         crate::subsidy::correction_routes::credit_note,

@@ -86,6 +86,11 @@ pub fn subsidy_receivable_code(programme: Uuid) -> String {
     format!("assets:subsidy-receivable:{programme}")
 }
 
+/// What the programme paid in advance and no claim has used yet.
+pub fn programme_advance_code(programme: Uuid) -> String {
+    format!("liabilities:programme:{programme}:advance")
+}
+
 pub fn appropriation_code(programme: Uuid) -> String {
     format!("budget:programme:{programme}:appropriation")
 }
@@ -112,6 +117,8 @@ pub fn programme_accounts(programme: Uuid, currency: Currency) -> Vec<NewAccount
             ..account(appropriation_code(programme), currency, AccountType::Memo, None)
         },
         account(unallocated_code(programme), currency, AccountType::Memo, Some(Floor::NoOverdraft)),
+        // Never applied beyond what was received.
+        account(programme_advance_code(programme), currency, AccountType::Liability, Some(Floor::NoOverdraft)),
     ]
 }
 

@@ -95,6 +95,10 @@ pub enum EntryKind {
     CreditNote,
     /// A claimed amount the programme disallowed, written off the receivable.
     SubsidyWriteOff,
+    /// A tranche the programme paid in advance of its claims.
+    Advance,
+    /// Unapplied advance settling (part of) a submitted claim.
+    AdvanceApplication,
 }
 text_enum!(EntryKind {
     Deposit => "deposit", Order => "order", Settlement => "settlement",
@@ -102,6 +106,7 @@ text_enum!(EntryKind {
     ClaimPayment => "claim_payment", ProgrammeBudget => "programme_budget", Grant => "grant",
     GrantRelease => "grant_release", Adjustment => "adjustment", Reversal => "reversal",
     CreditNote => "credit_note", SubsidyWriteOff => "subsidy_write_off",
+    Advance => "advance", AdvanceApplication => "advance_application",
 });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

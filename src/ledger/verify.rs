@@ -210,8 +210,8 @@ struct ProgrammeFigures {
 
 /// Invariant 4: for each programme, the subsidy its grants funded (net posted
 /// balance of their `spent` accounts) equals what the programme owes (the
-/// subsidy receivable) plus what it has paid on claims and what the operator
-/// wrote off as disallowed; pending likewise.
+/// subsidy receivable) plus what it has paid on claims (in cash or from its
+/// advance) and what the operator wrote off as disallowed; pending likewise.
 async fn budget_agrees(conn: &mut AsyncPgConnection) -> Result<Vec<Difference>, LedgerError> {
     let rows: Vec<ProgrammeFigures> = diesel::sql_query(
         "WITH spent AS ( \
@@ -223,7 +223,7 @@ async fn budget_agrees(conn: &mut AsyncPgConnection) -> Result<Vec<Difference>, 
          paid AS ( \
            SELECT p.credit_account_id AS account_id, sum(p.amount) AS paid \
            FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-           WHERE e.kind IN ('claim_payment', 'subsidy_write_off') GROUP BY p.credit_account_id) \
+           WHERE e.kind IN ('claim_payment', 'subsidy_write_off', 'advance_application') GROUP BY p.credit_account_id) \
          SELECT pr.id AS programme_id, pr.currency, \
                 coalesce(s.posted, 0) AS spent_posted, coalesce(s.pending, 0) AS spent_pending, \
                 r.debits_posted - r.credits_posted AS receivable_posted, \

@@ -144,7 +144,23 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
     claims::table.find(id).select(ClaimRow::as_select()).first(conn).await.optional()
 }
 
-pub async fn submit(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<Utc>) -> Result<ClaimRow, ApiError> {
+/// Submits a draft claim, then settles it first against the programme's
+/// unapplied advance (`advances::apply`). Locks the programme, then the claim:
+/// the order every writer of a programme's claims follows.
+pub async fn submit(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<ClaimRow, ApiError> {
+    let programme_id = claims::table
+        .find(id)
+        .select(claims::programme_id)
+        .first::<Uuid>(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+    super::advances::lock_programme(conn, programme_id).await?;
     let claim = claims::table
         .find(id)
         .select(ClaimRow::as_select())
@@ -156,11 +172,16 @@ pub async fn submit(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<Utc>) 
     if claim.status != "draft" {
         return Err(ApiError::conflict(format!("the claim is {}: only a draft can be submitted", claim.status)));
     }
-    Ok(diesel::update(claims::table.find(id))
+    let submitted = diesel::update(claims::table.find(id))
         .set((claims::status.eq("submitted"), claims::submitted_at.eq(now)))
         .returning(ClaimRow::as_returning())
         .get_result(conn)
-        .await?)
+        .await?;
+    let programme = find_programme(conn, programme_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("claim without programme".into())))?;
+    super::advances::apply(conn, programme_id, programme.currency()?, actor, now).await?;
+    Ok(submitted)
 }
 
 /// Records a payment by the programme on a submitted claim: `assets:bank →`
@@ -241,7 +262,10 @@ pub struct ClaimView {
     pub paid: String,
     /// Disallowed by the programme and written off (`subsidy_write_off` entries).
     pub written_off: String,
-    /// amount − paid − written off; negative when the programme paid more than claimed.
+    /// Settled from the programme's advance (`advance_application` entries).
+    pub advance_applied: String,
+    /// amount − paid − written off − advance applied; negative when the
+    /// programme paid more than claimed.
     pub outstanding: String,
     /// Settled postings the claim holds.
     pub items: i64,
@@ -282,6 +306,16 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
         .load(conn)
         .await?;
     let paid: Decimal = payments.iter().map(|p| p.0).sum();
+    let advance_applied: Decimal = {
+        use crate::db::schema::claim_advance_applications as applications;
+        applications::table
+            .filter(applications::claim_id.eq(claim.id))
+            .select(applications::amount)
+            .load::<Decimal>(conn)
+            .await?
+            .into_iter()
+            .sum()
+    };
     let written_off: Decimal = {
         use crate::db::schema::claim_write_offs;
         claim_write_offs::table
@@ -305,7 +339,8 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
         amount: format_amount(claim.amount, currency),
         paid: format_amount(paid, currency),
         written_off: format_amount(written_off, currency),
-        outstanding: format_amount(claim.amount - paid - written_off, currency),
+        advance_applied: format_amount(advance_applied, currency),
+        outstanding: format_amount(claim.amount - paid - written_off - advance_applied, currency),
         items: items.len() as i64,
         lines_by_provider: lines(by_provider),
         lines_by_tenant: lines(by_tenant),

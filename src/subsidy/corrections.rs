@@ -113,7 +113,7 @@ pub async fn write_off(
         .await?
         .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("claim without programme".into())))?;
     let currency = programme.currency()?;
-    let open = outstanding(conn, &claim).await?;
+    let open = super::advances::outstanding(conn, &claim).await?;
     if amount > open {
         return Err(ApiError::invalid(
             "amount",

@@ -2,10 +2,13 @@
 //!
 //! - `rules`: rates, eligibility, validity as plain functions;
 //! - `programmes`: programmes and grants, and what a grant gives an order;
+//! - `advances`: tranches the programme pays ahead, applied to submitted claims;
 //! - `claims`: claiming settled subsidy from the programme, and its payments;
 //! - `corrections`: credit notes, write-offs, voided claims, grant withdrawals;
-//! - `routes`, `correction_routes`: the HTTP handlers.
+//! - `routes`, `correction_routes`, `advance_routes`: the HTTP handlers.
 
+pub mod advance_routes;
+pub mod advances;
 pub mod claims;
 pub mod correction_routes;
 pub mod corrections;

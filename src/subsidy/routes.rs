@@ -520,7 +520,7 @@ pub async fn submit_claim(
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
-        let claim = claims::submit(conn, id, now).await?;
+        let claim = claims::submit(conn, id, principal.actor(), now).await?;
         claims::view(conn, claim).await
     })
     .await

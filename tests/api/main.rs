@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod advances;
 mod auth;
 mod corrections;
 mod errors;
