@@ -233,6 +233,8 @@ diesel::table! {
         journal_entry_id -> Uuid,
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
+        settled_at -> Nullable<Timestamptz>,
+        settlement_entry_id -> Nullable<Uuid>,
     }
 }
 
@@ -370,6 +372,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    programme_refunds (id) {
+        id -> Uuid,
+        programme_id -> Uuid,
+        amount -> Numeric,
+        reference -> Text,
+        journal_entry_id -> Uuid,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     journal_entries,
@@ -397,4 +411,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     closed_periods,
     programme_advances,
     claim_advance_applications,
+    programme_refunds,
 );

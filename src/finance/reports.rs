@@ -37,7 +37,7 @@ pub enum GroupBy {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ProgrammeReportQuery {
-    /// `tenant`, `provider`, `gpu_model` or `month` (UTC, of the settlement).
+    /// `tenant`, `provider`, `gpu_model` or `month` (of the hours used, in the programme office's zone).
     #[param(value_type = Option<String>)]
     pub group_by: Option<GroupBy>,
 }

@@ -91,6 +91,11 @@ pub fn programme_advance_code(programme: Uuid) -> String {
     format!("liabilities:programme:{programme}:advance")
 }
 
+/// What the programme is owed back after its year-end settlement.
+pub fn programme_refund_due_code(programme: Uuid) -> String {
+    format!("liabilities:programme:{programme}:refund-due")
+}
+
 pub fn appropriation_code(programme: Uuid) -> String {
     format!("budget:programme:{programme}:appropriation")
 }
@@ -119,6 +124,7 @@ pub fn programme_accounts(programme: Uuid, currency: Currency) -> Vec<NewAccount
         account(unallocated_code(programme), currency, AccountType::Memo, Some(Floor::NoOverdraft)),
         // Never applied beyond what was received.
         account(programme_advance_code(programme), currency, AccountType::Liability, Some(Floor::NoOverdraft)),
+        account(programme_refund_due_code(programme), currency, AccountType::Liability, Some(Floor::NoOverdraft)),
     ]
 }
 

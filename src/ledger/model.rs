@@ -99,6 +99,10 @@ pub enum EntryKind {
     Advance,
     /// Unapplied advance settling (part of) a submitted claim.
     AdvanceApplication,
+    /// Year-end settlement: what the programme gave beyond its subsidy becomes a refund due.
+    ProgrammeSettlement,
+    /// The refund due paid back to the programme.
+    ProgrammeRefund,
 }
 text_enum!(EntryKind {
     Deposit => "deposit", Order => "order", Settlement => "settlement",
@@ -107,6 +111,7 @@ text_enum!(EntryKind {
     GrantRelease => "grant_release", Adjustment => "adjustment", Reversal => "reversal",
     CreditNote => "credit_note", SubsidyWriteOff => "subsidy_write_off",
     Advance => "advance", AdvanceApplication => "advance_application",
+    ProgrammeSettlement => "programme_settlement", ProgrammeRefund => "programme_refund",
 });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -221,9 +221,13 @@ async fn budget_agrees(conn: &mut AsyncPgConnection) -> Result<Vec<Difference>, 
            JOIN accounts a ON a.code = 'budget:grant:' || g.id::text || ':spent' AND a.currency = pr.currency \
            GROUP BY g.programme_id), \
          paid AS ( \
-           SELECT p.credit_account_id AS account_id, sum(p.amount) AS paid \
-           FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-           WHERE e.kind IN ('claim_payment', 'subsidy_write_off', 'advance_application') GROUP BY p.credit_account_id) \
+           SELECT a.id AS account_id, \
+                  sum(CASE WHEN p.credit_account_id = a.id THEN p.amount ELSE -p.amount END) AS paid \
+           FROM accounts a JOIN postings p ON p.credit_account_id = a.id OR p.debit_account_id = a.id \
+           JOIN journal_entries e ON e.id = p.entry_id \
+           WHERE a.code LIKE 'assets:subsidy-receivable:%' \
+             AND e.kind IN ('claim_payment', 'subsidy_write_off', 'advance_application', 'programme_settlement') \
+           GROUP BY a.id) \
          SELECT pr.id AS programme_id, pr.currency, \
                 coalesce(s.posted, 0) AS spent_posted, coalesce(s.pending, 0) AS spent_pending, \
                 r.debits_posted - r.credits_posted AS receivable_posted, \

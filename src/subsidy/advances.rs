@@ -51,6 +51,7 @@ pub async fn record(
     now: DateTime<Utc>,
 ) -> Result<AdvanceView, ApiError> {
     lock_programme(conn, programme_id).await?;
+    super::year_end::ensure_open(conn, programme_id).await?;
     let programme = find_programme(conn, programme_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;

@@ -72,6 +72,7 @@ pub async fn create_claim(
         .await
         .optional()?
         .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+    super::year_end::ensure_open(conn, programme_id).await?;
     let programme = find_programme(conn, programme_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;

@@ -183,6 +183,7 @@ pub async fn credit_note(
     let programme = find_programme(conn, note.programme_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("programme {} does not exist", note.programme_id)))?;
+    super::year_end::ensure_open(conn, programme.id).await?;
     let currency: Currency = programme.currency()?;
     let grant = lock_grant(conn, note.grant_id)
         .await
@@ -299,6 +300,7 @@ pub async fn withdraw(
     let programme = find_programme(conn, grant.programme_id)
         .await?
         .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("grant without programme".into())))?;
+    super::year_end::ensure_open(conn, programme.id).await?;
     let currency = programme.currency()?;
     let codes = [chart::grant_available_code(grant.id), chart::unallocated_code(programme.id)];
     let [available, unallocated] = ledger_store::required_account_ids(conn, &codes, currency).await?;

@@ -5,7 +5,8 @@
 //! - `advances`: tranches the programme pays ahead, applied to submitted claims;
 //! - `claims`: claiming settled subsidy from the programme, and its payments;
 //! - `corrections`: credit notes, write-offs, voided claims, grant withdrawals;
-//! - `routes`, `correction_routes`, `advance_routes`: the HTTP handlers.
+//! - `year_end`: settling a programme after its fiscal year, and its refund;
+//! - `routes`, `correction_routes`, `advance_routes`, `year_end_routes`: the HTTP handlers.
 
 pub mod advance_routes;
 pub mod advances;
@@ -16,3 +17,5 @@ pub mod programmes;
 pub mod routes;
 pub mod rules;
 pub mod verify;
+pub mod year_end;
+pub mod year_end_routes;

@@ -176,6 +176,7 @@ pub async fn create_grant(
     let programme = find_programme(conn, g.programme_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("programme {} does not exist", g.programme_id)))?;
+    super::year_end::ensure_open(conn, programme.id).await?;
     let currency = programme.currency()?;
     crate::auth::store::org_by_id(conn, g.tenant_org_id)
         .await?

@@ -17,3 +17,4 @@ mod payouts;
 mod period_close;
 mod periods;
 mod subsidy;
+mod year_end;

@@ -1,0 +1,211 @@
+//! Year-end settlement routes: `POST /v1/programmes/{id}/settle`,
+//! `POST /v1/programmes/{id}/refunds` and the settlement statement
+//! `GET /v1/reports/programmes/{id}/settlement`. Roles: finance, admin.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::programmes;
+use super::year_end::{self, RefundView, SettlementOutcome};
+use crate::audit::WriteContext;
+use crate::auth::Principal;
+use crate::db::schema::{grants, programme_refunds, programmes as programmes_table};
+use crate::finance::reports::{self, GroupBy, ProgrammeReport, ReportGroup};
+use crate::http::ApiError;
+use crate::http::extract::{JsonBody, parse_uuid};
+use crate::http::idempotency::{self, IdempotencyKey};
+use crate::ledger::chart;
+use crate::ledger::model::NormalSide;
+use crate::ledger::store as ledger_store;
+use crate::money::{format_amount, parse_amount};
+use crate::startup::AppState;
+
+type Problem = crate::http::problem::Problem;
+
+/// Settles a programme after its fiscal year: closes its grants, claims what
+/// is unclaimed, and books what it gave beyond its subsidy as a refund due.
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("bearer" = [])), responses(
+    (status = 200, body = SettlementOutcome), (status = 404, body = Problem), (status = 409, body = Problem),
+))]
+#[post("/v1/programmes/{id}/settle")]
+pub async fn settle_programme(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let hash = idempotency::fingerprint(&req, b"");
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+        let now = clock.now(conn).await?;
+        year_end::settle(conn, id, principal.actor(), now).await
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Decimal string in the programme's currency.
+    pub amount: String,
+    /// The bank's reference for the transfer; once per programme.
+    pub reference: String,
+}
+
+/// Records paying (part of) a settled programme's refund due back to it.
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = RefundRequest, security(("bearer" = [])), responses(
+    (status = 201, body = RefundView), (status = 404, body = Problem), (status = 409, body = Problem),
+    (status = 422, body = Problem),
+))]
+#[post("/v1/programmes/{id}/refunds")]
+pub async fn refund_programme(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+    body: JsonBody<RefundRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let reference = body.value.reference.trim().to_string();
+    if reference.is_empty() || reference.chars().count() > 200 {
+        return Err(ApiError::invalid("reference", "must be 1 to 200 characters"));
+    }
+    let raw_amount = body.value.amount.clone();
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+        let programme = programmes::find_programme(conn, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+        let amount =
+            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+        let now = clock.now(conn).await?;
+        year_end::refund(conn, id, amount, reference, principal.actor(), now).await
+    })
+    .await
+}
+
+/// One grant's part in the settlement.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GrantLine {
+    pub grant_id: Uuid,
+    pub tenant_org_id: Uuid,
+    pub status: String,
+    pub amount: String,
+    pub spent: String,
+    pub released: String,
+}
+
+/// The settlement statement: the programme's figures, what is due back or
+/// still owed, and lines per grant, tenant, provider and month.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SettlementStatement {
+    pub programme_id: Uuid,
+    pub name: String,
+    pub sponsor: String,
+    pub fiscal_year: i32,
+    pub settled_at: Option<DateTime<Utc>>,
+    pub figures: ProgrammeReport,
+    /// Still owed back to the programme.
+    pub refund_due: String,
+    /// Paid back to it.
+    pub refunded: String,
+    pub by_grant: Vec<GrantLine>,
+    pub by_tenant: Vec<ReportGroup>,
+    pub by_provider: Vec<ReportGroup>,
+    pub by_month: Vec<ReportGroup>,
+}
+
+/// The settlement statement of a programme (before settlement: as it would stand).
+#[utoipa::path(tag = "reports", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = SettlementStatement), (status = 404, body = Problem),
+))]
+#[get("/v1/reports/programmes/{id}/settlement")]
+pub async fn settlement_statement(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let mut conn = state.pool.get().await?;
+    let programme = programmes::find_programme(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+    let c = programme.currency()?;
+    let zone = state.settings.time_zone.clone();
+    let settled_at: Option<DateTime<Utc>> =
+        programmes_table::table.find(id).select(programmes_table::settled_at).first(&mut conn).await?;
+    let groups =
+        async |conn: &mut diesel_async::AsyncPgConnection, by: GroupBy| -> Result<Vec<ReportGroup>, ApiError> {
+            Ok(reports::report(conn, id, c, Some(by), &zone).await?.groups.unwrap_or_default())
+        };
+    let by_tenant = groups(&mut conn, GroupBy::Tenant).await?;
+    let by_provider = groups(&mut conn, GroupBy::Provider).await?;
+    let by_month = groups(&mut conn, GroupBy::Month).await?;
+    let figures = reports::report(&mut conn, id, c, None, &zone).await?;
+    let due = ledger_store::account_by_code(&mut conn, &chart::programme_refund_due_code(id), c)
+        .await?
+        .map(|a| a.balances().posted_balance(NormalSide::Credit))
+        .unwrap_or_default();
+    let refunded: Vec<Decimal> = programme_refunds::table
+        .filter(programme_refunds::programme_id.eq(id))
+        .select(programme_refunds::amount)
+        .load(&mut conn)
+        .await?;
+    let rows: Vec<programmes::GrantRow> = grants::table
+        .filter(grants::programme_id.eq(id))
+        .order(grants::created_at)
+        .select(programmes::GrantRow::as_select())
+        .load(&mut conn)
+        .await?;
+    let mut by_grant = Vec::with_capacity(rows.len());
+    for g in rows {
+        let spent = ledger_store::account_by_code(&mut conn, &chart::grant_spent_code(g.id), c)
+            .await?
+            .map(|a| a.balances().posted_balance(NormalSide::Credit))
+            .unwrap_or_default();
+        by_grant.push(GrantLine {
+            grant_id: g.id,
+            tenant_org_id: g.tenant_org_id,
+            status: g.status,
+            amount: format_amount(g.amount, c),
+            spent: format_amount(spent, c),
+            released: format_amount(g.released, c),
+        });
+    }
+    Ok(HttpResponse::Ok().json(SettlementStatement {
+        programme_id: id,
+        name: programme.name,
+        sponsor: programme.sponsor,
+        fiscal_year: programme.fiscal_year,
+        settled_at,
+        figures,
+        refund_due: format_amount(due, c),
+        refunded: format_amount(refunded.into_iter().sum(), c),
+        by_grant,
+        by_tenant,
+        by_provider,
+        by_month,
+    }))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(settle_programme).service(refund_programme).service(settlement_statement);
+}

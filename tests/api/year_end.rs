@@ -1,0 +1,131 @@
+//! Year-end settlement (issue 11, item 2): after its fiscal year a programme's
+//! grants are closed, what is unclaimed is claimed, and what it gave beyond
+//! its subsidy becomes a refund due (or a shortfall stays outstanding); after
+//! that it takes nothing new but its refund and payments on its claims.
+
+use chrono::{DateTime, Duration, Utc};
+use gpuhour::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{Caller, TestApp, expect_problem, json, next_hour, spawn_app, verify_is_clean};
+use crate::market::{deposit, listing, order_body, set_clock, settle};
+
+async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let (status, v) = json(app.post(path, token, &body, None).await).await;
+    (status.as_u16(), v)
+}
+
+struct Year {
+    finance: String,
+    tenant: Caller,
+    pid: String,
+    grant: String,
+    ends_at: DateTime<Utc>,
+    start: DateTime<Utc>,
+}
+
+/// A programme that ends 12 hours from now; an 80 % grant; 1 GPU × 10 hours
+/// at 1,000 bought with it (subsidy 8,000), not yet settled.
+async fn year(app: &TestApp) -> Year {
+    let finance = app.token(Role::Finance).await;
+    let provider = app.caller(Role::Provider).await;
+    let tenant = app.caller(Role::Tenant).await;
+    deposit(app, &finance, tenant.org_id, "100000").await;
+    let start = next_hour(app, &finance).await;
+    let ends_at = start + Duration::hours(12);
+    let body = json!({"name": "2026 compute voucher", "sponsor": "NIPA", "fiscal_year": 2026, "currency": "KRW",
+        "budget": "1000000", "starts_at": start - Duration::days(1), "ends_at": ends_at, "default_rate": "0.7"});
+    let (status, p) = post(app, &finance, "/v1/programmes", body).await;
+    assert_eq!(status, 201, "{p:#}");
+    let pid = p["id"].as_str().expect("id").to_string();
+    let body = json!({"tenant_org_id": tenant.org_id, "amount": "100000", "rate": "0.8",
+        "valid_from": start - Duration::days(1), "valid_until": ends_at});
+    let (status, g) = post(app, &finance, &format!("/v1/programmes/{pid}/grants"), body).await;
+    assert_eq!(status, 201, "{g:#}");
+    let l = listing(app, &provider.token, 1, "1000", start, 24).await;
+    let mut order = order_body(&l, 1, start, 10);
+    order["grant_id"] = g["id"].clone();
+    let (status, o) = post(app, &tenant.token, "/v1/orders", order).await;
+    assert_eq!((status, o["subsidy"].as_str()), (201, Some("8000")), "{o:#}");
+    Year { finance, tenant, pid, grant: g["id"].as_str().expect("id").into(), ends_at, start }
+}
+
+async fn advance(app: &TestApp, y: &Year, amount: &str, reference: &str) -> (u16, Value) {
+    let at = crate::helpers::now(app, &y.finance).await;
+    let body = json!({"amount": amount, "reference": reference, "received_at": at});
+    post(app, &y.finance, &format!("/v1/programmes/{}/advances", y.pid), body).await
+}
+
+#[tokio::test]
+async fn a_programme_advanced_more_than_it_spent_is_owed_a_refund() {
+    let app = spawn_app().await;
+    let y = year(&app).await;
+    assert_eq!(advance(&app, &y, "7000", "NIPA-ADV-1").await.0, 201);
+    assert_eq!(advance(&app, &y, "3000", "NIPA-ADV-2").await.0, 201);
+    let settle_path = format!("/v1/programmes/{}/settle", y.pid);
+    // Not before the fiscal year ends; not while an order it funded is unsettled.
+    expect_problem(app.post(&settle_path, &y.finance, &json!({}), None).await, 409, "conflict").await;
+    set_clock(&app, &y.finance, y.ends_at + Duration::hours(1)).await;
+    let pending = expect_problem(app.post(&settle_path, &y.finance, &json!({}), None).await, 409, "conflict").await;
+    assert!(pending["detail"].as_str().is_some_and(|d| d.contains("1 orders")), "{pending:#}");
+    settle(&app, &y.finance).await;
+
+    let (status, done) = post(&app, &y.finance, &settle_path, json!({})).await;
+    assert_eq!(status, 200, "{done:#}");
+    assert_eq!(
+        (done["released_now"].as_str(), done["refund_due"].as_str(), done["outstanding"].as_str()),
+        (Some("92000"), Some("2000"), Some("0"))
+    );
+    assert!(done["final_claim_id"].is_string());
+    verify_is_clean(&app, &y.finance).await;
+
+    // Settled: nothing new but the refund.
+    expect_problem(app.post(&settle_path, &y.finance, &json!({}), None).await, 409, "conflict").await;
+    let (status, _) = advance(&app, &y, "1", "NIPA-ADV-3").await;
+    assert_eq!(status, 409);
+    let grant =
+        json!({"tenant_org_id": y.tenant.org_id, "amount": "1", "valid_from": y.start, "valid_until": y.ends_at});
+    expect_problem(
+        app.post(&format!("/v1/programmes/{}/grants", y.pid), &y.finance, &grant, None).await,
+        409,
+        "conflict",
+    )
+    .await;
+    let refunds = format!("/v1/programmes/{}/refunds", y.pid);
+    let too_much = json!({"amount": "2001", "reference": "REF-1"});
+    expect_problem(app.post(&refunds, &y.finance, &too_much, None).await, 422, "validation_failed").await;
+    let (status, refund) = post(&app, &y.finance, &refunds, json!({"amount": "2000", "reference": "REF-1"})).await;
+    assert_eq!((status, refund["refund_due"].as_str()), (201, Some("0")), "{refund:#}");
+
+    let (_, statement) = json(app.get(&format!("/v1/reports/programmes/{}/settlement", y.pid), &y.finance).await).await;
+    assert_eq!((statement["refund_due"].as_str(), statement["refunded"].as_str()), (Some("0"), Some("2000")));
+    assert_eq!(
+        statement["by_grant"],
+        json!([{"grant_id": y.grant, "tenant_org_id": y.tenant.org_id, "status": "closed", "amount": "100000",
+            "spent": "8000", "released": "92000"}])
+    );
+    let f = &statement["figures"];
+    assert_eq!(
+        ["spent", "claimed", "advanced", "advance_applied", "advance_unapplied", "outstanding"].map(|k| f[k].as_str()),
+        [Some("8000"), Some("8000"), Some("10000"), Some("8000"), Some("0"), Some("0")]
+    );
+    verify_is_clean(&app, &y.finance).await;
+}
+
+#[tokio::test]
+async fn a_shortfall_stays_outstanding_for_a_cash_payment() {
+    let app = spawn_app().await;
+    let y = year(&app).await;
+    assert_eq!(advance(&app, &y, "5000", "NIPA-ADV-1").await.0, 201);
+    set_clock(&app, &y.finance, y.ends_at + Duration::hours(1)).await;
+    settle(&app, &y.finance).await;
+    let (status, done) = post(&app, &y.finance, &format!("/v1/programmes/{}/settle", y.pid), json!({})).await;
+    assert_eq!(status, 200, "{done:#}");
+    assert_eq!((done["refund_due"].as_str(), done["outstanding"].as_str()), (Some("0"), Some("3000")));
+    // The programme pays the rest on the final claim.
+    let claim = format!("/v1/claims/{}", done["final_claim_id"].as_str().expect("claim"));
+    let (status, paid) =
+        post(&app, &y.finance, &format!("{claim}/payments"), json!({"amount": "3000", "reference": "NIPA-F"})).await;
+    assert_eq!((status, paid["outstanding"].as_str()), (201, Some("0")), "{paid:#}");
+    verify_is_clean(&app, &y.finance).await;
+}
