@@ -42,6 +42,9 @@ pub struct Settings {
     /// provider's settled subsidy that may be paid out before the programme has
     /// paid it to the operator.
     pub payout_advance_rate: Decimal,
+    /// `GPUHOUR_BANK_MATCH_DAYS`: how many days apart a bank line and a ledger
+    /// entry of the same amount may be for the matcher to suggest them (default 3).
+    pub bank_match_days: i64,
 }
 
 /// The zone days and months are counted in when `GPUHOUR_TIME_ZONE` is not set.
@@ -64,6 +67,7 @@ impl std::fmt::Debug for Settings {
             .field("admin_password", &self.admin_password.as_ref().map(|_| "<redacted>"))
             .field("time_zone", &self.time_zone)
             .field("payout_advance_rate", &self.payout_advance_rate)
+            .field("bank_match_days", &self.bank_match_days)
             .finish()
     }
 }
@@ -168,6 +172,7 @@ impl Settings {
         Ok(Settings {
             time_zone,
             payout_advance_rate,
+            bank_match_days: parse_number("GPUHOUR_BANK_MATCH_DAYS", 3)?.min(366) as i64,
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
             bind: get("GPUHOUR_BIND").unwrap_or_else(|| DEFAULT_BIND.to_string()),
             sandbox,

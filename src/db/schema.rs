@@ -384,6 +384,45 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    bank_statements (id) {
+        id -> Uuid,
+        imported_by -> Nullable<Uuid>,
+        imported_at -> Timestamptz,
+        lines -> Int4,
+        refused -> Int4,
+    }
+}
+
+diesel::table! {
+    bank_lines (id) {
+        id -> Uuid,
+        statement_id -> Uuid,
+        row_number -> Int4,
+        value_date -> Date,
+        amount -> Numeric,
+        currency -> Text,
+        counterparty -> Text,
+        reference -> Text,
+        bank_ref -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    bank_matches (id) {
+        id -> Uuid,
+        bank_line_id -> Uuid,
+        journal_entry_id -> Uuid,
+        state -> Text,
+        method -> Text,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        removed_at -> Nullable<Timestamptz>,
+        removed_by -> Nullable<Uuid>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     journal_entries,
@@ -412,4 +451,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     programme_advances,
     claim_advance_applications,
     programme_refunds,
+    bank_statements,
+    bank_lines,
+    bank_matches,
 );

@@ -1,6 +1,9 @@
 //! Finance's operations and reports: deposits, payouts, the programme report,
 //! statements and the journal export.
 
+pub mod bank;
+pub mod bank_match;
+pub mod bank_routes;
 pub mod deposits;
 pub mod export;
 pub mod payout_policy;

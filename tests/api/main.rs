@@ -4,6 +4,7 @@ mod helpers;
 
 mod advances;
 mod auth;
+mod bank;
 mod corrections;
 mod errors;
 mod idempotency;

@@ -26,6 +26,18 @@ pub async fn listing(app: &TestApp, provider: &str, gpus: i32, price: &str, from
     listing
 }
 
+pub async fn deposit_with_reference(
+    app: &TestApp,
+    finance: &str,
+    tenant_org: uuid::Uuid,
+    amount: &str,
+    reference: &str,
+) {
+    let body = json!({"tenant_org_id": tenant_org, "amount": amount, "currency": "KRW", "reference": reference});
+    let (status, d) = json(app.post("/v1/deposits", finance, &body, None).await).await;
+    assert_eq!(status, 201, "{d:#}");
+}
+
 pub async fn deposit(app: &TestApp, finance: &str, tenant_org: uuid::Uuid, amount: &str) {
     let body = json!({"tenant_org_id": tenant_org, "amount": amount, "currency": "KRW", "reference": format!("wire-{}", uuid::Uuid::now_v7())});
     let (status, d) = json(app.post("/v1/deposits", finance, &body, None).await).await;

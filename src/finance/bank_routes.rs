@@ -1,0 +1,230 @@
+//! Bank reconciliation routes. Roles: finance, admin.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::bank::{self, BankLineView, Columns, ImportResult, Reconciliation};
+use crate::audit::WriteContext;
+use crate::auth::Principal;
+use crate::http::ApiError;
+use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::idempotency::{self, IdempotencyKey};
+use crate::money::Currency;
+use crate::startup::AppState;
+
+type Problem = crate::http::problem::Problem;
+
+/// Imports a bank statement (`text/csv`, header
+/// `date,amount,currency,counterparty,reference,bank_ref`; amounts signed, +
+/// received, − paid; other layouts name their columns in the query). A bad row
+/// refuses the file and names the row; a `bank_ref` imported before is refused
+/// line by line. The matcher then runs over every unmatched line.
+#[utoipa::path(tag = "finance", params(Columns, ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = String, content_type = "text/csv"), security(("bearer" = [])), responses(
+    (status = 201, body = ImportResult), (status = 415, body = Problem), (status = 422, body = Problem),
+))]
+#[post("/v1/bank-statements")]
+pub async fn import_statement(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    Query(columns): Query<Columns>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let is_csv = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+    if !is_csv {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the statement as text/csv",
+        ));
+    }
+    let lines = bank::parse_statement(&body, &columns)?;
+    let hash = idempotency::fingerprint(&req, &body);
+    let (clock, zone, days) = (state.clock, state.settings.time_zone.clone(), state.settings.bank_match_days);
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+        let now = clock.now(conn).await?;
+        bank::import(conn, lines, &zone, days, principal.actor(), now).await
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LineQuery {
+    /// `matched`, `suggested` or `unmatched`.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LineList {
+    pub data: Vec<BankLineView>,
+}
+
+/// Statement lines, by date, optionally of one status.
+#[utoipa::path(tag = "finance", params(LineQuery), security(("bearer" = [])), responses((status = 200, body = LineList)))]
+#[get("/v1/bank-lines")]
+pub async fn list_lines(
+    state: web::Data<AppState>,
+    principal: Principal,
+    Query(q): Query<LineQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    if let Some(s) = q.status.as_deref()
+        && !["matched", "suggested", "unmatched"].contains(&s)
+    {
+        return Err(ApiError::invalid("status", "must be matched, suggested or unmatched"));
+    }
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(LineList { data: bank::list_lines(&mut conn, q.status.as_deref()).await? }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRequest {
+    /// The entries the line is for; empty or absent confirms what was suggested.
+    #[serde(default)]
+    pub journal_entry_ids: Vec<Uuid>,
+}
+
+/// A person matches a line (or confirms its suggestion).
+#[utoipa::path(tag = "finance", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = MatchRequest, security(("bearer" = [])), responses(
+    (status = 200, body = BankLineView), (status = 404, body = Problem), (status = 409, body = Problem),
+    (status = 422, body = Problem),
+))]
+#[post("/v1/bank-lines/{id}/match")]
+pub async fn match_line(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+    body: JsonBody<MatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let entries = body.value.journal_entry_ids.clone();
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+        let now = clock.now(conn).await?;
+        bank::match_line(conn, id, entries, principal.actor(), now).await
+    })
+    .await
+}
+
+/// A person undoes a line's matches (kept in the record as removed).
+#[utoipa::path(tag = "finance", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("bearer" = [])), responses(
+    (status = 200, body = BankLineView), (status = 404, body = Problem), (status = 409, body = Problem),
+))]
+#[post("/v1/bank-lines/{id}/unmatch")]
+pub async fn unmatch_line(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let hash = idempotency::fingerprint(&req, b"");
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+        let now = clock.now(conn).await?;
+        bank::unmatch_line(conn, id, principal.actor(), now).await
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookDeposit {
+    /// The tenant the receipt's reference names.
+    pub tenant_org_id: Uuid,
+}
+
+/// Books an unmatched receipt as a deposit for a tenant and matches the line to it.
+#[utoipa::path(tag = "finance", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = BookDeposit, security(("bearer" = [])), responses(
+    (status = 201, body = BankLineView), (status = 404, body = Problem), (status = 409, body = Problem),
+    (status = 422, body = Problem),
+))]
+#[post("/v1/bank-lines/{id}/deposit")]
+pub async fn book_deposit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+    body: JsonBody<BookDeposit>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let tenant = body.value.tenant_org_id;
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let clock = state.clock;
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+        let now = clock.now(conn).await?;
+        bank::book_deposit(conn, id, tenant, principal.actor(), now).await
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReconciliationQuery {
+    /// Before this instant; now when absent.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Default KRW.
+    #[param(value_type = Option<String>)]
+    pub currency: Option<Currency>,
+}
+
+/// The bank statement balance beside `assets:bank`, with every reconciling item;
+/// `reconciled: true` when they agree with nothing unexplained.
+#[utoipa::path(tag = "reports", params(ReconciliationQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Reconciliation),
+))]
+#[get("/v1/reports/bank-reconciliation")]
+pub async fn reconciliation(
+    state: web::Data<AppState>,
+    principal: Principal,
+    Query(q): Query<ReconciliationQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let mut conn = state.pool.get().await?;
+    let as_of = match q.as_of {
+        Some(t) => t,
+        None => state.clock.now(&mut conn).await?,
+    };
+    let currency = q.currency.unwrap_or(Currency::Krw);
+    Ok(HttpResponse::Ok().json(bank::reconciliation(&mut conn, as_of, currency, &state.settings.time_zone).await?))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(import_statement)
+        .service(list_lines)
+        .service(match_line)
+        .service(unmatch_line)
+        .service(book_deposit)
+        .service(reconciliation);
+}
