@@ -219,6 +219,8 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .configure(crate::subsidy::advance_routes::configure)
             .configure(crate::subsidy::year_end_routes::configure)
             .configure(crate::finance::bank_routes::configure)
+            .configure(crate::finance::list_routes::configure)
+            .configure(crate::subsidy::list_routes::configure)
             .service(crate::finance::payouts::create_payout)
             .service(crate::finance::reports::programme_report)
             .service(crate::finance::reports::statement)

@@ -6,6 +6,7 @@ pub mod bank_match;
 pub mod bank_routes;
 pub mod deposits;
 pub mod export;
+pub mod list_routes;
 pub mod payout_policy;
 pub mod payouts;
 pub mod reports;

@@ -13,6 +13,7 @@ pub mod advances;
 pub mod claims;
 pub mod correction_routes;
 pub mod corrections;
+pub mod list_routes;
 pub mod programmes;
 pub mod routes;
 pub mod rules;

@@ -68,7 +68,7 @@ pub struct ProgrammeView {
     pub created_at: DateTime<Utc>,
 }
 
-fn programme_view(p: ProgrammeRow) -> ProgrammeView {
+pub(crate) fn programme_view(p: ProgrammeRow) -> ProgrammeView {
     let c: Currency = p.currency.parse().unwrap_or(Currency::Krw);
     let rates = p.rates().into_iter().map(|(k, v)| (k, v.normalize().to_string())).collect();
     ProgrammeView {

@@ -10,6 +10,7 @@ mod errors;
 mod idempotency;
 mod ledger_bank;
 mod ledger_entries;
+mod lists;
 mod market;
 mod model;
 mod operations;
