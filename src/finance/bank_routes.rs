@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::bank::{self, BankLineView, Columns, ImportResult, Reconciliation};
+use super::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::http::ApiError;
@@ -197,6 +198,9 @@ pub struct ReconciliationQuery {
     /// Default KRW.
     #[param(value_type = Option<String>)]
     pub currency: Option<Currency>,
+    /// `json` (default), `csv` or `xlsx`.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
 }
 
 /// The bank statement balance beside `assets:bank`, with every reconciling item;
@@ -217,7 +221,95 @@ pub async fn reconciliation(
         None => state.clock.now(&mut conn).await?,
     };
     let currency = q.currency.unwrap_or(Currency::Krw);
-    Ok(HttpResponse::Ok().json(bank::reconciliation(&mut conn, as_of, currency, &state.settings.time_zone).await?))
+    let report = bank::reconciliation(&mut conn, as_of, currency, &state.settings.time_zone).await?;
+    match q.format.unwrap_or(Format::Json) {
+        Format::Json => Ok(HttpResponse::Ok().json(report)),
+        format => spreadsheet::download(format, "bank-reconciliation", &reconciliation_sheets(&report, currency)),
+    }
+}
+
+fn reconciliation_sheets(r: &Reconciliation, c: Currency) -> Vec<Sheet> {
+    let header = vec![
+        ("report".to_string(), "bank reconciliation".to_string()),
+        ("as of".into(), r.as_of.to_rfc3339()),
+        ("currency".into(), c.code().into()),
+        ("reconciled".into(), r.reconciled.to_string()),
+    ];
+    let lines_total: rust_decimal::Decimal =
+        r.unmatched_lines.iter().filter_map(|l| l.amount.parse::<rust_decimal::Decimal>().ok()).sum();
+    let entries_total: rust_decimal::Decimal =
+        r.unmatched_entries.iter().filter_map(|e| e.amount.parse::<rust_decimal::Decimal>().ok()).sum();
+    vec![
+        Sheet {
+            name: "Reconciliation".into(),
+            header: header.clone(),
+            columns: vec!["figure".into(), "amount".into()],
+            rows: vec![
+                vec![Cell::text("statement balance"), amount_cell(&r.statement_balance, c)],
+                vec![Cell::text("ledger balance (assets:bank)"), amount_cell(&r.ledger_balance, c)],
+            ],
+            totals: None,
+        },
+        Sheet {
+            name: "Unmatched lines".into(),
+            header: header.clone(),
+            columns: vec![
+                "date".into(),
+                "bank_ref".into(),
+                "reference".into(),
+                "counterparty".into(),
+                "status".into(),
+                "amount".into(),
+            ],
+            rows: r
+                .unmatched_lines
+                .iter()
+                .map(|l| {
+                    vec![
+                        Cell::text(l.date.to_string()),
+                        Cell::text(&l.bank_ref),
+                        Cell::text(&l.reference),
+                        Cell::text(&l.counterparty),
+                        Cell::text(&l.status),
+                        amount_cell(&l.amount, c),
+                    ]
+                })
+                .collect(),
+            totals: Some(vec![
+                Cell::text("total"),
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Amount(lines_total, c),
+            ]),
+        },
+        Sheet {
+            name: "Unmatched entries".into(),
+            header,
+            columns: vec!["effective_at".into(), "entry".into(), "kind".into(), "reference".into(), "amount".into()],
+            rows: r
+                .unmatched_entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        Cell::text(e.effective_at.to_rfc3339()),
+                        Cell::text(e.journal_entry_id.to_string()),
+                        Cell::text(&e.kind),
+                        Cell::text(e.reference.clone().unwrap_or_default()),
+                        amount_cell(&e.amount, c),
+                    ]
+                })
+                .collect(),
+            totals: Some(vec![
+                Cell::text("total"),
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Amount(entries_total, c),
+            ]),
+        },
+    ]
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -10,3 +10,4 @@ pub mod list_routes;
 pub mod payout_policy;
 pub mod payouts;
 pub mod reports;
+pub mod spreadsheet;

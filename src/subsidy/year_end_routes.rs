@@ -18,13 +18,14 @@ use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::db::schema::{grants, programme_refunds, programmes as programmes_table};
 use crate::finance::reports::{self, GroupBy, ProgrammeReport, ReportGroup};
+use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::ApiError;
-use crate::http::extract::{JsonBody, parse_uuid};
+use crate::http::extract::{JsonBody, Query, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::ledger::chart;
 use crate::ledger::model::NormalSide;
 use crate::ledger::store as ledger_store;
-use crate::money::{format_amount, parse_amount};
+use crate::money::{Currency, format_amount, parse_amount};
 use crate::startup::AppState;
 
 type Problem = crate::http::problem::Problem;
@@ -132,8 +133,18 @@ pub struct SettlementStatement {
     pub by_month: Vec<ReportGroup>,
 }
 
-/// The settlement statement of a programme (before settlement: as it would stand).
-#[utoipa::path(tag = "reports", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SettlementQuery {
+    /// `json` (default), `csv` or `xlsx`.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
+}
+
+/// The settlement statement of a programme (before settlement: as it would
+/// stand), as JSON or as a spreadsheet (`format=csv|xlsx`).
+#[utoipa::path(tag = "reports", params(("id" = Uuid, Path), SettlementQuery), security(("bearer" = [])), responses(
     (status = 200, body = SettlementStatement), (status = 404, body = Problem),
 ))]
 #[get("/v1/reports/programmes/{id}/settlement")]
@@ -141,6 +152,7 @@ pub async fn settlement_statement(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    Query(q): Query<SettlementQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
@@ -190,7 +202,7 @@ pub async fn settlement_statement(
             released: format_amount(g.released, c),
         });
     }
-    Ok(HttpResponse::Ok().json(SettlementStatement {
+    let statement = SettlementStatement {
         programme_id: id,
         name: programme.name,
         sponsor: programme.sponsor,
@@ -203,7 +215,101 @@ pub async fn settlement_statement(
         by_tenant,
         by_provider,
         by_month,
-    }))
+    };
+    match q.format.unwrap_or(Format::Json) {
+        Format::Json => Ok(HttpResponse::Ok().json(statement)),
+        format => {
+            let now = state.clock.now(&mut conn).await?;
+            spreadsheet::download(format, &format!("settlement-{id}"), &settlement_sheets(&statement, c, now))
+        }
+    }
+}
+
+/// The statement's sheets: the figures, then the lines per grant, tenant, provider and month.
+fn settlement_sheets(s: &SettlementStatement, c: Currency, now: DateTime<Utc>) -> Vec<Sheet> {
+    let header = vec![
+        ("report".to_string(), "programme settlement statement".to_string()),
+        ("programme".into(), format!("{} ({})", s.name, s.programme_id)),
+        ("sponsor".into(), s.sponsor.clone()),
+        ("fiscal year".into(), s.fiscal_year.to_string()),
+        ("settled at".into(), s.settled_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "not settled".into())),
+        ("currency".into(), c.code().into()),
+        ("generated at".into(), now.to_rfc3339()),
+    ];
+    let f = &s.figures;
+    let figures = [
+        ("budget", &f.budget),
+        ("granted", &f.granted),
+        ("released", &f.released),
+        ("spent", &f.spent),
+        ("claimed", &f.claimed),
+        ("advanced", &f.advanced),
+        ("advance applied", &f.advance_applied),
+        ("paid", &f.paid),
+        ("written off", &f.written_off),
+        ("outstanding", &f.outstanding),
+        ("refund due", &s.refund_due),
+        ("refunded", &s.refunded),
+    ];
+    let groups = |name: &str, key: &str, groups: &[ReportGroup]| {
+        let total: Decimal = groups.iter().filter_map(|g| g.spent.parse::<Decimal>().ok()).sum();
+        Sheet {
+            name: name.into(),
+            header: header.clone(),
+            columns: vec![key.into(), "spent".into()],
+            rows: groups.iter().map(|g| vec![Cell::text(&g.key), amount_cell(&g.spent, c)]).collect(),
+            totals: Some(vec![Cell::text("total"), Cell::Amount(total, c)]),
+        }
+    };
+    let spent: Decimal = s.by_grant.iter().filter_map(|g| g.spent.parse::<Decimal>().ok()).sum();
+    let released: Decimal = s.by_grant.iter().filter_map(|g| g.released.parse::<Decimal>().ok()).sum();
+    let granted: Decimal = s.by_grant.iter().filter_map(|g| g.amount.parse::<Decimal>().ok()).sum();
+    vec![
+        Sheet {
+            name: "Settlement".into(),
+            header: header.clone(),
+            columns: vec!["figure".into(), "amount".into()],
+            rows: figures.iter().map(|(k, v)| vec![Cell::text(*k), amount_cell(v, c)]).collect(),
+            totals: None,
+        },
+        Sheet {
+            name: "By grant".into(),
+            header: header.clone(),
+            columns: vec![
+                "grant".into(),
+                "tenant".into(),
+                "status".into(),
+                "amount".into(),
+                "spent".into(),
+                "released".into(),
+            ],
+            rows: s
+                .by_grant
+                .iter()
+                .map(|g| {
+                    vec![
+                        Cell::text(g.grant_id.to_string()),
+                        Cell::text(g.tenant_org_id.to_string()),
+                        Cell::text(&g.status),
+                        amount_cell(&g.amount, c),
+                        amount_cell(&g.spent, c),
+                        amount_cell(&g.released, c),
+                    ]
+                })
+                .collect(),
+            totals: Some(vec![
+                Cell::text("total"),
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Amount(granted, c),
+                Cell::Amount(spent, c),
+                Cell::Amount(released, c),
+            ]),
+        },
+        groups("By tenant", "tenant", &s.by_tenant),
+        groups("By provider", "provider", &s.by_provider),
+        groups("By month", "month", &s.by_month),
+    ]
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

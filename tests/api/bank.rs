@@ -135,6 +135,8 @@ async fn a_bank_statement_is_matched_explained_and_reconciled() {
         (Some("968001"), Some("968001"), Some(true)),
         "{report:#}"
     );
+    let csv = app.get("/v1/reports/bank-reconciliation?format=csv", &finance).await.text().await.expect("csv");
+    assert!(csv.contains("statement balance,968001") && csv.contains("reconciled,true"), "{csv}");
     // Undoing a match is possible, and shows again.
     let (status, undone) =
         json(app.post(&format!("/v1/bank-lines/{}/unmatch", line("B1")), &finance, &json!({}), None).await).await;

@@ -104,6 +104,23 @@ async fn a_programme_advanced_more_than_it_spent_is_owed_a_refund() {
         json!([{"grant_id": y.grant, "tenant_org_id": y.tenant.org_id, "status": "closed", "amount": "100000",
             "spent": "8000", "released": "92000"}])
     );
+    // The same statement as a spreadsheet, figure for figure.
+    let xlsx = app.get(&format!("/v1/reports/programmes/{}/settlement?format=xlsx", y.pid), &y.finance).await;
+    assert_eq!(xlsx.status(), 200);
+    let bytes = xlsx.bytes().await.expect("bytes");
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec())).expect("xlsx");
+    use calamine::Reader;
+    assert_eq!(book.sheet_names(), ["Settlement", "By grant", "By tenant", "By provider", "By month"]);
+    let sheet = book.worksheet_range("Settlement").expect("sheet");
+    let figure = |name: &str| {
+        sheet.rows().find(|r| r[0] == calamine::Data::String(name.into())).map(|r| r[1].clone()).expect(name)
+    };
+    assert_eq!(figure("spent"), calamine::Data::Float(8000.0));
+    assert_eq!(figure("refunded"), calamine::Data::Float(2000.0));
+    let csv = app.get(&format!("/v1/reports/programmes/{}/settlement?format=csv", y.pid), &y.finance).await;
+    let csv = csv.text().await.expect("csv");
+    assert!(csv.lines().any(|l| l == "spent,8000") && csv.lines().any(|l| l == "refund due,0"), "{csv}");
     let f = &statement["figures"];
     assert_eq!(
         ["spent", "claimed", "advanced", "advance_applied", "advance_unapplied", "outstanding"].map(|k| f[k].as_str()),
