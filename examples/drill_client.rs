@@ -171,7 +171,13 @@ impl Api {
     }
 
     /// A call that must succeed with 200 or 201.
-    async fn ok(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<Value> {
+    async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let (status, answer) = self.call(method.clone(), path, token, body, None).await?;
         if status == 200 || status == 201 {
             Ok(answer)
@@ -296,7 +302,14 @@ async fn place(api: &Api, token: &str, key: &str, body: &Value) -> Attempt {
     Attempt { key: key.to_string(), body: body.clone(), status, error, order_id, sent_ms, done_ms: now_ms() }
 }
 
-async fn load(api: &Api, seed: &Seed, workers: usize, stop_file: Option<&Path>, max: Duration, events: &Path) -> Result<()> {
+async fn load(
+    api: &Api,
+    seed: &Seed,
+    workers: usize,
+    stop_file: Option<&Path>,
+    max: Duration,
+    events: &Path,
+) -> Result<()> {
     let token = api.login(&seed.tenant_email, PASSWORD).await?;
     let started = Instant::now();
     let stop = || started.elapsed() >= max || stop_file.is_some_and(Path::exists);
@@ -370,10 +383,8 @@ struct Report {
 
 async fn check(api: &Api, seed: &Seed, events: &Path, kill_at_ms: Option<u64>, out: &Path, csv: &Path) -> Result<()> {
     let token = api.login(&seed.tenant_email, PASSWORD).await?;
-    let attempts: Vec<Attempt> = std::fs::read_to_string(events)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<std::result::Result<_, _>>()?;
+    let attempts: Vec<Attempt> =
+        std::fs::read_to_string(events)?.lines().map(serde_json::from_str).collect::<std::result::Result<_, _>>()?;
     let kill = kill_at_ms.unwrap_or(u64::MAX);
 
     let accepted: Vec<&Attempt> = attempts.iter().filter(|a| a.status == 201).collect();
@@ -409,10 +420,8 @@ async fn check(api: &Api, seed: &Seed, events: &Path, kill_at_ms: Option<u64>, o
     }
 
     let unsure: Vec<&Attempt> = failed.iter().copied().filter(|a| a.status == 0 || a.status >= 500).collect();
-    let mut resolved = Vec::new();
-    for a in &unsure {
-        resolved.push(resolve(api, &token, a).await);
-    }
+    let resolved: Vec<Attempt> =
+        futures::stream::iter(unsure.iter().map(|a| resolve(api, &token, a))).buffer_unordered(8).collect().await;
     let unsure_accepted = resolved.iter().filter(|a| a.status == 201).count();
     let unresolved = resolved.iter().filter(|a| a.status == 0 || a.status >= 500).count();
     let refused = failed.len() - unsure.len() + resolved.iter().filter(|a| (400..500).contains(&a.status)).count();

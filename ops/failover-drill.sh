@@ -13,7 +13,12 @@
 # hour is oversold, `gpuhour verify` is clean, and the service reconnected by
 # itself. Prints PASS or FAIL with the figures; cleans up on every exit.
 #
-# Knobs: DRILL_PROFILE=release (default debug), DRILL_WORKERS (8),
+# DRILL_MODE=switchover runs a planned `pg_autoctl perform switchover` instead
+# of the kill, DRILL_MODE=postmaster kills the postmaster alone (its keeper
+# restarts it: a crash without failover); the checks are the same.
+#
+# Knobs: DRILL_DEFAULT_TIMINGS=1 keeps pg_auto_failover's own (slower) failure
+# detection, DRILL_PROFILE=release (default debug), DRILL_WORKERS (8),
 # DRILL_WARMUP_SECONDS (8), DRILL_AFTER_SECONDS (8), DRILL_PORT_BASE (55431),
 # DRILL_KEEP=1 keeps the scratch directory.
 set -euo pipefail
@@ -56,18 +61,23 @@ wait_for "the monitor's extension" 30 monitor_sql "SELECT 1 FROM pgautofailover.
 # node silent for 3 s is unhealthy, and a primary that does not confirm its
 # demotion is written off after 6 s — longer than the 3 s after which an
 # isolated primary demotes itself (network_partition_timeout below).
-for setting in health_check_period=1000 health_check_timeout=1000 health_check_max_retries=1 \
-  health_check_retry_delay=500 node_considered_unhealthy_timeout=3000 primary_demote_timeout=6000; do
-  monitor_sql "ALTER SYSTEM SET pgautofailover.${setting%%=*} = ${setting#*=}"
-done
-monitor_sql "SELECT pg_reload_conf()" >/dev/null
+if [ "${DRILL_DEFAULT_TIMINGS:-0}" != 1 ]; then
+  for setting in health_check_period=1000 health_check_timeout=1000 health_check_max_retries=1 \
+    health_check_retry_delay=500 node_considered_unhealthy_timeout=3000 primary_demote_timeout=6000; do
+    monitor_sql "ALTER SYSTEM SET pgautofailover.${setting%%=*} = ${setting#*=}"
+  done
+  monitor_sql "SELECT pg_reload_conf()" >/dev/null
+  PARTITION_TIMEOUT=3
+else
+  PARTITION_TIMEOUT=20
+fi
 
 start_node() {
   local name=$1 port=$2
   as_pg pg_autoctl create postgres --pgdata "$WORK/$name" --pgport "$port" --hostname 127.0.0.1 \
     --listen 127.0.0.1 --name "$name" --auth trust --no-ssl --monitor "$MONITOR_URL" \
     --pgctl "$PGBIN/pg_ctl" >"$WORK/logs/$name-create.log" 2>&1 || fail "pg_autoctl create postgres $name failed"
-  as_pg pg_autoctl config set --pgdata "$WORK/$name" timeout.network_partition_timeout 3 >/dev/null
+  as_pg pg_autoctl config set --pgdata "$WORK/$name" timeout.network_partition_timeout "$PARTITION_TIMEOUT" >/dev/null
   spawn "$name" "${AS_PG[@]}" pg_autoctl run --pgdata "$WORK/$name"
 }
 say "primary node1 on 127.0.0.1:$NODE1_PORT"
@@ -102,16 +112,47 @@ spawn load "$CLIENT" --base "$BASE" load --seed "$WORK/seed.json" --workers "$WO
 sleep "$WARMUP"
 group_alive load || fail "the load client stopped early"
 ORDERS_BEFORE=$(db_sql "SELECT count(*) FROM orders")
+EVENT=${DRILL_MODE:-kill}
+case "$EVENT" in postmaster) EVENT_LABEL="postmaster kill" ;; *) EVENT_LABEL=$EVENT ;; esac
 KILL_AT=$(now_ms)
-say "kill -9 of node1 (keeper and postmaster) with $ORDERS_BEFORE orders in the database"
-POSTMASTER=$(head -n 1 "$WORK/node1/postmaster.pid")
-kill -KILL -- "-$(cat "$WORK/groups/node1")"
-kill_postmaster "$WORK/node1" KILL
-wait_for "node1's postmaster to die" 5 process_gone "$POSTMASTER"
+case "$EVENT" in
+  kill)
+    say "kill -9 of node1 (keeper and postmaster) with $ORDERS_BEFORE orders in the database"
+    POSTMASTER=$(head -n 1 "$WORK/node1/postmaster.pid")
+    kill -KILL -- "-$(cat "$WORK/groups/node1")"
+    kill_postmaster "$WORK/node1" KILL
+    wait_for "node1's postmaster to die" 5 process_gone "$POSTMASTER"
+    EXPECTED_PRIMARY=node2
+    ;;
+  postmaster)
+    # The keeper lives on and restarts PostgreSQL: a crash, not a failover.
+    say "kill -9 of node1's postmaster alone with $ORDERS_BEFORE orders in the database"
+    POSTMASTER=$(head -n 1 "$WORK/node1/postmaster.pid")
+    kill_postmaster "$WORK/node1" KILL
+    wait_for "node1's postmaster to die" 5 process_gone "$POSTMASTER"
+    EXPECTED_PRIMARY=
+    ;;
+  switchover)
+    say "planned switchover with $ORDERS_BEFORE orders in the database"
+    timeout 120 "${AS_PG[@]}" pg_autoctl perform switchover --pgdata "$WORK/monitor" \
+      >"$WORK/logs/switchover.log" 2>&1 || fail "pg_autoctl perform switchover failed"
+    EXPECTED_PRIMARY=node2
+    ;;
+  *) fail "DRILL_MODE is kill, postmaster or switchover, not $EVENT" ;;
+esac
 
-wait_for "node2 to be promoted" 90 node_is_one_of node2 wait_primary primary
+takes_writes() { [ "$(db_sql "SELECT pg_is_in_recovery()")" = f ]; }
+wait_for "a primary that takes writes" 90 takes_writes
 PROMOTED_AT=$(now_ms)
-say "node2 promoted after $((PROMOTED_AT - KILL_AT)) ms"
+# The node the multi-host URL lands on (a dead node's last report in the monitor would still say primary).
+case "$(db_sql "SELECT inet_server_port()")" in
+  "$NODE1_PORT") PRIMARY_NOW=node1 ;;
+  "$NODE2_PORT") PRIMARY_NOW=node2 ;;
+  *) PRIMARY_NOW=unknown ;;
+esac
+say "$PRIMARY_NOW takes writes after $((PROMOTED_AT - KILL_AT)) ms"
+[ -z "$EXPECTED_PRIMARY" ] || [ "$PRIMARY_NOW" = "$EXPECTED_PRIMARY" ] ||
+  fail "expected $EXPECTED_PRIMARY to be the primary, the monitor says $PRIMARY_NOW"
 wait_for "the service to be ready again" 60 http_ok "$BASE/readyz"
 READY_AT=$(now_ms)
 say "the service is ready again after $((READY_AT - KILL_AT)) ms; load continues ${AFTER}s"
@@ -160,15 +201,15 @@ timeout 120 "$GPUHOUR" verify >"$WORK/verify.json" 2>"$WORK/logs/verify.log" || 
 SERVICE_SAME=0
 group_alive service && [ "$(cat "$WORK/groups/service")" = "$SERVICE_PID" ] && SERVICE_SAME=1
 
-figure "orders accepted before the kill" "$(r .accepted_before_kill)"
-figure "orders accepted after the kill" "$(r .accepted_after_kill)"
+figure "orders accepted before the $EVENT_LABEL" "$(r .accepted_before_kill)"
+figure "orders accepted after the $EVENT_LABEL" "$(r .accepted_after_kill)"
 figure "attempts / accepted" "$(r .attempts) / $(r .accepted)"
 figure "failed attempts by status" "$(r '.failed_by_status | to_entries | map("\(.key|rtrimstr(" ")) x\(.value)") | join(", ") | if . == "" then "none" else . end')"
 figure "unanswered/5xx, retried with their key" "$(r .unsure) (accepted on retry: $(r .unsure_accepted), unresolved: $(r .unresolved))"
 figure "refused (4xx)" "$(r .refused)"
-figure "standby promoted after" "$((PROMOTED_AT - KILL_AT)) ms"
+figure "primary taking writes again" "$PRIMARY_NOW, after $((PROMOTED_AT - KILL_AT)) ms"
 figure "/readyz 200 again after" "$((READY_AT - KILL_AT)) ms"
-figure "downtime seen by clients" "$(r '.downtime_ms // "n/a"') ms (kill to first 201 of a request sent after it)"
+figure "downtime seen by clients" "$(r '.downtime_ms // "n/a"') ms ($EVENT_LABEL to the first 201 of a request sent after it)"
 figure "client error window" "$(r '.error_window_ms // 0') ms"
 figure "accepted keys replayed: same order" "$(r .replayed_same) / $(r .accepted)"
 figure "lost (accepted, then gone)" "$(($(r '.replay_mismatches | length') + MISSING))"
@@ -188,8 +229,8 @@ figure "service reconnected without restart" "$([ $SERVICE_SAME = 1 ] && echo "y
 [ "$RESERVED_MISMATCH" = 0 ] || fail "$RESERVED_MISMATCH hours' reserved differ from their orders"
 [ "$VERIFY_OK" = 1 ] || { cat "$WORK/verify.json"; fail "gpuhour verify found differences"; }
 [ "$SERVICE_SAME" = 1 ] || fail "the service did not survive the failover"
-[ "$(r .accepted_after_kill)" -gt 0 ] || fail "no order was accepted after the kill"
-[ "$(r .accepted_before_kill)" -gt 0 ] || fail "no order was accepted before the kill"
+[ "$(r .accepted_after_kill)" -gt 0 ] || fail "no order was accepted after the $EVENT_LABEL"
+[ "$(r .accepted_before_kill)" -gt 0 ] || fail "no order was accepted before the $EVENT_LABEL"
 [ "$(jq -r '[.failed_by_status | keys[] | select(startswith("500"))] | length' "$WORK/report.json")" = 0 ] ||
   fail "clients got 500s during the failover"
 DRILL_FAILED=0
