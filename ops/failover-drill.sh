@@ -15,7 +15,8 @@
 #
 # DRILL_MODE=switchover runs a planned `pg_autoctl perform switchover` instead
 # of the kill, DRILL_MODE=postmaster kills the postmaster alone (its keeper
-# restarts it: a crash without failover); the checks are the same.
+# restarts it: a crash without failover), DRILL_MODE=standby kills the standby
+# (the primary goes on alone); the checks are the same.
 #
 # Knobs: DRILL_DEFAULT_TIMINGS=1 keeps pg_auto_failover's own (slower) failure
 # detection, DRILL_PROFILE=release (default debug), DRILL_WORKERS (8),
@@ -113,7 +114,7 @@ sleep "$WARMUP"
 group_alive load || fail "the load client stopped early"
 ORDERS_BEFORE=$(db_sql "SELECT count(*) FROM orders")
 EVENT=${DRILL_MODE:-kill}
-case "$EVENT" in postmaster) EVENT_LABEL="postmaster kill" ;; *) EVENT_LABEL=$EVENT ;; esac
+case "$EVENT" in postmaster) EVENT_LABEL="postmaster kill" ;; standby) EVENT_LABEL="standby kill" ;; *) EVENT_LABEL=$EVENT ;; esac
 KILL_AT=$(now_ms)
 case "$EVENT" in
   kill)
@@ -132,13 +133,23 @@ case "$EVENT" in
     wait_for "node1's postmaster to die" 5 process_gone "$POSTMASTER"
     EXPECTED_PRIMARY=
     ;;
+  standby)
+    # The primary stays; commits wait for the synchronous standby until the
+    # monitor gives up on it and lets the primary go on alone.
+    say "kill -9 of the standby node2 (keeper and postmaster) with $ORDERS_BEFORE orders in the database"
+    POSTMASTER=$(head -n 1 "$WORK/node2/postmaster.pid")
+    kill -KILL -- "-$(cat "$WORK/groups/node2")"
+    kill_postmaster "$WORK/node2" KILL
+    wait_for "node2's postmaster to die" 5 process_gone "$POSTMASTER"
+    EXPECTED_PRIMARY=node1
+    ;;
   switchover)
     say "planned switchover with $ORDERS_BEFORE orders in the database"
     timeout 120 "${AS_PG[@]}" pg_autoctl perform switchover --pgdata "$WORK/monitor" \
       >"$WORK/logs/switchover.log" 2>&1 || fail "pg_autoctl perform switchover failed"
     EXPECTED_PRIMARY=node2
     ;;
-  *) fail "DRILL_MODE is kill, postmaster or switchover, not $EVENT" ;;
+  *) fail "DRILL_MODE is kill, postmaster, standby or switchover, not $EVENT" ;;
 esac
 
 takes_writes() { [ "$(db_sql "SELECT pg_is_in_recovery()")" = f ]; }
