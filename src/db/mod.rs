@@ -179,4 +179,22 @@ mod tests {
         assert!(with_database("postgres://h:5432", "x").is_err());
         assert!(with_database("postgres://h:5432/", "x").is_err());
     }
+
+    #[test]
+    fn keeps_every_host_and_option_of_a_multi_host_url() {
+        // The form a primary with standbys is reached by (docs/operations.md):
+        // the database is created through whichever host takes writes.
+        let url =
+            "postgres://app:pw@10.0.0.1:5432,10.0.0.2:5433/gpuhour?target_session_attrs=read-write&connect_timeout=2";
+        let (name, admin) = with_database(url, "postgres").expect("valid");
+        assert_eq!(name, "gpuhour");
+        assert_eq!(
+            admin,
+            "postgres://app:pw@10.0.0.1:5432,10.0.0.2:5433/postgres?target_session_attrs=read-write&connect_timeout=2"
+        );
+        assert_eq!(
+            crate::config::redact_url(url),
+            "postgres://app:***@10.0.0.1:5432,10.0.0.2:5433/gpuhour?target_session_attrs=read-write&connect_timeout=2"
+        );
+    }
 }
