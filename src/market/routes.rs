@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::charged::{self, Charged, ChargedView};
 use super::listings::{self, ListingInsert, ListingRow, ListingStatus, SearchFilter, SearchSort};
 use super::orders::{self, OrderFilter, OrderRow, OrderStatus, Request};
 use super::schedule::is_whole_hour;
@@ -715,11 +716,16 @@ pub struct OrderView {
     pub journal_entry_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// What the order has really cost so far, from the ledger: the figures
+    /// above are the breakdown when it was placed; these account for
+    /// settlements, outage credits, refunds and a cancellation.
+    pub charged: ChargedView,
 }
 
-pub fn order_view(o: OrderRow, now: DateTime<Utc>) -> OrderView {
+pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<OrderView, ApiError> {
     let c = currency_of(&o.currency);
-    OrderView {
+    let charged = charged::view(charged)?;
+    Ok(OrderView {
         id: o.id,
         status: o.status_at(now),
         listing_id: o.listing_id,
@@ -746,7 +752,21 @@ pub fn order_view(o: OrderRow, now: DateTime<Utc>) -> OrderView {
         journal_entry_id: o.journal_entry_id,
         created_at: o.created_at,
         cancelled_at: o.cancelled_at,
-    }
+        charged,
+    })
+}
+
+/// One order's view, its charged figures read in one query.
+async fn one_order_view(
+    conn: &mut diesel_async::AsyncPgConnection,
+    order: OrderRow,
+    now: DateTime<Utc>,
+) -> Result<OrderView, ApiError> {
+    let mut charged = charged::charged_of(conn, std::slice::from_ref(&order)).await?;
+    let figures = charged
+        .remove(&order.id)
+        .ok_or_else(|| ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} vanished", order.id))))?;
+    order_view(order, now, &figures)
 }
 
 /// Buys GPU-hours: reserves the capacity and writes the order's pending
@@ -786,7 +806,7 @@ pub async fn create_order(
             }
         };
         let order = orders::place(conn, &principal, &request, fee_rate, grant, now).await?;
-        Ok(order_view(order, now))
+        one_order_view(conn, order, now).await
     })
     .await
 }
@@ -844,7 +864,21 @@ pub async fn list_orders(
         Role::Finance | Role::Admin => {}
     }
     let rows = orders::list(&mut conn, &filter, before, limit + 1).await?;
-    Ok(HttpResponse::Ok().json(pagination::page(rows, limit, |o| (o.created_at, o.id), |o| order_view(o, now))))
+    let page = pagination::page(rows, limit, |o| (o.created_at, o.id), |o| o);
+    // The whole page's charged figures in one query: no query per order.
+    let charged = charged::charged_of(&mut conn, &page.data).await?;
+    let data = page
+        .data
+        .into_iter()
+        .map(|order| {
+            let figures = charged.get(&order.id).ok_or_else(|| {
+                ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} has no figures", order.id)))
+            })?;
+            order_view(order, now, figures)
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let next_cursor = page.next_cursor;
+    Ok(HttpResponse::Ok().json(Page { data, next_cursor }))
 }
 
 /// One order. Roles: its tenant, its provider, finance, admin; anyone else gets 404.
@@ -864,7 +898,7 @@ pub async fn get_order(
         .await?
         .filter(|o| orders::visible_to(o, &principal))
         .ok_or_else(|| ApiError::not_found(format!("order {id} does not exist")))?;
-    Ok(HttpResponse::Ok().json(order_view(order, now)))
+    Ok(HttpResponse::Ok().json(one_order_view(&mut conn, order, now).await?))
 }
 
 /// Cancels an order: before its start everything is released; after it, the
@@ -890,7 +924,7 @@ pub async fn cancel_order(
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let order = settlement::cancel(conn, id, principal.org_id, principal.actor(), now).await?;
-        Ok(order_view(order, now))
+        one_order_view(conn, order, now).await
     })
     .await
 }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod charged;
 mod errors;
 mod idempotency;
 mod ledger_bank;
