@@ -289,7 +289,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     let partial = (claim.amount * Decimal::new(7, 1)).floor();
     if partial > Decimal::ZERO {
         transaction(&mut conn, async |c| {
-            crate::subsidy::claims::pay(c, claim.id, partial, "MSIT-2026-0001".into(), finance_actor, now).await
+            crate::subsidy::claims::pay(c, claim.id, partial, "MSIT-2026-0001".into(), false, finance_actor, now).await
         })
         .await
         .map_err(api)?;

@@ -13,7 +13,7 @@ use super::store::{self, OrgRow, StoreError, UserRow};
 use super::token::TokenKeys;
 use super::{password, throttle};
 use crate::audit::WriteContext;
-use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
@@ -247,7 +247,7 @@ pub struct Me {
 /// The caller, their organisation, and its wallets or payables. Roles: any.
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401, body = crate::http::problem::Problem)))]
 #[get("/v1/me")]
-pub async fn me(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn me(state: web::Data<AppState>, principal: Principal, _: NoQuery) -> Result<HttpResponse, ApiError> {
     let mut conn = state.pool.get().await?;
     let (user, org) = store::user_by_id(&mut conn, principal.user_id)
         .await?

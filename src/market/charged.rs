@@ -118,10 +118,13 @@ pub fn charged(order: &OrderRow, postings: &[PendingOutcome]) -> Result<Charged,
     if order.platform_fee > Decimal::ZERO {
         expected.push(("fee", order.platform_fee));
     }
-    let matches = expected.len() == postings.len()
-        && expected.iter().zip(postings).all(|((_, amount), p)| *amount == p.amount);
+    let matches =
+        expected.len() == postings.len() && expected.iter().zip(postings).all(|((_, amount), p)| *amount == p.amount);
     if !matches {
-        return Err(LedgerError::Corrupt(format!("order {}: its pending postings do not match its breakdown", order.id)));
+        return Err(LedgerError::Corrupt(format!(
+            "order {}: its pending postings do not match its breakdown",
+            order.id
+        )));
     }
     let mut result = Charged { currency, tenant: Side::default(), subsidy: Side::default() };
     for ((role, _), p) in expected.iter().zip(postings) {
@@ -276,9 +279,7 @@ pub fn view(charged: &Charged) -> Result<ChargedView, LedgerError> {
         tenant: side_view(&charged.tenant, c)?,
         subsidy: side_view(&charged.subsidy, c)?,
         subtotal: format_amount(charged.subtotal()?, c),
-        effective_subsidy_rate: charged
-            .effective_subsidy_rate()?
-            .map(|r| crate::money::format_scaled(r, RATE_PLACES)),
+        effective_subsidy_rate: charged.effective_subsidy_rate()?.map(|r| crate::money::format_scaled(r, RATE_PLACES)),
     })
 }
 

@@ -15,7 +15,7 @@ use super::schedule::is_whole_hour;
 use super::settlement::{self, Outage, OutageCredit, Settled};
 use crate::audit::WriteContext;
 use crate::auth::{Principal, Role};
-use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query, check_period, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
@@ -221,6 +221,7 @@ pub async fn get_listing(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(listing_view(visible_listing(&state, &principal, &id).await?, None)))
 }
@@ -484,6 +485,7 @@ pub async fn availability(
     id: web::Path<String>,
     Query(q): Query<AvailabilityQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    check_period(q.from, q.to)?;
     let listing = visible_listing(&state, &principal, &id).await?;
     let from = q.from.unwrap_or(listing.available_from).max(listing.available_from);
     let to = q.to.unwrap_or(listing.available_until).min(listing.available_until);
@@ -763,9 +765,9 @@ async fn one_order_view(
     now: DateTime<Utc>,
 ) -> Result<OrderView, ApiError> {
     let mut charged = charged::charged_of(conn, std::slice::from_ref(&order)).await?;
-    let figures = charged
-        .remove(&order.id)
-        .ok_or_else(|| ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} vanished", order.id))))?;
+    let figures = charged.remove(&order.id).ok_or_else(|| {
+        ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} vanished", order.id)))
+    })?;
     order_view(order, now, &figures)
 }
 
@@ -837,6 +839,7 @@ pub async fn list_orders(
     Query(q): Query<OrderListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = pagination::limit(q.limit)?;
+    check_period(q.from, q.to)?;
     let before: Option<(DateTime<Utc>, Uuid)> = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let statuses = match &q.status {
         None => None,
@@ -890,6 +893,7 @@ pub async fn get_order(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_uuid("id", &id)?;
     let mut conn = state.pool.get().await?;

@@ -10,7 +10,15 @@ use crate::helpers::{TestApp, json, next_hour, spawn_app, verify_is_clean};
 use crate::market::{deposit, listing, order_body, set_clock, settle};
 use crate::subsidy::{grant, programme, with_grant};
 
-fn side(reserved: &str, posted: &str, pending: &str, credited: &str, refunded: &str, released: &str, total: &str) -> Value {
+fn side(
+    reserved: &str,
+    posted: &str,
+    pending: &str,
+    credited: &str,
+    refunded: &str,
+    released: &str,
+    total: &str,
+) -> Value {
     json!({"reserved": reserved, "posted": posted, "pending": pending, "credited": credited,
            "refunded": refunded, "released": released, "total": total})
 }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod books;
 mod charged;
 mod errors;
 mod idempotency;
