@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::auth::model::{OrgKind, TenantCategory};
+use crate::auth::store::CategorySource;
 use crate::auth::{Principal, Role, password, store as auth_store};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -77,7 +78,8 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
         ["Han River DC", "Busan Compute", "Daejeon Research Cloud", "Incheon AI Center", "Gwangju GPU Farm"];
     let mut providers = Vec::new();
     for (i, name) in provider_names.iter().enumerate() {
-        let org = auth_store::create_org(&mut conn, name, OrgKind::Provider, None, start).await?;
+        let org =
+            auth_store::create_org(&mut conn, name, OrgKind::Provider, None, CategorySource::Operator, start).await?;
         let email = if i == 0 { PROVIDER_EMAIL.to_string() } else { format!("ops{i}@provider.demo") };
         let user = auth_store::create_user(&mut conn, org.id, &email, &hash, Role::Provider, start).await?;
         providers.push((org, user));
@@ -106,7 +108,9 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     ];
     let mut tenants = Vec::new();
     for (i, (name, category)) in tenant_specs.iter().enumerate() {
-        let org = auth_store::create_org(&mut conn, name, OrgKind::Tenant, Some(*category), start).await?;
+        let org =
+            auth_store::create_org(&mut conn, name, OrgKind::Tenant, Some(*category), CategorySource::Operator, start)
+                .await?;
         let email = if i == 0 { TENANT_EMAIL.to_string() } else { format!("team{i}@tenant.demo") };
         let user = auth_store::create_user(&mut conn, org.id, &email, &hash, Role::Tenant, start).await?;
         crate::finance::deposits::deposit(

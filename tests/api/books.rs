@@ -177,3 +177,73 @@ async fn a_journal_entry_names_its_accounts() {
     );
     assert_eq!(p["debit_account_id"], json!(app.account_id("assets:bank", gpuhour::money::Currency::Krw).await));
 }
+
+#[tokio::test]
+async fn a_self_declared_category_sets_no_rate_until_finance_confirms_it() {
+    let app = spawn_app().await;
+    let finance = app.token(Role::Finance).await;
+    let provider = app.caller(Role::Provider).await;
+    let password = "correct horse battery staple";
+    let signup = json!({"org_name": "Self-styled University", "org_kind": "tenant", "org_category": "university",
+        "email": "dean@self.example", "password": password});
+    let (status, user) =
+        json(app.client.post(app.url("/v1/auth/signup")).json(&signup).send().await.expect("signup")).await;
+    assert_eq!(status, 201, "{user:#}");
+    assert_eq!(
+        (user["org_category"].as_str(), user["org_category_confirmed"].as_bool()),
+        (Some("university"), Some(false))
+    );
+    let login = json!({"email": "dean@self.example", "password": password});
+    let (_, token) = json(app.client.post(app.url("/v1/auth/token")).json(&login).send().await.expect("login")).await;
+    let tenant = crate::helpers::Caller {
+        token: token["access_token"].as_str().expect("token").to_string(),
+        user_id: user["id"].as_str().expect("id").parse().expect("uuid"),
+        org_id: user["org_id"].as_str().expect("org").parse().expect("uuid"),
+    };
+
+    let start = next_hour(&app, &finance).await;
+    let p = programme(&app, &finance, "100000000", start).await; // default 0.7, sme 0.8, university 0.9
+    let g = grant(&app, &finance, &p, &tenant, "1000000", start).await;
+    let l = listing(&app, &provider.token, 1, "1000", start, 24).await;
+    let quote = async |token: &str| {
+        let (status, q) =
+            json(app.post("/v1/quotes", token, &with_grant(order_body(&l, 1, start, 10), &g), None).await).await;
+        assert_eq!(status, 200, "{q:#}");
+        (q["subsidy_rate"].as_str().map(String::from), q["subsidy"].as_str().map(String::from))
+    };
+    // Declared, not confirmed: the programme's default rate, not the university's 90%.
+    assert_eq!(quote(&tenant.token).await, (Some("0.7".into()), Some("7000".into())));
+
+    // Only finance confirms; the tenant cannot vouch for itself.
+    let path = format!("/v1/organisations/{}/category", tenant.org_id);
+    expect_problem(app.post(&path, &tenant.token, &json!({"category": "university"}), None).await, 403, "forbidden")
+        .await;
+    let (status, org) = json(app.post(&path, &finance, &json!({"category": "university"}), None).await).await;
+    assert_eq!(status, 200, "{org:#}");
+    assert_eq!((org["category"].as_str(), org["category_confirmed"].as_bool()), (Some("university"), Some(true)));
+    assert_eq!(quote(&tenant.token).await, (Some("0.9".into()), Some("9000".into())));
+    // Finance may also correct it.
+    let (status, _) = json(app.post(&path, &finance, &json!({"category": "sme"}), None).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(quote(&tenant.token).await, (Some("0.8".into()), Some("8000".into())));
+    let (_, me) = json(app.get("/v1/me", &tenant.token).await).await;
+    assert_eq!((me["org_category"].as_str(), me["org_category_confirmed"].as_bool()), (Some("sme"), Some(true)));
+
+    // Every change is in the audit log, pointing at the organisation.
+    let (_, audit) = json(app.get(&format!("/v1/audit-log?resource_id={}", tenant.org_id), &finance).await).await;
+    let routes: Vec<&str> =
+        audit["data"].as_array().expect("data").iter().filter_map(|e| e["route"].as_str()).collect();
+    assert_eq!(routes, vec!["/v1/organisations/{id}/category", "/v1/organisations/{id}/category"]);
+
+    // Providers have no category; an unknown organisation is not found.
+    let provider_path = format!("/v1/organisations/{}/category", provider.org_id);
+    let problem = expect_problem(
+        app.post(&provider_path, &finance, &json!({"category": "sme"}), None).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "category");
+    let unknown = format!("/v1/organisations/{}/category", uuid::Uuid::now_v7());
+    expect_problem(app.post(&unknown, &finance, &json!({"category": "sme"}), None).await, 404, "not_found").await;
+}
