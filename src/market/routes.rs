@@ -544,9 +544,6 @@ pub async fn report_outage(
     id: web::Path<String>,
     body: JsonBody<NewOutage>,
 ) -> Result<HttpResponse, ApiError> {
-    use crate::db::schema::outages;
-    use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
     principal.require(&[Role::Provider])?;
     let id = parse_uuid("id", &id)?;
     let NewOutage { start, end, gpus } = body.value;
@@ -572,41 +569,57 @@ pub async fn report_outage(
     let clock = state.clock;
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
-        let listing = listings::find_for_order(conn, id)
-            .await?
-            .filter(|l| l.provider_org_id == principal.org_id)
-            .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
-        if gpus > listing.gpus {
-            return Err(ApiError::invalid("gpus", format!("the listing has {} GPUs", listing.gpus)));
-        }
         let now = clock.now(conn).await?;
-        let outage_id = Uuid::now_v7();
-        diesel::insert_into(outages::table)
-            .values((
-                outages::id.eq(outage_id),
-                outages::listing_id.eq(id),
-                outages::reported_by.eq(principal.user_id),
-                outages::start_at.eq(start),
-                outages::end_at.eq(end),
-                outages::gpus.eq(gpus),
-                outages::created_at.eq(now),
-            ))
-            .execute(conn)
-            .await?;
-        let (entries, credits) = settlement::credit_outage(
-            conn,
-            Outage { id: outage_id, listing_id: id, start, end, gpus },
-            principal.actor(),
-            now,
-        )
-        .await?;
-        diesel::update(outages::table.find(outage_id))
-            .set(outages::journal_entry_id.eq(<[Uuid]>::first(&entries).copied()))
-            .execute(conn)
-            .await?;
-        Ok(OutageView { id: outage_id, listing_id: id, start, end, gpus, credits })
+        record_outage(conn, &principal, id, NewOutage { start, end, gpus }, now).await
     })
     .await
+}
+
+/// Records a provider's outage on its own listing and credits the orders it
+/// hit, in the caller's transaction (the handler's effect; the demo's too).
+pub async fn record_outage(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+    outage: NewOutage,
+    now: DateTime<Utc>,
+) -> Result<OutageView, ApiError> {
+    use crate::db::schema::outages;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let NewOutage { start, end, gpus } = outage;
+    let listing = listings::find_for_order(conn, id)
+        .await?
+        .filter(|l| l.provider_org_id == principal.org_id)
+        .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+    if gpus > listing.gpus {
+        return Err(ApiError::invalid("gpus", format!("the listing has {} GPUs", listing.gpus)));
+    }
+    let outage_id = Uuid::now_v7();
+    diesel::insert_into(outages::table)
+        .values((
+            outages::id.eq(outage_id),
+            outages::listing_id.eq(id),
+            outages::reported_by.eq(principal.user_id),
+            outages::start_at.eq(start),
+            outages::end_at.eq(end),
+            outages::gpus.eq(gpus),
+            outages::created_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    let (entries, credits) = settlement::credit_outage(
+        conn,
+        Outage { id: outage_id, listing_id: id, start, end, gpus },
+        principal.actor(),
+        now,
+    )
+    .await?;
+    diesel::update(outages::table.find(outage_id))
+        .set(outages::journal_entry_id.eq(<[Uuid]>::first(&entries).copied()))
+        .execute(conn)
+        .await?;
+    Ok(OutageView { id: outage_id, listing_id: id, start, end, gpus, credits })
 }
 
 // ---------------------------------------------------------------- orders
@@ -796,21 +809,33 @@ pub async fn create_order(
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        // Model, region, provider and currency of a listing never change, so the
-        // grant's eligibility can be judged before place() locks the listing.
-        let grant = match request.grant_id {
-            None => None,
-            Some(_) => {
-                let listing = listings::find(conn, request.listing_id)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
-                crate::subsidy::programmes::grant_context(conn, &principal, &request, &listing).await?
-            }
-        };
-        let order = orders::place(conn, &principal, &request, fee_rate, grant, now).await?;
+        let order = place_order(conn, &principal, &request, fee_rate, now).await?;
         one_order_view(conn, order, now).await
     })
     .await
+}
+
+/// Places a tenant's order, with its grant's terms when it names one, in the
+/// caller's transaction (the handler's effect; the demo's too).
+pub async fn place_order(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    request: &Request,
+    fee_rate: Decimal,
+    now: DateTime<Utc>,
+) -> Result<OrderRow, ApiError> {
+    // Model, region, provider and currency of a listing never change, so the
+    // grant's eligibility can be judged before place() locks the listing.
+    let grant = match request.grant_id {
+        None => None,
+        Some(_) => {
+            let listing = listings::find(conn, request.listing_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
+            crate::subsidy::programmes::grant_context(conn, principal, request, &listing).await?
+        }
+    };
+    orders::place(conn, principal, request, fee_rate, grant, now).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -247,3 +247,53 @@ async fn a_self_declared_category_sets_no_rate_until_finance_confirms_it() {
     let unknown = format!("/v1/organisations/{}/category", uuid::Uuid::now_v7());
     expect_problem(app.post(&unknown, &finance, &json!({"category": "sme"}), None).await, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn the_demo_seeds_through_the_audited_paths() {
+    let app = spawn_app().await;
+    let settings = crate::helpers::settings_for(&app.database_url);
+    let logins = gpuhour::demo::seed(&settings, &app.pool).await.expect("the demo seeds");
+    assert!(logins.seeded);
+
+    // Every kind of write the demo makes has the audit record its handler writes, one per write.
+    let audited = |route: &str| format!("SELECT count(*) AS n FROM audit_log WHERE route = '{route}'");
+    for (route, seeded) in [
+        ("/v1/users", "SELECT count(*) AS n FROM users WHERE role = 'finance'"),
+        ("/v1/auth/signup", "SELECT count(*) AS n FROM organisations WHERE kind IN ('tenant', 'provider')"),
+        ("/v1/deposits", "SELECT count(*) AS n FROM journal_entries WHERE kind = 'deposit'"),
+        ("/v1/programmes", "SELECT count(*) AS n FROM programmes"),
+        ("/v1/programmes/{id}/grants", "SELECT count(*) AS n FROM grants"),
+        ("/v1/listings", "SELECT count(*) AS n FROM listings"),
+        ("/v1/orders", "SELECT count(*) AS n FROM orders"),
+        ("/v1/orders/{id}/cancel", "SELECT count(*) AS n FROM orders WHERE status = 'cancelled'"),
+        ("/v1/listings/{id}/outages", "SELECT count(*) AS n FROM outages"),
+        ("/v1/claims", "SELECT count(*) AS n FROM claims"),
+        ("/v1/claims/{id}/submit", "SELECT count(*) AS n FROM claims WHERE status = 'submitted'"),
+        ("/v1/claims/{id}/payments", "SELECT count(*) AS n FROM claim_payments"),
+        ("/v1/payouts", "SELECT count(*) AS n FROM payouts"),
+        ("/v1/sandbox/clock", "SELECT 21::bigint AS n"),
+        ("/v1/settlements/run", "SELECT 21::bigint AS n"),
+    ] {
+        let (records, rows) = (app.count(&audited(route)).await, app.count(seeded).await);
+        assert!(rows > 0, "the demo seeds {route}");
+        assert_eq!(records, rows, "{route}");
+    }
+    // Each record names who did it and what it made: an order by the tenant who placed it.
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM audit_log a JOIN orders o ON o.id = a.resource_id AND o.placed_by = a.user_id \
+             WHERE a.route = '/v1/orders' AND a.request_id = 'gpuhour-demo'"
+        )
+        .await,
+        app.count("SELECT count(*) AS n FROM orders").await
+    );
+    // Finance reads them like any other history.
+    let finance = app.token(Role::Finance).await;
+    let (status, log) = json(app.get("/v1/audit-log?route=/v1/payouts", &finance).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        log["data"].as_array().map(Vec::len),
+        Some(app.count("SELECT count(*) AS n FROM payouts").await as usize)
+    );
+    verify_is_clean(&app, &finance).await;
+}
