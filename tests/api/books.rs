@@ -297,3 +297,27 @@ async fn the_demo_seeds_through_the_audited_paths() {
     );
     verify_is_clean(&app, &finance).await;
 }
+
+#[tokio::test]
+async fn the_new_route_and_fields_are_in_the_openapi_document() {
+    let app = spawn_app().await;
+    let (status, doc) = json(app.client.get(app.url("/openapi.json")).send().await.expect("openapi")).await;
+    assert_eq!(status, 200);
+    assert!(doc["paths"]["/v1/organisations/{id}/category"]["post"].is_object(), "the category route");
+    let params: Vec<&str> = doc["paths"]["/v1/accounts/{id}"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(params, vec!["id", "as_of"]);
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["OrderView"]["properties"]["charged"].is_object(), "{:#}", schemas["OrderView"]);
+    for field in ["tenant", "subsidy", "subtotal", "effective_subsidy_rate"] {
+        assert!(schemas["ChargedView"]["properties"][field].is_object(), "ChargedView.{field}");
+    }
+    for field in ["debit_account_code", "credit_account_type"] {
+        assert!(schemas["PostingView"]["properties"][field].is_object(), "PostingView.{field}");
+    }
+    assert!(schemas["PaymentRequest"]["properties"]["allow_duplicate_reference"].is_object());
+}
