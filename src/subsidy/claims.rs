@@ -230,8 +230,9 @@ pub async fn pay(
 /// advisory lock held to the end of the transaction), so two racing with the
 /// same reference cannot both find none.
 async fn earlier_payment_with(conn: &mut AsyncPgConnection, reference: &str) -> QueryResult<Option<(Uuid, Uuid)>> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<diesel::sql_types::Text, _>(format!("claim-payment-reference\u{1f}{}", reference.to_lowercase()))
+    // The key is lower-cased by PostgreSQL, as the lookup is, so both agree on every text.
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('claim-payment-reference:' || lower($1), 0))")
+        .bind::<diesel::sql_types::Text, _>(reference)
         .execute(conn)
         .await?;
     claim_payments::table

@@ -321,3 +321,21 @@ async fn the_new_route_and_fields_are_in_the_openapi_document() {
     }
     assert!(schemas["PaymentRequest"]["properties"]["allow_duplicate_reference"].is_object());
 }
+
+#[tokio::test]
+async fn two_payments_racing_with_one_reference_on_two_claims_book_once() {
+    let app = spawn_app().await;
+    let finance = app.token(Role::Finance).await;
+    let first = submitted_claim(&app, &finance).await;
+    let second = submitted_claim(&app, &finance).await;
+    let body = json!({"amount": "100", "reference": "MSIT-RACE"});
+    let (a, b) = (format!("{first}/payments"), format!("{second}/payments"));
+    let responses =
+        futures::future::join_all((0..8).map(|i| app.post(if i % 2 == 0 { &a } else { &b }, &finance, &body, None)))
+            .await;
+    let mut statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![201, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM claim_payments WHERE reference = 'MSIT-RACE'").await, 1);
+    verify_is_clean(&app, &finance).await;
+}
