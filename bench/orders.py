@@ -109,6 +109,8 @@ async def seed(session, tenants_n, providers_n):
             "org_name": f"Tenant {i}", "org_kind": "tenant", "org_category": ["sme", "university", "enterprise"][i % 3],
             "email": email, "password": PASSWORD})
         org = user["org_id"]
+        # A declared category sets no rate until finance confirms it.
+        await ok(session, "POST", f"/v1/organisations/{org}/category", admin, {"category": user["org_category"]})
         await ok(session, "POST", "/v1/deposits", admin, {"tenant_org_id": org, "amount": "100000000",
                                                           "currency": "KRW", "reference": f"bench-{i}"})
         grant = await ok(session, "POST", f"/v1/programmes/{programme['id']}/grants", admin, {

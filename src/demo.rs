@@ -1,5 +1,6 @@
-//! `gpuhour demo`: seeds a realistic market through the service's own code,
-//! then serves it. A 2026 KRW programme (80% for SMEs, 90% for universities),
+//! `gpuhour demo`: seeds a realistic market through the service's own code —
+//! each write the handler's effect with the handler's audit record — then
+//! serves it. A 2026 KRW programme (80% for SMEs, 90% for universities),
 //! a dozen grants, five providers with H100/H200/A100 listings, twenty tenants
 //! with deposits, a few hundred orders over three simulated weeks with
 //! cancellations and an outage, a claim with a partial payment, and payouts.
@@ -7,23 +8,30 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use diesel_async::AsyncPgConnection;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use crate::audit::WriteContext;
 use crate::auth::model::{OrgKind, TenantCategory};
+use crate::auth::store::CategorySource;
 use crate::auth::{Principal, Role, password, store as auth_store};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::db::{self, DbPool, transaction};
+use crate::db::{self, DbPool};
+use crate::finance::deposits::DepositView;
+use crate::finance::payouts::PayoutView;
 use crate::http::ApiError;
 use crate::ledger::model::Actor;
-use crate::market::listings::{self, ListingInsert};
-use crate::market::orders::{self, Request};
-use crate::market::settlement::{self, Outage};
+use crate::market::listings::{self, ListingInsert, ListingRow};
+use crate::market::orders::{OrderRow, Request};
+use crate::market::routes::{NewOutage, OutageView, place_order, record_outage};
+use crate::market::settlement;
 use crate::money::Currency;
-use crate::subsidy::programmes::{self, NewGrant, NewProgramme};
+use crate::subsidy::claims::ClaimRow;
+use crate::subsidy::programmes::{self, GrantRow, NewGrant, NewProgramme, ProgrammeRow};
 use crate::subsidy::rules::Eligibility;
 
 pub const FINANCE_EMAIL: &str = "finance@gpuhour.demo";
@@ -45,10 +53,44 @@ fn api(e: ApiError) -> DemoError {
     format!("{e:?}").into()
 }
 
-async fn advance(pool: &DbPool, to: DateTime<Utc>) -> Result<(), DemoError> {
-    let mut conn = pool.get().await?;
-    Clock::advance(&mut conn, to).await?;
-    Ok(())
+/// The request id of the demo's audit records: what it seeded, and who "did" it.
+pub const DEMO_REQUEST_ID: &str = "gpuhour-demo";
+
+/// One seeded write, made as its handler makes it: the handler's effect and the
+/// audit record that handler writes (its route, the path, the acting user), in
+/// one transaction. So `GET /v1/audit-log` shows the demo like any other history.
+async fn write<T>(
+    conn: &mut AsyncPgConnection,
+    route: &str,
+    path: String,
+    actor: Actor,
+    status: u16,
+    resource_id: impl FnOnce(&T) -> Option<Uuid>,
+    effect: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let ctx = WriteContext::internal(route, path, actor, DEMO_REQUEST_ID);
+    crate::audit::record_write(conn, &ctx, status, resource_id, effect).await
+}
+
+/// An organisation and its first user, as a sign-up makes them (no acting
+/// user), but with the category confirmed: the operator made them.
+async fn organisation(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    kind: OrgKind,
+    category: Option<TenantCategory>,
+    email: &str,
+    hash: &str,
+    start: DateTime<Utc>,
+) -> Result<(auth_store::OrgRow, auth_store::UserRow), ApiError> {
+    let role = if kind == OrgKind::Tenant { Role::Tenant } else { Role::Provider };
+    let user_id = |(_, user): &(auth_store::OrgRow, auth_store::UserRow)| Some(user.id);
+    write(conn, "/v1/auth/signup", "/v1/auth/signup".into(), Actor::default(), 201, user_id, async |c| {
+        let org = auth_store::create_org(c, name, kind, category, CategorySource::Operator, start).await?;
+        let user = auth_store::create_user(c, org.id, email, hash, role, start).await?;
+        Ok((org, user))
+    })
+    .await
 }
 
 /// Seeds the market unless a demo already lives in this database.
@@ -69,17 +111,24 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     let hash = password::hash(DEMO_PASSWORD.into()).await?;
     let mut rng = StdRng::seed_from_u64(2026);
 
-    // People.
-    let operator = auth_store::operator_org(&mut conn, start).await?;
-    let finance = auth_store::create_user(&mut conn, operator.id, FINANCE_EMAIL, &hash, Role::Finance, start).await?;
+    // People. The finance user is made as an administrator would make one.
+    let user_id = |(_, user): &(auth_store::OrgRow, auth_store::UserRow)| Some(user.id);
+    let (operator, finance) =
+        write(&mut conn, "/v1/users", "/v1/users".into(), Actor::default(), 201, user_id, async |c| {
+            let operator = auth_store::operator_org(c, start).await?;
+            let finance = auth_store::create_user(c, operator.id, FINANCE_EMAIL, &hash, Role::Finance, start).await?;
+            Ok((operator, finance))
+        })
+        .await
+        .map_err(api)?;
     let finance_actor = Actor { user_id: Some(finance.id), org_id: Some(operator.id) };
     let provider_names =
         ["Han River DC", "Busan Compute", "Daejeon Research Cloud", "Incheon AI Center", "Gwangju GPU Farm"];
     let mut providers = Vec::new();
     for (i, name) in provider_names.iter().enumerate() {
-        let org = auth_store::create_org(&mut conn, name, OrgKind::Provider, None, start).await?;
         let email = if i == 0 { PROVIDER_EMAIL.to_string() } else { format!("ops{i}@provider.demo") };
-        let user = auth_store::create_user(&mut conn, org.id, &email, &hash, Role::Provider, start).await?;
+        let (org, user) =
+            organisation(&mut conn, name, OrgKind::Provider, None, &email, &hash, start).await.map_err(api)?;
         providers.push((org, user));
     }
     let tenant_specs: [(&str, TenantCategory); 20] = [
@@ -106,17 +155,22 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     ];
     let mut tenants = Vec::new();
     for (i, (name, category)) in tenant_specs.iter().enumerate() {
-        let org = auth_store::create_org(&mut conn, name, OrgKind::Tenant, Some(*category), start).await?;
         let email = if i == 0 { TENANT_EMAIL.to_string() } else { format!("team{i}@tenant.demo") };
-        let user = auth_store::create_user(&mut conn, org.id, &email, &hash, Role::Tenant, start).await?;
-        crate::finance::deposits::deposit(
+        let (org, user) =
+            organisation(&mut conn, name, OrgKind::Tenant, Some(*category), &email, &hash, start).await.map_err(api)?;
+        let amount = Decimal::from(rng.random_range(20..60) * 1_000_000);
+        write(
             &mut conn,
-            org.id,
-            Decimal::from(rng.random_range(20..60) * 1_000_000),
-            Currency::Krw,
-            format!("KB-{:06}", 100_000 + i),
+            "/v1/deposits",
+            "/v1/deposits".into(),
             finance_actor,
-            start,
+            201,
+            |d: &DepositView| Some(d.id),
+            async |c| {
+                let reference = format!("KB-{:06}", 100_000 + i);
+                crate::finance::deposits::deposit(c, org.id, amount, Currency::Krw, reference, finance_actor, start)
+                    .await
+            },
         )
         .await
         .map_err(api)?;
@@ -124,42 +178,51 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     }
 
     // The programme and a dozen grants.
-    let programme = programmes::create_programme(
+    let new_programme = NewProgramme {
+        name: "2026 National AI Compute Voucher".into(),
+        sponsor: "Ministry of Science and ICT".into(),
+        fiscal_year: 2026,
+        currency: Currency::Krw,
+        budget: Decimal::from(5_000_000_000_i64),
+        starts_at: start - Duration::days(1),
+        ends_at: start + Duration::days(365),
+        default_rate: Decimal::new(7, 1),
+        rates_by_category: BTreeMap::from([
+            ("sme".to_string(), Decimal::new(8, 1)),
+            ("university".to_string(), Decimal::new(9, 1)),
+        ]),
+        eligibility: Eligibility::default(),
+    };
+    let programme = write(
         &mut conn,
-        NewProgramme {
-            name: "2026 National AI Compute Voucher".into(),
-            sponsor: "Ministry of Science and ICT".into(),
-            fiscal_year: 2026,
-            currency: Currency::Krw,
-            budget: Decimal::from(5_000_000_000_i64),
-            starts_at: start - Duration::days(1),
-            ends_at: start + Duration::days(365),
-            default_rate: Decimal::new(7, 1),
-            rates_by_category: BTreeMap::from([
-                ("sme".to_string(), Decimal::new(8, 1)),
-                ("university".to_string(), Decimal::new(9, 1)),
-            ]),
-            eligibility: Eligibility::default(),
-        },
+        "/v1/programmes",
+        "/v1/programmes".into(),
         finance_actor,
-        start,
+        201,
+        |p: &ProgrammeRow| Some(p.id),
+        async |c| programmes::create_programme(c, new_programme, finance_actor, start).await,
     )
     .await
     .map_err(api)?;
     let mut grants = BTreeMap::new();
     for (org, _, _) in tenants.iter().take(12) {
-        let grant = programmes::create_grant(
+        let new_grant = NewGrant {
+            programme_id: programme.id,
+            tenant_org_id: org.id,
+            amount: Decimal::from(rng.random_range(5..30) * 1_000_000),
+            rate: None,
+            valid_from: start - Duration::days(1),
+            valid_until: start + Duration::days(180),
+        };
+        let path = format!("/v1/programmes/{}/grants", programme.id);
+        let grant = write(
             &mut conn,
-            NewGrant {
-                programme_id: programme.id,
-                tenant_org_id: org.id,
-                amount: Decimal::from(rng.random_range(5..30) * 1_000_000),
-                rate: None,
-                valid_from: start - Duration::days(1),
-                valid_until: start + Duration::days(180),
-            },
+            "/v1/programmes/{id}/grants",
+            path,
             finance_actor,
-            start,
+            201,
+            |g: &GrantRow| Some(g.id),
+            async |c| programmes::create_grant(c, new_grant, finance_actor, start).await,
         )
         .await
         .map_err(api)?;
@@ -170,7 +233,8 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     let models = [("H100-SXM5-80GB", 80, 3800), ("H200-SXM-141GB", 141, 5200), ("A100-SXM4-80GB", 80, 2100)];
     let regions = ["kr-seoul-1", "kr-busan-1", "kr-daejeon-1", "kr-incheon-1", "kr-gwangju-1"];
     let mut all_listings = Vec::new();
-    for (i, (org, _)) in providers.iter().enumerate() {
+    for (i, (org, user)) in providers.iter().enumerate() {
+        let actor = Actor { user_id: Some(user.id), org_id: Some(org.id) };
         for (model, memory, price) in models {
             let row = ListingInsert {
                 id: Uuid::now_v7(),
@@ -189,7 +253,18 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
                 created_at: start,
                 updated_at: start,
             };
-            all_listings.push(listings::insert(&mut conn, &row).await?);
+            let listing = write(
+                &mut conn,
+                "/v1/listings",
+                "/v1/listings".into(),
+                actor,
+                201,
+                |l: &ListingRow| Some(l.id),
+                async |c| Ok(listings::insert(c, &row).await?),
+            )
+            .await
+            .map_err(api)?;
+            all_listings.push(listing);
         }
     }
 
@@ -208,10 +283,16 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
             grant_id: grants.get(&org.id).copied(),
         };
         let fee = settings.fee_rate;
-        let result = transaction(&mut conn, async |c| {
-            let grant = programmes::grant_context(c, &principal, &request, listing).await?;
-            orders::place(c, &principal, &request, fee, grant, start).await
-        })
+        // Some find the capacity gone or the grant short: refused, like any order.
+        let result = write(
+            &mut conn,
+            "/v1/orders",
+            "/v1/orders".into(),
+            principal.actor(),
+            201,
+            |o: &OrderRow| Some(o.id),
+            async |c| place_order(c, &principal, &request, fee, start).await,
+        )
         .await;
         if let Ok(order) = result {
             placed.push((order, principal));
@@ -222,47 +303,53 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     // Let three weeks pass, a day at a time: settle, cancel a few, one outage.
     for day in 1..=21 {
         let now = start + Duration::days(day);
-        advance(pool, now).await?;
-        settlement::settle_all(pool, clock).await.map_err(api)?;
         let mut conn = pool.get().await?;
+        write(
+            &mut conn,
+            "/v1/sandbox/clock",
+            "/v1/sandbox/clock".into(),
+            finance_actor,
+            200,
+            |_: &DateTime<Utc>| None,
+            async |c| Clock::advance(c, now).await.map_err(ApiError::internal),
+        )
+        .await
+        .map_err(api)?;
+        // Each order settles in its own transaction; the run is audited once, as the handler does.
+        settlement::settle_all(pool, clock).await.map_err(api)?;
+        let run = "/v1/settlements/run";
+        write(&mut conn, run, run.into(), finance_actor, 200, |_: &()| None, async |_| Ok(())).await.map_err(api)?;
         for (order, principal) in placed.iter().skip(day as usize * 7).take(1) {
-            let _ = transaction(&mut conn, async |c| {
-                settlement::cancel(c, order.id, principal.org_id, principal.actor(), now).await
-            })
+            let path = format!("/v1/orders/{}/cancel", order.id);
+            let _ = write(
+                &mut conn,
+                "/v1/orders/{id}/cancel",
+                path,
+                principal.actor(),
+                200,
+                |o: &OrderRow| Some(o.id),
+                async |c| settlement::cancel(c, order.id, principal.org_id, principal.actor(), now).await,
+            )
             .await;
         }
         if day == 6
             && let Some((hit, _)) = placed.iter().find(|(o, _)| o.start_at >= start + Duration::days(2) && o.hours >= 3)
         {
             // The provider of an order that ran on day 3 or later loses its GPUs for two hours.
-            let provider = providers.iter().find(|(org, _)| org.id == hit.provider_org_id).map(|(o, u)| (o.id, u.id));
-            if let Some((provider_org, reporter)) = provider {
-                let outage = Outage {
-                    id: Uuid::now_v7(),
-                    listing_id: hit.listing_id,
-                    start: hit.start_at,
-                    end: hit.start_at + Duration::hours(2),
-                    gpus: hit.gpus,
-                };
-                let actor = Actor { user_id: Some(reporter), org_id: Some(provider_org) };
-                transaction(&mut conn, async |c| {
-                    use crate::db::schema::outages as o;
-                    use diesel::prelude::*;
-                    use diesel_async::RunQueryDsl;
-                    diesel::insert_into(o::table)
-                        .values((
-                            o::id.eq(outage.id),
-                            o::listing_id.eq(outage.listing_id),
-                            o::reported_by.eq(reporter),
-                            o::start_at.eq(outage.start),
-                            o::end_at.eq(outage.end),
-                            o::gpus.eq(outage.gpus),
-                            o::created_at.eq(now),
-                        ))
-                        .execute(c)
-                        .await?;
-                    settlement::credit_outage(c, outage, actor, now).await
-                })
+            let provider = providers.iter().find(|(org, _)| org.id == hit.provider_org_id);
+            if let Some((org, user)) = provider {
+                let reporter = Principal { user_id: user.id, org_id: org.id, role: Role::Provider };
+                let outage = NewOutage { start: hit.start_at, end: hit.start_at + Duration::hours(2), gpus: hit.gpus };
+                let path = format!("/v1/listings/{}/outages", hit.listing_id);
+                write(
+                    &mut conn,
+                    "/v1/listings/{id}/outages",
+                    path,
+                    reporter.actor(),
+                    201,
+                    |o: &OutageView| Some(o.id),
+                    async |c| record_outage(c, &reporter, hit.listing_id, outage, now).await,
+                )
                 .await
                 .map_err(api)?;
             }
@@ -272,25 +359,47 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     // The operator claims the first two weeks, the ministry pays 70%, providers are paid.
     let now = start + Duration::days(21);
     let mut conn = pool.get().await?;
-    let claim = transaction(&mut conn, async |c| {
-        let claim = crate::subsidy::claims::create_claim(
-            c,
-            programme.id,
-            start,
-            start + Duration::days(14),
-            finance_actor,
-            now,
-        )
-        .await?;
-        crate::subsidy::claims::submit(c, claim.id, finance_actor, now).await
-    })
+    let claim = write(
+        &mut conn,
+        "/v1/claims",
+        "/v1/claims".into(),
+        finance_actor,
+        201,
+        |c: &ClaimRow| Some(c.id),
+        async |c| {
+            let period_end = start + Duration::days(14);
+            crate::subsidy::claims::create_claim(c, programme.id, start, period_end, finance_actor, now).await
+        },
+    )
+    .await
+    .map_err(api)?;
+    let path = format!("/v1/claims/{}/submit", claim.id);
+    let claim = write(
+        &mut conn,
+        "/v1/claims/{id}/submit",
+        path,
+        finance_actor,
+        200,
+        |c: &ClaimRow| Some(c.id),
+        async |c| crate::subsidy::claims::submit(c, claim.id, finance_actor, now).await,
+    )
     .await
     .map_err(api)?;
     let partial = (claim.amount * Decimal::new(7, 1)).floor();
     if partial > Decimal::ZERO {
-        transaction(&mut conn, async |c| {
-            crate::subsidy::claims::pay(c, claim.id, partial, "MSIT-2026-0001".into(), finance_actor, now).await
-        })
+        let path = format!("/v1/claims/{}/payments", claim.id);
+        write(
+            &mut conn,
+            "/v1/claims/{id}/payments",
+            path,
+            finance_actor,
+            201,
+            |c: &ClaimRow| Some(c.id),
+            async |c| {
+                let reference = "MSIT-2026-0001".to_string();
+                crate::subsidy::claims::pay(c, claim.id, partial, reference, false, finance_actor, now).await
+            },
+        )
         .await
         .map_err(api)?;
     }
@@ -303,19 +412,19 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
             .unwrap_or_default();
         let amount = (payable_now * Decimal::new(8, 1)).floor();
         if amount > Decimal::ZERO {
-            transaction(&mut conn, async |c| {
-                crate::finance::payouts::pay_out(
-                    c,
-                    org.id,
-                    amount,
-                    Currency::Krw,
-                    format!("PAY-{}", org.id.simple()),
-                    Decimal::ZERO,
-                    finance_actor,
-                    now,
-                )
-                .await
-            })
+            write(
+                &mut conn,
+                "/v1/payouts",
+                "/v1/payouts".into(),
+                finance_actor,
+                201,
+                |p: &PayoutView| Some(p.id),
+                async |c| {
+                    let reference = format!("PAY-{}", org.id.simple());
+                    crate::finance::payouts::pay_out(c, org.id, amount, Currency::Krw, reference, Decimal::ZERO, finance_actor, now)
+                        .await
+                },
+            )
             .await
             .map_err(api)?;
         }

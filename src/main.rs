@@ -148,6 +148,11 @@ async fn export(
     to: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<ExitCode, AnyError> {
     use gpuhour::finance::export;
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(format!("--from {from} is after --to {to}").into());
+    }
     let mut conn = AsyncPgConnection::establish(&settings.database_url).await?;
     let rows = export::rows(&mut conn, from, to, &settings.time_zone).await.map_err(|e| format!("{e:?}"))?;
     let text = match format {

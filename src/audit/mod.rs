@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::db::schema::audit_log;
+use crate::http::ApiError;
+use crate::ledger::model::Actor;
 
 /// What a write needs to know about its request: who, which route, which request.
 #[derive(Debug, Clone)]
@@ -35,6 +37,20 @@ impl WriteContext {
             route: req.match_pattern().unwrap_or_else(|| req.path().to_string()),
             path: req.path().to_string(),
             request_id: req.extensions().get::<RequestId>().map(|id| id.to_string()),
+        }
+    }
+
+    /// A write that comes through no HTTP request (`gpuhour demo` seeding the
+    /// market): recorded exactly as the handler of `route` records its own, with
+    /// the acting user and organisation of `actor` and the request id `request_id`.
+    pub fn internal(route: &str, path: String, actor: Actor, request_id: &str) -> Self {
+        WriteContext {
+            user_id: actor.user_id,
+            org_id: actor.org_id,
+            method: "POST".into(),
+            route: route.into(),
+            path,
+            request_id: Some(request_id.into()),
         }
     }
 
@@ -71,6 +87,28 @@ pub async fn record(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Runs a write that comes through no handler (see `WriteContext::internal`)
+/// the way `http::idempotency::run` runs a handler's: `effect` and its audit
+/// record (with the id `resource_id` picks out of the result) in one
+/// transaction, so there is no write without its record.
+pub async fn record_write<T, F>(
+    conn: &mut AsyncPgConnection,
+    ctx: &WriteContext,
+    status: u16,
+    resource_id: impl FnOnce(&T) -> Option<Uuid>,
+    effect: F,
+) -> Result<T, ApiError>
+where
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
+{
+    crate::db::transaction(conn, async move |conn: &mut AsyncPgConnection| {
+        let value = effect(conn).await?;
+        record(conn, ctx, status, resource_id(&value), None).await?;
+        Ok(value)
+    })
+    .await
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{AuditFilter, AuditRow};
 use crate::auth::Principal;
 use crate::http::ApiError;
-use crate::http::extract::Query;
+use crate::http::extract::{Query, check_period};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::startup::AppState;
 
@@ -76,6 +76,7 @@ pub async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
+    check_period(q.from, q.to)?;
     let limit = pagination::limit(q.limit)?;
     let before: Option<i64> = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = AuditFilter {

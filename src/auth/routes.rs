@@ -13,7 +13,7 @@ use super::store::{self, OrgRow, StoreError, UserRow};
 use super::token::TokenKeys;
 use super::{password, throttle};
 use crate::audit::WriteContext;
-use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
@@ -61,6 +61,9 @@ pub struct UserView {
     pub org_name: String,
     pub org_kind: String,
     pub org_category: Option<String>,
+    /// Whether finance has confirmed the category; until then a programme
+    /// applies its default rate, not the category's.
+    pub org_category_confirmed: bool,
     pub created_at: DateTime<Utc>,
     pub disabled_at: Option<DateTime<Utc>>,
 }
@@ -74,6 +77,7 @@ fn user_view(user: UserRow, org: OrgRow) -> UserView {
         org_name: org.name,
         org_kind: org.kind,
         org_category: org.category,
+        org_category_confirmed: org.category_confirmed,
         created_at: user.created_at,
         disabled_at: user.disabled_at,
     }
@@ -128,7 +132,7 @@ pub async fn signup(
             return Err(ApiError::invalid("email", "is already registered"));
         }
         let now = clock.now(conn).await?;
-        let org = store::create_org(conn, &name, kind, category, now).await?;
+        let org = store::create_org(conn, &name, kind, category, store::CategorySource::Declared, now).await?;
         let role = if kind == OrgKind::Tenant { Role::Tenant } else { Role::Provider };
         let user = store::create_user(conn, org.id, email.as_str(), &password_hash, role, now).await?;
         Ok(user_view(user, org))
@@ -240,6 +244,8 @@ pub struct Me {
     pub org_name: String,
     pub org_kind: String,
     pub org_category: Option<String>,
+    /// Whether finance has confirmed the category (see `UserView`).
+    pub org_category_confirmed: bool,
     /// A tenant's wallets (one per currency), or a provider's payables.
     pub accounts: Vec<AccountView>,
 }
@@ -247,7 +253,7 @@ pub struct Me {
 /// The caller, their organisation, and its wallets or payables. Roles: any.
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401, body = crate::http::problem::Problem)))]
 #[get("/v1/me")]
-pub async fn me(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn me(state: web::Data<AppState>, principal: Principal, _: NoQuery) -> Result<HttpResponse, ApiError> {
     let mut conn = state.pool.get().await?;
     let (user, org) = store::user_by_id(&mut conn, principal.user_id)
         .await?
@@ -262,6 +268,7 @@ pub async fn me(state: web::Data<AppState>, principal: Principal) -> Result<Http
         org_name: org.name,
         org_kind: org.kind,
         org_category: org.category,
+        org_category_confirmed: org.category_confirmed,
         accounts: accounts.into_iter().map(AccountView::from).collect(),
     }))
 }
@@ -418,6 +425,80 @@ pub async fn disable_user(
     .await
 }
 
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrganisationView {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub category: Option<String>,
+    /// Whether finance has confirmed the category: only then does it set a rate.
+    pub category_confirmed: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<OrgRow> for OrganisationView {
+    fn from(o: OrgRow) -> Self {
+        OrganisationView {
+            id: o.id,
+            name: o.name,
+            kind: o.kind,
+            category: o.category,
+            category_confirmed: o.category_confirmed,
+            created_at: o.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryChange {
+    /// The category finance has checked: the one declared at sign-up, or another.
+    pub category: TenantCategory,
+}
+
+/// Confirms or changes a tenant organisation's category. A category declared
+/// at sign-up sets no subsidy rate (programmes apply their default rate) until
+/// finance confirms it here; orders already placed keep their rate. Audited.
+/// Roles: finance, admin.
+#[utoipa::path(tag = "auth", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = CategoryChange, security(("bearer" = [])), responses(
+    (status = 200, body = OrganisationView),
+    (status = 403, body = crate::http::problem::Problem),
+    (status = 404, body = crate::http::problem::Problem),
+    (status = 422, description = "Not a tenant organisation, or not a category", body = crate::http::problem::Problem),
+))]
+#[post("/v1/organisations/{id}/category")]
+pub async fn set_category(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    id: web::Path<String>,
+    body: JsonBody<CategoryChange>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let id = parse_uuid("id", &id)?;
+    let category = body.value.category;
+    let hash = idempotency::fingerprint(&req, &body.raw);
+    let ctx = WriteContext::new(&req, Some(&principal));
+    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+        match store::confirm_category(conn, id, category).await? {
+            Some(org) => Ok(OrganisationView::from(org)),
+            None => match store::org_by_id(conn, id).await? {
+                Some(_) => Err(ApiError::invalid("category", "only tenant organisations have a category")),
+                None => Err(ApiError::not_found(format!("organisation {id} does not exist"))),
+            },
+        }
+    })
+    .await
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(signup).service(token).service(me).service(create_user).service(list_users).service(disable_user);
+    cfg.service(signup)
+        .service(token)
+        .service(me)
+        .service(create_user)
+        .service(list_users)
+        .service(disable_user)
+        .service(set_category);
 }

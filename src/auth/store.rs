@@ -18,6 +18,9 @@ pub struct OrgRow {
     pub kind: String,
     pub category: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Whether finance has confirmed (or set) the category. Only a confirmed
+    /// category sets a subsidy rate; a self-declared one counts for nothing.
+    pub category_confirmed: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
@@ -44,6 +47,15 @@ pub enum StoreError {
     Database(#[from] diesel::result::Error),
 }
 
+/// Who vouches for a new organisation's category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CategorySource {
+    /// The organisation itself, signing up: unconfirmed until finance confirms.
+    Declared,
+    /// The operator (finance, an administrator, the demo): confirmed.
+    Operator,
+}
+
 /// Creates an organisation and the ledger accounts it owns (SPEC section 3:
 /// a tenant's wallets, a provider's payables), in the caller's transaction.
 pub async fn create_org(
@@ -51,6 +63,7 @@ pub async fn create_org(
     name: &str,
     kind: OrgKind,
     category: Option<TenantCategory>,
+    source: CategorySource,
     now: DateTime<Utc>,
 ) -> Result<OrgRow, StoreError> {
     let org = OrgRow {
@@ -59,6 +72,7 @@ pub async fn create_org(
         kind: kind.as_str().to_string(),
         category: category.map(|c| c.as_str().to_string()),
         created_at: now,
+        category_confirmed: category.is_some() && source == CategorySource::Operator,
     };
     diesel::insert_into(organisations::table)
         .values((
@@ -66,6 +80,7 @@ pub async fn create_org(
             organisations::name.eq(&org.name),
             organisations::kind.eq(&org.kind),
             organisations::category.eq(&org.category),
+            organisations::category_confirmed.eq(org.category_confirmed),
             organisations::created_at.eq(now),
         ))
         .execute(conn)
@@ -168,6 +183,21 @@ pub async fn user_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<O
 
 pub async fn org_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OrgRow>> {
     organisations::table.find(id).select(OrgRow::as_select()).first(conn).await.optional()
+}
+
+/// Sets a tenant organisation's category as confirmed by finance; `None` when
+/// there is no such tenant organisation.
+pub async fn confirm_category(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    category: TenantCategory,
+) -> QueryResult<Option<OrgRow>> {
+    diesel::update(organisations::table.find(id).filter(organisations::kind.eq(OrgKind::Tenant.as_str())))
+        .set((organisations::category.eq(category.as_str()), organisations::category_confirmed.eq(true)))
+        .returning(OrgRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 pub async fn any_admin(conn: &mut AsyncPgConnection) -> QueryResult<bool> {

@@ -86,6 +86,7 @@ diesel::table! {
         kind -> Text,
         category -> Nullable<Text>,
         created_at -> Timestamptz,
+        category_confirmed -> Bool,
     }
 }
 

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::http::ApiError;
-use crate::http::extract::Query;
+use crate::http::extract::{Query, check_period};
 use crate::money::{Currency, format_amount, format_scaled};
 use crate::startup::AppState;
 
@@ -170,6 +170,7 @@ pub async fn export_journal(
     Query(q): Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
+    check_period(q.from, q.to)?;
     let mut conn = state.pool.get().await?;
     let rows = rows(&mut conn, q.from, q.to, &state.settings.time_zone).await?;
     let (body, content_type, name) = match q.format.unwrap_or(Format::Hledger) {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::auth::model::OrgKind;
 use crate::http::ApiError;
-use crate::http::extract::{Query, parse_uuid};
+use crate::http::extract::{Query, check_period, parse_uuid};
 use crate::ledger::chart;
 use crate::ledger::store::{self as ledger_store, AccountRow};
 use crate::money::{Currency, format_amount};
@@ -444,6 +444,7 @@ pub async fn statement(
     Query(q): Query<StatementQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let org_id = parse_uuid("org_id", &org_id)?;
+    check_period(q.from, q.to)?;
     if !principal.is_finance() && principal.org_id != org_id {
         return Err(ApiError::not_found(format!("organisation {org_id} does not exist")));
     }

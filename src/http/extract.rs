@@ -100,6 +100,37 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
     }
 }
 
+/// The query string of a route that takes no parameters: a parameter is
+/// refused (422 naming it), never silently ignored — `?as_of=` on a route
+/// without it must not look as if it had been honoured.
+pub struct NoQuery;
+
+impl FromRequest for NoQuery {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let first = form_urlencoded::parse(req.query_string().as_bytes()).next();
+        std::future::ready(match first {
+            None => Ok(NoQuery),
+            Some((name, _)) => Err(ApiError::invalid(name.into_owned(), "this route takes no query parameters")),
+        })
+    }
+}
+
+/// Checks a period `[from, to)` given as query parameters: `from` after `to`
+/// is a 422 naming `from`, not an empty answer that looks like "nothing
+/// happened". `from == to` is a valid, empty period.
+pub fn check_period(
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), ApiError> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => Err(ApiError::invalid("from", "must not be after `to`")),
+        _ => Ok(()),
+    }
+}
+
 /// A path parameter that must be a UUID.
 pub fn parse_uuid(field: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::invalid(field, format!("{raw:?} is not a valid UUID")))
@@ -134,6 +165,17 @@ mod tests {
         assert_eq!(e.errors[0].field, "extra");
         let e = parse_json::<Body>(br#"{"lines": []}"#).expect_err("missing field");
         assert_eq!(e.errors[0].message, "missing field `memo`");
+    }
+
+    #[test]
+    fn a_period_must_not_end_before_it_starts() {
+        use chrono::{TimeZone, Utc};
+        let t = |h| Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).single().expect("time");
+        let e = check_period(Some(t(2)), Some(t(1))).expect_err("backwards");
+        assert_eq!((e.status.as_u16(), e.errors[0].field.as_str()), (422, "from"));
+        assert!(check_period(Some(t(1)), Some(t(1))).is_ok(), "empty, not backwards");
+        assert!(check_period(Some(t(1)), Some(t(2))).is_ok());
+        assert!(check_period(None, Some(t(1))).is_ok() && check_period(Some(t(1)), None).is_ok());
     }
 
     #[test]

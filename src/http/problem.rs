@@ -125,6 +125,7 @@ impl ApiError {
             "budget_exhausted" => "Budget exhausted",
             "idempotency_key_reused" => "Idempotency key reused with another request",
             "conflict" => "Conflict",
+            "duplicate_reference" => "Reference already recorded",
             "too_many_requests" => "Too many requests",
             "service_unavailable" => "Service unavailable",
             _ => "Internal server error",

@@ -4,7 +4,7 @@
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::money::Currency;
+use crate::money::{Currency, format_amount};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LedgerError {
@@ -24,9 +24,18 @@ pub enum LedgerError {
     MixesMemoAndMoney { debit: Uuid, credit: Uuid },
     #[error("pending posting {0} does not exist")]
     PendingNotFound(Uuid),
-    #[error("pending posting {posting_id} has {remaining} left; {requested} was asked for")]
-    PendingExceeded { posting_id: Uuid, remaining: Decimal, requested: Decimal },
-    #[error("account {code} ({currency}) would go below its floor: available would be {available}")]
+    // Amounts in messages carry their currency's precision (`-242000`, never
+    // the stored `-242000.0000`).
+    #[error(
+        "pending posting {posting_id} has {} {currency} left; {} was asked for",
+        format_amount(*.remaining, *.currency),
+        format_amount(*.requested, *.currency)
+    )]
+    PendingExceeded { posting_id: Uuid, currency: Currency, remaining: Decimal, requested: Decimal },
+    #[error(
+        "account {code} ({currency}) would go below its floor: available would be {}",
+        format_amount(*.available, *.currency)
+    )]
     FloorBroken { account_id: Uuid, code: String, currency: Currency, available: Decimal },
     #[error("amount overflow")]
     Overflow,
@@ -63,5 +72,36 @@ impl From<diesel::result::Error> for LedgerError {
             return LedgerError::PeriodClosed;
         }
         LedgerError::Database(DbError(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn amounts_in_messages_carry_the_currency_precision() {
+        // Balances come back from NUMERIC(28, 4) with four fraction digits.
+        let floor = LedgerError::FloorBroken {
+            account_id: Uuid::nil(),
+            code: "liabilities:tenant:x:wallet".into(),
+            currency: Currency::Krw,
+            available: dec!(-242000.0000),
+        };
+        assert_eq!(
+            floor.to_string(),
+            "account liabilities:tenant:x:wallet (KRW) would go below its floor: available would be -242000"
+        );
+        let pending = LedgerError::PendingExceeded {
+            posting_id: Uuid::nil(),
+            currency: Currency::Usd,
+            remaining: dec!(1.5000),
+            requested: dec!(2),
+        };
+        assert_eq!(
+            pending.to_string(),
+            format!("pending posting {} has 1.50 USD left; 2.00 was asked for", Uuid::nil())
+        );
     }
 }

@@ -163,6 +163,40 @@ pub async fn figures_from_postings(
         .collect())
 }
 
+/// One account's four figures from its postings effective before `before`
+/// (the half-open rule every report follows: `as_of` means "before this
+/// instant"). Two index range scans, one per side of the account.
+pub async fn account_figures_before(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    before: DateTime<Utc>,
+) -> Result<Balances, LedgerError> {
+    // As in `figures_from_postings`: posted and post_pending move posted
+    // figures; pending adds to the pending ones, post_pending and void_pending take off.
+    let rows: Vec<FiguresRow> = diesel::sql_query(
+        "WITH m AS ( \
+           SELECT CASE WHEN kind IN ('posted', 'post_pending') THEN amount ELSE 0 END AS dp, 0::numeric AS cp, \
+                  CASE kind WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END AS dpe, \
+                  0::numeric AS cpe \
+           FROM postings WHERE debit_account_id = $1 AND effective_at < $2 \
+           UNION ALL \
+           SELECT 0, CASE WHEN kind IN ('posted', 'post_pending') THEN amount ELSE 0 END, \
+                  0, CASE kind WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END \
+           FROM postings WHERE credit_account_id = $1 AND effective_at < $2) \
+         SELECT $1 AS account_id, coalesce(sum(dp), 0) AS dp, coalesce(sum(cp), 0) AS cp, \
+                coalesce(sum(dpe), 0) AS dpe, coalesce(sum(cpe), 0) AS cpe FROM m",
+    )
+    .bind::<SqlUuid, _>(account_id)
+    .bind::<Timestamptz, _>(before)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .map(|r| Balances { debits_posted: r.dp, credits_posted: r.cp, debits_pending: r.dpe, credits_pending: r.cpe })
+        .unwrap_or_default())
+}
+
 /// Every account as of `as_of` (now when `None`), ordered by code and currency.
 pub async fn trial_balance(
     conn: &mut AsyncPgConnection,

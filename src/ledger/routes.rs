@@ -18,7 +18,7 @@ use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
 use super::verify::VerifyReport;
 use crate::audit::WriteContext;
 use crate::auth::Principal;
-use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
@@ -143,18 +143,39 @@ async fn find_account(state: &AppState, principal: &Principal, raw_id: &str) -> 
         .ok_or_else(|| ApiError::not_found(format!("account {id} does not exist")))
 }
 
-/// One account and its figures. Roles: finance, admin; tenants and providers
-/// for their own organisation's accounts (another's answers 404).
-#[utoipa::path(tag = "ledger", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccountQuery {
+    /// An RFC 3339 instant: the figures as of it, counting the postings
+    /// effective *before* it (half-open, like every report). Now when absent.
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// One account and its figures, now or as of an instant. Roles: finance,
+/// admin; tenants and providers for their own organisation's accounts
+/// (another's answers 404).
+#[utoipa::path(tag = "ledger", params(("id" = Uuid, Path), AccountQuery), security(("bearer" = [])), responses(
     (status = 200, body = AccountView), (status = 404, body = crate::http::problem::Problem),
+    (status = 422, description = "An unknown or malformed query parameter", body = crate::http::problem::Problem),
 ))]
 #[get("/v1/accounts/{id}")]
 pub async fn get_account(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    Query(q): Query<AccountQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(AccountView::from(find_account(&state, &principal, &id).await?)))
+    let mut account = find_account(&state, &principal, &id).await?;
+    if let Some(as_of) = q.as_of {
+        let mut conn = state.pool.get().await?;
+        let b = queries::account_figures_before(&mut conn, account.id, as_of).await?;
+        account.debits_posted = b.debits_posted;
+        account.credits_posted = b.credits_posted;
+        account.debits_pending = b.debits_pending;
+        account.credits_pending = b.credits_pending;
+    }
+    Ok(HttpResponse::Ok().json(AccountView::from(account)))
 }
 
 /// A line of an account statement.
@@ -291,7 +312,11 @@ pub async fn trial_balance(
 /// Recomputes the ledger's invariants from the postings. Roles: finance, admin.
 #[utoipa::path(tag = "ledger", security(("bearer" = [])), responses((status = 200, body = VerifyReport)))]
 #[get("/v1/ledger/verify")]
-pub async fn verify_ledger(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn verify_ledger(
+    state: web::Data<AppState>,
+    principal: Principal,
+    _: NoQuery,
+) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let mut conn = state.pool.get().await?;
     Ok(HttpResponse::Ok().json(crate::verify::verify(&mut conn).await?))
@@ -328,7 +353,12 @@ pub struct PostingView {
     pub id: Uuid,
     pub kind: String,
     pub debit_account_id: Uuid,
+    /// The debited account's code and type, so an entry reads without a lookup.
+    pub debit_account_code: String,
+    pub debit_account_type: String,
     pub credit_account_id: Uuid,
+    pub credit_account_code: String,
+    pub credit_account_type: String,
     pub amount: String,
     pub currency: String,
     pub pending_posting_id: Option<Uuid>,
@@ -347,8 +377,41 @@ pub struct EntryView {
     pub postings: Vec<PostingView>,
 }
 
-pub fn entry_view(entry: EntryRow, lines: Vec<PostingRow>) -> EntryView {
-    EntryView {
+/// An entry and its postings, each posting with its accounts' codes and types.
+pub async fn entry_view(
+    conn: &mut diesel_async::AsyncPgConnection,
+    entry: EntryRow,
+    lines: Vec<PostingRow>,
+) -> Result<EntryView, ApiError> {
+    let mut ids: Vec<Uuid> = lines.iter().flat_map(|p| [p.debit_account_id, p.credit_account_id]).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let labels = store::account_labels(conn, &ids).await?;
+    let label = |id: Uuid| {
+        labels
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ApiError::internal(super::LedgerError::Corrupt(format!("account {id} is missing"))))
+    };
+    let mut postings = Vec::with_capacity(lines.len());
+    for p in lines {
+        let (debit_account_code, debit_account_type) = label(p.debit_account_id)?;
+        let (credit_account_code, credit_account_type) = label(p.credit_account_id)?;
+        postings.push(PostingView {
+            id: p.id,
+            kind: p.kind,
+            debit_account_id: p.debit_account_id,
+            debit_account_code,
+            debit_account_type,
+            credit_account_id: p.credit_account_id,
+            credit_account_code,
+            credit_account_type,
+            amount: amount_in(p.amount, &p.currency),
+            pending_posting_id: p.pending_posting_id,
+            currency: p.currency,
+        });
+    }
+    Ok(EntryView {
         id: entry.id,
         kind: entry.kind,
         effective_at: entry.effective_at,
@@ -357,19 +420,8 @@ pub fn entry_view(entry: EntryRow, lines: Vec<PostingRow>) -> EntryView {
         reference: entry.reference,
         reverses_entry_id: entry.reverses_entry_id,
         actor_user_id: entry.actor_user_id,
-        postings: lines
-            .into_iter()
-            .map(|p| PostingView {
-                id: p.id,
-                kind: p.kind,
-                debit_account_id: p.debit_account_id,
-                credit_account_id: p.credit_account_id,
-                amount: amount_in(p.amount, &p.currency),
-                pending_posting_id: p.pending_posting_id,
-                currency: p.currency,
-            })
-            .collect(),
-    }
+        postings,
+    })
 }
 
 const MAX_MEMO: usize = 1000;
@@ -490,7 +542,7 @@ pub async fn create_adjustment(
             let (entry, lines) = store::entry_with_postings(conn, posted.id)
                 .await?
                 .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
-            Ok(entry_view(entry, lines))
+            entry_view(conn, entry, lines).await
         },
     )
     .await
@@ -505,6 +557,7 @@ pub async fn get_entry(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
@@ -512,7 +565,7 @@ pub async fn get_entry(
     let (entry, lines) = store::entry_with_postings(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("journal entry {id} does not exist")))?;
-    Ok(HttpResponse::Ok().json(entry_view(entry, lines)))
+    Ok(HttpResponse::Ok().json(entry_view(&mut conn, entry, lines).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -556,7 +609,7 @@ pub async fn reverse_entry(
             let (entry, lines) = store::entry_with_postings(conn, posted.id)
                 .await?
                 .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
-            Ok(entry_view(entry, lines))
+            entry_view(conn, entry, lines).await
         },
     )
     .await

@@ -146,7 +146,12 @@ fn resolve_pending(
 ) -> Result<(Uuid, Uuid), LedgerError> {
     let pending = pendings.get_mut(&id).ok_or(LedgerError::PendingNotFound(id))?;
     if amount > pending.remaining {
-        return Err(LedgerError::PendingExceeded { posting_id: id, remaining: pending.remaining, requested: amount });
+        return Err(LedgerError::PendingExceeded {
+            posting_id: id,
+            currency: pending.currency,
+            remaining: pending.remaining,
+            requested: amount,
+        });
     }
     pending.remaining = sub(pending.remaining, amount)?;
     Ok((pending.debit_account_id, pending.credit_account_id))
@@ -362,7 +367,15 @@ mod tests {
             &[Movement::PostPending { pending_posting_id: pid, amount: dec!(1) }],
         )
         .expect_err("nothing is left to post");
-        assert_eq!(err, LedgerError::PendingExceeded { posting_id: pid, remaining: dec!(0), requested: dec!(1) });
+        assert_eq!(
+            err,
+            LedgerError::PendingExceeded {
+                posting_id: pid,
+                currency: Currency::Krw,
+                remaining: dec!(0),
+                requested: dec!(1)
+            }
+        );
     }
 
     #[test]

@@ -235,6 +235,19 @@ pub async fn pending_progress_of(
         .collect()
 }
 
+/// The code and type of each of `ids`, for showing postings by name.
+pub async fn account_labels(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, (String, String)>, LedgerError> {
+    let rows: Vec<(Uuid, String, String)> = accounts::table
+        .filter(accounts::id.eq_any(ids))
+        .select((accounts::id, accounts::code, accounts::account_type))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(id, code, account_type)| (id, (code, account_type))).collect())
+}
+
 pub async fn account_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<AccountRow>, LedgerError> {
     Ok(accounts::table.find(id).select(AccountRow::as_select()).first(conn).await.optional()?)
 }

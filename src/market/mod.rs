@@ -4,9 +4,11 @@
 //! - `pricing`, `schedule`: the rules as plain functions (no database);
 //! - `listings`, `orders`: storage and the order's one transaction;
 //! - `settlement`: what later resolves an order's reservations;
+//! - `charged`: what an order has really cost, read from its postings;
 //! - `verify`: the order-level invariant (each order charged for its hours, no more);
 //! - `routes`: the HTTP handlers.
 
+pub mod charged;
 pub mod listings;
 pub mod orders;
 pub mod pricing;

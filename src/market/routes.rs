@@ -8,13 +8,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::charged::{self, Charged, ChargedView};
 use super::listings::{self, ListingInsert, ListingRow, ListingStatus, SearchFilter, SearchSort};
 use super::orders::{self, OrderFilter, OrderRow, OrderStatus, Request};
 use super::schedule::is_whole_hour;
 use super::settlement::{self, Outage, OutageCredit, Settled};
 use crate::audit::WriteContext;
 use crate::auth::{Principal, Role};
-use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query, check_period, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
@@ -220,6 +221,7 @@ pub async fn get_listing(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(listing_view(visible_listing(&state, &principal, &id).await?, None)))
 }
@@ -483,6 +485,7 @@ pub async fn availability(
     id: web::Path<String>,
     Query(q): Query<AvailabilityQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    check_period(q.from, q.to)?;
     let listing = visible_listing(&state, &principal, &id).await?;
     let from = q.from.unwrap_or(listing.available_from).max(listing.available_from);
     let to = q.to.unwrap_or(listing.available_until).min(listing.available_until);
@@ -541,9 +544,6 @@ pub async fn report_outage(
     id: web::Path<String>,
     body: JsonBody<NewOutage>,
 ) -> Result<HttpResponse, ApiError> {
-    use crate::db::schema::outages;
-    use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
     principal.require(&[Role::Provider])?;
     let id = parse_uuid("id", &id)?;
     let NewOutage { start, end, gpus } = body.value;
@@ -569,41 +569,57 @@ pub async fn report_outage(
     let clock = state.clock;
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
-        let listing = listings::find_for_order(conn, id)
-            .await?
-            .filter(|l| l.provider_org_id == principal.org_id)
-            .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
-        if gpus > listing.gpus {
-            return Err(ApiError::invalid("gpus", format!("the listing has {} GPUs", listing.gpus)));
-        }
         let now = clock.now(conn).await?;
-        let outage_id = Uuid::now_v7();
-        diesel::insert_into(outages::table)
-            .values((
-                outages::id.eq(outage_id),
-                outages::listing_id.eq(id),
-                outages::reported_by.eq(principal.user_id),
-                outages::start_at.eq(start),
-                outages::end_at.eq(end),
-                outages::gpus.eq(gpus),
-                outages::created_at.eq(now),
-            ))
-            .execute(conn)
-            .await?;
-        let (entries, credits) = settlement::credit_outage(
-            conn,
-            Outage { id: outage_id, listing_id: id, start, end, gpus },
-            principal.actor(),
-            now,
-        )
-        .await?;
-        diesel::update(outages::table.find(outage_id))
-            .set(outages::journal_entry_id.eq(<[Uuid]>::first(&entries).copied()))
-            .execute(conn)
-            .await?;
-        Ok(OutageView { id: outage_id, listing_id: id, start, end, gpus, credits })
+        record_outage(conn, &principal, id, NewOutage { start, end, gpus }, now).await
     })
     .await
+}
+
+/// Records a provider's outage on its own listing and credits the orders it
+/// hit, in the caller's transaction (the handler's effect; the demo's too).
+pub async fn record_outage(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+    outage: NewOutage,
+    now: DateTime<Utc>,
+) -> Result<OutageView, ApiError> {
+    use crate::db::schema::outages;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let NewOutage { start, end, gpus } = outage;
+    let listing = listings::find_for_order(conn, id)
+        .await?
+        .filter(|l| l.provider_org_id == principal.org_id)
+        .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+    if gpus > listing.gpus {
+        return Err(ApiError::invalid("gpus", format!("the listing has {} GPUs", listing.gpus)));
+    }
+    let outage_id = Uuid::now_v7();
+    diesel::insert_into(outages::table)
+        .values((
+            outages::id.eq(outage_id),
+            outages::listing_id.eq(id),
+            outages::reported_by.eq(principal.user_id),
+            outages::start_at.eq(start),
+            outages::end_at.eq(end),
+            outages::gpus.eq(gpus),
+            outages::created_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    let (entries, credits) = settlement::credit_outage(
+        conn,
+        Outage { id: outage_id, listing_id: id, start, end, gpus },
+        principal.actor(),
+        now,
+    )
+    .await?;
+    diesel::update(outages::table.find(outage_id))
+        .set(outages::journal_entry_id.eq(<[Uuid]>::first(&entries).copied()))
+        .execute(conn)
+        .await?;
+    Ok(OutageView { id: outage_id, listing_id: id, start, end, gpus, credits })
 }
 
 // ---------------------------------------------------------------- orders
@@ -715,11 +731,16 @@ pub struct OrderView {
     pub journal_entry_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// What the order has really cost so far, from the ledger: the figures
+    /// above are the breakdown when it was placed; these account for
+    /// settlements, outage credits, refunds and a cancellation.
+    pub charged: ChargedView,
 }
 
-pub fn order_view(o: OrderRow, now: DateTime<Utc>) -> OrderView {
+pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<OrderView, ApiError> {
     let c = currency_of(&o.currency);
-    OrderView {
+    let charged = charged::view(charged)?;
+    Ok(OrderView {
         id: o.id,
         status: o.status_at(now),
         listing_id: o.listing_id,
@@ -746,7 +767,21 @@ pub fn order_view(o: OrderRow, now: DateTime<Utc>) -> OrderView {
         journal_entry_id: o.journal_entry_id,
         created_at: o.created_at,
         cancelled_at: o.cancelled_at,
-    }
+        charged,
+    })
+}
+
+/// One order's view, its charged figures read in one query.
+async fn one_order_view(
+    conn: &mut diesel_async::AsyncPgConnection,
+    order: OrderRow,
+    now: DateTime<Utc>,
+) -> Result<OrderView, ApiError> {
+    let mut charged = charged::charged_of(conn, std::slice::from_ref(&order)).await?;
+    let figures = charged.remove(&order.id).ok_or_else(|| {
+        ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} vanished", order.id)))
+    })?;
+    order_view(order, now, &figures)
 }
 
 /// Buys GPU-hours: reserves the capacity and writes the order's pending
@@ -774,21 +809,33 @@ pub async fn create_order(
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        // Model, region, provider and currency of a listing never change, so the
-        // grant's eligibility can be judged before place() locks the listing.
-        let grant = match request.grant_id {
-            None => None,
-            Some(_) => {
-                let listing = listings::find(conn, request.listing_id)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
-                crate::subsidy::programmes::grant_context(conn, &principal, &request, &listing).await?
-            }
-        };
-        let order = orders::place(conn, &principal, &request, fee_rate, grant, now).await?;
-        Ok(order_view(order, now))
+        let order = place_order(conn, &principal, &request, fee_rate, now).await?;
+        one_order_view(conn, order, now).await
     })
     .await
+}
+
+/// Places a tenant's order, with its grant's terms when it names one, in the
+/// caller's transaction (the handler's effect; the demo's too).
+pub async fn place_order(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    request: &Request,
+    fee_rate: Decimal,
+    now: DateTime<Utc>,
+) -> Result<OrderRow, ApiError> {
+    // Model, region, provider and currency of a listing never change, so the
+    // grant's eligibility can be judged before place() locks the listing.
+    let grant = match request.grant_id {
+        None => None,
+        Some(_) => {
+            let listing = listings::find(conn, request.listing_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
+            crate::subsidy::programmes::grant_context(conn, principal, request, &listing).await?
+        }
+    };
+    orders::place(conn, principal, request, fee_rate, grant, now).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -817,6 +864,7 @@ pub async fn list_orders(
     Query(q): Query<OrderListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = pagination::limit(q.limit)?;
+    check_period(q.from, q.to)?;
     let before: Option<(DateTime<Utc>, Uuid)> = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let statuses = match &q.status {
         None => None,
@@ -844,7 +892,21 @@ pub async fn list_orders(
         Role::Finance | Role::Admin => {}
     }
     let rows = orders::list(&mut conn, &filter, before, limit + 1).await?;
-    Ok(HttpResponse::Ok().json(pagination::page(rows, limit, |o| (o.created_at, o.id), |o| order_view(o, now))))
+    let page = pagination::page(rows, limit, |o| (o.created_at, o.id), |o| o);
+    // The whole page's charged figures in one query: no query per order.
+    let charged = charged::charged_of(&mut conn, &page.data).await?;
+    let data = page
+        .data
+        .into_iter()
+        .map(|order| {
+            let figures = charged.get(&order.id).ok_or_else(|| {
+                ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} has no figures", order.id)))
+            })?;
+            order_view(order, now, figures)
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let next_cursor = page.next_cursor;
+    Ok(HttpResponse::Ok().json(Page { data, next_cursor }))
 }
 
 /// One order. Roles: its tenant, its provider, finance, admin; anyone else gets 404.
@@ -856,6 +918,7 @@ pub async fn get_order(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_uuid("id", &id)?;
     let mut conn = state.pool.get().await?;
@@ -864,7 +927,7 @@ pub async fn get_order(
         .await?
         .filter(|o| orders::visible_to(o, &principal))
         .ok_or_else(|| ApiError::not_found(format!("order {id} does not exist")))?;
-    Ok(HttpResponse::Ok().json(order_view(order, now)))
+    Ok(HttpResponse::Ok().json(one_order_view(&mut conn, order, now).await?))
 }
 
 /// Cancels an order: before its start everything is released; after it, the
@@ -890,7 +953,7 @@ pub async fn cancel_order(
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let order = settlement::cancel(conn, id, principal.org_id, principal.actor(), now).await?;
-        Ok(order_view(order, now))
+        one_order_view(conn, order, now).await
     })
     .await
 }

@@ -83,10 +83,12 @@ pub fn order_differences(order: &OrderFacts) -> Vec<Difference> {
                 expected,
                 actual,
                 format!(
-                    "order {}: posting {} charges {actual} for {} charged hours, which with their credits cost {expected}",
+                    "order {}: posting {} charges {} for {} charged hours, which with their credits cost {}",
                     order.order_id,
                     p.posting_id,
-                    order.charged_hours
+                    crate::money::format_amount(actual, order.currency),
+                    order.charged_hours,
+                    crate::money::format_amount(expected, order.currency),
                 ),
             ));
         }

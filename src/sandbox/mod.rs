@@ -10,7 +10,7 @@ use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::clock::{Clock, ClockError};
 use crate::http::ApiError;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, NoQuery};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::startup::AppState;
 
@@ -61,7 +61,11 @@ pub async fn set_clock(
 /// The sandbox clock's current instant. Roles: any.
 #[utoipa::path(tag = "sandbox", security(("bearer" = [])), responses((status = 200, body = ClockView)))]
 #[get("/v1/sandbox/clock")]
-pub async fn get_clock(state: web::Data<AppState>, _principal: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn get_clock(
+    state: web::Data<AppState>,
+    _principal: Principal,
+    _: NoQuery,
+) -> Result<HttpResponse, ApiError> {
     let mut conn = state.pool.get().await?;
     Ok(HttpResponse::Ok().json(ClockView { now: state.clock.now(&mut conn).await? }))
 }

@@ -187,12 +187,17 @@ pub async fn submit(
 
 /// Records a payment by the programme on a submitted claim: `assets:bank →`
 /// (credit) `subsidy receivable`. A payment may differ from the claim; the
-/// difference stays visible as the claim's outstanding amount.
+/// difference stays visible as the claim's outstanding amount. A bank
+/// `reference` already recorded for any claim payment (compared without case)
+/// is refused with 409 `duplicate_reference` — the same transfer booked twice
+/// would overstate what the programme paid — unless the caller says it is
+/// another transfer (`allow_duplicate_reference`), which the entry then records.
 pub async fn pay(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     amount: Decimal,
     reference: String,
+    allow_duplicate_reference: bool,
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<ClaimRow, ApiError> {
@@ -213,13 +218,30 @@ pub async fn pay(
     let currency = programme.currency()?;
     crate::money::parse_amount(&amount.to_string(), currency)
         .map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+    let duplicate_of = earlier_payment_with(conn, &reference).await?;
+    if let Some((payment, claim_of_payment)) = duplicate_of
+        && !allow_duplicate_reference
+    {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "duplicate_reference",
+            format!(
+                "bank reference {reference:?} is already recorded (payment {payment} on claim {claim_of_payment}); \
+                 if this is another transfer with the same reference, send \"allow_duplicate_reference\": true"
+            ),
+        ));
+    }
     let codes = [chart::BANK.to_string(), chart::subsidy_receivable_code(programme.id)];
     let [bank, receivable] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut entry = NewEntry::new(EntryKind::ClaimPayment, now, vec![Movement::posted(bank, receivable, amount)]);
     entry.actor = actor;
     entry.memo = format!("payment on claim {id} by {}", programme.sponsor);
     entry.reference = Some(reference.clone());
-    entry.metadata = serde_json::json!({"programme_id": programme.id, "claim_id": id});
+    entry.metadata = match duplicate_of {
+        None => serde_json::json!({"programme_id": programme.id, "claim_id": id}),
+        Some((payment, _)) => serde_json::json!({"programme_id": programme.id, "claim_id": id,
+            "duplicate_reference_allowed": true, "same_reference_as_payment": payment}),
+    };
     let posted = ledger_store::post_entry(conn, entry).await?;
     diesel::insert_into(claim_payments::table)
         .values((
@@ -233,6 +255,29 @@ pub async fn pay(
         .execute(conn)
         .await?;
     Ok(claim)
+}
+
+/// The first claim payment recorded with `reference` (without case), as
+/// (payment, claim). Payments with one reference are serialised first (an
+/// advisory lock held to the end of the transaction), so two racing with the
+/// same reference cannot both find none.
+async fn earlier_payment_with(conn: &mut AsyncPgConnection, reference: &str) -> QueryResult<Option<(Uuid, Uuid)>> {
+    // The key is lower-cased by PostgreSQL, as the lookup is, so both agree on every text.
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('claim-payment-reference:' || lower($1), 0))")
+        .bind::<diesel::sql_types::Text, _>(reference)
+        .execute(conn)
+        .await?;
+    claim_payments::table
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(reference) = lower(")
+                .bind::<diesel::sql_types::Text, _>(reference)
+                .sql(")"),
+        )
+        .order(claim_payments::created_at)
+        .select((claim_payments::id, claim_payments::claim_id))
+        .first(conn)
+        .await
+        .optional()
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

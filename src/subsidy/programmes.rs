@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::rules::{Eligibility, rate_for, within};
+use super::rules::{Eligibility, rate_category, rate_for, within};
 use crate::auth::Principal;
 use crate::auth::model::OrgKind;
 use crate::db::schema::{grants, programmes};
@@ -307,8 +307,9 @@ pub async fn grant_context(
         .eligibility()
         .check(&listing.gpu_model, &listing.region, listing.provider_org_id)
         .map_err(grant_problem)?;
-    let category = crate::auth::store::org_by_id(conn, principal.org_id).await?.and_then(|o| o.category);
-    let rate = rate_for(grant.rate, &programme.rates(), programme.default_rate, category.as_deref());
+    let org = crate::auth::store::org_by_id(conn, principal.org_id).await?;
+    let category = org.as_ref().and_then(|o| rate_category(o.category.as_deref(), o.category_confirmed));
+    let rate = rate_for(grant.rate, &programme.rates(), programme.default_rate, category);
     let currency = programme.currency()?;
     let codes = [
         chart::subsidy_receivable_code(programme.id),

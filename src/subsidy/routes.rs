@@ -18,7 +18,7 @@ use crate::audit::WriteContext;
 use crate::auth::model::TenantCategory;
 use crate::auth::{Principal, Role};
 use crate::db::schema::grants;
-use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
@@ -172,6 +172,7 @@ pub async fn get_programme(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
@@ -334,6 +335,7 @@ pub async fn get_grant(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_uuid("id", &id)?;
     let mut conn = state.pool.get().await?;
@@ -493,6 +495,7 @@ pub async fn get_claim(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
+    _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
@@ -530,15 +533,22 @@ pub async fn submit_claim(
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     pub amount: String,
-    /// The bank's reference for the programme's transfer.
+    /// The bank's reference for the programme's transfer. One already
+    /// recorded for a claim payment is refused (409 `duplicate_reference`)...
     pub reference: String,
+    /// ...unless this is `true`: another transfer that carries the same
+    /// reference. The payment's journal entry records the override.
+    #[serde(default)]
+    pub allow_duplicate_reference: bool,
 }
 
 /// Records the programme's payment on a submitted claim (full, partial or
 /// more); the outstanding amount shows the difference. Roles: finance, admin.
 #[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = PaymentRequest, security(("bearer" = [])), responses(
-    (status = 201, body = ClaimView), (status = 409, body = Problem), (status = 422, body = Problem),
+    (status = 201, body = ClaimView),
+    (status = 409, description = "The claim is not submitted, or `duplicate_reference`: the bank reference is already recorded", body = Problem),
+    (status = 422, body = Problem),
 ))]
 #[post("/v1/claims/{id}/payments")]
 pub async fn pay_claim(
@@ -556,6 +566,7 @@ pub async fn pay_claim(
         return Err(ApiError::invalid("reference", "must be 1 to 200 characters"));
     }
     let raw_amount = body.value.amount.clone();
+    let allow_duplicate_reference = body.value.allow_duplicate_reference;
     let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
     let ctx = WriteContext::new(&req, Some(&principal));
@@ -568,7 +579,7 @@ pub async fn pay_claim(
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
-        let claim = claims::pay(conn, id, amount, reference, principal.actor(), now).await?;
+        let claim = claims::pay(conn, id, amount, reference, allow_duplicate_reference, principal.actor(), now).await?;
         claims::view(conn, claim).await
     })
     .await

@@ -29,6 +29,14 @@ pub fn rate_for(
     grant_rate.or_else(|| category.and_then(|c| rates_by_category.get(c).copied())).unwrap_or(default_rate)
 }
 
+/// The category a tenant's rate may follow: one that finance has confirmed or
+/// set. A category the tenant only declared at sign-up counts for nothing, so
+/// it gets the programme's default rate (a grant's own rate, set by finance,
+/// still applies).
+pub fn rate_category(category: Option<&str>, confirmed: bool) -> Option<&str> {
+    category.filter(|_| confirmed)
+}
+
 /// What a programme funds; `None` means anything.
 #[derive(Debug, Clone, Default)]
 pub struct Eligibility {
@@ -79,6 +87,17 @@ mod tests {
         assert_eq!(rate_for(None, &by_category, dec!(0.7), Some("university")), dec!(0.9));
         assert_eq!(rate_for(None, &by_category, dec!(0.7), Some("enterprise")), dec!(0.7));
         assert_eq!(rate_for(None, &by_category, dec!(0.7), None), dec!(0.7));
+    }
+
+    #[test]
+    fn a_declared_category_is_worth_the_default_rate_until_confirmed() {
+        let by_category = BTreeMap::from([("university".to_string(), dec!(0.9))]);
+        let declared = rate_category(Some("university"), false);
+        assert_eq!(rate_for(None, &by_category, dec!(0.7), declared), dec!(0.7));
+        let confirmed = rate_category(Some("university"), true);
+        assert_eq!(rate_for(None, &by_category, dec!(0.7), confirmed), dec!(0.9));
+        // A grant's own rate is finance's decision: it applies either way.
+        assert_eq!(rate_for(Some(dec!(0.5)), &by_category, dec!(0.7), declared), dec!(0.5));
     }
 
     #[test]

@@ -308,7 +308,7 @@ pub struct Caller {
 
 impl TestApp {
     /// A new user of `role`: in the operator organisation for finance and admin,
-    /// in an organisation of their own for tenants (category sme) and providers.
+    /// in an organisation of their own for tenants (category sme, confirmed) and providers.
     pub async fn caller(&self, role: Role) -> Caller {
         use gpuhour::auth::model::{OrgKind, TenantCategory};
         use gpuhour::auth::store;
@@ -316,14 +316,26 @@ impl TestApp {
         let now = chrono::Utc::now();
         let org = match role {
             Role::Finance | Role::Admin => store::operator_org(&mut conn, now).await.expect("operator"),
-            Role::Tenant => {
-                store::create_org(&mut conn, "Test Tenant", OrgKind::Tenant, Some(TenantCategory::Sme), now)
-                    .await
-                    .expect("tenant org")
-            }
-            Role::Provider => {
-                store::create_org(&mut conn, "Test Provider", OrgKind::Provider, None, now).await.expect("provider org")
-            }
+            Role::Tenant => store::create_org(
+                &mut conn,
+                "Test Tenant",
+                OrgKind::Tenant,
+                Some(TenantCategory::Sme),
+                store::CategorySource::Operator,
+                now,
+            )
+            .await
+            .expect("tenant org"),
+            Role::Provider => store::create_org(
+                &mut conn,
+                "Test Provider",
+                OrgKind::Provider,
+                None,
+                store::CategorySource::Operator,
+                now,
+            )
+            .await
+            .expect("provider org"),
         };
         let email = format!("{}@test.example", Uuid::now_v7().simple());
         let user = store::create_user(&mut conn, org.id, &email, "no-login", role, now).await.expect("user");
@@ -338,7 +350,17 @@ impl TestApp {
         let category: TenantCategory = category.parse().expect("category");
         let mut conn = self.conn().await;
         let now = chrono::Utc::now();
-        let org = store::create_org(&mut conn, "Tenant", OrgKind::Tenant, Some(category), now).await.expect("org");
+        // Made as finance would: the category is confirmed.
+        let org = store::create_org(
+            &mut conn,
+            "Tenant",
+            OrgKind::Tenant,
+            Some(category),
+            store::CategorySource::Operator,
+            now,
+        )
+        .await
+        .expect("org");
         let email = format!("{}@test.example", Uuid::now_v7().simple());
         let user = store::create_user(&mut conn, org.id, &email, "no-login", Role::Tenant, now).await.expect("user");
         let token = self.keys.issue(user.id, org.id, Role::Tenant).expect("token");

@@ -5,6 +5,8 @@ mod helpers;
 mod advances;
 mod auth;
 mod bank;
+mod books;
+mod charged;
 mod corrections;
 mod errors;
 mod idempotency;

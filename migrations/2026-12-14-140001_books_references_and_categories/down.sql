@@ -1,0 +1,2 @@
+ALTER TABLE organisations DROP COLUMN category_confirmed;
+DROP INDEX claim_payments_reference;
