@@ -421,8 +421,17 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
                 |p: &PayoutView| Some(p.id),
                 async |c| {
                     let reference = format!("PAY-{}", org.id.simple());
-                    crate::finance::payouts::pay_out(c, org.id, amount, Currency::Krw, reference, Decimal::ZERO, finance_actor, now)
-                        .await
+                    crate::finance::payouts::pay_out(
+                        c,
+                        org.id,
+                        amount,
+                        Currency::Krw,
+                        reference,
+                        Decimal::ZERO,
+                        finance_actor,
+                        now,
+                    )
+                    .await
                 },
             )
             .await

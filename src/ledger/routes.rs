@@ -476,7 +476,11 @@ async fn resolve_account(
         Err(_) => store::account_by_code(conn, reference, currency).await?,
     };
     match row {
-        Some(a) if a.currency == currency.code() => Ok(a.id),
+        Some(a) if a.currency == currency.code() => {
+            let account_type = a.state()?.account_type;
+            super::rules::adjustable(&a.code, account_type).map_err(|why| ApiError::invalid(field, why))?;
+            Ok(a.id)
+        }
         Some(_) => Err(ApiError::invalid(field, format!("account {reference} is not in {currency}"))),
         None => Err(ApiError::invalid(field, format!("no {currency} account {reference}"))),
     }

@@ -218,9 +218,59 @@ pub fn normal_side_of(account_type: AccountType) -> NormalSide {
     }
 }
 
+/// Whether a manual adjustment may post to an account. Budget (memo) accounts
+/// and the accounts the subsidy workflows own — a programme's receivable, its
+/// advance and refund due — change only through those workflows (credit notes,
+/// write-offs, claims, advances, settlement), so claims, reports and `verify`
+/// stay in agreement.
+pub fn adjustable(code: &str, account_type: AccountType) -> Result<(), String> {
+    let owned_by_workflow = [
+        ("assets:subsidy-receivable:", "claims, credit notes and write-offs"),
+        ("liabilities:programme:", "advances and the programme's settlement"),
+    ];
+    if account_type == AccountType::Memo {
+        return Err(format!("{code} is a budget account: grants, withdrawals and closes move it"));
+    }
+    for (prefix, workflow) in owned_by_workflow {
+        if code.starts_with(prefix) {
+            return Err(format!("{code} changes only through {workflow}"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an entry of `kind` may be reversed by `POST /v1/journal-entries/{id}/reverse`:
+/// only manual adjustments. Every other entry belongs to a workflow and is
+/// corrected through it (a cancellation, an outage credit, a credit note, a
+/// write-off, a grant's close or withdrawal, a voided draft claim, a correcting
+/// adjustment), so that the workflow's own records stay true.
+pub fn reversible(kind: &str) -> Result<(), String> {
+    match kind {
+        "adjustment" => Ok(()),
+        "reversal" => Err("it is itself a reversal".into()),
+        other => Err(format!(
+            "{other} entries belong to a workflow and are corrected through it, not reversed \
+             (docs/accounting.md, \"Corrections to subsidy\"; a manual adjustment for money accounts)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workflows_own_their_accounts_and_entries() {
+        assert!(adjustable("assets:bank", AccountType::Asset).is_ok());
+        assert!(adjustable("liabilities:tenant:x:wallet", AccountType::Liability).is_ok());
+        assert!(adjustable("budget:grant:x:spent", AccountType::Memo).is_err());
+        assert!(adjustable("assets:subsidy-receivable:x", AccountType::Asset).is_err());
+        assert!(adjustable("liabilities:programme:x:advance", AccountType::Liability).is_err());
+        assert!(reversible("adjustment").is_ok());
+        for kind in ["claim_payment", "grant", "deposit", "payout", "reversal", "credit_note"] {
+            assert!(reversible(kind).is_err(), "{kind}");
+        }
+    }
     use crate::ledger::model::Floor;
     use rust_decimal_macros::dec;
 

@@ -553,6 +553,7 @@ pub async fn reverse_entry(
             "it holds pending postings or resolves them; release a reservation by voiding it".into(),
         ));
     }
+    super::rules::reversible(&entry.kind).map_err(LedgerError::NotReversible)?;
     let already = journal_entries::table
         .filter(journal_entries::reverses_entry_id.eq(entry_id))
         .select(journal_entries::id)

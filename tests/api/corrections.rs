@@ -147,3 +147,41 @@ async fn part_of_a_grant_is_withdrawn_back_to_the_programme() {
     assert_eq!(post(&app, &m.finance, &path, json!({"amount": "42000", "reason": "project ended"})).await.0, 201);
     verify_is_clean(&app, &m.finance).await;
 }
+
+/// The reliability review's defect 2: finance could reverse workflow entries
+/// and adjust budget accounts, breaking invariant 4 and desynchronising the
+/// reports. Each is refused now, and the books stay clean.
+#[tokio::test]
+async fn workflow_entries_are_not_reversed_and_subsidy_accounts_not_adjusted() {
+    let app = spawn_app().await;
+    let m = subsidised_market(&app).await;
+    let claim = claim_everything(&app, &m).await;
+    let claim_path = format!("/v1/claims/{}", claim["id"].as_str().expect("id"));
+    assert_eq!(post(&app, &m.finance, &format!("{claim_path}/submit"), json!({})).await.0, 200);
+    let (status, paid) =
+        post(&app, &m.finance, &format!("{claim_path}/payments"), json!({"amount": "8000", "reference": "MSIT-R"}))
+            .await;
+    assert_eq!(status, 201, "{paid:#}");
+    let payment_entry = paid["payments"][0]["journal_entry_id"].as_str().expect("entry").to_string();
+    let grant_entry = m.grant["journal_entry_id"].as_str().expect("entry").to_string();
+    for entry in [payment_entry, grant_entry] {
+        let path = format!("/v1/journal-entries/{entry}/reverse");
+        expect_problem(app.post(&path, &m.finance, &json!({"memo": "undo"}), None).await, 409, "conflict").await;
+    }
+    let pid = pid(&m);
+    let gid = m.grant["id"].as_str().expect("id");
+    for (debit, credit) in [
+        (format!("budget:grant:{gid}:available"), format!("budget:programme:{pid}:unallocated")),
+        ("equity:adjustments".to_string(), format!("assets:subsidy-receivable:{pid}")),
+        (format!("assets:subsidy-receivable:{pid}"), "equity:adjustments".to_string()),
+    ] {
+        let body = json!({"memo": "manual fix", "currency": "KRW",
+            "postings": [{"debit_account": debit, "credit_account": credit, "amount": "600"}]});
+        expect_problem(app.post("/v1/journal-entries", &m.finance, &body, None).await, 422, "validation_failed").await;
+    }
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM journal_entries WHERE kind IN ('adjustment', 'reversal')").await,
+        0
+    );
+    verify_is_clean(&app, &m.finance).await;
+}
