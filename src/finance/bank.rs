@@ -77,6 +77,9 @@ pub fn parse_statement(bytes: &[u8], columns: &Columns) -> Result<Vec<ParsedLine
     for (n, record) in reader.records().enumerate() {
         let row = n + 2;
         let record = record.map_err(|e| ApiError::invalid("file", format!("row {row}: {e}")))?;
+        if record.iter().any(|f| f.contains('\0')) {
+            return Err(ApiError::invalid("file", format!("row {row}: must not contain a NUL character")));
+        }
         let field = |i: usize| record.get(index[i]).unwrap_or("").to_string();
         let bad = |column: &str, why: String| {
             ApiError::validation(vec![FieldError::new("file", format!("row {row}, column {column}: {why}"))])

@@ -16,8 +16,40 @@ pub struct JsonBody<T> {
     pub raw: web::Bytes,
 }
 
+/// The path of the first JSON string (or key) holding a NUL character, if any.
+/// PostgreSQL's text cannot hold NUL, so it is refused where input is parsed.
+pub fn nul_in_json(bytes: &[u8]) -> Option<String> {
+    let lower = bytes.to_ascii_lowercase();
+    let escaped = lower.windows(6).any(|w| w == b"\\u0000");
+    if !escaped && !bytes.contains(&0) {
+        return None;
+    }
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(path.to_string()),
+            serde_json::Value::Array(items) => {
+                items.iter().enumerate().find_map(|(i, v)| walk(v, &format!("{path}[{i}]")))
+            }
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                if k.contains('\0') { Some(here) } else { walk(v, &here) }
+            }),
+            _ => None,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&value, "").map(|p| if p.is_empty() { "body".to_string() } else { p })
+}
+
+fn nul_refused(field: String) -> ApiError {
+    ApiError::validation(vec![FieldError::new(field, "must not contain a NUL character")])
+}
+
 /// Parses `bytes` as JSON into `T`, naming the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(field) = nul_in_json(bytes) {
+        return Err(nul_refused(field));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -91,6 +123,9 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let query = req.query_string().as_bytes();
+        if let Some((name, _)) = form_urlencoded::parse(query).find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return std::future::ready(Err(nul_refused(name.replace('\0', "\\0"))));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query));
         std::future::ready(serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
             let field = e.path().to_string();
@@ -176,6 +211,20 @@ mod tests {
         assert!(check_period(Some(t(1)), Some(t(1))).is_ok(), "empty, not backwards");
         assert!(check_period(Some(t(1)), Some(t(2))).is_ok());
         assert!(check_period(None, Some(t(1))).is_ok() && check_period(Some(t(1)), None).is_ok());
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_naming_the_field() {
+        let e = parse_json::<Body>(br#"{"memo": "a\u0000b", "lines": []}"#).expect_err("nul");
+        assert_eq!((e.status.as_u16(), e.errors[0].field.as_str()), (422, "memo"));
+        let e = parse_json::<Body>(br#"{"memo": "x", "lines": [{"amount": "1\u0000"}]}"#).expect_err("nul");
+        assert_eq!(e.errors[0].field, "lines[0].amount");
+        assert_eq!(
+            nul_in_json(br#"{"memo": "no nul here \\u0000 is text"}"#),
+            None,
+            "an escaped backslash is not a NUL"
+        );
+        assert_eq!(nul_in_json(br#"{"memo": "fine"}"#), None);
     }
 
     #[test]

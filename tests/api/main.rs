@@ -15,6 +15,7 @@ mod ledger_entries;
 mod lists;
 mod market;
 mod model;
+mod nul;
 mod operations;
 mod order_hours;
 mod payouts;
