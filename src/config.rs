@@ -45,6 +45,10 @@ pub struct Settings {
     /// `GPUHOUR_BANK_MATCH_DAYS`: how many days apart a bank line and a ledger
     /// entry of the same amount may be for the matcher to suggest them (default 3).
     pub bank_match_days: i64,
+    /// `GPUHOUR_STATEMENT_TIMEOUT_MS` (default 15,000), `GPUHOUR_LOCK_TIMEOUT_MS`
+    /// (5,000), `GPUHOUR_IDLE_IN_TRANSACTION_TIMEOUT_MS` (60,000): every pooled
+    /// session's limits; 0 turns one off.
+    pub session_limits: crate::db::SessionLimits,
 }
 
 /// The zone days and months are counted in when `GPUHOUR_TIME_ZONE` is not set.
@@ -68,6 +72,7 @@ impl std::fmt::Debug for Settings {
             .field("time_zone", &self.time_zone)
             .field("payout_advance_rate", &self.payout_advance_rate)
             .field("bank_match_days", &self.bank_match_days)
+            .field("session_limits", &self.session_limits)
             .finish()
     }
 }
@@ -173,6 +178,11 @@ impl Settings {
             time_zone,
             payout_advance_rate,
             bank_match_days: parse_number("GPUHOUR_BANK_MATCH_DAYS", 3)?.min(366) as i64,
+            session_limits: crate::db::SessionLimits {
+                statement_timeout_ms: parse_number("GPUHOUR_STATEMENT_TIMEOUT_MS", 15_000)?,
+                lock_timeout_ms: parse_number("GPUHOUR_LOCK_TIMEOUT_MS", 5_000)?,
+                idle_in_transaction_timeout_ms: parse_number("GPUHOUR_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000)?,
+            },
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
             bind: get("GPUHOUR_BIND").unwrap_or_else(|| DEFAULT_BIND.to_string()),
             sandbox,

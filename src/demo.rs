@@ -445,7 +445,12 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
 pub async fn run(mut settings: Settings) -> Result<(), DemoError> {
     settings.sandbox = true;
     crate::startup::prepare_database(&settings).await?;
-    let pool = db::build_pool(&settings.database_url, settings.pool_size)?;
+    let pool = db::build_pool_with(
+        &settings.database_url,
+        settings.pool_size,
+        settings.session_limits,
+        std::time::Duration::from_secs(10),
+    )?;
     let logins = seed(&settings, &pool).await?;
     let app = crate::startup::Application::build(settings.clone()).await?;
     let url = format!("http://{}", settings.bind.replace("0.0.0.0", "127.0.0.1"));

@@ -24,6 +24,8 @@ use crate::ledger;
 /// What every handler can reach.
 pub struct AppState {
     pub pool: DbPool,
+    /// `/readyz`'s own connection: readiness is never queued behind requests.
+    pub probe: DbPool,
     pub clock: Clock,
     pub settings: Arc<Settings>,
 }
@@ -136,13 +138,24 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let keys = token_keys(&settings)?;
         prepare_database(&settings).await?;
-        let pool = db::build_pool(&settings.database_url, settings.pool_size)?;
+        let pool = db::build_pool_with(
+            &settings.database_url,
+            settings.pool_size,
+            settings.session_limits,
+            std::time::Duration::from_secs(10),
+        )?;
+        let probe_limits = db::SessionLimits {
+            statement_timeout_ms: 2_000,
+            lock_timeout_ms: 1_000,
+            idle_in_transaction_timeout_ms: 5_000,
+        };
+        let probe = db::build_pool_with(&settings.database_url, 1, probe_limits, std::time::Duration::from_secs(2))?;
         bootstrap_admin(&settings, &pool).await?;
         let listener = TcpListener::bind(&settings.bind).map_err(|e| StartupError::Bind(settings.bind.clone(), e))?;
         let port = listener.local_addr().map_err(|e| StartupError::Bind(settings.bind.clone(), e))?.port();
         let clock = Clock::for_mode(settings.sandbox);
         let settler = settings.settle_interval.map(|interval| (clock, interval));
-        let state = AppState { pool: pool.clone(), clock, settings: Arc::new(settings) };
+        let state = AppState { pool: pool.clone(), probe, clock, settings: Arc::new(settings) };
         let server = run(listener, state, keys)?;
         Ok(Application { port, server, pool, settler })
     }

@@ -120,11 +120,60 @@ pub async fn run_migrations(url: &str) -> Result<(), DbSetupError> {
 
 /// A pool whose checkouts fail fast while the database is away, so requests get
 /// a 503 instead of hanging, and which reconnects by itself when it is back.
+/// Limits every pooled session carries (0 turns one off): a stuck row lock or
+/// statement fails its request with a clear problem instead of holding it and
+/// the pool for as long as the lock lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub statement_timeout_ms: u64,
+    pub lock_timeout_ms: u64,
+    pub idle_in_transaction_timeout_ms: u64,
+}
+
+impl SessionLimits {
+    pub const NONE: SessionLimits =
+        SessionLimits { statement_timeout_ms: 0, lock_timeout_ms: 0, idle_in_transaction_timeout_ms: 0 };
+
+    fn sql(&self) -> String {
+        format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}",
+            self.statement_timeout_ms, self.lock_timeout_ms, self.idle_in_transaction_timeout_ms
+        )
+    }
+}
+
+/// Whether commits must lift the statement timeout first. With a synchronous
+/// standby, a COMMIT cancelled by `statement_timeout` while it waits for the
+/// standby is reported as done (with only a warning) though the standby may
+/// not have it: a client could be told "201" for an order a failover loses.
+static GUARD_COMMIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub fn build_pool(url: &str, size: usize) -> Result<DbPool, DbSetupError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    build_pool_with(url, size, SessionLimits::NONE, Duration::from_secs(10))
+}
+
+/// A pool whose connections carry `limits`; `wait` bounds the wait for a free one.
+pub fn build_pool_with(url: &str, size: usize, limits: SessionLimits, wait: Duration) -> Result<DbPool, DbSetupError> {
+    use diesel_async::SimpleAsyncConnection;
+    use diesel_async::pooled_connection::ManagerConfig;
+    if limits.statement_timeout_ms > 0 {
+        GUARD_COMMIT.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.custom_setup = Box::new(move |url| {
+        let setup = limits.sql();
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            if limits != SessionLimits::NONE {
+                conn.batch_execute(&setup).await.map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            }
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Pool::builder(manager)
         .max_size(size)
-        .wait_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(wait))
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .runtime(deadpool_runtime())
@@ -157,6 +206,10 @@ where
     AnsiTransactionManager::begin_transaction(conn).await?;
     match work(&mut *conn).await {
         Ok(value) => {
+            if std::sync::atomic::AtomicBool::load(&GUARD_COMMIT, std::sync::atomic::Ordering::Relaxed) {
+                use diesel_async::SimpleAsyncConnection;
+                conn.batch_execute("SET LOCAL statement_timeout = 0").await?;
+            }
             AnsiTransactionManager::commit_transaction(conn).await?;
             Ok(value)
         }

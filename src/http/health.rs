@@ -13,7 +13,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// The database is reachable: 503 while it is not.
+/// The database is reachable: 503 while it is not. It has a pool of its own,
+/// so a busy request pool does not make a healthy instance look unready.
 #[utoipa::path(tag = "operations", responses(
     (status = 200, description = "Ready to serve"),
     (status = 503, description = "The database is unreachable"),
@@ -21,7 +22,7 @@ pub async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let probe = async {
-        let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+        let mut conn = state.probe.get().await.map_err(|e| e.to_string())?;
         diesel::sql_query("SELECT 1").execute(&mut conn).await.map_err(|e| e.to_string())
     };
     match tokio::time::timeout(std::time::Duration::from_secs(3), probe).await {

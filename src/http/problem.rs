@@ -173,7 +173,13 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?self, "request failed");
         }
         let body = serde_json::to_string(&self.problem()).unwrap_or_else(|_| String::from("{}"));
-        HttpResponse::build(self.status).insert_header(ContentType(mime_problem())).body(body)
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header(ContentType(mime_problem()));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Worth retrying soon: the database was busy or briefly away.
+            response.insert_header(("Retry-After", "1"));
+        }
+        response.body(body)
     }
 }
 
@@ -181,9 +187,33 @@ pub fn mime_problem() -> mime::Mime {
     "application/problem+json".parse().unwrap_or(mime::APPLICATION_JSON)
 }
 
+/// Whether a database error is a session limit firing (`statement_timeout`,
+/// `lock_timeout`): the request waited too long, the service is fine.
+pub fn is_timeout(e: &diesel::result::Error) -> bool {
+    match e {
+        diesel::result::Error::DatabaseError(_, info) => {
+            let m = info.message();
+            m.starts_with("canceling statement due to statement timeout")
+                || m.starts_with("canceling statement due to lock timeout")
+                || m.starts_with("could not obtain lock")
+        }
+        _ => false,
+    }
+}
+
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
+        if is_timeout(&e) {
+            return ApiError {
+                source: Some(Box::new(e)),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request waited too long for the database (a lock or a slow statement); nothing was written — retry it",
+                )
+            };
+        }
         match &e {
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => ApiError::unavailable(e),
             Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => ApiError::unavailable(e),

@@ -22,4 +22,5 @@ mod payouts;
 mod period_close;
 mod periods;
 mod subsidy;
+mod timeouts;
 mod year_end;
