@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod errors;
+mod funding;
 mod idempotency;
 mod ledger_bank;
 mod ledger_entries;
