@@ -686,3 +686,23 @@ async fn the_demo_market_reconciles_and_sums_up_in_one_line() {
     );
     println!("demo funding: {line}");
 }
+
+#[tokio::test]
+async fn the_funding_routes_are_in_the_openapi_document() {
+    let app = spawn_app().await;
+    let (status, doc) = json(app.client.get(app.url("/openapi.json")).send().await.expect("openapi")).await;
+    assert_eq!(status, 200);
+    let params: Vec<&str> = doc["paths"]["/v1/reports/funding"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(params, vec!["from", "to", "programme_id", "currency", "group_by", "format"]);
+    assert!(doc["paths"]["/v1/reports/funding/reconciliation"]["get"].is_object());
+    for schema in ["FundingReport", "FundingGroup", "FundingFigures", "Reconciliation", "OrgRef", "TrialBalanceRow"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "missing schema {schema}");
+    }
+    let memo = &doc["components"]["schemas"]["TrialBalance"]["properties"]["memo_totals"];
+    assert!(memo.is_object(), "{:#}", doc["components"]["schemas"]["TrialBalance"]);
+}
