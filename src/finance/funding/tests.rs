@@ -290,3 +290,35 @@ fn the_reconciliation_finds_an_hour_the_ledger_did_not_charge() {
         vec!["settled subtotal − fees (providers' earnings)"]
     );
 }
+
+#[test]
+fn a_two_level_csv_gives_each_first_level_subtotal_before_its_subgroups() {
+    let o = order(at(2026, 11, 30, 13));
+    let dims = [Dimension::Month, Dimension::Programme];
+    let report = aggregate(&[o], Period::default(), REPORTING_TIME_ZONE, &dims).expect("sums");
+    let view = currency_view(Currency::Krw, &report[&Currency::Krw], &dims).expect("view");
+    let text = csv(&dims, &[view]);
+    assert_eq!(text.lines().count(), 6, "{text}");
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').take(9).collect()).collect();
+    assert_eq!(
+        lines[0],
+        vec![
+            "currency",
+            "level",
+            "month",
+            "month_name",
+            "programme",
+            "programme_name",
+            "gpu_hours",
+            "subtotal",
+            "public"
+        ]
+    );
+    let p = PROGRAMME.to_string();
+    // Hours 0–1 in November (Seoul), 2–3 in December: 400 + 400 and 400 + 401 private, 1,600 an hour public.
+    assert_eq!(lines[1], vec!["KRW", "1", "2026-11", "2026-11", "", "", "4", "4000", "3200"]);
+    assert_eq!(lines[2], vec!["KRW", "2", "2026-11", "2026-11", p.as_str(), "Voucher", "4", "4000", "3200"]);
+    assert_eq!(lines[3], vec!["KRW", "1", "2026-12", "2026-12", "", "", "4", "4004", "3203"]);
+    assert_eq!(lines[4], vec!["KRW", "2", "2026-12", "2026-12", p.as_str(), "Voucher", "4", "4004", "3203"]);
+    assert_eq!(lines[5], vec!["KRW", "0", "", "", "", "", "8", "8004", "6403"]);
+}
