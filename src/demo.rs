@@ -441,6 +441,22 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     Ok(Logins { seeded: true, ..logins })
 }
 
+/// The demo market's funding mix in one line, from the funding report itself
+/// (every KRW hour bought, settled and committed).
+pub async fn funding_summary(pool: &DbPool) -> Result<String, DemoError> {
+    use crate::finance::funding::routes::{FundingRequest, compute};
+    use crate::finance::funding::store::Scope;
+    let mut conn = pool.get().await?;
+    let request = FundingRequest {
+        scope: Scope { currency: Some(Currency::Krw), ..Scope::default() },
+        group_by: Vec::new(),
+        zone: None,
+    };
+    let computed = compute(&mut conn, &request).await.map_err(api)?;
+    let tally = computed.into_iter().find(|(c, _)| *c == Currency::Krw).map(|(_, node)| node.tally).unwrap_or_default();
+    Ok(crate::finance::funding::summary_line(Currency::Krw, &tally)?)
+}
+
 /// `gpuhour demo`: sandbox mode, the seeded market, and the server.
 pub async fn run(mut settings: Settings) -> Result<(), DemoError> {
     settings.sandbox = true;
@@ -455,11 +471,13 @@ pub async fn run(mut settings: Settings) -> Result<(), DemoError> {
     let app = crate::startup::Application::build(settings.clone()).await?;
     let url = format!("http://{}", settings.bind.replace("0.0.0.0", "127.0.0.1"));
     let seeded = if logins.seeded { "seeded a new market" } else { "found the market seeded before" };
+    let funding = funding_summary(&pool).await?;
     println!(
-        "\ngpuhour demo: {seeded}.\n\n  API docs     {url}/docs/\n  finance      {} / {}\n  tenant       {} / {}\n  provider     {} / {}\n\n\
+        "\ngpuhour demo: {seeded}.\n\n  Funding      {funding}\n  API docs     {url}/docs/\n  finance      {} / {}\n  tenant       {} / {}\n  provider     {} / {}\n\n\
          Get a token:  curl -s {url}/v1/auth/token -H 'content-type: application/json' \\\n                 -d '{{\"email\": \"{}\", \"password\": \"{}\"}}'\n\
          Then try:     /v1/reports/trial-balance, /v1/ledger/verify, /v1/reports/programmes/<id>?group_by=tenant,\n\
-                       /v1/exports/journal?format=hledger (finance); /v1/me, /v1/orders (tenant).\n",
+                       /v1/reports/funding?group_by=month,tenant_category, /v1/exports/journal?format=hledger\n\
+                       (finance); /v1/me, /v1/orders (tenant).\n",
         logins.finance,
         logins.password,
         logins.tenant,

@@ -237,6 +237,8 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .service(crate::finance::payouts::create_payout)
             .service(crate::finance::reports::programme_report)
             .service(crate::finance::reports::statement)
+            .service(crate::finance::funding::routes::funding_reconciliation)
+            .service(crate::finance::funding::routes::funding_report)
             .service(crate::finance::export::export_journal)
             .configure(|cfg| {
                 if sandbox {

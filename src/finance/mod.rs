@@ -1,12 +1,14 @@
 //! Finance's operations and reports: deposits, payouts, the programme report,
-//! statements and the journal export.
+//! statements, the funding-mix report and the journal export.
 
 pub mod bank;
 pub mod bank_match;
 pub mod bank_routes;
 pub mod deposits;
 pub mod export;
+pub mod funding;
 pub mod list_routes;
+pub mod names;
 pub mod payout_policy;
 pub mod payouts;
 pub mod reports;

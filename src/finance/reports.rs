@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::auth::model::OrgKind;
+use crate::finance::names::{self, OrgRef};
 use crate::http::ApiError;
 use crate::http::extract::{Query, check_period, parse_uuid};
 use crate::ledger::chart;
@@ -44,7 +45,13 @@ pub struct ProgrammeReportQuery {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReportGroup {
+    /// The organisation's id, the GPU model or the month.
     pub key: String,
+    /// For people: the organisation's name; the key otherwise.
+    pub name: String,
+    /// The organisation, when grouped by tenant or provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<OrgRef>,
     pub committed: String,
     pub spent: String,
 }
@@ -255,9 +262,22 @@ async fn groups(
         GroupBy::Month => query.bind::<Text, _>(time_zone.to_string()).load(conn).await?,
         _ => query.load(conn).await?,
     };
+    let by_org = matches!(by, GroupBy::Tenant | GroupBy::Provider);
+    let ids: Vec<Uuid> =
+        if by_org { rows.iter().filter_map(|r| Uuid::parse_str(&r.key).ok()).collect() } else { vec![] };
+    let orgs = names::orgs(conn, &ids).await?;
     Ok(rows
         .into_iter()
-        .map(|r| ReportGroup { key: r.key, committed: format_amount(r.committed, c), spent: format_amount(r.spent, c) })
+        .map(|r| {
+            let org = Uuid::parse_str(&r.key).ok().and_then(|id| orgs.get(&id)).cloned();
+            ReportGroup {
+                name: org.as_ref().map_or_else(|| r.key.clone(), |o| o.name.clone()),
+                key: r.key,
+                org,
+                committed: format_amount(r.committed, c),
+                spent: format_amount(r.spent, c),
+            }
+        })
         .collect())
 }
 
@@ -304,6 +324,8 @@ pub struct StatementSection {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Statement {
     pub org_id: Uuid,
+    /// Who the statement is about.
+    pub org: OrgRef,
     pub org_kind: String,
     pub from: Option<DateTime<Utc>>,
     pub to: DateTime<Utc>,
@@ -498,7 +520,15 @@ pub async fn statement(
             }
         }
     }
-    Ok(HttpResponse::Ok().json(Statement { org_id, org_kind: org.kind, from: q.from, to, sections, payout_positions }))
+    Ok(HttpResponse::Ok().json(Statement {
+        org_id,
+        org: OrgRef::from(&org),
+        org_kind: org.kind,
+        from: q.from,
+        to,
+        sections,
+        payout_positions,
+    }))
 }
 
 async fn grant_spent_accounts(

@@ -74,6 +74,8 @@ use utoipa::{Modify, OpenApi};
         crate::finance::payouts::create_payout,
         crate::finance::reports::programme_report,
         crate::finance::reports::statement,
+        crate::finance::funding::routes::funding_report,
+        crate::finance::funding::routes::funding_reconciliation,
         crate::finance::export::export_journal,
         crate::sandbox::set_clock,
         crate::sandbox::get_clock,

@@ -261,14 +261,54 @@ pub struct CurrencyTotals {
     pub credits_pending: String,
 }
 
+/// An account of the trial balance, with its organisation by name.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrialBalanceRow {
+    #[serde(flatten)]
+    pub account: AccountView,
+    /// The organisation of a tenant's wallet or a provider's payable; null otherwise.
+    pub org: Option<crate::finance::names::OrgRef>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TrialBalance {
     pub as_of: DateTime<Utc>,
-    pub data: Vec<AccountView>,
+    pub data: Vec<TrialBalanceRow>,
+    /// Per currency, the money accounts (assets, liabilities, equity, revenue,
+    /// expenses): what the operator holds and owes.
     pub totals: Vec<CurrencyTotals>,
+    /// Per currency, the `budget:` memo accounts (public money promised, not
+    /// held), which balance among themselves and are kept out of `totals`.
+    pub memo_totals: Vec<CurrencyTotals>,
 }
 
-/// Every account's figures as of an instant, and totals per currency. Roles: finance, admin.
+/// Sums the four figures per currency of the rows `include` selects.
+fn totals_of(rows: &[AccountRow], include: impl Fn(&AccountRow) -> bool) -> Result<Vec<CurrencyTotals>, ApiError> {
+    let mut totals: BTreeMap<String, Balances> = BTreeMap::new();
+    for row in rows.iter().filter(|r| include(r)) {
+        let t = totals.entry(row.currency.clone()).or_default();
+        let b = row.balances();
+        let sum = |a: Decimal, b: Decimal| a.checked_add(b).ok_or(super::LedgerError::Overflow);
+        t.debits_posted = sum(t.debits_posted, b.debits_posted)?;
+        t.credits_posted = sum(t.credits_posted, b.credits_posted)?;
+        t.debits_pending = sum(t.debits_pending, b.debits_pending)?;
+        t.credits_pending = sum(t.credits_pending, b.credits_pending)?;
+    }
+    Ok(totals
+        .into_iter()
+        .map(|(currency, t)| CurrencyTotals {
+            debits_posted: amount_in(t.debits_posted, &currency),
+            credits_posted: amount_in(t.credits_posted, &currency),
+            debits_pending: amount_in(t.debits_pending, &currency),
+            credits_pending: amount_in(t.credits_pending, &currency),
+            currency,
+        })
+        .collect())
+}
+
+/// Every account's figures as of an instant, and totals per currency: money
+/// accounts in `totals`, `budget:` memo accounts apart in `memo_totals`.
+/// Roles: finance, admin.
 #[utoipa::path(tag = "reports", params(TrialBalanceQuery), security(("bearer" = [])), responses(
     (status = 200, body = TrialBalance),
 ))]
@@ -282,31 +322,20 @@ pub async fn trial_balance(
     let mut conn = state.pool.get().await?;
     let now = state.clock.now(&mut conn).await?;
     let rows = queries::trial_balance(&mut conn, q.as_of).await?;
-    let mut totals: BTreeMap<String, Balances> = BTreeMap::new();
-    for row in &rows {
-        let t = totals.entry(row.currency.clone()).or_default();
-        let b = row.balances();
-        let sum = |a: Decimal, b: Decimal| a.checked_add(b).ok_or(super::LedgerError::Overflow);
-        t.debits_posted = sum(t.debits_posted, b.debits_posted)?;
-        t.credits_posted = sum(t.credits_posted, b.credits_posted)?;
-        t.debits_pending = sum(t.debits_pending, b.debits_pending)?;
-        t.credits_pending = sum(t.credits_pending, b.credits_pending)?;
-    }
-    let totals = totals
+    let is_memo = |r: &AccountRow| r.account_type == AccountType::Memo.as_str();
+    let totals = totals_of(&rows, |r| !is_memo(r))?;
+    let memo_totals = totals_of(&rows, is_memo)?;
+    let org_ids: Vec<Uuid> =
+        rows.iter().filter_map(|r| r.org_id).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let orgs = crate::finance::names::orgs(&mut conn, &org_ids).await?;
+    let data = rows
         .into_iter()
-        .map(|(currency, t)| CurrencyTotals {
-            debits_posted: amount_in(t.debits_posted, &currency),
-            credits_posted: amount_in(t.credits_posted, &currency),
-            debits_pending: amount_in(t.debits_pending, &currency),
-            credits_pending: amount_in(t.credits_pending, &currency),
-            currency,
+        .map(|r| {
+            let org = r.org_id.and_then(|id| orgs.get(&id)).cloned();
+            TrialBalanceRow { account: AccountView::from(r), org }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(TrialBalance {
-        as_of: q.as_of.unwrap_or(now),
-        data: rows.into_iter().map(AccountView::from).collect(),
-        totals,
-    }))
+    Ok(HttpResponse::Ok().json(TrialBalance { as_of: q.as_of.unwrap_or(now), data, totals, memo_totals }))
 }
 
 /// Recomputes the ledger's invariants from the postings. Roles: finance, admin.

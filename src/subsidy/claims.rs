@@ -283,6 +283,8 @@ async fn earlier_payment_with(conn: &mut AsyncPgConnection, reference: &str) -> 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClaimLine {
     pub org_id: Uuid,
+    /// The organisation, by name.
+    pub org: Option<crate::finance::names::OrgRef>,
     pub amount: String,
 }
 
@@ -372,8 +374,16 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
             .into_iter()
             .sum()
     };
+    let ids: Vec<Uuid> = by_provider.keys().chain(by_tenant.keys()).copied().collect();
+    let orgs = crate::finance::names::orgs(conn, &ids).await?;
     let lines = |m: BTreeMap<Uuid, Decimal>| {
-        m.into_iter().map(|(org_id, a)| ClaimLine { org_id, amount: format_amount(a, currency) }).collect()
+        m.into_iter()
+            .map(|(org_id, a)| ClaimLine {
+                org_id,
+                org: orgs.get(&org_id).cloned(),
+                amount: format_amount(a, currency),
+            })
+            .collect()
     };
     Ok(ClaimView {
         id: claim.id,

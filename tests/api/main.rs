@@ -9,6 +9,7 @@ mod books;
 mod charged;
 mod corrections;
 mod errors;
+mod funding;
 mod idempotency;
 mod ledger_bank;
 mod ledger_entries;

@@ -347,8 +347,10 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
         (Some("5603"), Some("draft"), Some(7)),
         "one item per hour's settled receivable posting"
     );
-    assert_eq!(claim["lines_by_provider"], json!([{"org_id": provider.org_id, "amount": "5603"}]));
-    assert_eq!(claim["lines_by_tenant"], json!([{"org_id": tenant.org_id, "amount": "5603"}]));
+    let provider_org = json!({"id": provider.org_id, "name": "Test Provider", "category": null});
+    let tenant_org = json!({"id": tenant.org_id, "name": "Tenant", "category": "sme"});
+    assert_eq!(claim["lines_by_provider"], json!([{"org_id": provider.org_id, "org": provider_org, "amount": "5603"}]));
+    assert_eq!(claim["lines_by_tenant"], json!([{"org_id": tenant.org_id, "org": tenant_org, "amount": "5603"}]));
     // A settled subsidy is claimed exactly once.
     expect_problem(app.post("/v1/claims", &finance, &claim_body, None).await, 409, "conflict").await;
     let claim_path = format!("/v1/claims/{}", claim["id"].as_str().expect("id"));
@@ -398,13 +400,19 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
         app.get(&format!("/v1/reports/programmes/{}?group_by=tenant", p["id"].as_str().expect("id")), &finance).await,
     )
     .await;
-    assert_eq!(grouped["groups"], json!([{"key": tenant.org_id.to_string(), "committed": "0", "spent": "5603"}]));
+    assert_eq!(
+        grouped["groups"],
+        json!([{"key": tenant.org_id.to_string(), "name": "Tenant", "org": tenant_org, "committed": "0", "spent": "5603"}])
+    );
     let (_, by_model) = json(
         app.get(&format!("/v1/reports/programmes/{}?group_by=gpu_model", p["id"].as_str().expect("id")), &finance)
             .await,
     )
     .await;
-    assert_eq!(by_model["groups"], json!([{"key": "H100-SXM5-80GB", "committed": "0", "spent": "5603"}]));
+    assert_eq!(
+        by_model["groups"],
+        json!([{"key": "H100-SXM5-80GB", "name": "H100-SXM5-80GB", "committed": "0", "spent": "5603"}])
+    );
 
     // Payouts: never more than the posted payable (7,004).
     let too_much = json!({"provider_org_id": provider.org_id, "amount": "7005", "currency": "KRW", "reference": "P-1"});
