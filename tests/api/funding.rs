@@ -366,8 +366,11 @@ async fn the_funding_report_splits_public_and_private_money_to_the_won() {
         ]
     );
     for (provider, posted, pending) in [(&mk.busan, "8550", "1140"), (&mk.han_river, "9502", "3806")] {
-        let (_, accounts) =
-            json(app.get(&format!("/v1/accounts?org_id={}&currency=KRW&code=liabilities:", provider.org_id), &mk.finance).await).await;
+        let (_, accounts) = json(
+            app.get(&format!("/v1/accounts?org_id={}&currency=KRW&code=liabilities:", provider.org_id), &mk.finance)
+                .await,
+        )
+        .await;
         let payable = &accounts["data"][0];
         let pending_credit: rust_decimal::Decimal = payable["credits_pending"].as_str().expect("c").parse().expect("d");
         let pending_debit: rust_decimal::Decimal = payable["debits_pending"].as_str().expect("d").parse().expect("d");

@@ -764,6 +764,11 @@ async fn run(seed: u64, steps: usize) {
         }
         w.check(seed).await;
     }
+    // The funding report agrees with the ledger at the end of every sequence.
+    let funding = w.get("/v1/reports/funding/reconciliation").await;
+    if funding["ok"] != true {
+        w.fail(seed, format!("funding reconciliation: {funding:#}"));
+    }
     if std::env::var("GPUHOUR_MODEL_VERBOSE").is_ok() {
         println!("seed {seed}:\n  {}", w.log.join("\n  "));
     }

@@ -250,8 +250,21 @@ pub async fn reconcile(conn: &mut AsyncPgConnection) -> Result<Reconciliation, A
             .and_then(|node| node.children.values().find(|(label, _)| label.key == id.to_string()))
             .map(|(_, node)| node.tally)
             .unwrap_or_default();
+        // Credit notes give subsidy back without being tied to hours: the
+        // programme's spent is net of them, the hours' public money is not.
+        let credited: Vec<Decimal> = crate::db::schema::credit_notes::table
+            .filter(crate::db::schema::credit_notes::programme_id.eq(id))
+            .select(crate::db::schema::credit_notes::amount)
+            .load(conn)
+            .await?;
+        let credited: Decimal = credited.into_iter().sum();
+        let spent_before_credits = programme
+            .spent
+            .parse::<Decimal>()
+            .map(|spent| format_amount(spent + credited, c))
+            .unwrap_or_else(|_| programme.spent.clone());
         for (figure, in_ledger, in_report) in [
-            ("spent", programme.spent, format_amount(group.settled.public, c)),
+            ("spent", spent_before_credits, format_amount(group.settled.public, c)),
             ("committed", programme.committed, format_amount(group.committed.public, c)),
         ] {
             if in_ledger != in_report {
