@@ -21,6 +21,10 @@ pub struct Settings {
     pub token_ttl: Duration,
     /// `GPUHOUR_DB_POOL_SIZE`: connections per process (default 16).
     pub pool_size: usize,
+    /// `GPUHOUR_SIGNUPS_PER_ADDRESS_PER_HOUR`: sign-ups one client address may
+    /// make before they are spaced out (default 20; 0 turns the limit off, for
+    /// load tests that sign many organisations up from one machine).
+    pub signups_per_address: i32,
     /// `GPUHOUR_MAX_BODY_BYTES`: largest request body accepted (default 64 KiB).
     pub max_body_bytes: usize,
     /// `GPUHOUR_FEE_RATE`: the platform fee as a fraction of the subtotal (default 0).
@@ -64,6 +68,7 @@ impl std::fmt::Debug for Settings {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
             .field("token_ttl", &self.token_ttl)
             .field("pool_size", &self.pool_size)
+            .field("signups_per_address", &self.signups_per_address)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("fee_rate", &self.fee_rate)
             .field("settle_interval", &self.settle_interval)
@@ -189,6 +194,7 @@ impl Settings {
             jwt_secret,
             token_ttl: Duration::from_secs(parse_number("GPUHOUR_TOKEN_TTL_SECONDS", 15 * 60)?),
             pool_size: pool_size as usize,
+            signups_per_address: parse_number("GPUHOUR_SIGNUPS_PER_ADDRESS_PER_HOUR", 20)?.min(1_000_000) as i32,
             max_body_bytes: parse_number("GPUHOUR_MAX_BODY_BYTES", 64 * 1024)? as usize,
             fee_rate,
             log_json: get("GPUHOUR_LOG_FORMAT").as_deref() != Some("pretty"),

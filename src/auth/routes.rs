@@ -91,10 +91,12 @@ fn credentials(email: &str, password: &str, errors: &mut Vec<FieldError>) -> Opt
 }
 
 /// Creates a tenant or provider organisation, its first user and the ledger
-/// accounts it owns. Open to anyone.
+/// accounts it owns. Open to anyone; sign-ups from one address are limited
+/// (`GPUHOUR_SIGNUPS_PER_ADDRESS_PER_HOUR`), then spaced out with 429.
 #[utoipa::path(tag = "auth", request_body = Signup, params(("Idempotency-Key" = Option<String>, Header)), responses(
     (status = 201, body = UserView),
     (status = 422, description = "Invalid field, short password, or email already registered", body = crate::http::problem::Problem),
+    (status = 429, description = "Too many sign-ups from this address", body = crate::http::problem::Problem),
 ))]
 #[post("/v1/auth/signup")]
 pub async fn signup(
@@ -123,6 +125,17 @@ pub async fn signup(
         Some(c) if errors.is_empty() => c,
         _ => return Err(ApiError::validation(errors)),
     };
+    // Each sign-up answers whether an email is registered: counted per address
+    // like login guesses, so the answer cannot be used to list who is a user.
+    let limit = state.settings.signups_per_address;
+    if limit > 0 {
+        let now = Utc::now();
+        let subject = [(throttle::signup_subject(&client_address(&req)), throttle::signup_policy(limit))];
+        let mut conn = state.pool.get().await?;
+        if let Err(until) = throttle::reserve_attempt(&mut conn, &subject, now).await? {
+            return Err(too_many("sign-ups", until, now));
+        }
+    }
     let category = signup.org_category;
     let hash = idempotency::fingerprint(&req, &body.raw);
     let password_hash = password::hash(new_password.expose().to_string()).await.map_err(ApiError::internal)?;
@@ -163,7 +176,9 @@ pub struct TokenResponse {
 }
 
 /// Exchanges an email and password for a short-lived access token. Open to
-/// anyone. Repeated failures are slowed, then refused with 429 for a while.
+/// anyone. Attempts are counted per email and address, per address and per
+/// email; past a limit they are spaced out with 429 and `Retry-After`
+/// (docs/security.md).
 /// It ignores `Idempotency-Key`: it changes nothing, and storing issued tokens
 /// to replay them would keep bearer secrets at rest.
 #[utoipa::path(tag = "auth", request_body = TokenRequest, responses(
@@ -180,41 +195,31 @@ pub async fn token(
 ) -> Result<HttpResponse, ApiError> {
     let TokenRequest { email, password: attempt } = body.value;
     let email = Email::parse(&email).map(|e| e.as_str().to_string()).unwrap_or_else(|_| email.trim().to_lowercase());
-    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
-    let (email_subject, address_subject) = (throttle::email_subject(&email), throttle::address_subject(&address));
+    let address = client_address(&req);
     // Security time, not business time: a frozen sandbox clock must not freeze a block.
     let now = Utc::now();
 
-    let found = {
+    let (found, known, pair_attempts) = {
         let mut conn = state.pool.get().await?;
-        if let Some(until) =
-            throttle::blocked_until(&mut conn, &[email_subject.clone(), address_subject.clone()], now).await?
+        let known = throttle::is_known(&mut conn, &email, &address, now).await?;
+        // The attempt is counted before the password is checked, atomically, so
+        // concurrent guesses cannot all slip under the limit.
+        let counts = match throttle::reserve_attempt(&mut conn, &throttle::login_subjects(&email, &address, known), now)
+            .await?
         {
-            let seconds = (until - now).num_seconds().max(1);
-            return Ok(HttpResponse::TooManyRequests()
-                .insert_header(("Retry-After", seconds.to_string()))
-                .insert_header(actix_web::http::header::ContentType(crate::http::problem::mime_problem()))
-                .body(
-                    serde_json::to_string(
-                        &ApiError::new(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "too_many_requests",
-                            format!("too many failed logins: try again in {seconds} seconds"),
-                        )
-                        .problem(),
-                    )
-                    .unwrap_or_default(),
-                ));
-        }
-        store::active_user_by_email(&mut conn, &email).await?
+            Ok(counts) => counts,
+            Err(until) => return Err(too_many("failed logins", until, now)),
+        };
+        let pair_attempts = counts.first().map_or(0, |c| c.attempts);
+        (store::active_user_by_email(&mut conn, &email).await?, known, pair_attempts)
     };
     let stored_hash = found.as_ref().map(|(user, _)| user.password_hash.clone());
     // The same Argon2 work whether or not the email exists.
     let matched = password::verify(attempt, stored_hash).await;
-    let mut conn = state.pool.get().await?;
     match found {
         Some((user, _)) if matched => {
-            throttle::record_success(&mut conn, &email_subject).await?;
+            let mut conn = state.pool.get().await?;
+            throttle::record_login(&mut conn, &email, &address, known, now).await?;
             let role: Role = user.role.parse().map_err(|e: String| ApiError::internal(std::io::Error::other(e)))?;
             let access_token = keys.issue(user.id, user.org_id, role).map_err(ApiError::internal)?;
             tracing::info!(user_id = %user.id, "token issued");
@@ -225,14 +230,28 @@ pub async fn token(
             }))
         }
         _ => {
-            let failures = throttle::record_failure(&mut conn, &email_subject, throttle::PER_EMAIL, now).await?;
-            throttle::record_failure(&mut conn, &address_subject, throttle::PER_ADDRESS, now).await?;
-            drop(conn);
-            tracing::warn!(%address, failures, "failed login");
-            tokio::time::sleep(throttle::delay_after(failures)).await;
+            tracing::warn!(%address, attempts = pair_attempts, "failed login");
+            tokio::time::sleep(throttle::delay_after(pair_attempts)).await;
             Err(ApiError::unauthorized("the email or the password is wrong"))
         }
     }
+}
+
+/// The client's address: the TCP peer (behind a proxy, the proxy's).
+fn client_address(req: &HttpRequest) -> String {
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// 429 `too_many_requests` with `Retry-After` until `until`.
+fn too_many(what: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+    // Rounded up: a client that waits exactly this long is let through.
+    let seconds = (until - now).num_milliseconds().saturating_add(999).div_euclid(1000).max(1);
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        format!("too many {what} from here: try again in {seconds} seconds"),
+    )
+    .with_retry_after(seconds as u64)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -105,9 +105,17 @@ diesel::table! {
 diesel::table! {
     login_throttle (subject) {
         subject -> Text,
-        failures -> Int4,
-        last_failure -> Timestamptz,
+        attempts -> Int4,
+        last_attempt -> Timestamptz,
         blocked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    login_known_addresses (email, address) {
+        email -> Text,
+        address -> Text,
+        last_login_at -> Timestamptz,
     }
 }
 
@@ -434,6 +442,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     organisations,
     users,
     login_throttle,
+    login_known_addresses,
     audit_log,
     listings,
     listing_hours,

@@ -47,12 +47,19 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
+    /// Seconds after which a retry may succeed: sent as `Retry-After`.
+    pub retry_after: Option<u64>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), errors: Vec::new(), source: None }
+        ApiError { status, code, detail: detail.into(), errors: Vec::new(), retry_after: None, source: None }
+    }
+
+    /// Tells the caller, with `Retry-After`, when the request may succeed.
+    pub fn with_retry_after(self, seconds: u64) -> Self {
+        ApiError { retry_after: Some(seconds), ..self }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -91,6 +98,7 @@ impl ApiError {
     pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
         ApiError {
             source: Some(Box::new(source)),
+            retry_after: Some(1),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
@@ -128,6 +136,7 @@ impl ApiError {
             "duplicate_reference" => "Reference already recorded",
             "too_many_requests" => "Too many requests",
             "service_unavailable" => "Service unavailable",
+            "timeout" => "The database timed out",
             _ => "Internal server error",
         }
     }
@@ -175,9 +184,8 @@ impl ResponseError for ApiError {
         let body = serde_json::to_string(&self.problem()).unwrap_or_else(|_| String::from("{}"));
         let mut response = HttpResponse::build(self.status);
         response.insert_header(ContentType(mime_problem()));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            // Worth retrying soon: the database was busy or briefly away.
-            response.insert_header(("Retry-After", "1"));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
         }
         response.body(body)
     }
@@ -207,6 +215,7 @@ impl From<diesel::result::Error> for ApiError {
         if is_timeout(&e) {
             return ApiError {
                 source: Some(Box::new(e)),
+                retry_after: Some(1),
                 ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "timeout",

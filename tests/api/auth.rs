@@ -167,6 +167,150 @@ async fn the_eleventh_failed_login_in_a_row_is_refused_with_429() {
     token_for(&app, "bystander@x.example").await;
 }
 
+/// A client whose requests come from `ip` (any 127.0.0.0/8 address reaches
+/// the server over loopback), so tests can play several client addresses.
+fn client_from(ip: &str) -> reqwest::Client {
+    let ip: std::net::IpAddr = ip.parse().expect("ip");
+    reqwest::Client::builder().local_address(ip).build().expect("client")
+}
+
+async fn login_from(app: &TestApp, client: &reqwest::Client, email: &str, password: &str) -> reqwest::Response {
+    client
+        .post(app.url("/v1/auth/token"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("token request")
+}
+
+/// The statuses of `attempts` logins sent all at once, counted by status.
+async fn concurrent_logins(
+    app: &TestApp,
+    client: &reqwest::Client,
+    attempts: Vec<(String, String)>,
+) -> std::collections::BTreeMap<u16, usize> {
+    let responses =
+        futures::future::join_all(attempts.iter().map(|(email, password)| login_from(app, client, email, password)))
+            .await;
+    let mut counts = std::collections::BTreeMap::new();
+    for response in responses {
+        *counts.entry(response.status().as_u16()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn guesses(email: &str, n: usize) -> Vec<(String, String)> {
+    (0..n).map(|i| (email.to_string(), format!("wrong guess number {i}"))).collect()
+}
+
+/// The check and the count of an attempt are one atomic step: forty guesses
+/// sent at once get exactly the limit's ten password checks (they all got
+/// one: 40 × 401, no 429).
+#[tokio::test]
+async fn forty_concurrent_wrong_passwords_get_ten_401s_then_429s() {
+    let app = spawn_app().await;
+    signup(&app, "tenant", Some("sme"), "target@x.example").await;
+    let counts = concurrent_logins(&app, &app.client, guesses("target@x.example", 40)).await;
+    assert_eq!(counts, [(401, 10), (429, 30)].into());
+    let attempts = "SELECT attempts::bigint AS n FROM login_throttle WHERE subject = 'pair:target@x.example|127.0.0.1'";
+    assert_eq!(app.count(attempts).await, 10, "refused attempts are not counted");
+}
+
+/// 99 guesses at once, then the right password: from the guessing address it
+/// waits out the block (the 99 got 99 password checks and the right one a
+/// token); from another address it is not locked out at all.
+#[tokio::test]
+async fn ninety_nine_concurrent_guesses_lock_out_their_own_address_only() {
+    let app = spawn_app().await;
+    signup(&app, "tenant", Some("sme"), "target@x.example").await;
+    let attacker = client_from("127.0.0.7");
+    let counts = concurrent_logins(&app, &attacker, guesses("target@x.example", 99)).await;
+    assert_eq!(counts, [(401, 10), (429, 89)].into());
+    let response = login_from(&app, &attacker, "target@x.example", PASSWORD).await;
+    let retry_after: i64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    expect_problem(response, 429, "too_many_requests").await;
+    let (status, body) = json(login_from(&app, &client_from("127.0.0.8"), "target@x.example", PASSWORD).await).await;
+    assert_eq!(status, 200, "the victim, elsewhere, is not locked out: {body:#}");
+}
+
+/// Guesses spread over many addresses: past the email's limit every address
+/// it has not logged in from is refused, while the user's own known address
+/// still gets in with the right password.
+#[tokio::test]
+async fn a_spray_from_many_addresses_spares_an_address_the_user_logged_in_from() {
+    let app = spawn_app().await;
+    signup(&app, "tenant", Some("sme"), "target@x.example").await;
+    let home = client_from("127.0.0.2");
+    assert_eq!(login_from(&app, &home, "target@x.example", PASSWORD).await.status(), 200);
+
+    let sprayers: Vec<reqwest::Client> = (10..15).map(|i| client_from(&format!("127.0.0.{i}"))).collect();
+    let sprays = sprayers.iter().map(|c| concurrent_logins(&app, c, guesses("target@x.example", 10)));
+    for counts in futures::future::join_all(sprays).await {
+        assert_eq!(counts, [(401, 10)].into(), "each address stays within its own limit");
+    }
+    let stranger = client_from("127.0.0.20");
+    expect_problem(login_from(&app, &stranger, "target@x.example", PASSWORD).await, 429, "too_many_requests").await;
+    assert_eq!(login_from(&app, &home, "target@x.example", PASSWORD).await.status(), 200);
+}
+
+/// One address failing for a hundred emails blocks that address — but not the
+/// administrator who has logged in from it before (100 failures from one
+/// address locked the admin out for ten minutes).
+#[tokio::test]
+async fn a_noisy_address_does_not_lock_out_a_user_who_logs_in_from_it() {
+    const ADMIN: &str = "root@operator.example";
+    let app = spawn_app_with(|s| {
+        s.admin_email = Some(ADMIN.into());
+        s.admin_password = Some(PASSWORD.into());
+    })
+    .await;
+    signup(&app, "tenant", Some("sme"), "newcomer@x.example").await;
+    let office = client_from("127.0.0.30");
+    assert_eq!(login_from(&app, &office, ADMIN, PASSWORD).await.status(), 200);
+
+    let spray: Vec<(String, String)> =
+        (0..100).map(|i| (format!("user{i}@x.example"), "wrong guess".to_string())).collect();
+    assert_eq!(concurrent_logins(&app, &office, spray).await, [(401, 100)].into());
+    expect_problem(login_from(&app, &office, "newcomer@x.example", PASSWORD).await, 429, "too_many_requests").await;
+    assert_eq!(login_from(&app, &office, ADMIN, PASSWORD).await.status(), 200, "the admin is known here");
+}
+
+/// Sign-up answers whether an email is registered: one address may try only
+/// so many before it is spaced out with 429.
+#[tokio::test]
+async fn sign_ups_from_one_address_are_throttled() {
+    let app = spawn_app_with(|s| s.signups_per_address = 3).await;
+    let client = client_from("127.0.0.40");
+    let attempt = |email: &str| {
+        let body = json!({"org_name": "Probe", "org_kind": "provider", "email": email, "password": PASSWORD});
+        client.post(app.url("/v1/auth/signup")).json(&body).send()
+    };
+    assert_eq!(attempt("first@x.example").await.expect("signup").status(), 201);
+    expect_problem(attempt("first@x.example").await.expect("signup"), 422, "validation_failed").await;
+    assert_eq!(attempt("second@x.example").await.expect("signup").status(), 201);
+    let response = attempt("first@x.example").await.expect("signup");
+    assert!(response.headers().contains_key("retry-after"));
+    expect_problem(response, 429, "too_many_requests").await;
+    assert_eq!(app.count("SELECT count(*) AS n FROM users WHERE email LIKE '%@x.example'").await, 2);
+    // Another address is not affected.
+    assert_eq!(
+        client_from("127.0.0.41")
+            .post(app.url("/v1/auth/signup"))
+            .json(&json!({"org_name": "Co", "org_kind": "provider", "email": "third@x.example", "password": PASSWORD}))
+            .send()
+            .await
+            .expect("signup")
+            .status(),
+        201
+    );
+}
+
 #[tokio::test]
 async fn forged_expired_and_stale_tokens_are_401() {
     let app = spawn_app().await;
