@@ -68,6 +68,86 @@ enum Outcome {
     Replay(StatusCode, String),
 }
 
+/// Serialises requests with one key: a transaction-scoped or session-scoped
+/// advisory lock on the (caller, key) pair. Both scopes share one lock space.
+fn lock_sql(session: bool) -> &'static str {
+    if session {
+        "SELECT pg_advisory_lock(hashtextextended($1, 0))"
+    } else {
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+    }
+}
+
+/// Takes the key's lock and looks for the first answer to it: `Some` replays
+/// it (or refuses a different request under the same key), `None` means the
+/// request is the first and runs.
+async fn lock_and_find(
+    conn: &mut AsyncPgConnection,
+    scope: &str,
+    key: &str,
+    request_hash: &[u8],
+    session: bool,
+) -> Result<Option<Outcome>, ApiError> {
+    diesel::sql_query(lock_sql(session)).bind::<Text, _>(format!("{scope}\u{1f}{key}")).execute(conn).await?;
+    let stored: Option<(Vec<u8>, i16, String)> = idempotency_keys::table
+        .find((scope, key))
+        .select((idempotency_keys::request_hash, idempotency_keys::response_status, idempotency_keys::response_body))
+        .first(conn)
+        .await
+        .optional()?;
+    match stored {
+        None => Ok(None),
+        Some((hash, _, _)) if hash != request_hash => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request; use a new key",
+        )),
+        Some((_, stored_status, body)) => {
+            let status = StatusCode::from_u16(stored_status as u16).unwrap_or(StatusCode::OK);
+            Ok(Some(Outcome::Replay(status, body)))
+        }
+    }
+}
+
+/// Writes a fresh answer's audit record and, with a key, the answer itself,
+/// in the caller's transaction.
+async fn record<T: Serialize>(
+    conn: &mut AsyncPgConnection,
+    ctx: &WriteContext,
+    scope: &str,
+    key: Option<&str>,
+    request_hash: &[u8],
+    status: StatusCode,
+    value: &T,
+) -> Result<Outcome, ApiError> {
+    let body = serde_json::to_string(value).map_err(ApiError::internal)?;
+    let resource_id = serde_json::from_str::<ResourceId>(&body).ok().and_then(|r| r.id);
+    crate::audit::record(conn, ctx, status.as_u16(), resource_id, key).await?;
+    if let Some(key) = key {
+        diesel::insert_into(idempotency_keys::table)
+            .values((
+                idempotency_keys::scope.eq(scope),
+                idempotency_keys::key.eq(key),
+                idempotency_keys::request_hash.eq(request_hash),
+                idempotency_keys::response_status.eq(status.as_u16() as i16),
+                idempotency_keys::response_body.eq(&body),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(Outcome::Fresh(status, body))
+}
+
+fn respond(outcome: Outcome) -> HttpResponse {
+    match outcome {
+        Outcome::Fresh(status, body) => HttpResponse::build(status).insert_header(ContentType::json()).body(body),
+        Outcome::Replay(status, body) => HttpResponse::build(status)
+            .insert_header(ContentType::json())
+            .insert_header(("Idempotent-Replayed", "true"))
+            .body(body),
+    }
+}
+
 /// Runs `effect` in one transaction, at most once per (caller, `key`), and
 /// answers `status` with its JSON, or the stored first answer to this key. The
 /// write's audit record is part of the same transaction.
@@ -87,57 +167,59 @@ where
     let mut conn = pool.get().await?;
     let outcome =
         crate::db::transaction(&mut conn, async move |conn: &mut AsyncPgConnection| -> Result<Outcome, ApiError> {
-            if let Some(key) = &key.0 {
-                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind::<Text, _>(format!("{scope}\u{1f}{key}"))
-                    .execute(conn)
-                    .await?;
-                let stored: Option<(Vec<u8>, i16, String)> = idempotency_keys::table
-                    .find((&scope, key))
-                    .select((
-                        idempotency_keys::request_hash,
-                        idempotency_keys::response_status,
-                        idempotency_keys::response_body,
-                    ))
-                    .first(conn)
-                    .await
-                    .optional()?;
-                if let Some((hash, stored_status, body)) = stored {
-                    if hash != request_hash {
-                        return Err(ApiError::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "idempotency_key_reused",
-                            "this Idempotency-Key was used for a different request; use a new key",
-                        ));
-                    }
-                    let status = StatusCode::from_u16(stored_status as u16).unwrap_or(StatusCode::OK);
-                    return Ok(Outcome::Replay(status, body));
-                }
+            if let Some(key) = &key.0
+                && let Some(replay) = lock_and_find(conn, &scope, key, &request_hash, false).await?
+            {
+                return Ok(replay);
             }
             let value = effect(conn).await?;
-            let body = serde_json::to_string(&value).map_err(ApiError::internal)?;
-            let resource_id = serde_json::from_str::<ResourceId>(&body).ok().and_then(|r| r.id);
-            crate::audit::record(conn, ctx, status.as_u16(), resource_id, key.0.as_deref()).await?;
-            if let Some(key) = &key.0 {
-                diesel::insert_into(idempotency_keys::table)
-                    .values((
-                        idempotency_keys::scope.eq(&scope),
-                        idempotency_keys::key.eq(key),
-                        idempotency_keys::request_hash.eq(&request_hash),
-                        idempotency_keys::response_status.eq(status.as_u16() as i16),
-                        idempotency_keys::response_body.eq(&body),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
-            Ok(Outcome::Fresh(status, body))
+            record(conn, ctx, &scope, key.0.as_deref(), &request_hash, status, &value).await
         })
         .await?;
-    Ok(match outcome {
-        Outcome::Fresh(status, body) => HttpResponse::build(status).insert_header(ContentType::json()).body(body),
-        Outcome::Replay(status, body) => HttpResponse::build(status)
-            .insert_header(ContentType::json())
-            .insert_header(("Idempotent-Replayed", "true"))
-            .body(body),
+    Ok(respond(outcome))
+}
+
+/// Like [`run`], for an effect that commits in transactions of its own (a
+/// settlement run settles each order in its own, through the pool): it cannot
+/// share one transaction with its record. With a key, the key is held for the
+/// whole run by a session lock on a connection taken out of the pool — closed
+/// when the run ends or is abandoned, so the lock can never outlive it — and
+/// the answer and the audit record are stored together once the effect is done.
+/// A duplicate waits for the first run and replays its answer. Should the
+/// process die between the effect and its record, a retry runs the effect
+/// again: use this only for effects that are safe to repeat.
+pub async fn run_in_own_transactions<T, F>(
+    pool: &DbPool,
+    ctx: &WriteContext,
+    key: IdempotencyKey,
+    request_hash: Vec<u8>,
+    status: StatusCode,
+    effect: F,
+) -> Result<HttpResponse, ApiError>
+where
+    T: Serialize,
+    F: AsyncFnOnce() -> Result<T, ApiError>,
+{
+    let scope = ctx.idempotency_scope();
+    let Some(key) = key.0 else {
+        let value = effect().await?;
+        let mut conn = pool.get().await?;
+        let outcome = crate::db::transaction(&mut conn, async |conn: &mut AsyncPgConnection| {
+            record(conn, ctx, &scope, None, &request_hash, status, &value).await
+        })
+        .await?;
+        return Ok(respond(outcome));
+    };
+    let mut conn = crate::db::PooledConnection::take(pool.get().await?);
+    if let Some(replay) = lock_and_find(&mut conn, &scope, &key, &request_hash, true).await? {
+        return Ok(respond(replay));
+    }
+    let value = effect().await?;
+    let outcome = crate::db::transaction(&mut conn, async |conn: &mut AsyncPgConnection| {
+        record(conn, ctx, &scope, Some(&key), &request_hash, status, &value).await
     })
+    .await?;
+    // Dropping the connection closes it, which releases the session lock.
+    drop(conn);
+    Ok(respond(outcome))
 }

@@ -81,6 +81,15 @@ impl From<ListingRow> for ListingInsert {
     }
 }
 
+/// Whether `principal` may see `listing` at all: its provider and finance see
+/// any; everyone else only active ones. A listing they may not see answers 404
+/// to every route — reading, quoting or ordering — so its existence does not leak.
+pub fn visible_to(listing: &ListingRow, principal: &crate::auth::Principal) -> bool {
+    principal.is_finance()
+        || listing.provider_org_id == principal.org_id
+        || listing.status == ListingStatus::Active.as_str()
+}
+
 pub async fn insert(conn: &mut AsyncPgConnection, row: &ListingInsert) -> QueryResult<ListingRow> {
     diesel::insert_into(listings::table).values(row).returning(ListingRow::as_returning()).get_result(conn).await
 }

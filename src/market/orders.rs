@@ -236,6 +236,7 @@ pub async fn place(
 ) -> Result<OrderRow, ApiError> {
     let listing = listings::find_for_order(conn, request.listing_id)
         .await?
+        .filter(|l| listings::visible_to(l, principal))
         .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
     check_request(request, &listing, now)?;
     listings::reserve(conn, listing.id, listing.gpus, request.start, request.end, request.gpus)

@@ -120,6 +120,15 @@ fn check_window(errors: &mut Vec<FieldError>, from: DateTime<Utc>, until: DateTi
     }
 }
 
+/// A listing sells hours from now on: one whose whole window has passed could
+/// never sell anything, and is a mistake (a wrong year, say).
+fn refuse_a_past_window(until: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), ApiError> {
+    if until <= now {
+        return Err(ApiError::invalid("available_until", "the listing's whole window is in the past"));
+    }
+    Ok(())
+}
+
 fn check_counts(errors: &mut Vec<FieldError>, gpus: i32, min_hours: i32) {
     if !(1..=100_000).contains(&gpus) {
         errors.push(FieldError::new("gpus", "must be between 1 and 100000"));
@@ -190,17 +199,11 @@ pub async fn create_listing(
     let ctx = WriteContext::new(&req, Some(&principal));
     idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
+        refuse_a_past_window(row.available_until, now)?;
         let row = ListingInsert { created_at: now, updated_at: now, ..row };
         Ok(listing_view(listings::insert(conn, &row).await?, None))
     })
     .await
-}
-
-/// A listing the caller may see: its provider and finance see any; others only active ones.
-fn may_see(listing: &ListingRow, principal: &Principal) -> bool {
-    principal.is_finance()
-        || listing.provider_org_id == principal.org_id
-        || listing.status == ListingStatus::Active.as_str()
 }
 
 async fn visible_listing(state: &AppState, principal: &Principal, raw_id: &str) -> Result<ListingRow, ApiError> {
@@ -208,7 +211,7 @@ async fn visible_listing(state: &AppState, principal: &Principal, raw_id: &str) 
     let mut conn = state.pool.get().await?;
     listings::find(&mut conn, id)
         .await?
-        .filter(|l| may_see(l, principal))
+        .filter(|l| listings::visible_to(l, principal))
         .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))
 }
 
@@ -284,6 +287,10 @@ pub async fn change_listing(
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
+        let updated_at = clock.now(conn).await?;
+        if until != current.available_until {
+            refuse_a_past_window(until, updated_at)?;
+        }
         if (from, until) != (current.available_from, current.available_until)
             && listings::sold_outside(conn, id, from, until).await?
         {
@@ -298,7 +305,6 @@ pub async fn change_listing(
             })?;
         }
         let status = change.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| current.status.clone());
-        let updated_at = clock.now(conn).await?;
         let row = ListingInsert {
             gpus,
             price_per_gpu_hour: price,
@@ -680,7 +686,7 @@ pub async fn create_quote(
     let now = state.clock.now(&mut conn).await?;
     let listing = listings::find(&mut conn, request.listing_id)
         .await?
-        .filter(|l| may_see(l, &principal))
+        .filter(|l| listings::visible_to(l, &principal))
         .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
     let subsidy = crate::subsidy::programmes::quote_terms(&mut conn, &principal, &request, &listing).await?;
     let (hours, b) = orders::quote(&request, &listing, state.settings.fee_rate, subsidy, now)?;
@@ -831,6 +837,7 @@ pub async fn place_order(
         Some(_) => {
             let listing = listings::find(conn, request.listing_id)
                 .await?
+                .filter(|l| listings::visible_to(l, principal))
                 .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
             crate::subsidy::programmes::grant_context(conn, principal, request, &listing).await?
         }
@@ -968,7 +975,8 @@ pub struct SettlementRun {
 }
 
 /// Settles every hour that has elapsed, now. Safe to repeat and to run
-/// alongside the background settler. Roles: finance, admin.
+/// alongside the background settler. With an `Idempotency-Key`, a retry
+/// replays the first run's answer and settles nothing. Roles: finance, admin.
 #[utoipa::path(tag = "market", security(("bearer" = [])), params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = SettlementRun)))]
 #[post("/v1/settlements/run")]
@@ -976,14 +984,19 @@ pub async fn run_settlement(
     req: HttpRequest,
     state: web::Data<AppState>,
     principal: Principal,
+    key: IdempotencyKey,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let settled = settlement::settle_all(&state.pool, state.clock).await?;
-    // Each order settles in its own transaction; the run as a whole is audited once.
-    let mut conn = state.pool.get().await?;
-    crate::audit::record(&mut conn, &WriteContext::new(&req, Some(&principal)), 200, None, None).await?;
-    let hours = settled.iter().map(|s| i64::from(s.hours)).sum();
-    Ok(HttpResponse::Ok().json(SettlementRun { orders: settled.len(), hours, settled }))
+    let hash = idempotency::fingerprint(&req, b"");
+    let ctx = WriteContext::new(&req, Some(&principal));
+    // Each order settles in its own transaction; the run as a whole is audited
+    // once, and its answer stored under the key, when it is done.
+    idempotency::run_in_own_transactions(&state.pool, &ctx, key, hash, StatusCode::OK, async || {
+        let settled = settlement::settle_all(&state.pool, state.clock).await?;
+        let hours = settled.iter().map(|s| i64::from(s.hours)).sum();
+        Ok(SettlementRun { orders: settled.len(), hours, settled })
+    })
+    .await
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

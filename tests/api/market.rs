@@ -421,16 +421,29 @@ async fn listings_are_validated_and_owned() {
         (bad("available_from", json!(start + Duration::minutes(30))), "available_from"),
         (bad("available_until", json!(start)), "available_until"),
         (bad("gpu_model", json!("")), "gpu_model"),
+        // A window wholly in the past could never sell an hour.
+        (
+            json!({"gpu_model": "A100-80GB", "gpu_memory_gb": 80, "gpus": 4, "region": "kr-daejeon",
+                "price_per_gpu_hour": "1500", "currency": "KRW", "available_from": "1970-01-01T00:00:00Z",
+                "available_until": "1970-01-02T00:00:00Z"}),
+            "available_until",
+        ),
     ] {
         let problem =
             expect_problem(app.post("/v1/listings", &owner.token, &body, None).await, 422, "validation_failed").await;
         assert_eq!(problem["errors"][0]["field"], field, "{problem:#}");
     }
     expect_problem(app.post("/v1/listings", &tenant.token, &base, None).await, 403, "forbidden").await;
+    assert_eq!(app.count("SELECT count(*) AS n FROM listings").await, 0);
     let (status, l) = json(app.post("/v1/listings", &owner.token, &base, None).await).await;
     assert_eq!(status, 201);
     assert_eq!(l["price_per_gpu_hour"], "1500");
     let path = format!("/v1/listings/{}", l["id"].as_str().expect("id"));
+    // Nor may a change move the whole window into the past.
+    let past = json!({"available_from": "1970-01-01T00:00:00Z", "available_until": "1970-01-02T00:00:00Z"});
+    let response = app.client.patch(app.url(&path)).bearer_auth(&owner.token).json(&past).send().await.expect("patch");
+    let problem = expect_problem(response, 422, "validation_failed").await;
+    assert_eq!(problem["errors"][0]["field"], "available_until", "{problem:#}");
 
     // Another provider cannot change it: it is not theirs, so it does not exist.
     let change = json!({"price_per_gpu_hour": "1"});
@@ -457,9 +470,15 @@ async fn listings_are_validated_and_owned() {
     .await;
     let (status, grown) = json(shrink(json!({"gpus": 3, "status": "paused"})).await.expect("patch")).await;
     assert_eq!((status.as_u16(), grown["gpus"].as_i64(), grown["status"].as_str()), (200, Some(3), Some("paused")));
-    // A paused listing takes no orders and is hidden from other organisations.
-    expect_problem(app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start, 1), None).await, 409, "conflict")
-        .await;
+    // A paused listing takes no orders and is hidden from other organisations:
+    // ordering or quoting it answers 404 as reading it does, so its existence
+    // does not leak (ordering it was a 409 "the listing is paused").
+    let with_grant = json!({"listing_id": l["id"], "gpus": 1, "start": start, "end": start + Duration::hours(1),
+        "grant_id": uuid::Uuid::now_v7()});
+    for body in [order_body(&l, 1, start, 1), with_grant] {
+        expect_problem(app.post("/v1/orders", &tenant.token, &body, None).await, 404, "not_found").await;
+        expect_problem(app.post("/v1/quotes", &tenant.token, &body, None).await, 404, "not_found").await;
+    }
     expect_problem(app.get(&path, &tenant.token).await, 404, "not_found").await;
     assert_eq!(app.get(&path, &owner.token).await.status(), 200);
 }
@@ -609,5 +628,52 @@ async fn the_background_settler_settles_by_itself() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(status, "completed");
+    verify_is_clean(&app, &m.finance).await;
+}
+
+/// `Idempotency-Key` on a settlement run: the retry replays the first answer
+/// and settles nothing, even when more hours have elapsed since (the key was
+/// ignored, so the retry settled them).
+#[tokio::test]
+async fn a_settlement_run_honours_its_idempotency_key() {
+    let app = spawn_app().await;
+    let m = market(&app, 1, "100000").await;
+    let start = next_hour(&app, &m.finance).await;
+    let l = listing(&app, &m.provider.token, 2, "1000", start, 10).await;
+    let (status, order) =
+        json(app.post("/v1/orders", &m.tenants[0].token, &order_body(&l, 1, start, 4), None).await).await;
+    assert_eq!(status, 201, "{order:#}");
+    let order_path = format!("/v1/orders/{}", order["id"].as_str().expect("id"));
+    set_clock(&app, &m.finance, start + Duration::hours(2)).await;
+
+    let empty = json!({});
+    let run = || app.post("/v1/settlements/run", &m.finance, &empty, Some("settle-once"));
+    let first = run().await;
+    assert_eq!(first.headers().get("idempotent-replayed"), None);
+    let (status, first) = json(first).await;
+    assert_eq!((status.as_u16(), first["orders"].as_i64(), first["hours"].as_i64()), (200, Some(1), Some(2)));
+
+    set_clock(&app, &m.finance, start + Duration::hours(3)).await;
+    let again = run().await;
+    assert_eq!(again.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    let (status, again) = json(again).await;
+    assert_eq!((status.as_u16(), &again), (200, &first));
+    let (_, after) = json(app.get(&order_path, &m.finance).await).await;
+    assert_eq!(after["settled_hours"], 2, "the replay settled nothing");
+    let audited = "SELECT count(*) AS n FROM audit_log WHERE route = '/v1/settlements/run'";
+    assert_eq!(app.count(audited).await, 1, "one run, one audit record");
+
+    // The key belongs to that run: another request with it is refused, and a
+    // new key runs again and settles the hour that elapsed meanwhile.
+    let deposit = json!({"tenant_org_id": m.tenants[0].org_id, "amount": "1", "currency": "KRW", "reference": "x"});
+    expect_problem(
+        app.post("/v1/deposits", &m.finance, &deposit, Some("settle-once")).await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    let (status, next) =
+        json(app.post("/v1/settlements/run", &m.finance, &json!({}), Some("settle-twice")).await).await;
+    assert_eq!((status.as_u16(), next["hours"].as_i64()), (200, Some(1)));
     verify_is_clean(&app, &m.finance).await;
 }

@@ -2,6 +2,7 @@
 //! hledger export: the public money, to the last won.
 
 use chrono::{DateTime, Duration, Utc};
+use diesel_async::RunQueryDsl;
 use futures::future::join_all;
 use gpuhour::auth::Role;
 use serde_json::{Value, json};
@@ -514,4 +515,51 @@ async fn the_hledger_export_agrees_with_the_trial_balance() {
     let csv = app.get("/v1/exports/journal?format=csv", &cycle.finance).await.text().await.expect("csv");
     let posted = app.count("SELECT count(*) AS n FROM postings WHERE kind IN ('posted', 'post_pending')").await;
     assert_eq!(csv.lines().count() as i64, posted + 1);
+}
+
+/// A subsidised order, settled, claimed, submitted and paid in part.
+async fn paid_claim(app: &TestApp) {
+    let finance = app.token(Role::Finance).await;
+    let provider = app.caller(Role::Provider).await;
+    let tenant = app.tenant("sme").await;
+    let start = next_hour(app, &finance).await;
+    let programme = programme(app, &finance, "1000000", start).await;
+    let grant = grant(app, &finance, &programme, &tenant, "100000", start).await;
+    deposit(app, &finance, tenant.org_id, "50000").await;
+    let l = listing(app, &provider.token, 4, "1000", start, 48).await;
+    let (status, order) =
+        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 1, start, 2), &grant), None).await).await;
+    assert_eq!(status, 201, "{order:#}");
+    set_clock(app, &finance, start + Duration::hours(2)).await;
+    assert_eq!(app.post("/v1/settlements/run", &finance, &json!({}), None).await.status(), 200);
+    let claim_body =
+        json!({"programme_id": programme["id"], "period_start": start, "period_end": start + Duration::days(1)});
+    let (_, claim) = json(app.post("/v1/claims", &finance, &claim_body, None).await).await;
+    let claim_path = format!("/v1/claims/{}", claim["id"].as_str().expect("id"));
+    assert_eq!(app.post(&format!("{claim_path}/submit"), &finance, &json!({}), None).await.status(), 200);
+    let payment = json!({"amount": "1600", "reference": "M-1"});
+    let (status, claim) = json(app.post(&format!("{claim_path}/payments"), &finance, &payment, None).await).await;
+    assert_eq!(status, 201, "{claim:#}");
+}
+
+/// Claim items and payments are records, like the journal: the database itself
+/// refuses to rewrite or remove them (it accepted UPDATE and DELETE).
+#[tokio::test]
+async fn the_database_refuses_to_change_claim_items_and_payments() {
+    let app = spawn_app().await;
+    paid_claim(&app).await;
+    let mut conn = app.conn().await;
+    for sql in [
+        "UPDATE claim_items SET amount = 1",
+        "DELETE FROM claim_items",
+        "TRUNCATE claim_items",
+        "UPDATE claim_payments SET amount = 1",
+        "DELETE FROM claim_payments",
+        "TRUNCATE claim_payments",
+    ] {
+        let err = diesel::sql_query(sql).execute(&mut conn).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM claim_items").await, 2, "one per hour settled");
+    assert_eq!(app.count("SELECT count(*) AS n FROM claim_payments WHERE amount = 1600").await, 1);
 }
