@@ -167,7 +167,7 @@ def main():
     psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     env = dict(os.environ, DATABASE_URL=f"{PG}/{DB}", GPUHOUR_BIND=f"127.0.0.1:{PORT}", GPUHOUR_SANDBOX="1",
                GPUHOUR_JWT_SECRET="bench-secret-bench-secret-bench-secret", GPUHOUR_TOKEN_TTL_SECONDS="7200",
-               GPUHOUR_ADMIN_EMAIL=ADMIN[0], GPUHOUR_ADMIN_PASSWORD=ADMIN[1], GPUHOUR_DB_POOL_SIZE="32",
+               GPUHOUR_ADMIN_EMAIL=ADMIN[0], GPUHOUR_ADMIN_PASSWORD=ADMIN[1], GPUHOUR_DB_POOL_SIZE="32", GPUHOUR_SIGNUPS_PER_ADDRESS_PER_HOUR="0",
                RUST_LOG="warn")
     server = subprocess.Popen([binary, "serve"], env=env)
     try:
