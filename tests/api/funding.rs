@@ -711,3 +711,28 @@ async fn the_funding_routes_are_in_the_openapi_document() {
     let memo = &doc["components"]["schemas"]["TrialBalance"]["properties"]["memo_totals"];
     assert!(memo.is_object(), "{:#}", doc["components"]["schemas"]["TrialBalance"]);
 }
+
+#[tokio::test]
+async fn the_funding_report_as_a_spreadsheet_agrees_with_the_json() {
+    use calamine::{Data, Reader};
+    let app = spawn_app_with(|s| s.fee_rate = "0.05".parse().expect("rate")).await;
+    let mk = market(&app).await;
+    let json_report = funding(&app, &mk.finance, "?group_by=provider").await;
+    let response = app.get("/v1/reports/funding?group_by=provider&format=xlsx", &mk.finance).await;
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.expect("bytes").to_vec();
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).expect("xlsx");
+    assert_eq!(book.sheet_names(), ["Funding KRW"]);
+    let sheet = book.worksheet_range("Funding KRW").expect("sheet");
+    let header = sheet.rows().position(|r| r[0] == Data::String("level".into())).expect("column row");
+    let columns: Vec<String> = sheet.rows().nth(header).expect("columns").iter().map(|c| c.to_string()).collect();
+    let at = |name: &str| columns.iter().position(|c| c == name).expect(name);
+    let total = sheet.rows().find(|r| r[0] == Data::String("total".into())).expect("total row");
+    let krw = &json_report["currencies"][0]["total"];
+    for figure in ["subtotal", "public", "private", "fees"] {
+        let expected: f64 = krw[figure].as_str().expect(figure).parse().expect("number");
+        assert_eq!(total[at(figure)], Data::Float(expected), "{figure}");
+    }
+    let providers = sheet.rows().skip(header + 1).filter(|r| r[0] == Data::Float(1.0)).count();
+    assert_eq!(providers, json_report["currencies"][0]["groups"].as_array().expect("groups").len());
+}

@@ -28,6 +28,7 @@ type Problem = crate::http::problem::Problem;
 pub enum FundingFormat {
     Json,
     Csv,
+    Xlsx,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -175,7 +176,119 @@ pub async fn funding_report(
                 parameters: vec![DispositionParam::Filename("gpuhour-funding.csv".into())],
             })
             .body(csv(&report.group_by, &report.currencies))),
+        FundingFormat::Xlsx => {
+            let now = state.clock.now(&mut conn).await?;
+            crate::finance::spreadsheet::download(
+                crate::finance::spreadsheet::Format::Xlsx,
+                "gpuhour-funding",
+                &funding_sheets(&report, now),
+            )
+        }
     }
+}
+
+/// The report as spreadsheet sheets, one per currency: a row per group (a
+/// first-level group's subtotal row before its subgroups), the total last.
+pub fn funding_sheets(report: &FundingReport, now: DateTime<Utc>) -> Vec<crate::finance::spreadsheet::Sheet> {
+    use super::FundingFigures;
+    use crate::finance::spreadsheet::{Cell, Sheet, amount_cell};
+    let dims: Vec<&str> = report.group_by.iter().map(|d| d.as_str()).collect();
+    let header = vec![
+        ("report".to_string(), "funding mix: public and private money on the hours bought".to_string()),
+        ("from".into(), report.from.map(|t| t.to_rfc3339()).unwrap_or_else(|| "the beginning".into())),
+        ("to".into(), report.to.map(|t| t.to_rfc3339()).unwrap_or_else(|| "now".into())),
+        ("programme".into(), report.programme_id.map(|p| p.to_string()).unwrap_or_else(|| "all".into())),
+        ("group by".into(), if dims.is_empty() { "nothing".into() } else { dims.join(", ") }),
+        ("months in".into(), report.time_zone.clone()),
+        ("generated at".into(), now.to_rfc3339()),
+    ];
+    let mut columns = vec!["level".to_string()];
+    for d in &dims {
+        columns.push((*d).to_string());
+        columns.push(format!("{d} name"));
+    }
+    for c in [
+        "gpu_hours",
+        "subtotal",
+        "public",
+        "private",
+        "fees",
+        "public_share",
+        "private_per_public",
+        "settled_subtotal",
+        "settled_public",
+        "settled_private",
+        "committed_subtotal",
+        "committed_public",
+        "committed_private",
+    ] {
+        columns.push(c.to_string());
+    }
+    let figures = |f: &FundingFigures, c: Currency| {
+        vec![
+            Cell::Integer(f.gpu_hours),
+            amount_cell(&f.subtotal, c),
+            amount_cell(&f.public, c),
+            amount_cell(&f.private, c),
+            amount_cell(&f.fees, c),
+            f.public_share.clone().map_or(Cell::Empty, Cell::Text),
+            f.private_per_public.clone().map_or(Cell::Empty, Cell::Text),
+            amount_cell(&f.settled.subtotal, c),
+            amount_cell(&f.settled.public, c),
+            amount_cell(&f.settled.private, c),
+            amount_cell(&f.committed.subtotal, c),
+            amount_cell(&f.committed.public, c),
+            amount_cell(&f.committed.private, c),
+        ]
+    };
+    fn walk(
+        out: &mut Vec<Vec<crate::finance::spreadsheet::Cell>>,
+        groups: &[super::FundingGroup],
+        level: usize,
+        keys: &mut Vec<(String, String)>,
+        width: usize,
+        c: Currency,
+        figures: &dyn Fn(&super::FundingFigures, Currency) -> Vec<crate::finance::spreadsheet::Cell>,
+    ) {
+        use crate::finance::spreadsheet::Cell;
+        for g in groups {
+            keys.push((g.key.clone(), g.name.clone()));
+            let mut row = vec![Cell::Integer(level as i64)];
+            for i in 0..width {
+                match keys.get(i) {
+                    Some((k, n)) => row.extend([Cell::text(k), Cell::text(n)]),
+                    None => row.extend([Cell::Empty, Cell::Empty]),
+                }
+            }
+            row.extend(figures(&g.figures, c));
+            out.push(row);
+            if let Some(sub) = &g.groups {
+                walk(out, sub, level + 1, keys, width, c, figures);
+            }
+            keys.pop();
+        }
+    }
+    report
+        .currencies
+        .iter()
+        .map(|section| {
+            let c = section.currency;
+            let mut rows = Vec::new();
+            if let Some(groups) = &section.groups {
+                walk(&mut rows, groups, 1, &mut Vec::new(), dims.len(), c, &figures);
+            }
+            let mut totals = vec![Cell::text("total")];
+            totals.extend(std::iter::repeat_n(Cell::Empty, dims.len() * 2));
+            totals.extend(figures(&section.total, c));
+            Sheet {
+                name: format!("Funding {}", c.code()),
+                header: header.clone(),
+                columns: columns.clone(),
+                rows,
+                totals: Some(totals),
+            }
+        })
+        .collect()
 }
 
 /// Reconciles the funding report with the ledger over all time: every order's
