@@ -201,9 +201,10 @@ pub fn is_timeout(e: &diesel::result::Error) -> bool {
     match e {
         diesel::result::Error::DatabaseError(_, info) => {
             let m = info.message();
-            m.starts_with("canceling statement due to statement timeout")
-                || m.starts_with("canceling statement due to lock timeout")
+            // 57014 (statement or lock timeout, a cancelled query), 55P03, 25P03.
+            m.starts_with("canceling statement due to")
                 || m.starts_with("could not obtain lock")
+                || m.starts_with("terminating connection due to idle-in-transaction timeout")
         }
         _ => false,
     }
