@@ -530,7 +530,7 @@ async fn the_funding_report_as_csv_and_what_it_refuses() {
         (format!("from={from}&to={from}"), "to"),
         ("currency=XYZ".into(), "currency"),
         ("programme_id=42".into(), "programme_id"),
-        ("format=xlsx".into(), "format"),
+        ("format=pdf".into(), "format"),
         ("colour=blue".into(), "colour"),
         (format!("programme_id={}&currency=USD", mk.p1["id"].as_str().expect("id")), "currency"),
     ] {
