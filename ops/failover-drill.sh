@@ -20,7 +20,7 @@
 #
 # Knobs: DRILL_DEFAULT_TIMINGS=1 keeps pg_auto_failover's own (slower) failure
 # detection, DRILL_PROFILE=release (default debug), DRILL_WORKERS (8),
-# DRILL_WARMUP_SECONDS (8), DRILL_AFTER_SECONDS (8), DRILL_PORT_BASE (55431),
+# DRILL_WARMUP_SECONDS (8), DRILL_AFTER_SECONDS (8), DRILL_PORT_BASE (25431),
 # DRILL_KEEP=1 keeps the scratch directory.
 set -euo pipefail
 DRILL_NAME="failover drill"
@@ -37,7 +37,7 @@ export PATH="$PGBIN:$PATH"
 
 build_binaries
 drill_init failover
-read -r MONITOR_PORT NODE1_PORT NODE2_PORT SERVICE_PORT <<<"$(pick_ports "${DRILL_PORT_BASE:-55431}" 4)"
+read -r MONITOR_PORT NODE1_PORT NODE2_PORT SERVICE_PORT <<<"$(pick_ports "${DRILL_PORT_BASE:-25431}" 4)"
 BASE="http://127.0.0.1:$SERVICE_PORT"
 MONITOR_URL="postgres://autoctl_node@127.0.0.1:$MONITOR_PORT/pg_auto_failover?sslmode=disable"
 # Both nodes, in order; libpq and tokio-postgres try each and keep the one that takes writes.

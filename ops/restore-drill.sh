@@ -16,7 +16,7 @@
 # figures; cleans up on every exit.
 #
 # Knobs: DRILL_PROFILE=release (default debug), DRILL_WORKERS (4),
-# DRILL_PHASE_SECONDS (5), DRILL_PORT_BASE (55451), DRILL_KEEP=1.
+# DRILL_PHASE_SECONDS (5), DRILL_PORT_BASE (25451), DRILL_KEEP=1.
 set -euo pipefail
 DRILL_NAME="restore drill"
 source "$(dirname "$0")/lib.sh"
@@ -31,7 +31,7 @@ export PATH="$PGBIN:$PATH"
 
 build_binaries
 drill_init restore
-read -r PRIMARY_PORT RESTORED_PORT SERVICE_PORT RESTORED_SERVICE_PORT <<<"$(pick_ports "${DRILL_PORT_BASE:-55451}" 4)"
+read -r PRIMARY_PORT RESTORED_PORT SERVICE_PORT RESTORED_SERVICE_PORT <<<"$(pick_ports "${DRILL_PORT_BASE:-25451}" 4)"
 ARCHIVE="$WORK/wal-archive"
 as_pg mkdir -p "$ARCHIVE" "$WORK/sockets"
 PRIMARY_URL="postgres://postgres@127.0.0.1:$PRIMARY_PORT/gpuhour"
