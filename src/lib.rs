@@ -17,6 +17,7 @@ pub mod market;
 pub mod money;
 pub mod sandbox;
 pub mod startup;
+pub mod state;
 pub mod subsidy;
 pub mod telemetry;
 pub mod verify;

@@ -20,15 +20,7 @@ use crate::db::{self, DbPool, DbSetupError};
 use crate::http::ApiError;
 use crate::http::openapi::ApiDoc;
 use crate::ledger;
-
-/// What every handler can reach.
-pub struct AppState {
-    pub pool: DbPool,
-    /// `/readyz`'s own connection: readiness is never queued behind requests.
-    pub probe: DbPool,
-    pub clock: Clock,
-    pub settings: Arc<Settings>,
-}
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

@@ -11,7 +11,7 @@ use crate::auth::Principal;
 use crate::http::ApiError;
 use crate::http::extract::{Query, check_period};
 use crate::http::pagination::{self, Page, decode_cursor};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {

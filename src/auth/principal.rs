@@ -12,7 +12,7 @@ use futures_util::future::LocalBoxFuture;
 use super::store;
 use super::token::TokenKeys;
 use crate::http::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A user's role (SPEC section 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -19,7 +19,7 @@ use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
 use crate::ledger::queries::{AccountFilter, list_accounts};
 use crate::ledger::routes::AccountView;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {

@@ -16,7 +16,7 @@ use crate::http::ApiError;
 use crate::http::extract::{JsonBody, Query, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::money::Currency;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 type Problem = crate::http::problem::Problem;
 

@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::http::ApiError;
 use crate::http::extract::{Query, check_period};
 use crate::money::{Currency, format_amount, format_scaled};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

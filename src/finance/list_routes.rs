@@ -18,7 +18,7 @@ use crate::http::ApiError;
 use crate::http::extract::Query;
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::money::{Currency, format_amount};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 fn amount(value: Decimal, currency: &str) -> String {
     match currency.parse::<Currency>() {

@@ -25,7 +25,7 @@ use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount, parse_amount};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -20,7 +20,7 @@ use crate::http::extract::{Query, check_period, parse_uuid};
 use crate::ledger::chart;
 use crate::ledger::store::{self as ledger_store, AccountRow};
 use crate::money::{Currency, format_amount};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::subsidy::programmes::find_programme;
 
 type Problem = crate::http::problem::Problem;

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get, web};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The process is up.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "The process is up")))]

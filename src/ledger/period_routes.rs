@@ -10,7 +10,7 @@ use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::http::ApiError;
 use crate::http::idempotency::{self, IdempotencyKey};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 type Problem = crate::http::problem::Problem;
 

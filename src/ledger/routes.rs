@@ -23,7 +23,7 @@ use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
 use crate::money::{Currency, format_amount, format_scaled, parse_amount};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Formats an amount of an account's stored currency.
 fn amount_in(value: Decimal, currency: &str) -> String {

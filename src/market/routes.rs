@@ -20,7 +20,7 @@ use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
 use crate::money::{Currency, format_amount, parse_positive};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 type Problem = crate::http::problem::Problem;
 

@@ -12,7 +12,7 @@ use crate::clock::{Clock, ClockError};
 use crate::http::ApiError;
 use crate::http::extract::{JsonBody, NoQuery};
 use crate::http::idempotency::{self, IdempotencyKey};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

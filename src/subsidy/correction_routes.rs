@@ -16,7 +16,7 @@ use crate::http::ApiError;
 use crate::http::extract::{JsonBody, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::money::parse_amount;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 type Problem = crate::http::problem::Problem;
 

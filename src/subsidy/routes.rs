@@ -25,7 +25,7 @@ use crate::http::{ApiError, FieldError};
 use crate::ledger::chart;
 use crate::ledger::store as ledger_store;
 use crate::money::{Currency, format_amount, parse_amount};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 type Problem = crate::http::problem::Problem;
 

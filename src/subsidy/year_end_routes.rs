@@ -26,7 +26,7 @@ use crate::ledger::chart;
 use crate::ledger::model::NormalSide;
 use crate::ledger::store as ledger_store;
 use crate::money::{Currency, format_amount, parse_amount};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 type Problem = crate::http::problem::Problem;
 

@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::http::extract::Query;
 use crate::http::{ApiError, FieldError};
 use crate::money::Currency;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::subsidy::programmes::find_programme;
 
 type Problem = crate::http::problem::Problem;
