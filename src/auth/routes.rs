@@ -13,6 +13,7 @@ use super::store::{self, OrgRow, StoreError, UserRow};
 use super::token::TokenKeys;
 use super::{password, throttle};
 use crate::audit::WriteContext;
+use crate::http::Write;
 use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
@@ -312,12 +313,10 @@ pub struct NewUser {
 ))]
 #[post("/v1/users")]
 pub async fn create_user(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    body: JsonBody<NewUser>,
+    write: Write<JsonBody<NewUser>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require(&[Role::Admin])?;
     let mut errors = Vec::new();
     let creds = credentials(&body.value.email, &body.value.password, &mut errors);
@@ -326,11 +325,9 @@ pub async fn create_user(
         _ => return Err(ApiError::validation(errors)),
     };
     let (role, org_id) = (body.value.role, body.value.org_id);
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let password_hash = password::hash(new_password.expose().to_string()).await.map_err(ApiError::internal)?;
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         let org = resolve_org_for(conn, role, org_id, now).await?;
         let user = store::create_user(conn, org.id, email.as_str(), &password_hash, role, now).await?;
@@ -419,21 +416,18 @@ pub async fn list_users(
 ))]
 #[post("/v1/users/{id}/disable")]
 pub async fn disable_user(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
     principal.require(&[Role::Admin])?;
     let id = parse_uuid("id", &id)?;
     if id == principal.user_id {
         return Err(ApiError::conflict("an administrator cannot disable themselves"));
     }
-    let hash = idempotency::fingerprint(&req, b"");
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         store::disable_user(conn, id, now).await?;
         let (user, org) = store::user_by_id(conn, id)
@@ -488,26 +482,19 @@ pub struct CategoryChange {
 ))]
 #[post("/v1/organisations/{id}/category")]
 pub async fn set_category(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<CategoryChange>>,
     id: web::Path<String>,
-    body: JsonBody<CategoryChange>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let category = body.value.category;
-    let hash = idempotency::fingerprint(&req, &body.raw);
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
-        match store::confirm_category(conn, id, category).await? {
-            Some(org) => Ok(OrganisationView::from(org)),
-            None => match store::org_by_id(conn, id).await? {
-                Some(_) => Err(ApiError::invalid("category", "only tenant organisations have a category")),
-                None => Err(ApiError::not_found(format!("organisation {id} does not exist"))),
-            },
-        }
+    op.run(StatusCode::OK, async move |conn| match store::confirm_category(conn, id, category).await? {
+        Some(org) => Ok(OrganisationView::from(org)),
+        None => match store::org_by_id(conn, id).await? {
+            Some(_) => Err(ApiError::invalid("category", "only tenant organisations have a category")),
+            None => Err(ApiError::not_found(format!("organisation {id} does not exist"))),
+        },
     })
     .await
 }

@@ -1,8 +1,7 @@
 //! Bank reconciliation routes. Roles: finance, admin.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::CONTENT_TYPE;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -10,11 +9,10 @@ use uuid::Uuid;
 
 use super::bank::{self, BankLineView, Columns, ImportResult, Reconciliation};
 use super::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
-use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::http::ApiError;
-use crate::http::extract::{JsonBody, Query, parse_uuid};
-use crate::http::idempotency::{self, IdempotencyKey};
+use crate::http::Write;
+use crate::http::extract::{CsvBody, JsonBody, Query, parse_uuid};
 use crate::money::Currency;
 use crate::state::AppState;
 
@@ -30,32 +28,13 @@ type Problem = crate::http::problem::Problem;
     (status = 201, body = ImportResult), (status = 415, body = Problem), (status = 422, body = Problem),
 ))]
 #[post("/v1/bank-statements")]
-pub async fn import_statement(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    Query(columns): Query<Columns>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+pub async fn import_statement(write: Write<CsvBody>, Query(columns): Query<Columns>) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let is_csv = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
-    if !is_csv {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the statement as text/csv",
-        ));
-    }
-    let lines = bank::parse_statement(&body, &columns)?;
-    let hash = idempotency::fingerprint(&req, &body);
+    let lines = bank::parse_statement(&body.0, &columns)?;
+    let state = op.state();
     let (clock, zone, days) = (state.clock, state.settings.time_zone.clone(), state.settings.bank_match_days);
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         bank::import(conn, lines, &zone, days, principal.actor(), now).await
     })
@@ -109,20 +88,16 @@ pub struct MatchRequest {
 ))]
 #[post("/v1/bank-lines/{id}/match")]
 pub async fn match_line(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<MatchRequest>>,
     id: web::Path<String>,
-    body: JsonBody<MatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let entries = body.value.journal_entry_ids.clone();
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         bank::match_line(conn, id, entries, principal.actor(), now).await
     })
@@ -136,18 +111,15 @@ pub async fn match_line(
 ))]
 #[post("/v1/bank-lines/{id}/unmatch")]
 pub async fn unmatch_line(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
-    let hash = idempotency::fingerprint(&req, b"");
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         bank::unmatch_line(conn, id, principal.actor(), now).await
     })
@@ -169,20 +141,16 @@ pub struct BookDeposit {
 ))]
 #[post("/v1/bank-lines/{id}/deposit")]
 pub async fn book_deposit(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<BookDeposit>>,
     id: web::Path<String>,
-    body: JsonBody<BookDeposit>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let tenant = body.value.tenant_org_id;
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         bank::book_deposit(conn, id, tenant, principal.actor(), now).await
     })

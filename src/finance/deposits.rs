@@ -1,17 +1,15 @@
 //! `POST /v1/deposits`: money a tenant wired in, credited to its wallet.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpResponse, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::audit::WriteContext;
-use crate::auth::Principal;
 use crate::auth::model::OrgKind;
+use crate::http::Write;
 use crate::http::extract::JsonBody;
-use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::{ApiError, FieldError};
 use crate::ledger::chart;
 use crate::ledger::model::EntryKind;
@@ -52,12 +50,10 @@ pub struct DepositView {
 ))]
 #[post("/v1/deposits")]
 pub async fn create_deposit(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    body: JsonBody<NewDeposit>,
+    write: Write<JsonBody<NewDeposit>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let d = &body.value;
     let mut errors = Vec::new();
@@ -72,10 +68,8 @@ pub async fn create_deposit(
         _ => return Err(ApiError::validation(errors)),
     };
     let (tenant, currency) = (d.tenant_org_id, d.currency);
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         deposit(conn, tenant, amount, currency, reference, principal.actor(), now).await
     })

@@ -1,7 +1,7 @@
 //! `POST /v1/payouts`: paying a provider what it is owed.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpResponse, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Numeric, Text, Uuid as SqlUuid};
@@ -11,13 +11,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::audit::WriteContext;
-use crate::auth::Principal;
 use crate::auth::model::OrgKind;
 use crate::db::schema::payouts;
 use crate::finance::payout_policy::{PayoutPosition, received_on_claim};
+use crate::http::Write;
 use crate::http::extract::JsonBody;
-use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::{ApiError, FieldError};
 use crate::ledger::model::AccountState;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
@@ -83,22 +81,22 @@ pub async fn position(
     // amount the programme disallowed is the operator's loss, not the provider's.
     let earned: Earned = diesel::sql_query(
         "SELECT coalesce(sum(CASE WHEN p.credit_account_id = $1 THEN p.amount ELSE -p.amount END), 0) AS amount \
-         FROM postings p \
-         JOIN accounts a ON a.id = CASE WHEN p.credit_account_id = $1 THEN p.debit_account_id ELSE p.credit_account_id END \
-         WHERE p.kind IN ('posted', 'post_pending') AND (p.credit_account_id = $1 OR p.debit_account_id = $1) \
-           AND a.code LIKE 'assets:subsidy-receivable:%'",
+    FROM postings p \
+    JOIN accounts a ON a.id = CASE WHEN p.credit_account_id = $1 THEN p.debit_account_id ELSE p.credit_account_id END \
+    WHERE p.kind IN ('posted', 'post_pending') AND (p.credit_account_id = $1 OR p.debit_account_id = $1) \
+    AND a.code LIKE 'assets:subsidy-receivable:%'",
     )
     .bind::<SqlUuid, _>(payable_id)
     .get_result(conn)
     .await?;
     let lines: Vec<ClaimLine> = diesel::sql_query(
         "SELECT c.amount AS claim_amount, sum(ci.amount) AS line, \
-                coalesce((SELECT sum(cp.amount) FROM claim_payments cp WHERE cp.claim_id = c.id), 0) \
-                + coalesce((SELECT sum(w.amount) FROM claim_write_offs w WHERE w.claim_id = c.id), 0) \
-                + coalesce((SELECT sum(a.amount) FROM claim_advance_applications a WHERE a.claim_id = c.id), 0) AS paid \
-         FROM claim_items ci JOIN claims c ON c.id = ci.claim_id JOIN programmes pr ON pr.id = c.programme_id \
-         WHERE ci.provider_org_id = $1 AND pr.currency = $2 \
-         GROUP BY c.id, c.amount",
+    coalesce((SELECT sum(cp.amount) FROM claim_payments cp WHERE cp.claim_id = c.id), 0) \
+    + coalesce((SELECT sum(w.amount) FROM claim_write_offs w WHERE w.claim_id = c.id), 0) \
+    + coalesce((SELECT sum(a.amount) FROM claim_advance_applications a WHERE a.claim_id = c.id), 0) AS paid \
+    FROM claim_items ci JOIN claims c ON c.id = ci.claim_id JOIN programmes pr ON pr.id = c.programme_id \
+    WHERE ci.provider_org_id = $1 AND pr.currency = $2 \
+    GROUP BY c.id, c.amount",
     )
     .bind::<SqlUuid, _>(provider)
     .bind::<Text, _>(currency.code())
@@ -234,15 +232,13 @@ pub async fn pay_out(
     params(("Idempotency-Key" = Option<String>, Header)), responses(
     (status = 201, body = PayoutView),
     (status = 422, description = "Invalid, or more than the provider may be paid now", body = crate::http::problem::Problem),
-))]
+    ))]
 #[post("/v1/payouts")]
 pub async fn create_payout(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    body: JsonBody<NewPayout>,
+    write: Write<JsonBody<NewPayout>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let b = &body.value;
     let mut errors = Vec::new();
@@ -254,11 +250,9 @@ pub async fn create_payout(
     }
     let (Some(amount), true) = (amount, errors.is_empty()) else { return Err(ApiError::validation(errors)) };
     let (provider, currency) = (b.provider_org_id, b.currency);
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
     let advance_rate = state.settings.payout_advance_rate;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         pay_out(conn, provider, amount, currency, reference, advance_rate, principal.actor(), now).await
     })

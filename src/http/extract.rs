@@ -101,16 +101,45 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     "send the body with Content-Type: application/json",
                 ));
             }
-            let raw = body.await.map_err(|e| {
-                if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-                } else {
-                    ApiError::bad_request("bad_request", format!("the request body could not be read: {e}"))
-                }
-            })?;
+            let raw = body.await.map_err(unreadable_body)?;
             let value = parse_json(&raw)?;
             Ok(JsonBody { value, raw })
         })
+    }
+}
+
+/// A `text/csv` body (a bank statement), kept as bytes for the importer to parse.
+pub struct CsvBody(pub web::Bytes);
+
+impl FromRequest for CsvBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let is_csv = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !is_csv {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the statement as text/csv",
+                ));
+            }
+            body.await.map(CsvBody).map_err(unreadable_body)
+        })
+    }
+}
+
+fn unreadable_body(e: actix_web::Error) -> ApiError {
+    if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+    } else {
+        ApiError::bad_request("bad_request", format!("the request body could not be read: {e}"))
     }
 }
 

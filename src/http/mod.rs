@@ -7,5 +7,7 @@ pub mod idempotency;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;
+pub mod write;
 
 pub use problem::{ApiError, FieldError};
+pub use write::{NoBody, Write, WriteOp};

@@ -1,15 +1,14 @@
 //! `POST /v1/periods/{period}/close` and `GET /v1/periods`. Roles: finance, admin.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::periods::{self, CloseError, ClosedPeriod};
-use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::http::ApiError;
-use crate::http::idempotency::{self, IdempotencyKey};
+use crate::http::Write;
 use crate::state::AppState;
 
 type Problem = crate::http::problem::Problem;
@@ -39,21 +38,18 @@ pub struct PeriodList {
 ))]
 #[post("/v1/periods/{period}/close")]
 pub async fn close_period(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write,
     period: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
     principal.require_finance()?;
     let period = period.into_inner();
     let days = crate::subsidy::routes::month_days(&period)
         .ok_or_else(|| ApiError::invalid("period", "must be a month, YYYY-MM"))?;
     let zone = state.settings.time_zone.clone();
-    let hash = idempotency::fingerprint(&req, b"");
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let bounds = crate::subsidy::routes::month_bounds(conn, days, &zone).await?;
         let now = clock.now(conn).await?;
         Ok::<_, ApiError>(periods::close(conn, &period, bounds, &zone, Some(principal.user_id), now).await?)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -16,12 +16,10 @@ use super::queries::{self, AccountFilter, StatementLine};
 use super::rules::Movement;
 use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
 use super::verify::VerifyReport;
-use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
-use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
-use crate::http::{ApiError, FieldError};
+use crate::http::{ApiError, FieldError, Write};
 use crate::money::{Currency, format_amount, format_scaled, parse_amount};
 use crate::state::AppState;
 
@@ -524,60 +522,39 @@ async fn resolve_account(
         (status = 422, body = crate::http::problem::Problem),
 ))]
 #[post("/v1/journal-entries")]
-pub async fn create_adjustment(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    body: JsonBody<NewAdjustment>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_adjustment(write: Write<JsonBody<NewAdjustment>>) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let (memo, amounts) = validate_adjustment(&body.value)?;
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let adjustment = body.value;
-    let clock = state.clock;
-    idempotency::run(
-        &state.pool,
-        &WriteContext::new(&req, Some(&principal)),
-        key,
-        hash,
-        StatusCode::CREATED,
-        async move |conn: &mut diesel_async::AsyncPgConnection| {
-            let mut movements = Vec::with_capacity(amounts.len());
-            for (i, (p, amount)) in adjustment.postings.iter().zip(amounts).enumerate() {
-                let debit = resolve_account(
-                    conn,
-                    &p.debit_account,
-                    adjustment.currency,
-                    format!("postings[{i}].debit_account"),
-                )
-                .await?;
-                let credit = resolve_account(
-                    conn,
-                    &p.credit_account,
-                    adjustment.currency,
-                    format!("postings[{i}].credit_account"),
-                )
-                .await?;
-                movements.push(Movement::posted(debit, credit, amount));
-            }
-            let now = clock.now(conn).await?;
-            let effective_at = match adjustment.effective_at {
-                Some(at) if at > now => return Err(ApiError::invalid("effective_at", "must not be in the future")),
-                Some(at) => at,
-                None => now,
-            };
-            let mut entry = NewEntry::new(EntryKind::Adjustment, effective_at, movements);
-            entry.actor = principal.actor();
-            entry.memo = memo;
-            entry.reference = adjustment.reference.clone();
-            let posted = store::post_entry(conn, entry).await?;
-            let (entry, lines) = store::entry_with_postings(conn, posted.id)
-                .await?
-                .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
-            entry_view(conn, entry, lines).await
-        },
-    )
+    let clock = op.state().clock;
+    op.run(StatusCode::CREATED, async move |conn: &mut diesel_async::AsyncPgConnection| {
+        let mut movements = Vec::with_capacity(amounts.len());
+        for (i, (p, amount)) in adjustment.postings.iter().zip(amounts).enumerate() {
+            let debit =
+                resolve_account(conn, &p.debit_account, adjustment.currency, format!("postings[{i}].debit_account"))
+                    .await?;
+            let credit =
+                resolve_account(conn, &p.credit_account, adjustment.currency, format!("postings[{i}].credit_account"))
+                    .await?;
+            movements.push(Movement::posted(debit, credit, amount));
+        }
+        let now = clock.now(conn).await?;
+        let effective_at = match adjustment.effective_at {
+            Some(at) if at > now => return Err(ApiError::invalid("effective_at", "must not be in the future")),
+            Some(at) => at,
+            None => now,
+        };
+        let mut entry = NewEntry::new(EntryKind::Adjustment, effective_at, movements);
+        entry.actor = principal.actor();
+        entry.memo = memo;
+        entry.reference = adjustment.reference.clone();
+        let posted = store::post_entry(conn, entry).await?;
+        let (entry, lines) = store::entry_with_postings(conn, posted.id)
+            .await?
+            .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
+        entry_view(conn, entry, lines).await
+    })
     .await
 }
 
@@ -618,33 +595,22 @@ pub struct ReverseRequest {
 ))]
 #[post("/v1/journal-entries/{id}/reverse")]
 pub async fn reverse_entry(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<ReverseRequest>>,
     id: web::Path<String>,
-    body: JsonBody<ReverseRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let memo = check_memo(&body.value.memo)?;
-    let hash = idempotency::fingerprint(&req, &body.raw);
-    let clock = state.clock;
-    idempotency::run(
-        &state.pool,
-        &WriteContext::new(&req, Some(&principal)),
-        key,
-        hash,
-        StatusCode::CREATED,
-        async move |conn: &mut diesel_async::AsyncPgConnection| {
-            let now = clock.now(conn).await?;
-            let posted = store::reverse_entry(conn, id, principal.actor(), memo, now).await?;
-            let (entry, lines) = store::entry_with_postings(conn, posted.id)
-                .await?
-                .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
-            entry_view(conn, entry, lines).await
-        },
-    )
+    let clock = op.state().clock;
+    op.run(StatusCode::CREATED, async move |conn: &mut diesel_async::AsyncPgConnection| {
+        let now = clock.now(conn).await?;
+        let posted = store::reverse_entry(conn, id, principal.actor(), memo, now).await?;
+        let (entry, lines) = store::entry_with_postings(conn, posted.id)
+            .await?
+            .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
+        entry_view(conn, entry, lines).await
+    })
     .await
 }
 

@@ -1,7 +1,7 @@
 //! HTTP handlers of the marketplace.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use actix_web::{HttpResponse, get, patch, post, web};
 use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -13,12 +13,10 @@ use super::listings::{self, ListingInsert, ListingRow, ListingStatus, SearchFilt
 use super::orders::{self, OrderFilter, OrderRow, OrderStatus, Request};
 use super::schedule::is_whole_hour;
 use super::settlement::{self, Outage, OutageCredit, Settled};
-use crate::audit::WriteContext;
 use crate::auth::{Principal, Role};
 use crate::http::extract::{JsonBody, NoQuery, Query, check_period, parse_uuid};
-use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
-use crate::http::{ApiError, FieldError};
+use crate::http::{ApiError, FieldError, Write};
 use crate::money::{Currency, format_amount, parse_positive};
 use crate::state::AppState;
 
@@ -151,12 +149,10 @@ fn parse_price(errors: &mut Vec<FieldError>, raw: &str, currency: Currency) -> D
 ))]
 #[post("/v1/listings")]
 pub async fn create_listing(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    body: JsonBody<NewListing>,
+    write: Write<JsonBody<NewListing>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require(&[Role::Provider])?;
     let b = &body.value;
     let mut errors = Vec::new();
@@ -177,7 +173,6 @@ pub async fn create_listing(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
     let row = ListingInsert {
         id: Uuid::now_v7(),
@@ -196,8 +191,7 @@ pub async fn create_listing(
         created_at: Utc::now(),
         updated_at: Utc::now(),
     };
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         refuse_a_past_window(row.available_until, now)?;
         let row = ListingInsert { created_at: now, updated_at: now, ..row };
@@ -251,20 +245,16 @@ pub struct ListingChange {
 ))]
 #[patch("/v1/listings/{id}")]
 pub async fn change_listing(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<ListingChange>>,
     id: web::Path<String>,
-    body: JsonBody<ListingChange>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require(&[Role::Provider])?;
     let id = parse_uuid("id", &id)?;
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let change = body.value;
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let current = listings::lock_for_update(conn, id)
             .await?
             .filter(|l| l.provider_org_id == principal.org_id)
@@ -326,18 +316,15 @@ pub async fn change_listing(
     security(("bearer" = [])), responses((status = 200, body = ListingView), (status = 404, body = Problem)))]
 #[post("/v1/listings/{id}/close")]
 pub async fn close_listing(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
     principal.require(&[Role::Provider])?;
     let id = parse_uuid("id", &id)?;
-    let hash = idempotency::fingerprint(&req, b"");
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let current = listings::lock_for_update(conn, id)
             .await?
             .filter(|l| l.provider_org_id == principal.org_id)
@@ -543,13 +530,11 @@ pub struct OutageView {
 ))]
 #[post("/v1/listings/{id}/outages")]
 pub async fn report_outage(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<NewOutage>>,
     id: web::Path<String>,
-    body: JsonBody<NewOutage>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require(&[Role::Provider])?;
     let id = parse_uuid("id", &id)?;
     let NewOutage { start, end, gpus } = body.value;
@@ -571,10 +556,8 @@ pub async fn report_outage(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         record_outage(conn, &principal, id, NewOutage { start, end, gpus }, now).await
     })
@@ -800,20 +783,12 @@ async fn one_order_view(
     (status = 422, body = Problem),
 ))]
 #[post("/v1/orders")]
-pub async fn create_order(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    body: JsonBody<OrderRequest>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_order(write: Write<JsonBody<OrderRequest>>) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require(&[Role::Tenant])?;
     let request = body.value.request();
-    let hash = idempotency::fingerprint(&req, &body.raw);
-    let clock = state.clock;
-    let fee_rate = state.settings.fee_rate;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    let (clock, fee_rate) = (op.state().clock, op.state().settings.fee_rate);
+    op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         let order = place_order(conn, &principal, &request, fee_rate, now).await?;
         one_order_view(conn, order, now).await
@@ -946,18 +921,15 @@ pub async fn get_order(
 ))]
 #[post("/v1/orders/{id}/cancel")]
 pub async fn cancel_order(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
     principal.require(&[Role::Tenant])?;
     let id = parse_uuid("id", &id)?;
-    let hash = idempotency::fingerprint(&req, b"");
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let order = settlement::cancel(conn, id, principal.org_id, principal.actor(), now).await?;
         one_order_view(conn, order, now).await
@@ -980,18 +952,12 @@ pub struct SettlementRun {
 #[utoipa::path(tag = "market", security(("bearer" = [])), params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = SettlementRun)))]
 #[post("/v1/settlements/run")]
-pub async fn run_settlement(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-) -> Result<HttpResponse, ApiError> {
+pub async fn run_settlement(state: web::Data<AppState>, write: Write) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
     principal.require_finance()?;
-    let hash = idempotency::fingerprint(&req, b"");
-    let ctx = WriteContext::new(&req, Some(&principal));
     // Each order settles in its own transaction; the run as a whole is audited
     // once, and its answer stored under the key, when it is done.
-    idempotency::run_in_own_transactions(&state.pool, &ctx, key, hash, StatusCode::OK, async || {
+    op.run_in_own_transactions(StatusCode::OK, async || {
         let settled = settlement::settle_all(&state.pool, state.clock).await?;
         let hours = settled.iter().map(|s| i64::from(s.hours)).sum();
         Ok(SettlementRun { orders: settled.len(), hours, settled })

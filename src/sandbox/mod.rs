@@ -1,17 +1,15 @@
 //! Sandbox mode's routes (SPEC section 4): only mounted with `GPUHOUR_SANDBOX=1`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::clock::{Clock, ClockError};
-use crate::http::ApiError;
 use crate::http::extract::{JsonBody, NoQuery};
-use crate::http::idempotency::{self, IdempotencyKey};
+use crate::http::{ApiError, Write};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -33,28 +31,15 @@ pub struct ClockView {
     (status = 422, description = "The clock never moves back", body = crate::http::problem::Problem),
 ))]
 #[post("/v1/sandbox/clock")]
-pub async fn set_clock(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    body: JsonBody<SetClock>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn set_clock(write: Write<JsonBody<SetClock>>) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let to = body.value.now;
-    idempotency::run(
-        &state.pool,
-        &WriteContext::new(&req, Some(&principal)),
-        key,
-        hash,
-        StatusCode::OK,
-        async move |conn| match Clock::advance(conn, to).await {
-            Ok(now) => Ok(ClockView { now }),
-            Err(e @ ClockError::Backwards { .. }) => Err(ApiError::invalid("now", e.to_string())),
-            Err(ClockError::Database(e)) => Err(e.into()),
-        },
-    )
+    op.run(StatusCode::OK, async move |conn| match Clock::advance(conn, to).await {
+        Ok(now) => Ok(ClockView { now }),
+        Err(e @ ClockError::Backwards { .. }) => Err(ApiError::invalid("now", e.to_string())),
+        Err(ClockError::Database(e)) => Err(e.into()),
+    })
     .await
 }
 

@@ -2,18 +2,16 @@
 //! Roles: finance, admin.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpResponse, post, web};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::advances::{self, AdvanceView};
 use super::programmes;
-use crate::audit::WriteContext;
-use crate::auth::Principal;
 use crate::http::ApiError;
+use crate::http::Write;
 use crate::http::extract::{JsonBody, parse_uuid};
-use crate::http::idempotency::{self, IdempotencyKey};
 use crate::money::parse_amount;
 use crate::state::AppState;
 
@@ -39,13 +37,11 @@ pub struct AdvanceRequest {
 ))]
 #[post("/v1/programmes/{id}/advances")]
 pub async fn record_advance(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<AdvanceRequest>>,
     id: web::Path<String>,
-    body: JsonBody<AdvanceRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let programme_id = parse_uuid("id", &id)?;
     let reference = body.value.reference.trim().to_string();
@@ -53,10 +49,8 @@ pub async fn record_advance(
         return Err(ApiError::invalid("reference", "must be 1 to 200 characters"));
     }
     let (raw_amount, received_at) = (body.value.amount.clone(), body.value.received_at);
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;

@@ -1,7 +1,7 @@
 //! HTTP handlers of the subsidy corrections (`corrections`). Roles: finance, admin.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpResponse, post, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -10,11 +10,9 @@ use super::claims::{self, ClaimView};
 use super::corrections::{self, CreditNoteView, NewCreditNote};
 use super::programmes;
 use super::routes::{GrantView, grant_view};
-use crate::audit::WriteContext;
-use crate::auth::Principal;
 use crate::http::ApiError;
+use crate::http::Write;
 use crate::http::extract::{JsonBody, parse_uuid};
-use crate::http::idempotency::{self, IdempotencyKey};
 use crate::money::parse_amount;
 use crate::state::AppState;
 
@@ -62,20 +60,16 @@ pub struct CreditNoteRequest {
 ))]
 #[post("/v1/claims/{id}/void")]
 pub async fn void_claim(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<VoidRequest>>,
     id: web::Path<String>,
-    body: JsonBody<VoidRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let reason = reason(&body.value.reason)?;
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let claim = corrections::void_claim(conn, id, reason, now).await?;
         claims::view(conn, claim).await
@@ -92,21 +86,17 @@ pub async fn void_claim(
 ))]
 #[post("/v1/claims/{id}/write-offs")]
 pub async fn write_off(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<AmountWithReason>>,
     id: web::Path<String>,
-    body: JsonBody<AmountWithReason>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let reason = reason(&body.value.reason)?;
     let raw_amount = body.value.amount.clone();
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let claim =
             claims::find(conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
         let programme = programmes::find_programme(conn, claim.programme_id)
@@ -129,23 +119,19 @@ pub async fn write_off(
 ))]
 #[post("/v1/programmes/{id}/credit-notes")]
 pub async fn credit_note(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<CreditNoteRequest>>,
     id: web::Path<String>,
-    body: JsonBody<CreditNoteRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let programme_id = parse_uuid("id", &id)?;
     let b = &body.value;
     let reason = reason(&b.reason)?;
     let (grant_id, provider_org_id, order_id, raw_amount) =
         (b.grant_id, b.provider_org_id, b.order_id, b.amount.clone());
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
@@ -165,21 +151,17 @@ pub async fn credit_note(
 ))]
 #[post("/v1/grants/{id}/withdrawals")]
 pub async fn withdraw(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<AmountWithReason>>,
     id: web::Path<String>,
-    body: JsonBody<AmountWithReason>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let reason = reason(&body.value.reason)?;
     let raw_amount = body.value.amount.clone();
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let grant = programmes::find_grant(conn, id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("grant {id} does not exist")))?;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -14,12 +14,11 @@ use uuid::Uuid;
 use super::claims::{self, ClaimView};
 use super::programmes::{self, GrantRow, NewGrant, NewProgramme, ProgrammeRow};
 use super::rules::{Eligibility, parse_rate};
-use crate::audit::WriteContext;
 use crate::auth::model::TenantCategory;
 use crate::auth::{Principal, Role};
 use crate::db::schema::grants;
+use crate::http::Write;
 use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
-use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
 use crate::ledger::chart;
@@ -105,12 +104,10 @@ fn name_field(errors: &mut Vec<FieldError>, field: &str, value: &str) -> String 
 ))]
 #[post("/v1/programmes")]
 pub async fn create_programme(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    body: JsonBody<ProgrammeRequest>,
+    write: Write<JsonBody<ProgrammeRequest>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let b = &body.value;
     let mut errors = Vec::new();
@@ -153,10 +150,8 @@ pub async fn create_programme(
             provider_ids: b.provider_ids.clone(),
         },
     };
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         Ok(programme_view(programmes::create_programme(conn, new, principal.actor(), now).await?))
     })
@@ -258,13 +253,11 @@ pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: Gr
 ))]
 #[post("/v1/programmes/{id}/grants")]
 pub async fn create_grant(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<GrantRequest>>,
     id: web::Path<String>,
-    body: JsonBody<GrantRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let programme_id = parse_uuid("id", &id)?;
     let b = &body.value;
@@ -284,10 +277,8 @@ pub async fn create_grant(
         return Err(ApiError::validation(errors));
     }
     let (raw_amount, tenant, from, until) = (b.amount.clone(), b.tenant_org_id, b.valid_from, b.valid_until);
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
@@ -307,18 +298,15 @@ pub async fn create_grant(
     security(("bearer" = [])), responses((status = 200, body = GrantView), (status = 404, body = Problem)))]
 #[post("/v1/grants/{id}/close")]
 pub async fn close_grant(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
-    let hash = idempotency::fingerprint(&req, b"");
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let row = programmes::close_grant(conn, id, principal.actor(), now).await?;
         grant_view(conn, row).await
@@ -446,15 +434,13 @@ pub async fn month_bounds(
 #[utoipa::path(tag = "subsidy", request_body = ClaimRequest, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)), responses(
     (status = 201, body = ClaimView), (status = 409, description = "Nothing to claim", body = Problem),
-))]
+    ))]
 #[post("/v1/claims")]
 pub async fn create_claim(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
-    body: JsonBody<ClaimRequest>,
+    write: Write<JsonBody<ClaimRequest>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let ClaimRequest { programme_id, period_start, period_end, month } = body.value;
     enum Period {
@@ -471,10 +457,8 @@ pub async fn create_claim(
         _ => return Err(ApiError::invalid("period_start", "give period_start and period_end, or month")),
     };
     let zone = state.settings.time_zone.clone();
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let (period_start, period_end) = match period {
             Period::Instants(start, end) => (start, end),
             Period::Month(first, next) => month_bounds(conn, (first, next), &zone).await?,
@@ -510,18 +494,15 @@ pub async fn get_claim(
     security(("bearer" = [])), responses((status = 200, body = ClaimView), (status = 409, body = Problem)))]
 #[post("/v1/claims/{id}/submit")]
 pub async fn submit_claim(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
-    let hash = idempotency::fingerprint(&req, b"");
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let claim = claims::submit(conn, id, principal.actor(), now).await?;
         claims::view(conn, claim).await
@@ -552,13 +533,11 @@ pub struct PaymentRequest {
 ))]
 #[post("/v1/claims/{id}/payments")]
 pub async fn pay_claim(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<PaymentRequest>>,
     id: web::Path<String>,
-    body: JsonBody<PaymentRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let reference = body.value.reference.trim().to_string();
@@ -567,10 +546,8 @@ pub async fn pay_claim(
     }
     let raw_amount = body.value.amount.clone();
     let allow_duplicate_reference = body.value.allow_duplicate_reference;
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let claim =
             claims::find(conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
         let programme = programmes::find_programme(conn, claim.programme_id)

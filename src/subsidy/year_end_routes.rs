@@ -3,7 +3,7 @@
 //! `GET /v1/reports/programmes/{id}/settlement`. Roles: finance, admin.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -14,14 +14,13 @@ use uuid::Uuid;
 
 use super::programmes;
 use super::year_end::{self, RefundView, SettlementOutcome};
-use crate::audit::WriteContext;
 use crate::auth::Principal;
 use crate::db::schema::{grants, programme_refunds, programmes as programmes_table};
 use crate::finance::reports::{self, GroupBy, ProgrammeReport, ReportGroup};
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::ApiError;
+use crate::http::Write;
 use crate::http::extract::{JsonBody, Query, parse_uuid};
-use crate::http::idempotency::{self, IdempotencyKey};
 use crate::ledger::chart;
 use crate::ledger::model::NormalSide;
 use crate::ledger::store as ledger_store;
@@ -38,18 +37,15 @@ type Problem = crate::http::problem::Problem;
 ))]
 #[post("/v1/programmes/{id}/settle")]
 pub async fn settle_programme(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
-    let hash = idempotency::fingerprint(&req, b"");
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::OK, async move |conn| {
+    op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         year_end::settle(conn, id, principal.actor(), now).await
     })
@@ -73,13 +69,11 @@ pub struct RefundRequest {
 ))]
 #[post("/v1/programmes/{id}/refunds")]
 pub async fn refund_programme(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    principal: Principal,
-    key: IdempotencyKey,
+    write: Write<JsonBody<RefundRequest>>,
     id: web::Path<String>,
-    body: JsonBody<RefundRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let reference = body.value.reference.trim().to_string();
@@ -87,10 +81,8 @@ pub async fn refund_programme(
         return Err(ApiError::invalid("reference", "must be 1 to 200 characters"));
     }
     let raw_amount = body.value.amount.clone();
-    let hash = idempotency::fingerprint(&req, &body.raw);
     let clock = state.clock;
-    let ctx = WriteContext::new(&req, Some(&principal));
-    idempotency::run(&state.pool, &ctx, key, hash, StatusCode::CREATED, async move |conn| {
+    op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
