@@ -327,7 +327,7 @@ def pgbench(clients, seconds):
                                            "-M", "prepared", f"{PG}/{PGBENCH_DB}"])
     psql(f"DROP DATABASE {PGBENCH_DB}")
     transactions = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
-    return {"tps": float(re.search(r"tps = ([0-9.]+)", out).group(1)), "transactions": transactions,
+    return {"tps": round(float(re.search(r"tps = ([0-9.]+)", out).group(1)), 1), "transactions": transactions,
             "cpu_seconds": {"postgres": round(meter.postgres_seconds(), 2), "pgbench": round(pgbench_cpu, 2)}}
 
 
