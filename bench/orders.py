@@ -182,13 +182,18 @@ class CpuMeter:
     def __init__(self, database, pids=()):
         self.database = database
         self.pids = list(pids)
-        self.postmaster = next(int(p) for p in os.listdir("/proc") if p.isdigit() and _is_postmaster(int(p)))
+        # None when PostgreSQL is not a local process (another host, a container): backends then count 0.
+        self.postmaster = next((int(p) for p in os.listdir("/proc") if p.isdigit() and _is_postmaster(int(p))), None)
+        if self.postmaster is None:
+            print("no local PostgreSQL server process: its CPU is not counted", file=sys.stderr)
         self.first = {}
         self.last = {}
         self.ours = {}
         self.stop = threading.Event()
 
     def _backends(self):
+        if self.postmaster is None:
+            return []
         try:
             with open(f"/proc/{self.postmaster}/task/{self.postmaster}/children") as f:
                 children = [int(p) for p in f.read().split()]
