@@ -5,6 +5,7 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
@@ -92,16 +93,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<mime::Mime>().ok())
             .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
-        let body = web::Bytes::from_request(req, payload);
+        let body = read_body(req, payload, is_json, "send the body with Content-Type: application/json");
         Box::pin(async move {
-            if !is_json {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send the body with Content-Type: application/json",
-                ));
-            }
-            let raw = body.await.map_err(unreadable_body)?;
+            let raw = body.await?;
             let value = parse_json(&raw)?;
             Ok(JsonBody { value, raw })
         })
@@ -121,17 +115,24 @@ impl FromRequest for CsvBody {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
-        let body = web::Bytes::from_request(req, payload);
-        Box::pin(async move {
-            if !is_csv {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send the statement as text/csv",
-                ));
-            }
-            body.await.map(CsvBody).map_err(unreadable_body)
-        })
+        Box::pin(read_body(req, payload, is_csv, "send the statement as text/csv").map(|body| body.map(CsvBody)))
+    }
+}
+
+/// Reads a body whose media type the caller has judged (`accepted`): a 415
+/// saying `hint` otherwise, a 413 when it is too large.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    accepted: bool,
+    hint: &'static str,
+) -> impl std::future::Future<Output = Result<web::Bytes, ApiError>> + 'static {
+    let body = web::Bytes::from_request(req, payload);
+    async move {
+        if !accepted {
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", hint));
+        }
+        body.await.map_err(unreadable_body)
     }
 }
 
