@@ -473,7 +473,7 @@ pub async fn run(mut settings: Settings) -> Result<(), DemoError> {
     let seeded = if logins.seeded { "seeded a new market" } else { "found the market seeded before" };
     let funding = funding_summary(&pool).await?;
     println!(
-        "\ngpuhour demo: {seeded}.\n\n  Funding      {funding}\n  API docs     {url}/docs/\n  finance      {} / {}\n  tenant       {} / {}\n  provider     {} / {}\n\n\
+        "\ngpuhour demo: {seeded}.\n\n  Console      {url}/  (open it in a browser and sign in)\n  finance      {} / {}\n  tenant       {} / {}\n  provider     {} / {}\n\n  Funding      {funding}\n  API docs     {url}/docs/\n\n\
          Get a token:  curl -s {url}/v1/auth/token -H 'content-type: application/json' \\\n                 -d '{{\"email\": \"{}\", \"password\": \"{}\"}}'\n\
          Then try:     /v1/reports/trial-balance, /v1/ledger/verify, /v1/reports/programmes/<id>?group_by=tenant,\n\
                        /v1/reports/funding?group_by=month,tenant_category, /v1/exports/journal?format=hledger\n\

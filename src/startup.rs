@@ -237,6 +237,7 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
                     crate::sandbox::configure(cfg);
                 }
             })
+            .configure(crate::console::configure)
             .default_service(web::to(not_found))
     })
     .listen(listener)

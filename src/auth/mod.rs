@@ -1,6 +1,7 @@
 //! Identity and access: organisations, users, passwords, tokens, and the
 //! authenticated principal every handler receives.
 
+pub mod login;
 pub mod model;
 pub mod password;
 pub mod principal;

@@ -66,40 +66,50 @@ impl FromRequest for Principal {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let claims = verify_token(req);
+        let claims = bearer_token(req).and_then(|token| verify_token(req, token));
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let claims = claims?;
             let state = state.ok_or_else(|| ApiError::internal(std::io::Error::other("no application state")))?;
-            // The token is signed, but the user may have been disabled since it was
-            // issued, or changed role: the database has the last word.
-            let mut conn = state.pool.get().await?;
-            let current = store::user_by_id(&mut conn, claims.sub).await?;
-            match current {
-                Some((user, _))
-                    if user.disabled_at.is_none() && user.org_id == claims.org && user.role == claims.role.as_str() =>
-                {
-                    Ok(Principal { user_id: claims.sub, org_id: claims.org, role: claims.role })
-                }
-                _ => Err(ApiError::unauthorized("the token's user does not exist or is disabled")),
-            }
+            load(&state, claims).await
         })
     }
 }
 
-fn verify_token(req: &HttpRequest) -> Result<super::token::Claims, ApiError> {
-    let keys = req
-        .app_data::<web::Data<TokenKeys>>()
-        .ok_or_else(|| ApiError::internal(std::io::Error::other("token keys are not configured")))?;
+/// The principal a verified token names, as the database knows it now. The
+/// token is signed, but the user may have been disabled since it was issued,
+/// or changed role: the database has the last word.
+pub async fn load(state: &AppState, claims: super::token::Claims) -> Result<Principal, ApiError> {
+    let mut conn = state.pool.get().await?;
+    let current = store::user_by_id(&mut conn, claims.sub).await?;
+    match current {
+        Some((user, _))
+            if user.disabled_at.is_none() && user.org_id == claims.org && user.role == claims.role.as_str() =>
+        {
+            Ok(Principal { user_id: claims.sub, org_id: claims.org, role: claims.role })
+        }
+        _ => Err(ApiError::unauthorized("the token's user does not exist or is disabled")),
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
     let header =
         req.headers().get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-    let token = header
+    header
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <token>"))?;
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <token>"))
+}
+
+/// Checks a token's signature, algorithm, expiry, issuer and audience (the
+/// API's bearer header and the console's session cookie).
+pub fn verify_token(req: &HttpRequest, token: &str) -> Result<super::token::Claims, ApiError> {
+    let keys = req
+        .app_data::<web::Data<TokenKeys>>()
+        .ok_or_else(|| ApiError::internal(std::io::Error::other("token keys are not configured")))?;
     let claims = keys.verify(token).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
         let why = match e.kind() {

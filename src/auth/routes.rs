@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::login::{client_address, login, too_many};
 use super::model::{Email, NewPassword, OrgKind, TenantCategory};
 use super::principal::{Principal, Role};
 use super::store::{self, OrgRow, StoreError, UserRow};
@@ -195,64 +196,12 @@ pub async fn token(
     body: JsonBody<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let TokenRequest { email, password: attempt } = body.value;
-    let email = Email::parse(&email).map(|e| e.as_str().to_string()).unwrap_or_else(|_| email.trim().to_lowercase());
-    let address = client_address(&req);
-    // Security time, not business time: a frozen sandbox clock must not freeze a block.
-    let now = Utc::now();
-
-    let (found, known, pair_attempts) = {
-        let mut conn = state.pool.get().await?;
-        let known = throttle::is_known(&mut conn, &email, &address, now).await?;
-        // The attempt is counted before the password is checked, atomically, so
-        // concurrent guesses cannot all slip under the limit.
-        let counts = match throttle::reserve_attempt(&mut conn, &throttle::login_subjects(&email, &address, known), now)
-            .await?
-        {
-            Ok(counts) => counts,
-            Err(until) => return Err(too_many("failed logins", until, now)),
-        };
-        let pair_attempts = counts.first().map_or(0, |c| c.attempts);
-        (store::active_user_by_email(&mut conn, &email).await?, known, pair_attempts)
-    };
-    let stored_hash = found.as_ref().map(|(user, _)| user.password_hash.clone());
-    // The same Argon2 work whether or not the email exists.
-    let matched = password::verify(attempt, stored_hash).await;
-    match found {
-        Some((user, _)) if matched => {
-            let mut conn = state.pool.get().await?;
-            throttle::record_login(&mut conn, &email, &address, known, now).await?;
-            let role: Role = user.role.parse().map_err(|e: String| ApiError::internal(std::io::Error::other(e)))?;
-            let access_token = keys.issue(user.id, user.org_id, role).map_err(ApiError::internal)?;
-            tracing::info!(user_id = %user.id, "token issued");
-            Ok(HttpResponse::Ok().json(TokenResponse {
-                access_token,
-                token_type: "Bearer".into(),
-                expires_in: keys.ttl.as_secs(),
-            }))
-        }
-        _ => {
-            tracing::warn!(%address, attempts = pair_attempts, "failed login");
-            tokio::time::sleep(throttle::delay_after(pair_attempts)).await;
-            Err(ApiError::unauthorized("the email or the password is wrong"))
-        }
-    }
-}
-
-/// The client's address: the TCP peer (behind a proxy, the proxy's).
-fn client_address(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
-}
-
-/// 429 `too_many_requests` with `Retry-After` until `until`.
-fn too_many(what: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
-    // Rounded up: a client that waits exactly this long is let through.
-    let seconds = (until - now).num_milliseconds().saturating_add(999).div_euclid(1000).max(1);
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_requests",
-        format!("too many {what} from here: try again in {seconds} seconds"),
-    )
-    .with_retry_after(seconds as u64)
+    let issued = login(&state, &keys, &client_address(&req), &email, attempt).await?;
+    Ok(HttpResponse::Ok().json(TokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer".into(),
+        expires_in: issued.expires_in,
+    }))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use sha2::Digest;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -30,6 +32,8 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Keys the console's form tokens (see [`TokenKeys::form_token`]).
+    form_key: [u8; 32],
     pub ttl: Duration,
 }
 
@@ -46,10 +50,15 @@ impl TokenKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
+        // A key of its own for form tokens, derived from the secret, so that
+        // no value signed for one purpose is valid for the other.
+        let form_key: [u8; 32] =
+            sha2::Sha256::new_with_prefix(b"gpuhour console form token\0").chain_update(secret).finalize().into();
         TokenKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            form_key,
             ttl,
         }
     }
@@ -74,6 +83,28 @@ impl TokenKeys {
             exp: now + self.ttl.as_secs() as i64,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    /// The token a console form carries for the session (or pre-login
+    /// nonce) `session`: an HMAC of it, which a page of another origin cannot
+    /// compute because it cannot read the HttpOnly cookie.
+    pub fn form_token(&self, session: &str) -> String {
+        use hmac::{Mac, SimpleHmac};
+        // HMAC accepts a key of any length: new_from_slice cannot fail here.
+        let Ok(mut mac) = SimpleHmac::<sha2::Sha256>::new_from_slice(&self.form_key) else {
+            return String::new();
+        };
+        mac.update(session.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `candidate` is the form token of `session`, compared in constant time.
+    pub fn form_token_matches(&self, session: &str, candidate: &str) -> bool {
+        use hmac::{Mac, SimpleHmac};
+        let Ok(raw) = hex::decode(candidate) else { return false };
+        let Ok(mut mac) = SimpleHmac::<sha2::Sha256>::new_from_slice(&self.form_key) else { return false };
+        mac.update(session.as_bytes());
+        mac.verify_slice(&raw).is_ok()
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {

@@ -138,6 +138,25 @@ async fn record<T: Serialize>(
     Ok(Outcome::Fresh(status, body))
 }
 
+/// A write's answer as stored: its status, its JSON, and whether it is the
+/// replay of a first answer to the same key. The console reads it to render a
+/// page; the API sends it as it is.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: String,
+    pub replayed: bool,
+}
+
+impl From<Outcome> for Answer {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Fresh(status, body) => Answer { status, body, replayed: false },
+            Outcome::Replay(status, body) => Answer { status, body, replayed: true },
+        }
+    }
+}
+
 fn respond(outcome: Outcome) -> HttpResponse {
     match outcome {
         Outcome::Fresh(status, body) => HttpResponse::build(status).insert_header(ContentType::json()).body(body),
@@ -163,6 +182,37 @@ where
     T: Serialize,
     F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
 {
+    run_outcome(pool, ctx, key, request_hash, status, effect).await.map(respond)
+}
+
+/// Like [`run`], answering the stored answer itself rather than a response.
+pub async fn run_answer<T, F>(
+    pool: &DbPool,
+    ctx: &WriteContext,
+    key: IdempotencyKey,
+    request_hash: Vec<u8>,
+    status: StatusCode,
+    effect: F,
+) -> Result<Answer, ApiError>
+where
+    T: Serialize,
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
+{
+    run_outcome(pool, ctx, key, request_hash, status, effect).await.map(Answer::from)
+}
+
+async fn run_outcome<T, F>(
+    pool: &DbPool,
+    ctx: &WriteContext,
+    key: IdempotencyKey,
+    request_hash: Vec<u8>,
+    status: StatusCode,
+    effect: F,
+) -> Result<Outcome, ApiError>
+where
+    T: Serialize,
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
+{
     let scope = ctx.idempotency_scope();
     let mut conn = pool.get().await?;
     let outcome =
@@ -176,7 +226,7 @@ where
             record(conn, ctx, &scope, key.0.as_deref(), &request_hash, status, &value).await
         })
         .await?;
-    Ok(respond(outcome))
+    Ok(outcome)
 }
 
 /// Like [`run`], for an effect that commits in transactions of its own (a

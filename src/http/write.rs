@@ -76,6 +76,13 @@ pub struct WriteOp {
 }
 
 impl WriteOp {
+    /// A write whose caller and key were read some other way than the API's
+    /// headers: the console's forms carry their session in a cookie and their
+    /// key in a hidden field.
+    pub fn new(state: web::Data<AppState>, ctx: WriteContext, key: IdempotencyKey, fingerprint: Vec<u8>) -> Self {
+        WriteOp { state, ctx, key, fingerprint }
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -89,6 +96,16 @@ impl WriteOp {
         F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
     {
         idempotency::run(&self.state.pool, &self.ctx, self.key, self.fingerprint, status, effect).await
+    }
+
+    /// Like [`WriteOp::run`], answering the stored JSON answer (and whether it
+    /// is a replay) instead of a response: what the console renders a page from.
+    pub async fn run_answer<T, F>(self, status: StatusCode, effect: F) -> Result<idempotency::Answer, ApiError>
+    where
+        T: Serialize,
+        F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
+    {
+        idempotency::run_answer(&self.state.pool, &self.ctx, self.key, self.fingerprint, status, effect).await
     }
 
     /// Like [`WriteOp::run`], for an effect that commits in transactions of its

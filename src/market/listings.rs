@@ -214,6 +214,8 @@ pub struct SearchFilter {
     pub region: Option<String>,
     pub currency: Option<String>,
     pub max_price: Option<Decimal>,
+    /// Memory per GPU, at least.
+    pub min_memory_gb: Option<i32>,
     pub min_gpus: i32,
     /// The window the GPUs must be free for; the listing's own window from
     /// `now` on when absent.
@@ -268,6 +270,7 @@ pub async fn search(
              AND ($2::text IS NULL OR l.region = $2) \
              AND ($3::text IS NULL OR l.currency = $3) \
              AND ($4::numeric IS NULL OR l.price_per_gpu_hour <= $4) \
+             AND ($12::int4 IS NULL OR l.gpu_memory_gb >= $12) \
              AND ($6::timestamptz IS NULL OR l.available_from <= $6) \
              AND ($7::timestamptz IS NULL OR l.available_until >= $7) \
              AND l.available_until > $9 \
@@ -291,6 +294,7 @@ pub async fn search(
         .bind::<Timestamptz, _>(now)
         .bind::<Nullable<Text>, _>(cursor_value)
         .bind::<Nullable<SqlUuid>, _>(cursor_id)
+        .bind::<Nullable<Int4>, _>(filter.min_memory_gb)
         .load(conn)
         .await
 }

@@ -355,6 +355,8 @@ pub struct SearchQuery {
     pub region: Option<String>,
     /// GPUs that must be free in every hour of the window.
     pub min_gpus: Option<i32>,
+    /// Memory per GPU (GB), at least.
+    pub min_memory_gb: Option<i32>,
     /// Highest price per GPU-hour.
     pub max_price: Option<String>,
     pub currency: Option<Currency>,
@@ -379,6 +381,18 @@ pub async fn search_listings(
     _principal: Principal,
     Query(q): Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await?;
+    let now = state.clock.now(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(search_page(&mut conn, q, now).await?))
+}
+
+/// One page of the listing search: checks the query's filters and cursor and
+/// runs the search (the API's handler and the console's market page).
+pub async fn search_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    q: SearchQuery,
+    now: DateTime<Utc>,
+) -> Result<Page<ListingView>, ApiError> {
     let limit = pagination::limit(q.limit)?;
     let mut errors = Vec::new();
     let max_price = q.max_price.as_deref().and_then(|raw| {
@@ -429,13 +443,12 @@ pub async fn search_listings(
         region: q.region,
         currency: q.currency.map(|c| c.code().to_string()),
         max_price,
+        min_memory_gb: q.min_memory_gb,
         min_gpus,
         start: q.start,
         end: q.end,
     };
-    let mut conn = state.pool.get().await?;
-    let now = state.clock.now(&mut conn).await?;
-    let rows = listings::search(&mut conn, &filter, sort, now, after, limit + 1).await?;
+    let rows = listings::search(conn, &filter, sort, now, after, limit + 1).await?;
     let key = move |r: &listings::SearchRow| -> listings::SearchCursor {
         let value = match sort {
             SearchSort::Price | SearchSort::PriceDesc => r.listing.price_per_gpu_hour.to_string(),
@@ -443,7 +456,7 @@ pub async fn search_listings(
         };
         (value, r.listing.id)
     };
-    Ok(HttpResponse::Ok().json(pagination::page(rows, limit, key, |r| listing_view(r.listing, Some(r.free_gpus)))))
+    Ok(pagination::page(rows, limit, key, |r| listing_view(r.listing, Some(r.free_gpus))))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -667,13 +680,25 @@ pub async fn create_quote(
     let request = body.value.request();
     let mut conn = state.pool.get().await?;
     let now = state.clock.now(&mut conn).await?;
-    let listing = listings::find(&mut conn, request.listing_id)
+    Ok(HttpResponse::Ok().json(quote(&mut conn, &principal, &request, state.settings.fee_rate, now).await?))
+}
+
+/// Prices `request` for `principal`, with its grant's terms when it names one
+/// (the API's quote and the console's listing page).
+pub async fn quote(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    request: &Request,
+    fee_rate: Decimal,
+    now: DateTime<Utc>,
+) -> Result<QuoteView, ApiError> {
+    let listing = listings::find(conn, request.listing_id)
         .await?
-        .filter(|l| listings::visible_to(l, &principal))
+        .filter(|l| listings::visible_to(l, principal))
         .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
-    let subsidy = crate::subsidy::programmes::quote_terms(&mut conn, &principal, &request, &listing).await?;
-    let (hours, b) = orders::quote(&request, &listing, state.settings.fee_rate, subsidy, now)?;
-    Ok(HttpResponse::Ok().json(QuoteView {
+    let subsidy = crate::subsidy::programmes::quote_terms(conn, principal, request, &listing).await?;
+    let (hours, b) = orders::quote(request, &listing, fee_rate, subsidy, now)?;
+    Ok(QuoteView {
         listing_id: listing.id,
         gpus: request.gpus,
         hours,
@@ -685,7 +710,7 @@ pub async fn create_quote(
         tenant_amount: format_amount(b.tenant_amount, b.currency),
         platform_fee: format_amount(b.platform_fee, b.currency),
         currency: b.currency.code().to_string(),
-    }))
+    })
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -761,7 +786,7 @@ pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<
 }
 
 /// One order's view, its charged figures read in one query.
-async fn one_order_view(
+pub async fn one_order_view(
     conn: &mut diesel_async::AsyncPgConnection,
     order: OrderRow,
     now: DateTime<Utc>,
@@ -845,6 +870,19 @@ pub async fn list_orders(
     principal: Principal,
     Query(q): Query<OrderListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await?;
+    let now = state.clock.now(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(orders_page(&mut conn, &principal, q, now).await?))
+}
+
+/// One page of the orders `principal` may see (the API's list and the
+/// console's orders page).
+pub async fn orders_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    q: OrderListQuery,
+    now: DateTime<Utc>,
+) -> Result<Page<OrderView>, ApiError> {
     let limit = pagination::limit(q.limit)?;
     check_period(q.from, q.to)?;
     let before: Option<(DateTime<Utc>, Uuid)> = q.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -857,8 +895,6 @@ pub async fn list_orders(
                 .map_err(|e| ApiError::invalid("status", e))?,
         ),
     };
-    let mut conn = state.pool.get().await?;
-    let now = state.clock.now(&mut conn).await?;
     let mut filter = OrderFilter {
         tenant_org_id: None,
         provider_org_id: None,
@@ -873,10 +909,10 @@ pub async fn list_orders(
         Role::Provider => filter.provider_org_id = Some(principal.org_id),
         Role::Finance | Role::Admin => {}
     }
-    let rows = orders::list(&mut conn, &filter, before, limit + 1).await?;
+    let rows = orders::list(conn, &filter, before, limit + 1).await?;
     let page = pagination::page(rows, limit, |o| (o.created_at, o.id), |o| o);
     // The whole page's charged figures in one query: no query per order.
-    let charged = charged::charged_of(&mut conn, &page.data).await?;
+    let charged = charged::charged_of(conn, &page.data).await?;
     let data = page
         .data
         .into_iter()
@@ -888,7 +924,7 @@ pub async fn list_orders(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let next_cursor = page.next_cursor;
-    Ok(HttpResponse::Ok().json(Page { data, next_cursor }))
+    Ok(Page { data, next_cursor })
 }
 
 /// One order. Roles: its tenant, its provider, finance, admin; anyone else gets 404.

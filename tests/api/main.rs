@@ -7,6 +7,7 @@ mod auth;
 mod bank;
 mod books;
 mod charged;
+mod console;
 mod corrections;
 mod errors;
 mod funding;

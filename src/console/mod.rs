@@ -1,0 +1,62 @@
+//! The web console: server-rendered pages for the people who use gpuhour in a
+//! browser, served by the same binary at `/` while the API stays under `/v1`.
+//!
+//! Pages are `maud` templates compiled into the binary; the one stylesheet is
+//! vendored here and served from the binary, so a page asks for nothing
+//! outside the server (`Content-Security-Policy: default-src 'self'`). A
+//! session is the API's own token in an HttpOnly, SameSite=Strict cookie; every
+//! page reaches the database through the same domain functions as the API, and
+//! every form write through the same [`crate::http::WriteOp`] (audit record and
+//! idempotency key included).
+
+mod chart;
+mod error;
+mod form;
+mod i18n;
+mod layout;
+mod market;
+pub mod money;
+mod orders;
+mod session;
+mod wallet;
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, get, web};
+
+pub use error::ConsoleError;
+pub use i18n::Lang;
+pub use session::Viewer;
+
+const STYLESHEET: &str = include_str!("assets/console.css");
+
+/// The console's stylesheet, from the binary.
+#[get("/assets/console.css")]
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLESHEET)
+}
+
+/// `/`: the signed-in user's home, by role; the login page for anyone else.
+#[get("/")]
+async fn home(viewer: Viewer) -> HttpResponse {
+    layout::redirect(layout::home_of(viewer.principal.role))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(stylesheet)
+        .service(home)
+        .service(session::login_form)
+        .service(session::login)
+        .service(session::logout)
+        .service(i18n::switch_language)
+        .service(layout::overview)
+        .service(market::search)
+        .service(market::listing)
+        .service(market::buy)
+        .service(orders::list)
+        .service(orders::show)
+        .service(orders::cancel)
+        .service(wallet::wallet);
+}

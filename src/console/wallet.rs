@@ -1,0 +1,145 @@
+//! The tenant's wallet (`/wallet`): its own money per currency, the subsidy
+//! its grants hold (each as a gauge: used, committed, left), and a statement
+//! with the balance after every line.
+
+use actix_web::{HttpResponse, get, web};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use maud::html;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use super::chart;
+use super::error::ConsoleError;
+use super::layout::{page, time};
+use super::money::{format_money, format_money_str};
+use super::session::Viewer;
+use crate::auth::Role;
+use crate::ledger::model::NormalSide;
+use crate::ledger::queries::{AccountFilter, list_accounts, statement};
+use crate::money::Currency;
+use crate::state::AppState;
+use crate::subsidy::programmes::GrantRow;
+
+/// Statement lines per page.
+const STATEMENT_PAGE: i64 = 50;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WalletForm {
+    #[serde(default)]
+    currency: String,
+    #[serde(default)]
+    after: Option<i64>,
+}
+
+#[get("/wallet")]
+pub async fn wallet(
+    viewer: Viewer,
+    state: web::Data<AppState>,
+    form: web::Query<WalletForm>,
+) -> Result<HttpResponse, ConsoleError> {
+    use crate::db::schema::grants;
+    let lang = viewer.lang;
+    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e))?;
+    let fail = |e: crate::http::ApiError| ConsoleError::api(lang, e);
+    let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
+    let filter = AccountFilter {
+        org_id: Some(viewer.principal.org_id),
+        code_prefix: Some(crate::ledger::chart::tenant_wallet_code(viewer.principal.org_id)),
+        ..Default::default()
+    };
+    let wallets = list_accounts(&mut conn, &filter, None, 20).await.map_err(|e| fail(e.into()))?;
+    let grant_rows: Vec<GrantRow> = grants::table
+        .filter(grants::tenant_org_id.eq(viewer.principal.org_id))
+        .select(GrantRow::as_select())
+        .order(grants::valid_until.desc())
+        .limit(50)
+        .load(&mut conn)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let mut grant_views = Vec::new();
+    for g in grant_rows {
+        grant_views.push(crate::subsidy::routes::grant_view(&mut conn, g).await.map_err(fail)?);
+    }
+    let chosen = wallets
+        .iter()
+        .find(|w| w.currency == form.currency)
+        .or_else(|| wallets.iter().find(|w| w.debits_posted + w.credits_posted > Decimal::ZERO))
+        .or_else(|| wallets.iter().next());
+    let after = form.after.unwrap_or(0).max(0);
+    let lines = match chosen {
+        Some(w) => statement(&mut conn, w.id, after, STATEMENT_PAGE + 1).await.map_err(|e| fail(e.into()))?,
+        None => Vec::new(),
+    };
+    let more = lines.len() as i64 > STATEMENT_PAGE;
+    let lines = &lines[..lines.len().min(STATEMENT_PAGE as usize)];
+    let body = html! {
+        h2 { (lang.tr("Your own money", "내 돈")) }
+        dl.figures {
+            @for w in &wallets {
+                @let side: NormalSide = w.normal_side.parse().unwrap_or(NormalSide::Credit);
+                @let b = w.balances();
+                @if let Ok(c) = w.currency.parse::<Currency>() {
+                    div {
+                        dt { (c.code()) " · " (lang.tr("balance", "잔액")) }
+                        dd { (format_money(b.posted_balance(side), c, lang)) }
+                        dd.muted { (lang.tr("of which reserved for orders", "주문 예약분")) " " (b.posted_balance(side).checked_sub(b.available(side)).map_or_else(String::new, |r| format_money(r, c, lang))) }
+                        dd.muted { (lang.tr("available", "사용 가능")) " " (format_money(b.available(side), c, lang)) }
+                    }
+                }
+            }
+        }
+        h2 { (lang.tr("Subsidy: your grants", "지원금")) }
+        @if grant_views.is_empty() {
+            p.muted { (lang.tr("You have no grants.", "받은 지원금이 없습니다.")) }
+        }
+        @for g in &grant_views {
+            @let dec = |s: &str| s.parse::<Decimal>().unwrap_or_default();
+            section.grant {
+                h3 { (lang.tr("Grant", "지원금")) " " (format_money_str(&g.amount, &g.currency, lang)) " · "
+                    (lang.tr("valid until", "유효 기한")) " " (time(g.valid_until))
+                    @if g.status != "active" { " · " (lang.tr("closed", "종료됨")) } }
+                (chart::gauge(dec(&g.spent), dec(&g.committed), dec(&g.amount), lang.tr("Grant use", "지원금 사용")))
+                p.legend {
+                    span.used { (lang.tr("Used", "사용")) " " (format_money_str(&g.spent, &g.currency, lang)) } " · "
+                    span.committed { (lang.tr("Committed", "약정")) " " (format_money_str(&g.committed, &g.currency, lang)) } " · "
+                    span.left { (lang.tr("Left", "잔여")) " " (format_money_str(&g.available, &g.currency, lang)) }
+                }
+            }
+        }
+        @if let Some(w) = chosen {
+            @let side: NormalSide = w.normal_side.parse().unwrap_or(NormalSide::Credit);
+            h2 { (lang.tr("Statement", "거래 내역")) " · " (w.currency) }
+            @if wallets.len() > 1 {
+                p { @for other in &wallets { a href={ "/wallet?currency=" (other.currency) } { (other.currency) } " " } }
+            }
+            @if lines.is_empty() {
+                p.muted { (lang.tr("Nothing yet.", "아직 내역이 없습니다.")) }
+            } @else {
+                div.table-wrap { table {
+                    thead { tr {
+                        th scope="col" { (lang.tr("When (Seoul time)", "일시 (서울 시간)")) }
+                        th scope="col" { (lang.tr("What", "내용")) }
+                        th scope="col" class="num" { (lang.tr("In", "입금")) }
+                        th scope="col" class="num" { (lang.tr("Out", "출금")) }
+                        th scope="col" class="num" { (lang.tr("Balance", "잔액")) }
+                    } }
+                    tbody { @for line in lines {
+                        @let incoming = (line.side == "credit") == (side == NormalSide::Credit);
+                        tr {
+                            td { (time(line.effective_at)) }
+                            td { (line.memo) @if line.kind == "pending" { " " span.muted { "(" (lang.tr("reserved", "예약")) ")" } } }
+                            td.num { @if incoming { (format_money_str(&line.amount.to_string(), &w.currency, lang)) } }
+                            td.num { @if !incoming { (format_money_str(&line.amount.to_string(), &w.currency, lang)) } }
+                            td.num { (format_money_str(&line.balance.to_string(), &w.currency, lang)) }
+                        }
+                    } }
+                } }
+                @if more { @if let Some(last) = lines.last() {
+                    p.pager { a href={ "/wallet?currency=" (w.currency) "&after=" (last.seq) } rel="next" { (lang.tr("Later lines →", "다음 내역 →")) } }
+                } }
+            }
+        }
+    };
+    Ok(page(&viewer, lang.tr("Wallet", "지갑"), body))
+}
