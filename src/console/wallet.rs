@@ -65,7 +65,7 @@ pub async fn wallet(
         .iter()
         .find(|w| w.currency == form.currency)
         .or_else(|| wallets.iter().find(|w| w.debits_posted + w.credits_posted > Decimal::ZERO))
-        .or_else(|| wallets.iter().next());
+        .or_else(|| <[_]>::first(&wallets));
     let after = form.after.unwrap_or(0).max(0);
     let lines = match chosen {
         Some(w) => statement(&mut conn, w.id, after, STATEMENT_PAGE + 1).await.map_err(|e| fail(e.into()))?,
