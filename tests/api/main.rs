@@ -8,6 +8,7 @@ mod bank;
 mod books;
 mod charged;
 mod console;
+mod console_browser;
 mod corrections;
 mod errors;
 mod funding;
