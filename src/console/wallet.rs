@@ -48,7 +48,13 @@ pub async fn wallet(
         code_prefix: Some(crate::ledger::chart::tenant_wallet_code(viewer.principal.org_id)),
         ..Default::default()
     };
-    let wallets = list_accounts(&mut conn, &filter, None, 20).await.map_err(|e| fail(e.into()))?;
+    let mut wallets = list_accounts(&mut conn, &filter, None, 20).await.map_err(|e| fail(e.into()))?;
+    // A wallet per supported currency exists from sign-up; show those in use
+    // (and KRW, the market's currency, always).
+    wallets.retain(|w| {
+        w.currency == Currency::Krw.code()
+            || [w.debits_posted, w.credits_posted, w.debits_pending, w.credits_pending].iter().any(|v| !v.is_zero())
+    });
     let grant_rows: Vec<GrantRow> = grants::table
         .filter(grants::tenant_org_id.eq(viewer.principal.org_id))
         .select(GrantRow::as_select())
@@ -122,15 +128,25 @@ pub async fn wallet(
                         th scope="col" { (lang.tr("What", "내용")) }
                         th scope="col" class="num" { (lang.tr("In", "입금")) }
                         th scope="col" class="num" { (lang.tr("Out", "출금")) }
+                        th scope="col" class="num" { (lang.tr("Reserved (+) / released (−)", "예약 (+) / 해제 (−)")) }
                         th scope="col" class="num" { (lang.tr("Balance", "잔액")) }
                     } }
                     tbody { @for line in lines {
                         @let incoming = (line.side == "credit") == (side == NormalSide::Credit);
+                        @let amount = format_money_str(&line.amount.to_string(), &w.currency, lang);
+                        // A pending posting reserves money and its void
+                        // releases it: neither moves the balance, so they
+                        // have a column of their own.
+                        @let moves_balance = matches!(line.kind.as_str(), "posted" | "post_pending");
                         tr {
                             td { (time(line.effective_at)) }
-                            td { (line.memo) @if line.kind == "pending" { " " span.muted { "(" (lang.tr("reserved", "예약")) ")" } } }
-                            td.num { @if incoming { (format_money_str(&line.amount.to_string(), &w.currency, lang)) } }
-                            td.num { @if !incoming { (format_money_str(&line.amount.to_string(), &w.currency, lang)) } }
+                            td { (line.memo) }
+                            td.num { @if moves_balance && incoming { (amount) } }
+                            td.num { @if moves_balance && !incoming { (amount) } }
+                            td.num {
+                                @if line.kind == "pending" { "+" (amount) }
+                                @if line.kind == "void_pending" { "−" (amount) }
+                            }
                             td.num { (format_money_str(&line.balance.to_string(), &w.currency, lang)) }
                         }
                     } }

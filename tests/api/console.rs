@@ -268,6 +268,27 @@ async fn a_tenant_quotes_and_buys_through_the_form_and_a_double_submit_places_on
     assert!(page.contains("1,000.5원"), "the unit price keeps its digits: {page}");
     assert!(page.contains("<svg"), "the availability chart: {page}");
 
+    // With a grant (SME, 80%): the programme pays floor(6,003 × 0.8) = 4,802,
+    // the tenant 1,201 — as the API quotes it.
+    let programme = crate::subsidy::programme(&app, &m.finance, "10000000", m.start).await;
+    let grant = crate::subsidy::grant(&app, &m.finance, &programme, &m.tenant, "100000", m.start).await;
+    let grant_id = grant["id"].as_str().expect("grant id");
+    let id = m.listing["id"].as_str().expect("id");
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("gpus", "2")
+        .append_pair("start", &seoul_input(m.start))
+        .append_pair("end", &seoul_input(m.start + Duration::hours(3)))
+        .append_pair("grant_id", grant_id)
+        .finish();
+    let (_, subsidised) = text(get(&app, &mut jar, &format!("/market/{id}?{query}")).await).await;
+    let with_grant = crate::subsidy::with_grant(body.clone(), &grant);
+    let (_, api_quote) = json(app.post("/v1/quotes", &m.tenant.token, &with_grant, None).await).await;
+    assert_eq!((api_quote["subsidy"].as_str(), api_quote["tenant_amount"].as_str()), (Some("4802"), Some("1201")));
+    for figure in ["4,802원", "1,201원"] {
+        assert!(subsidised.contains(figure), "{figure}: {subsidised}");
+    }
+    assert!(subsidised.contains(&format!("name=\"grant_id\" value=\"{grant_id}\"")), "the buy form names the grant");
+
     let fields = buy_fields(&page);
     let first = buy(&app, &mut jar, &m, &fields).await;
     assert_eq!(first.status(), 303, "{:?}", fields);

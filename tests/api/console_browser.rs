@@ -12,7 +12,7 @@ use chrono::Duration as Hours;
 use gpuhour::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, next_hour, spawn_app};
+use crate::helpers::{Caller, TestApp, json, next_hour, spawn_app};
 use crate::market::{deposit, listing};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -103,6 +103,18 @@ impl Browser {
         self.call(reqwest::Method::GET, "/url", None).await.as_str().expect("url").to_string()
     }
 
+    /// Waits (up to ten seconds) until the browser is at a URL containing `part`.
+    async fn wait_for(&self, part: &str) -> String {
+        for _ in 0..100 {
+            let url = self.url().await;
+            if url.contains(part) {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the browser never reached {part}: it is at {}", self.url().await);
+    }
+
     async fn source(&self) -> String {
         self.call(reqwest::Method::GET, "/source", None).await.as_str().expect("source").to_string()
     }
@@ -165,6 +177,16 @@ async fn a_tenant_logs_in_quotes_buys_and_cancels_in_a_browser() {
     deposit(&app, &finance, tenant_org, "5000000").await;
     let start = next_hour(&app, &finance).await;
     let listing = listing(&app, &provider.token, 8, "2500", start, 72).await;
+    // A grant of 1,000,000 from a programme; the declared category is not yet
+    // confirmed, so the programme's default rate (70%) applies.
+    let tenant = Caller {
+        token: String::new(),
+        user_id: user["id"].as_str().expect("id").parse().expect("uuid"),
+        org_id: tenant_org,
+    };
+    let programme = crate::subsidy::programme(&app, &finance, "100000000", start).await;
+    let grant = crate::subsidy::grant(&app, &finance, &programme, &tenant, "1000000", start).await;
+    let grant_id = grant["id"].as_str().expect("grant id");
     let listing_id = listing["id"].as_str().expect("id");
 
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
@@ -178,17 +200,20 @@ async fn a_tenant_logs_in_quotes_buys_and_cancels_in_a_browser() {
     browser.type_into("#password", PASSWORD).await;
     browser.screenshot("login").await;
     browser.click("form[action='/login'] button").await;
-    assert_eq!(browser.url().await, app.url("/market"));
+    assert_eq!(browser.wait_for("/market").await, app.url("/market"));
     assert!(browser.source().await.contains("H100-SXM5-80GB"));
     browser.screenshot("market").await;
 
     // Search with a filter the listing does not meet, then one it does.
     browser.type_into("input[name=min_memory_gb]", "100").await;
     browser.click("form.filters button").await;
+    browser.wait_for("min_memory_gb=100").await;
     assert!(!browser.source().await.contains(&format!("/market/{listing_id}")));
     browser.type_into("input[name=min_memory_gb]", "80").await;
     browser.click("form.filters button").await;
+    browser.wait_for("min_memory_gb=80").await;
     browser.click(&format!("a[href='/market/{listing_id}']")).await;
+    browser.wait_for(&format!("/market/{listing_id}")).await;
 
     // Quote 2 GPUs for 4 hours from the listing's start (Seoul time in the form).
     let seoul = |t: chrono::DateTime<chrono::Utc>| {
@@ -198,14 +223,17 @@ async fn a_tenant_logs_in_quotes_buys_and_cancels_in_a_browser() {
         .append_pair("gpus", "2")
         .append_pair("start", &seoul(start))
         .append_pair("end", &seoul(start + Hours::hours(4)))
+        .append_pair("grant_id", grant_id)
         .finish();
     browser.go(&app.url(&format!("/market/{listing_id}?{query}"))).await;
     let page = browser.source().await;
-    // 2 × 4 × 2,500 = 20,000; nothing subsidised without a grant.
-    assert!(page.contains("20,000원"), "{page}");
+    // 2 × 4 × 2,500 = 20,000: the programme pays 70% (14,000), the tenant 6,000.
+    for figure in ["20,000원", "14,000원", "6,000원"] {
+        assert!(page.contains(figure), "{figure}: {page}");
+    }
     browser.screenshot("listing").await;
     browser.click(&format!("form[action='/market/{listing_id}/buy'] button")).await;
-    let order_url = browser.url().await;
+    let order_url = browser.wait_for("/orders/").await;
     assert!(order_url.contains("/orders/") && order_url.ends_with("?placed=1"), "{order_url}");
     let orders = orders_of(
         &app,
@@ -215,12 +243,12 @@ async fn a_tenant_logs_in_quotes_buys_and_cancels_in_a_browser() {
     )
     .await;
     assert_eq!(orders.len(), 1);
-    assert_eq!(orders[0]["tenant_amount"], "20000");
+    assert_eq!((orders[0]["subsidy"].as_str(), orders[0]["tenant_amount"].as_str()), (Some("14000"), Some("6000")));
     browser.screenshot("order").await;
 
     // Cancel it from its page.
     browser.click("button.danger").await;
-    assert!(browser.url().await.ends_with("?cancelled=1"));
+    browser.wait_for("?cancelled=1").await;
     let id = orders[0]["id"].as_str().expect("id");
     let (_, after) = json(app.get(&format!("/v1/orders/{id}"), &finance).await).await;
     assert_eq!(after["status"], "cancelled");
@@ -233,6 +261,12 @@ async fn a_tenant_logs_in_quotes_buys_and_cancels_in_a_browser() {
 
     // Switch to English: remembered on the next page.
     browser.click("a[href^='/lang/en']").await;
+    for _ in 0..100 {
+        if browser.source().await.contains("lang=\"en\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     browser.go(&app.url("/market")).await;
     let english = browser.source().await;
     assert!(english.contains("lang=\"en\"") && english.contains("Market"), "{english}");
