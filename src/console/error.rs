@@ -30,9 +30,9 @@ impl ConsoleError {
     /// The domain's answer, in a page.
     pub fn api(lang: Lang, e: ApiError) -> Self {
         if e.status.is_server_error() {
-            // The cause is logged by ApiError's own rendering path in the API;
-            // here, by us: the page says only that it failed.
-            tracing::error!(error = %e.detail, "console page failed");
+            // Logged with its whole chain, as the API logs it; the page says
+            // only that it failed.
+            tracing::error!(error = ?e, "console page failed");
             return ConsoleError::Problem {
                 lang,
                 status: e.status,

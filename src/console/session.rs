@@ -59,7 +59,9 @@ impl FromRequest for Viewer {
         Box::pin(async move {
             let lang = Lang::of(&req);
             let path = req.uri().path_and_query().map_or_else(|| req.path().to_string(), |p| p.as_str().to_string());
-            let sign_in = || ConsoleError::SignIn { next: path.clone() };
+            // After signing in, a form's target cannot be fetched: go home instead.
+            let next = if req.method() == actix_web::http::Method::GET { path.clone() } else { "/".to_string() };
+            let sign_in = || ConsoleError::SignIn { next: next.clone() };
             let token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()).ok_or_else(sign_in)?;
             // An expired or forged cookie is the same as none: sign in again.
             let claims = verify_token(&req, &token).map_err(|_| sign_in())?;

@@ -373,6 +373,9 @@ async fn an_anonymous_visitor_is_sent_to_the_login_page() {
         let response = get(&app, &mut jar, path).await;
         assert_eq!((response.status().as_u16(), location(&response)), (303, format!("/login?next={next}")), "{path}");
     }
+    // A form posted without a session comes back home after signing in.
+    let response = post_form(&app, &mut jar, "/orders/0195/cancel", &[("csrf", "x")]).await;
+    assert_eq!((response.status().as_u16(), location(&response).as_str()), (303, "/login?next=%2F"));
     // A forged session cookie is no session.
     let mut forged = Jar::with_session("not.a.token");
     assert_eq!(location(&get(&app, &mut forged, "/wallet").await), "/login?next=%2Fwallet");
