@@ -59,10 +59,12 @@ async fn start_driver(http: &reqwest::Client) -> Driver {
 struct Browser {
     http: reqwest::Client,
     base: String,
+    /// The server under test: the only origin a page may load from.
+    origin: String,
 }
 
 impl Browser {
-    async fn open(http: &reqwest::Client, driver: &Driver) -> Browser {
+    async fn open(http: &reqwest::Client, driver: &Driver, origin: &str) -> Browser {
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -82,7 +84,7 @@ impl Browser {
             .await
             .expect("json");
         let id = response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response:#}"));
-        Browser { http: http.clone(), base: format!("{}/session/{id}", driver.url) }
+        Browser { http: http.clone(), base: format!("{}/session/{id}", driver.url), origin: origin.to_string() }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -136,8 +138,19 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
     }
 
+    /// Every resource the page loaded came from `origin`.
+    async fn assert_only_from(&self, origin: &str) {
+        let script = json!({"script": "return performance.getEntriesByType('resource').map(e => e.name)", "args": []});
+        let loaded = self.call(reqwest::Method::POST, "/execute/sync", Some(script)).await;
+        let loaded: Vec<String> =
+            loaded.as_array().expect("names").iter().map(|n| n.as_str().expect("name").to_string()).collect();
+        assert!(loaded.iter().all(|url| url.starts_with(origin)), "{loaded:?}");
+        assert!(loaded.iter().any(|url| url.ends_with("/assets/console.css")), "the stylesheet loads: {loaded:?}");
+    }
+
     /// A screenshot of the page, kept under docs/console/ when asked for.
     async fn screenshot(&self, name: &str) {
+        self.assert_only_from(&self.origin).await;
         let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().expect("base64")).expect("png");
         assert!(bytes.starts_with(b"\x89PNG"), "{name} is a PNG");
@@ -191,7 +204,7 @@ async fn a_tenant_logs_in_quotes_buys_and_cancels_in_a_browser() {
 
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
     let driver = start_driver(&http).await;
-    let browser = Browser::open(&http, &driver).await;
+    let browser = Browser::open(&http, &driver, &app.address).await;
 
     // Anonymous: to the login page.
     browser.go(&app.url("/market")).await;
