@@ -75,7 +75,9 @@ pub async fn list(
             }
             button type="submit" { (lang.tr("Show", "보기")) }
         }
-        @if found.data.is_empty() {
+        @if found.data.is_empty() && !form.status.is_empty() {
+            p.muted { (lang.tr("No orders with this status.", "이 상태의 주문이 없습니다.")) }
+        } @else if found.data.is_empty() {
             p.muted { (lang.tr("No orders yet. Find GPUs in the market.", "아직 주문이 없습니다. 마켓에서 GPU를 찾아 보세요.")) " " a href="/market" { (lang.tr("Market", "마켓")) } }
         } @else {
             div.table-wrap { table {
