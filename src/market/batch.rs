@@ -265,13 +265,13 @@ pub async fn place_many(
             .filter(|l| listings::visible_to(l, &ask.principal))
             .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", ask.request.listing_id)));
         let prepared = listing.and_then(|listing| {
-            let grant = match ask.request.grant_id {
+            let grant = match orders::purchase(&ask.request, listing) {
                 None => None,
-                Some(id) => {
-                    let grant = grant_rows.get(&id);
+                Some(purchase) => {
+                    let grant = grant_rows.get(&purchase.grant_id);
                     let programme = grant.and_then(|g| programme_rows.get(&g.programme_id));
                     let category = categories.get(&ask.principal.org_id).and_then(Option::as_deref);
-                    Some(grant_terms(&ask.principal, &ask.request, listing, grant, programme, category)?)
+                    Some(grant_terms(&ask.principal, &purchase, grant, programme, category)?)
                 }
             };
             orders::check_request(&ask.request, listing, now)?;

@@ -85,6 +85,19 @@ pub struct Request {
     pub grant_id: Option<Uuid>,
 }
 
+/// What an order asks its grant to pay for, when it names one.
+pub fn purchase<'a>(request: &Request, listing: &'a ListingRow) -> Option<crate::subsidy::programmes::Purchase<'a>> {
+    Some(crate::subsidy::programmes::Purchase {
+        grant_id: request.grant_id?,
+        start: request.start,
+        end: request.end,
+        gpu_model: &listing.gpu_model,
+        region: &listing.region,
+        provider_org_id: listing.provider_org_id,
+        currency: &listing.currency,
+    })
+}
+
 /// The longest order accepted: a year of hours.
 pub const MAX_HOURS: i64 = 24 * 366;
 

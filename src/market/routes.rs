@@ -671,7 +671,14 @@ pub async fn create_quote(
         .await?
         .filter(|l| listings::visible_to(l, &principal))
         .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
-    let subsidy = crate::subsidy::programmes::quote_terms(&mut conn, &principal, &request, &listing).await?;
+    let subsidy = match orders::purchase(&request, &listing) {
+        None => None,
+        Some(purchase) => {
+            let (terms, available) =
+                crate::subsidy::programmes::quote_terms(&mut conn, &principal, &purchase).await?;
+            Some(super::pricing::SubsidyTerms { rate: terms.rate, available })
+        }
+    };
     let (hours, b) = orders::quote(&request, &listing, state.settings.fee_rate, subsidy, now)?;
     Ok(HttpResponse::Ok().json(QuoteView {
         listing_id: listing.id,

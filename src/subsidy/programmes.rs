@@ -18,9 +18,6 @@ use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
 use crate::ledger::{LedgerError, chart};
-use crate::market::listings::ListingRow;
-use crate::market::orders::Request;
-use crate::market::pricing::SubsidyTerms;
 use crate::money::Currency;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -294,19 +291,32 @@ impl GrantTerms {
     }
 }
 
+/// What an order asks a grant to pay for: its hours and what it buys. (The
+/// marketplace fills it in from its order and listing; subsidy needs no
+/// marketplace types.)
+#[derive(Debug, Clone, Copy)]
+pub struct Purchase<'a> {
+    pub grant_id: Uuid,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub gpu_model: &'a str,
+    pub region: &'a str,
+    pub provider_org_id: Uuid,
+    pub currency: &'a str,
+}
+
 /// The subsidy side of an order naming a grant: checks that the grant is the
 /// caller's, active, valid for the order's hours, in the listing's currency and
 /// eligible for the listing; returns its rate. A plain function of the rows, so
 /// that a batch of orders reads each row once.
 pub fn grant_terms(
     principal: &Principal,
-    request: &Request,
-    listing: &ListingRow,
+    purchase: &Purchase<'_>,
     grant: Option<&GrantRow>,
     programme: Option<&ProgrammeRow>,
     tenant_category: Option<&str>,
 ) -> Result<GrantTerms, ApiError> {
-    let grant_id = request.grant_id.ok_or_else(|| grant_problem("no grant was named"))?;
+    let grant_id = purchase.grant_id;
     let grant = grant
         .filter(|g| g.id == grant_id && g.tenant_org_id == principal.org_id)
         .ok_or_else(|| grant_problem(format!("grant {grant_id} is not one of yours")))?;
@@ -316,20 +326,20 @@ pub fn grant_terms(
     let programme = programme
         .filter(|p| p.id == grant.programme_id)
         .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("grant without programme".into())))?;
-    if programme.currency != listing.currency {
+    if programme.currency != purchase.currency {
         return Err(grant_problem(format!(
             "the grant funds {} orders; this listing sells in {}",
-            programme.currency, listing.currency
+            programme.currency, purchase.currency
         )));
     }
-    if !within(request.start, request.end, grant.valid_from, grant.valid_until)
-        || !within(request.start, request.end, programme.starts_at, programme.ends_at)
+    if !within(purchase.start, purchase.end, grant.valid_from, grant.valid_until)
+        || !within(purchase.start, purchase.end, programme.starts_at, programme.ends_at)
     {
         return Err(grant_problem("the order's hours are outside the grant's validity"));
     }
     programme
         .eligibility()
-        .check(&listing.gpu_model, &listing.region, listing.provider_org_id)
+        .check(purchase.gpu_model, purchase.region, purchase.provider_org_id)
         .map_err(grant_problem)?;
     let rate = rate_for(grant.rate, &programme.rates(), programme.default_rate, tenant_category);
     Ok(GrantTerms { grant_id, programme_id: programme.id, rate, currency: programme.currency()? })
@@ -340,45 +350,24 @@ pub fn category_of(org: Option<&crate::auth::store::OrgRow>) -> Option<String> {
     org.and_then(|o| rate_category(o.category.as_deref(), o.category_confirmed)).map(str::to_string)
 }
 
-/// The subsidy side of an order naming a grant, read from the database (one
-/// order at a time: a quote). Orders read the rows in batches (`market::batch`).
-pub async fn grant_context(
+/// The terms a quote gets, and what the grant has left (read without locks:
+/// a quote reserves nothing). Orders read the rows in batches (`market::batch`).
+pub async fn quote_terms(
     conn: &mut AsyncPgConnection,
     principal: &Principal,
-    request: &Request,
-    listing: &ListingRow,
-) -> Result<Option<(GrantTerms, Uuid)>, ApiError> {
-    let Some(grant_id) = request.grant_id else { return Ok(None) };
-    let grant = find_grant(conn, grant_id).await?;
+    purchase: &Purchase<'_>,
+) -> Result<(GrantTerms, Decimal), ApiError> {
+    let grant = find_grant(conn, purchase.grant_id).await?;
     let programme = match &grant {
         Some(g) if g.tenant_org_id == principal.org_id => find_programme(conn, g.programme_id).await?,
         _ => None,
     };
     let org = crate::auth::store::org_by_id(conn, principal.org_id).await?;
     let category = category_of(org.as_ref());
-    let terms = grant_terms(principal, request, listing, grant.as_ref(), programme.as_ref(), category.as_deref())?;
-    let [_, available] = ledger_store::required_account_ids(
-        conn,
-        &[chart::subsidy_receivable_code(terms.programme_id), chart::grant_available_code(grant_id)],
-        terms.currency,
-    )
-    .await?;
-    Ok(Some((terms, available)))
-}
-
-/// The terms a quote gets (read without locks: a quote reserves nothing).
-pub async fn quote_terms(
-    conn: &mut AsyncPgConnection,
-    principal: &Principal,
-    request: &Request,
-    listing: &ListingRow,
-) -> Result<Option<SubsidyTerms>, ApiError> {
-    let Some((terms, grant_available)) = grant_context(conn, principal, request, listing).await? else {
-        return Ok(None);
-    };
-    let available = ledger_store::account_by_id(conn, grant_available)
+    let terms = grant_terms(principal, purchase, grant.as_ref(), programme.as_ref(), category.as_deref())?;
+    let available = ledger_store::account_by_code(conn, &chart::grant_available_code(terms.grant_id), terms.currency)
         .await?
         .map(|a| a.balances().available(crate::ledger::model::NormalSide::Credit))
         .unwrap_or(Decimal::ZERO);
-    Ok(Some(SubsidyTerms { rate: terms.rate, available }))
+    Ok((terms, available))
 }
