@@ -2,7 +2,6 @@
 //! availability and a quote (`/market/{id}`), and buying (`POST
 //! /market/{id}/buy`) through the same code as `POST /v1/orders`.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use diesel::prelude::*;
@@ -20,11 +19,11 @@ use super::money::{format_money_str, format_price};
 use super::session::Viewer;
 use crate::auth::Role;
 use crate::http::ApiError;
+use crate::market::batch::OrderAsk;
+use crate::market::batcher::OrderBatcher;
 use crate::market::listings::{self, ListingRow};
 use crate::market::orders::Request;
-use crate::market::routes::{
-    OrderView, QuoteView, SearchQuery, SortParam, one_order_view, place_order, quote, search_page,
-};
+use crate::market::routes::{OrderView, QuoteView, SearchQuery, SortParam, quote, search_page};
 use crate::money::Currency;
 use crate::state::AppState;
 use crate::subsidy::programmes::GrantRow;
@@ -414,26 +413,24 @@ pub struct BuyForm {
 }
 
 /// `POST /market/{id}/buy`: places the order the quote showed, through the
-/// same effect, audit record and idempotency as `POST /v1/orders`.
+/// same order batcher, audit record and idempotency as `POST /v1/orders`.
 #[post("/market/{id}/buy")]
-pub async fn buy(form: ConsoleForm<BuyForm>, id: web::Path<String>) -> Result<HttpResponse, ConsoleError> {
+pub async fn buy(
+    batcher: web::Data<OrderBatcher>,
+    form: ConsoleForm<BuyForm>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
     let lang = form.viewer.lang;
     tenant_only(&form.viewer)?;
     let listing_id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
     let BuyForm { idempotency_key, gpus, start, end, grant_id } = &form.value;
     let key = Some(idempotency_key.clone()).filter(|k| !k.is_empty() && k.len() <= 255);
     let request = Request { listing_id, gpus: *gpus, start: *start, end: *end, grant_id: *grant_id };
-    let principal = form.viewer.principal;
+    let ask = OrderAsk { principal: form.viewer.principal, request };
     let op = form.write_op(key)?;
-    let (clock, fee_rate) = (op.state().clock, op.state().settings.fee_rate);
-    let answer = op
-        .run_answer(StatusCode::CREATED, async move |conn| {
-            let now = clock.now(conn).await?;
-            let order = place_order(conn, &principal, &request, fee_rate, now).await?;
-            one_order_view(conn, order, now).await
-        })
-        .await
-        .map_err(|e| ConsoleError::api(lang, e))?;
-    let order: OrderView = serde_json::from_str(&answer.body).map_err(|e| ConsoleError::internal(lang, e))?;
+    // The API's own way in: the order group commit, with the form's key.
+    let answer = batcher.place(ask, op.into_batched()).await.map_err(|e| ConsoleError::api(lang, e))?;
+    let body = actix_web::body::to_bytes(answer.into_body()).await.map_err(|e| ConsoleError::internal(lang, e))?;
+    let order: OrderView = serde_json::from_slice(&body).map_err(|e| ConsoleError::internal(lang, e))?;
     Ok(layout::redirect(&format!("/orders/{}?placed=1", order.id)))
 }
