@@ -674,8 +674,7 @@ pub async fn create_quote(
     let subsidy = match orders::purchase(&request, &listing) {
         None => None,
         Some(purchase) => {
-            let (terms, available) =
-                crate::subsidy::programmes::quote_terms(&mut conn, &principal, &purchase).await?;
+            let (terms, available) = crate::subsidy::programmes::quote_terms(&mut conn, &principal, &purchase).await?;
             Some(super::pricing::SubsidyTerms { rate: terms.rate, available })
         }
     };
