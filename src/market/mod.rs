@@ -18,3 +18,4 @@ pub mod routes;
 pub mod schedule;
 pub mod settlement;
 pub mod verify;
+pub mod views;

@@ -1,0 +1,450 @@
+//! Listings: create, change, close, one, search, availability by hour.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, patch, post, web};
+use chrono::{DateTime, TimeDelta, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::{Principal, Role};
+use crate::http::extract::{JsonBody, NoQuery, Query, check_period, parse_uuid};
+use crate::http::pagination::{self, Page, decode_cursor};
+use crate::http::{ApiError, FieldError, Write};
+use crate::market::listings::{self, ListingInsert, ListingRow, ListingStatus, SearchFilter, SearchSort};
+use crate::market::orders::{self};
+use crate::market::schedule::is_whole_hour;
+use crate::market::views::*;
+use crate::money::{Currency, parse_positive};
+use crate::state::AppState;
+
+use super::currency_of;
+
+type Problem = crate::http::problem::Problem;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewListing {
+    /// e.g. `H100-SXM5-80GB`.
+    pub gpu_model: String,
+    pub gpu_memory_gb: i32,
+    pub gpus: i32,
+    pub region: String,
+    pub interconnect: Option<String>,
+    /// Decimal string; up to four fraction digits beyond the currency's.
+    pub price_per_gpu_hour: String,
+    pub currency: Currency,
+    /// RFC 3339, on a whole hour.
+    pub available_from: DateTime<Utc>,
+    pub available_until: DateTime<Utc>,
+    pub min_hours: Option<i32>,
+    /// `active` (default) or `paused`.
+    pub status: Option<ListingStatus>,
+}
+
+fn text_field(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) -> String {
+    let value = value.trim().to_string();
+    if value.is_empty() || value.chars().count() > max {
+        errors.push(FieldError::new(field, format!("must be 1 to {max} characters")));
+    }
+    value
+}
+
+fn check_window(errors: &mut Vec<FieldError>, from: DateTime<Utc>, until: DateTime<Utc>) {
+    if !is_whole_hour(from) {
+        errors.push(FieldError::new("available_from", "must be on a whole hour"));
+    }
+    if !is_whole_hour(until) {
+        errors.push(FieldError::new("available_until", "must be on a whole hour"));
+    }
+    if until <= from {
+        errors.push(FieldError::new("available_until", "must be after available_from"));
+    } else if until - from > TimeDelta::days(3 * 366) {
+        errors.push(FieldError::new("available_until", "a listing spans at most three years"));
+    }
+}
+
+/// A listing sells hours from now on: one whose whole window has passed could
+/// never sell anything, and is a mistake (a wrong year, say).
+fn refuse_a_past_window(until: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), ApiError> {
+    if until <= now {
+        return Err(ApiError::invalid("available_until", "the listing's whole window is in the past"));
+    }
+    Ok(())
+}
+
+fn check_counts(errors: &mut Vec<FieldError>, gpus: i32, min_hours: i32) {
+    if !(1..=100_000).contains(&gpus) {
+        errors.push(FieldError::new("gpus", "must be between 1 and 100000"));
+    }
+    if !(1..=orders::MAX_HOURS as i32).contains(&min_hours) {
+        errors.push(FieldError::new("min_hours", "must be between 1 and 8784"));
+    }
+}
+
+fn parse_price(errors: &mut Vec<FieldError>, raw: &str, currency: Currency) -> Decimal {
+    parse_positive(raw, currency.unit_price_digits())
+        .map_err(|e| errors.push(FieldError::new("price_per_gpu_hour", e.to_string())))
+        .unwrap_or(Decimal::ONE)
+}
+
+/// Lists GPU capacity for sale. Roles: provider.
+#[utoipa::path(tag = "market", request_body = NewListing, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    (status = 201, body = ListingView), (status = 403, body = Problem), (status = 422, body = Problem),
+))]
+#[post("/v1/listings")]
+pub async fn create_listing(
+    state: web::Data<AppState>,
+    write: Write<JsonBody<NewListing>>,
+) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
+    principal.require(&[Role::Provider])?;
+    let b = &body.value;
+    let mut errors = Vec::new();
+    let gpu_model = text_field(&mut errors, "gpu_model", &b.gpu_model, 100);
+    let region = text_field(&mut errors, "region", &b.region, 100);
+    let interconnect = b.interconnect.as_deref().map(|i| text_field(&mut errors, "interconnect", i, 100));
+    if !(1..=10_000).contains(&b.gpu_memory_gb) {
+        errors.push(FieldError::new("gpu_memory_gb", "must be between 1 and 10000"));
+    }
+    let min_hours = b.min_hours.unwrap_or(1);
+    check_counts(&mut errors, b.gpus, min_hours);
+    check_window(&mut errors, b.available_from, b.available_until);
+    let price = parse_price(&mut errors, &b.price_per_gpu_hour, b.currency);
+    let status = b.status.unwrap_or(ListingStatus::Active);
+    if status == ListingStatus::Closed {
+        errors.push(FieldError::new("status", "a new listing is active or paused"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let clock = state.clock;
+    let row = ListingInsert {
+        id: Uuid::now_v7(),
+        provider_org_id: principal.org_id,
+        gpu_model,
+        gpu_memory_gb: b.gpu_memory_gb,
+        gpus: b.gpus,
+        region,
+        interconnect,
+        price_per_gpu_hour: price,
+        currency: b.currency.code().to_string(),
+        available_from: b.available_from,
+        available_until: b.available_until,
+        min_hours,
+        status: status.as_str().to_string(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    op.run(StatusCode::CREATED, async move |conn| {
+        let now = clock.now(conn).await?;
+        refuse_a_past_window(row.available_until, now)?;
+        let row = ListingInsert { created_at: now, updated_at: now, ..row };
+        Ok(listing_view(listings::insert(conn, &row).await?, None))
+    })
+    .await
+}
+
+async fn visible_listing(state: &AppState, principal: &Principal, raw_id: &str) -> Result<ListingRow, ApiError> {
+    let id = parse_uuid("id", raw_id)?;
+    let mut conn = state.pool.get().await?;
+    listings::find(&mut conn, id)
+        .await?
+        .filter(|l| listings::visible_to(l, principal))
+        .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))
+}
+
+/// One listing. Roles: any; a paused or closed listing is visible to its provider and finance only.
+#[utoipa::path(tag = "market", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = ListingView), (status = 404, body = Problem),
+))]
+#[get("/v1/listings/{id}")]
+pub async fn get_listing(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    _: NoQuery,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(listing_view(visible_listing(&state, &principal, &id).await?, None)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListingChange {
+    /// Applies to new orders only.
+    pub price_per_gpu_hour: Option<String>,
+    pub status: Option<ListingStatus>,
+    pub available_from: Option<DateTime<Utc>>,
+    pub available_until: Option<DateTime<Utc>>,
+    /// Never below what is already sold in any hour.
+    pub gpus: Option<i32>,
+    pub min_hours: Option<i32>,
+}
+
+/// Changes one's own listing: price (new orders only), status, window, GPUs.
+/// Roles: provider (own listings; another's answers 404).
+#[utoipa::path(tag = "market", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ListingChange, security(("bearer" = [])), responses(
+    (status = 200, body = ListingView), (status = 404, body = Problem),
+    (status = 409, description = "Would leave sold hours outside the listing, or below capacity", body = Problem),
+))]
+#[patch("/v1/listings/{id}")]
+pub async fn change_listing(
+    state: web::Data<AppState>,
+    write: Write<JsonBody<ListingChange>>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let Write { principal, body, op } = write;
+    principal.require(&[Role::Provider])?;
+    let id = parse_uuid("id", &id)?;
+    let change = body.value;
+    let clock = state.clock;
+    op.run(StatusCode::OK, async move |conn| {
+        let current = listings::lock_for_update(conn, id)
+            .await?
+            .filter(|l| l.provider_org_id == principal.org_id)
+            .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+        if current.status == ListingStatus::Closed.as_str() {
+            return Err(ApiError::conflict("the listing is closed"));
+        }
+        let currency = currency_of(&current.currency);
+        let mut errors = Vec::new();
+        let price = match &change.price_per_gpu_hour {
+            Some(raw) => parse_price(&mut errors, raw, currency),
+            None => current.price_per_gpu_hour,
+        };
+        let from = change.available_from.unwrap_or(current.available_from);
+        let until = change.available_until.unwrap_or(current.available_until);
+        let gpus = change.gpus.unwrap_or(current.gpus);
+        let min_hours = change.min_hours.unwrap_or(current.min_hours);
+        check_window(&mut errors, from, until);
+        check_counts(&mut errors, gpus, min_hours);
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        let updated_at = clock.now(conn).await?;
+        if until != current.available_until {
+            refuse_a_past_window(until, updated_at)?;
+        }
+        if (from, until) != (current.available_from, current.available_until)
+            && listings::sold_outside(conn, id, from, until).await?
+        {
+            return Err(ApiError::conflict("GPUs are already sold in hours outside the new window"));
+        }
+        if gpus != current.gpus {
+            listings::set_capacity(conn, id, gpus).await.map_err(|e| match e {
+                diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::CheckViolation, _) => {
+                    ApiError::conflict(format!("more than {gpus} GPUs are already sold in some hour"))
+                }
+                other => other.into(),
+            })?;
+        }
+        let status = change.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| current.status.clone());
+        let row = ListingInsert {
+            gpus,
+            price_per_gpu_hour: price,
+            available_from: from,
+            available_until: until,
+            min_hours,
+            status,
+            updated_at,
+            ..current.into()
+        };
+        Ok(listing_view(listings::save(conn, &row).await?, None))
+    })
+    .await
+}
+
+/// Closes one's own listing for good: no new orders; existing ones stand.
+/// Roles: provider (own listings).
+#[utoipa::path(tag = "market", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("bearer" = [])), responses((status = 200, body = ListingView), (status = 404, body = Problem)))]
+#[post("/v1/listings/{id}/close")]
+pub async fn close_listing(
+    state: web::Data<AppState>,
+    write: Write,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
+    principal.require(&[Role::Provider])?;
+    let id = parse_uuid("id", &id)?;
+    let clock = state.clock;
+    op.run(StatusCode::OK, async move |conn| {
+        let current = listings::lock_for_update(conn, id)
+            .await?
+            .filter(|l| l.provider_org_id == principal.org_id)
+            .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+        let now = clock.now(conn).await?;
+        let row =
+            ListingInsert { status: ListingStatus::Closed.as_str().to_string(), updated_at: now, ..current.into() };
+        Ok(listing_view(listings::save(conn, &row).await?, None))
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+pub enum SortParam {
+    #[serde(rename = "price")]
+    Price,
+    #[serde(rename = "-price")]
+    PriceDesc,
+    #[serde(rename = "available_from")]
+    AvailableFrom,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    pub gpu_model: Option<String>,
+    pub region: Option<String>,
+    /// GPUs that must be free in every hour of the window.
+    pub min_gpus: Option<i32>,
+    /// Memory per GPU (GB), at least.
+    pub min_memory_gb: Option<i32>,
+    /// Highest price per GPU-hour.
+    pub max_price: Option<String>,
+    pub currency: Option<Currency>,
+    /// The window the GPUs must be free for (whole hours); the listing's own
+    /// remaining window when absent.
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    /// `price` (default), `-price` or `available_from`.
+    #[param(value_type = Option<String>)]
+    pub sort: Option<SortParam>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Searches active listings that really have the GPUs free. Roles: any.
+#[utoipa::path(tag = "market", params(SearchQuery), security(("bearer" = [])), responses(
+    (status = 200, body = inline(Page<ListingView>)), (status = 422, body = Problem),
+))]
+#[get("/v1/listings")]
+pub async fn search_listings(
+    state: web::Data<AppState>,
+    _principal: Principal,
+    Query(q): Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await?;
+    let now = state.clock.now(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(search_page(&mut conn, q, now).await?))
+}
+
+/// One page of the listing search: checks the query's filters and cursor and
+/// runs the search (the API's handler and the console's market page).
+pub async fn search_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    q: SearchQuery,
+    now: DateTime<Utc>,
+) -> Result<Page<ListingView>, ApiError> {
+    let limit = pagination::limit(q.limit)?;
+    let mut errors = Vec::new();
+    let max_price = q.max_price.as_deref().and_then(|raw| {
+        parse_positive(raw, 12).map_err(|e| errors.push(FieldError::new("max_price", e.to_string()))).ok()
+    });
+    // With a window, a listing must have at least one GPU free in every hour of
+    // it; without one, every active listing shows, with what it has free.
+    let min_gpus = q.min_gpus.unwrap_or(if q.start.is_some() { 1 } else { 0 });
+    if !(0..=100_000).contains(&min_gpus) {
+        errors.push(FieldError::new("min_gpus", "must be between 0 and 100000"));
+    }
+    match (q.start, q.end) {
+        (Some(s), Some(e)) => {
+            if !is_whole_hour(s) {
+                errors.push(FieldError::new("start", "must be on a whole hour"));
+            }
+            if !is_whole_hour(e) {
+                errors.push(FieldError::new("end", "must be on a whole hour"));
+            }
+            if e <= s {
+                errors.push(FieldError::new("end", "must be after start"));
+            }
+        }
+        (None, None) => {}
+        _ => errors.push(FieldError::new("end", "start and end go together")),
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let sort = match q.sort.unwrap_or(SortParam::Price) {
+        SortParam::Price => SearchSort::Price,
+        SortParam::PriceDesc => SearchSort::PriceDesc,
+        SortParam::AvailableFrom => SearchSort::AvailableFrom,
+    };
+    let after: Option<listings::SearchCursor> = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    // The cursor's sort value goes into SQL as a number or an instant: check it is one.
+    if let Some((value, _)) = &after {
+        let valid = match sort {
+            SearchSort::Price | SearchSort::PriceDesc => value.parse::<Decimal>().is_ok(),
+            SearchSort::AvailableFrom => value.parse::<DateTime<Utc>>().is_ok(),
+        };
+        if !valid {
+            return Err(ApiError::invalid("cursor", "is not a cursor this list gave out (for this sort)"));
+        }
+    }
+    let filter = SearchFilter {
+        gpu_model: q.gpu_model,
+        region: q.region,
+        currency: q.currency.map(|c| c.code().to_string()),
+        max_price,
+        min_memory_gb: q.min_memory_gb,
+        min_gpus,
+        start: q.start,
+        end: q.end,
+    };
+    let rows = listings::search(conn, &filter, sort, now, after, limit + 1).await?;
+    let key = move |r: &listings::SearchRow| -> listings::SearchCursor {
+        let value = match sort {
+            SearchSort::Price | SearchSort::PriceDesc => r.listing.price_per_gpu_hour.to_string(),
+            SearchSort::AvailableFrom => r.listing.available_from.to_rfc3339(),
+        };
+        (value, r.listing.id)
+    };
+    Ok(pagination::page(rows, limit, key, |r| listing_view(r.listing, Some(r.free_gpus))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AvailabilityQuery {
+    /// First hour (whole hour); the listing's start when absent.
+    pub from: Option<DateTime<Utc>>,
+    /// End (exclusive, whole hour); at most 31 days after `from`, the listing's end by default.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Reserved and free GPUs, one row per hour. Roles: any who may see the listing.
+#[utoipa::path(tag = "market", params(("id" = Uuid, Path), AvailabilityQuery), security(("bearer" = [])),
+    responses((status = 200, body = Availability), (status = 404, body = Problem)))]
+#[get("/v1/listings/{id}/availability")]
+pub async fn availability(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    Query(q): Query<AvailabilityQuery>,
+) -> Result<HttpResponse, ApiError> {
+    check_period(q.from, q.to)?;
+    let listing = visible_listing(&state, &principal, &id).await?;
+    let from = q.from.unwrap_or(listing.available_from).max(listing.available_from);
+    let to = q.to.unwrap_or(listing.available_until).min(listing.available_until);
+    if !is_whole_hour(from) || !is_whole_hour(to) {
+        return Err(ApiError::invalid("from", "from and to must be on whole hours"));
+    }
+    if to - from > TimeDelta::days(31) {
+        return Err(ApiError::invalid("to", "ask for at most 31 days at a time"));
+    }
+    let mut conn = state.pool.get().await?;
+    let reserved: std::collections::HashMap<DateTime<Utc>, i32> =
+        listings::reserved_by_hour(&mut conn, listing.id, from, to).await?.into_iter().collect();
+    let mut data = Vec::new();
+    let mut hour = from;
+    while hour < to {
+        let r = reserved.get(&hour).copied().unwrap_or(0);
+        data.push(HourAvailability { hour, reserved: r, free: listing.gpus - r });
+        hour += TimeDelta::hours(1);
+    }
+    Ok(HttpResponse::Ok().json(Availability { data }))
+}

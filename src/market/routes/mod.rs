@@ -1,0 +1,42 @@
+//! HTTP handlers of the marketplace, one file per group of actions; the
+//! views they answer with are in `market::views`.
+
+mod listings;
+mod orders;
+mod outages;
+
+pub use listings::*;
+pub use orders::*;
+pub use outages::*;
+// The views, where the route files always offered them.
+pub use crate::market::views::*;
+
+use actix_web::web;
+use rust_decimal::Decimal;
+
+use crate::money::Currency;
+
+pub(crate) fn currency_of(raw: &str) -> Currency {
+    raw.parse().unwrap_or(Currency::Krw)
+}
+
+/// A unit price, without trailing zeros (`"1000.5"`).
+pub(crate) fn unit_price(value: Decimal) -> String {
+    value.normalize().to_string()
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_listing)
+        .service(search_listings)
+        .service(get_listing)
+        .service(change_listing)
+        .service(close_listing)
+        .service(availability)
+        .service(report_outage)
+        .service(create_quote)
+        .service(create_order)
+        .service(list_orders)
+        .service(get_order)
+        .service(cancel_order)
+        .service(run_settlement);
+}

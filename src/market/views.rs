@@ -1,0 +1,178 @@
+//! What the marketplace's routes answer with: listings, availability,
+//! outages, quotes, orders and settlement runs as the API shows them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::charged::{self, Charged, ChargedView};
+use super::listings::ListingRow;
+use super::orders::OrderRow;
+use super::settlement::{OutageCredit, Settled};
+use crate::http::ApiError;
+use crate::money::format_amount;
+
+use crate::market::routes::{currency_of, unit_price};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListingView {
+    pub id: Uuid,
+    pub provider_org_id: Uuid,
+    pub gpu_model: String,
+    pub gpu_memory_gb: i32,
+    pub gpus: i32,
+    pub region: String,
+    pub interconnect: Option<String>,
+    pub price_per_gpu_hour: String,
+    pub currency: String,
+    pub available_from: DateTime<Utc>,
+    pub available_until: DateTime<Utc>,
+    pub min_hours: i32,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// In search results: GPUs free in every hour of the window asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_gpus: Option<i32>,
+}
+
+pub fn listing_view(l: ListingRow, free_gpus: Option<i32>) -> ListingView {
+    ListingView {
+        id: l.id,
+        provider_org_id: l.provider_org_id,
+        gpu_model: l.gpu_model,
+        gpu_memory_gb: l.gpu_memory_gb,
+        gpus: l.gpus,
+        region: l.region,
+        interconnect: l.interconnect,
+        price_per_gpu_hour: unit_price(l.price_per_gpu_hour),
+        currency: l.currency,
+        available_from: l.available_from,
+        available_until: l.available_until,
+        min_hours: l.min_hours,
+        status: l.status,
+        created_at: l.created_at,
+        updated_at: l.updated_at,
+        free_gpus,
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HourAvailability {
+    pub hour: DateTime<Utc>,
+    pub reserved: i32,
+    pub free: i32,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Availability {
+    pub data: Vec<HourAvailability>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OutageView {
+    pub id: Uuid,
+    pub listing_id: Uuid,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub gpus: i32,
+    /// Each credited order's `outage_credit` entry is in `credits`.
+    pub credits: Vec<OutageCredit>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QuoteView {
+    pub listing_id: Uuid,
+    pub gpus: i32,
+    pub hours: i32,
+    pub gpu_hours: i64,
+    pub unit_price: String,
+    pub subtotal: String,
+    pub subsidy: String,
+    pub subsidy_rate: String,
+    pub tenant_amount: String,
+    pub platform_fee: String,
+    pub currency: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    pub id: Uuid,
+    /// `reserved`, `active`, `completed` or `cancelled`.
+    pub status: String,
+    pub listing_id: Uuid,
+    pub tenant_org_id: Uuid,
+    pub provider_org_id: Uuid,
+    pub gpu_model: String,
+    pub region: String,
+    pub gpus: i32,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub hours: i32,
+    pub gpu_hours: i32,
+    pub unit_price: String,
+    pub subtotal: String,
+    pub subsidy: String,
+    pub subsidy_rate: String,
+    pub tenant_amount: String,
+    pub platform_fee: String,
+    pub currency: String,
+    pub grant_id: Option<Uuid>,
+    /// Hours whose share has been posted.
+    pub settled_hours: i32,
+    /// Hours charged in all (fewer than `hours` after a cancellation).
+    pub charged_hours: i32,
+    /// GPU-hours credited back for outages.
+    pub credited_gpu_hours: i32,
+    pub journal_entry_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// What the order has really cost so far, from the ledger: the figures
+    /// above are the breakdown when it was placed; these account for
+    /// settlements, outage credits, refunds and a cancellation.
+    pub charged: ChargedView,
+}
+
+pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<OrderView, ApiError> {
+    let c = currency_of(&o.currency);
+    let charged = charged::view(charged)?;
+    Ok(OrderView {
+        id: o.id,
+        status: o.status_at(now),
+        listing_id: o.listing_id,
+        tenant_org_id: o.tenant_org_id,
+        provider_org_id: o.provider_org_id,
+        gpu_model: o.gpu_model,
+        region: o.region,
+        gpus: o.gpus,
+        start: o.start_at,
+        end: o.end_at,
+        hours: o.hours,
+        gpu_hours: o.gpu_hours,
+        unit_price: unit_price(o.unit_price),
+        subtotal: format_amount(o.subtotal, c),
+        subsidy: format_amount(o.subsidy, c),
+        subsidy_rate: o.subsidy_rate.normalize().to_string(),
+        tenant_amount: format_amount(o.tenant_amount, c),
+        platform_fee: format_amount(o.platform_fee, c),
+        currency: o.currency,
+        grant_id: o.grant_id,
+        settled_hours: o.settled_hours,
+        charged_hours: o.charged_hours,
+        credited_gpu_hours: o.credited_gpu_hours,
+        journal_entry_id: o.journal_entry_id,
+        created_at: o.created_at,
+        cancelled_at: o.cancelled_at,
+        charged,
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SettlementRun {
+    /// Orders settled by this run.
+    pub orders: usize,
+    /// Hours settled in all.
+    pub hours: i64,
+    pub settled: Vec<Settled>,
+}
