@@ -8,6 +8,7 @@ mod bank;
 mod books;
 mod charged;
 mod corrections;
+mod demo_story;
 mod errors;
 mod funding;
 mod idempotency;
