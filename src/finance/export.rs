@@ -14,6 +14,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::spreadsheet::csv_field;
 use crate::auth::Principal;
 use crate::http::ApiError;
 use crate::http::extract::{Query, check_period};
@@ -120,11 +121,7 @@ pub fn hledger(rows: &[ExportRow]) -> String {
     out
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
-}
-
-/// CSV: one row per posting.
+/// CSV: one row per posting (fields escaped as every report's are).
 pub fn csv(rows: &[ExportRow]) -> String {
     let mut out = String::from(
         "entry_id,entry_kind,effective_at,posting_id,debit_account,credit_account,amount,currency,memo,reference\n",

@@ -17,6 +17,7 @@ use super::rules::Movement;
 use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
 use super::verify::VerifyReport;
 use crate::auth::Principal;
+use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError, Write};
@@ -248,6 +249,9 @@ pub async fn account_postings(
 pub struct TrialBalanceQuery {
     /// An RFC 3339 instant; now when absent.
     pub as_of: Option<DateTime<Utc>>,
+    /// `json` (default), `csv` or `xlsx`: per currency, a sheet of money accounts and one of memo accounts.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -308,7 +312,9 @@ fn totals_of(rows: &[AccountRow], include: impl Fn(&AccountRow) -> bool) -> Resu
 /// accounts in `totals`, `budget:` memo accounts apart in `memo_totals`.
 /// Roles: finance, admin.
 #[utoipa::path(tag = "reports", params(TrialBalanceQuery), security(("bearer" = [])), responses(
-    (status = 200, body = TrialBalance),
+    (status = 200, body = TrialBalance,
+        description = "JSON, or with `format=csv|xlsx` a download named `trial-balance.csv|xlsx`"),
+    (status = 422, body = crate::http::problem::Problem),
 ))]
 #[get("/v1/reports/trial-balance")]
 pub async fn trial_balance(
@@ -333,7 +339,75 @@ pub async fn trial_balance(
             TrialBalanceRow { account: AccountView::from(r), org }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(TrialBalance { as_of: q.as_of.unwrap_or(now), data, totals, memo_totals }))
+    let report = TrialBalance { as_of: q.as_of.unwrap_or(now), data, totals, memo_totals };
+    spreadsheet::respond(q.format, &report, "trial-balance", || trial_balance_sheets(&report, now))
+}
+
+/// Per currency: the money accounts with the `totals` row, then the `budget:`
+/// memo accounts with the `memo_totals` row.
+fn trial_balance_sheets(tb: &TrialBalance, now: DateTime<Utc>) -> Result<Vec<Sheet>, ApiError> {
+    let mut sheets = Vec::new();
+    let parts = [("Trial balance", false, &tb.totals), ("Budget memo", true, &tb.memo_totals)];
+    for currency in Currency::ALL {
+        for (title, memo, totals) in parts {
+            let Some(total) = totals.iter().find(|t| t.currency == currency.code()) else { continue };
+            let rows: Vec<Vec<Cell>> = tb
+                .data
+                .iter()
+                .filter(|r| r.account.currency == currency.code())
+                .filter(|r| (r.account.account_type == AccountType::Memo.as_str()) == memo)
+                .map(|r| {
+                    let a = &r.account;
+                    vec![
+                        Cell::text(&a.code),
+                        Cell::text(r.org.as_ref().map(|o| o.name.clone()).unwrap_or_default()),
+                        Cell::text(&a.account_type),
+                        amount_cell(&a.debits_posted, currency),
+                        amount_cell(&a.credits_posted, currency),
+                        amount_cell(&a.debits_pending, currency),
+                        amount_cell(&a.credits_pending, currency),
+                        amount_cell(&a.balance, currency),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            sheets.push(Sheet {
+                name: spreadsheet::sheet_name(&format!("{title} {}", currency.code())),
+                header: spreadsheet::header_block(
+                    if memo { "trial balance: budget memo accounts" } else { "trial balance" },
+                    now,
+                    Some(tb.as_of),
+                    vec![("currency", currency.code().into())],
+                ),
+                columns: [
+                    "account",
+                    "organisation",
+                    "type",
+                    "debits_posted",
+                    "credits_posted",
+                    "debits_pending",
+                    "credits_pending",
+                    "balance",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows,
+                totals: Some(vec![
+                    Cell::text("total"),
+                    Cell::Empty,
+                    Cell::Empty,
+                    amount_cell(&total.debits_posted, currency),
+                    amount_cell(&total.credits_posted, currency),
+                    amount_cell(&total.debits_pending, currency),
+                    amount_cell(&total.credits_pending, currency),
+                    Cell::Empty,
+                ]),
+            });
+        }
+    }
+    Ok(sheets)
 }
 
 /// Recomputes the ledger's invariants from the postings. Roles: finance, admin.
