@@ -23,6 +23,7 @@ mod order_hours;
 mod payouts;
 mod period_close;
 mod periods;
+mod spreadsheets;
 mod subsidy;
 mod timeouts;
 mod year_end;
