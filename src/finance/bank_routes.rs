@@ -174,7 +174,9 @@ pub struct ReconciliationQuery {
 /// The bank statement balance beside `assets:bank`, with every reconciling item;
 /// `reconciled: true` when they agree with nothing unexplained.
 #[utoipa::path(tag = "reports", params(ReconciliationQuery), security(("bearer" = [])), responses(
-    (status = 200, body = Reconciliation),
+    (status = 200, body = Reconciliation,
+        description = "JSON, or with `format=csv|xlsx` a download named `bank-reconciliation.csv|xlsx`"),
+    (status = 422, body = Problem),
 ))]
 #[get("/v1/reports/bank-reconciliation")]
 pub async fn reconciliation(

@@ -220,12 +220,17 @@ fn statement_view(line: StatementLine, currency: &str) -> StatementLineView {
 pub struct PageQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+    /// `json` (default), `csv` or `xlsx`: the page as a sheet.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
 }
 
 /// An account's statement: its postings, oldest first, with the running posted
 /// balance. Roles: as for the account.
 #[utoipa::path(tag = "ledger", params(("id" = Uuid, Path), PageQuery), security(("bearer" = [])), responses(
-    (status = 200, body = inline(Page<StatementLineView>)), (status = 404, body = crate::http::problem::Problem),
+    (status = 200, body = inline(Page<StatementLineView>),
+        description = "JSON, or with `format=csv|xlsx` the page as a download named `account-{id}.csv|xlsx`"),
+    (status = 404, body = crate::http::problem::Problem), (status = 422, body = crate::http::problem::Problem),
 ))]
 #[get("/v1/accounts/{id}/postings")]
 pub async fn account_postings(
@@ -240,7 +245,80 @@ pub async fn account_postings(
     let mut conn = state.pool.get().await?;
     let lines = queries::statement(&mut conn, account.id, after, limit + 1).await?;
     let currency = account.currency.clone();
-    Ok(HttpResponse::Ok().json(pagination::page(lines, limit, |l| l.seq, |l| statement_view(l, &currency))))
+    let page = pagination::page(lines, limit, |l| l.seq, |l| statement_view(l, &currency));
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &page, &format!("account-{}", account.id), || {
+        account_statement_sheet(&account, &page.data, now)
+    })
+}
+
+/// An account statement page as one sheet: debits and credits apart, the
+/// running posted balance, and a totals row with the page's debits, credits
+/// and last balance.
+fn account_statement_sheet(
+    account: &AccountRow,
+    lines: &[StatementLineView],
+    now: DateTime<Utc>,
+) -> Result<Vec<Sheet>, ApiError> {
+    let c: Currency = account.currency.parse().map_err(ApiError::internal)?;
+    let side =
+        |want: &str| spreadsheet::sum_amounts(lines.iter().filter(|l| l.side == want).map(|l| l.amount.as_str()));
+    let (debits, credits) = (side("debit")?, side("credit")?);
+    let rows = lines
+        .iter()
+        .map(|l| {
+            let (debit, credit) = if l.side == "debit" {
+                (amount_cell(&l.amount, c), Cell::Empty)
+            } else {
+                (Cell::Empty, amount_cell(&l.amount, c))
+            };
+            vec![
+                Cell::text(l.effective_at.to_rfc3339()),
+                Cell::text(l.entry_id.to_string()),
+                Cell::text(&l.entry_kind),
+                Cell::text(&l.kind),
+                Cell::text(&l.counter_account_code),
+                Cell::text(&l.memo),
+                debit,
+                credit,
+                amount_cell(&l.balance, c),
+            ]
+        })
+        .collect();
+    Ok(vec![Sheet {
+        name: "Account statement".into(),
+        header: spreadsheet::header_block(
+            "account statement (one page)",
+            now,
+            None,
+            vec![("account", format!("{} ({})", account.code, account.id)), ("currency", c.code().into())],
+        ),
+        columns: [
+            "effective_at",
+            "entry",
+            "entry_kind",
+            "posting",
+            "counter_account",
+            "memo",
+            "debit",
+            "credit",
+            "balance",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        totals: Some(vec![
+            Cell::text("total"),
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Amount(debits, c),
+            Cell::Amount(credits, c),
+            lines.last().map_or(Cell::Empty, |l| amount_cell(&l.balance, c)),
+        ]),
+    }])
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

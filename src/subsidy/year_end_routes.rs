@@ -137,7 +137,9 @@ pub struct SettlementQuery {
 /// The settlement statement of a programme (before settlement: as it would
 /// stand), as JSON or as a spreadsheet (`format=csv|xlsx`).
 #[utoipa::path(tag = "reports", params(("id" = Uuid, Path), SettlementQuery), security(("bearer" = [])), responses(
-    (status = 200, body = SettlementStatement), (status = 404, body = Problem),
+    (status = 200, body = SettlementStatement,
+        description = "JSON, or with `format=csv|xlsx` a download named `settlement-{id}.csv|xlsx`"),
+    (status = 404, body = Problem), (status = 422, body = Problem),
 ))]
 #[get("/v1/reports/programmes/{id}/settlement")]
 pub async fn settlement_statement(

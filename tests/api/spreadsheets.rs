@@ -195,6 +195,25 @@ async fn every_report_downloads_as_csv_and_xlsx_figure_for_figure() {
             .to_vec()
     );
 
+    // The bank account's statement page: debits and credits apart, the running balance, the page's totals.
+    let bank_id = bank["id"].as_str().expect("id").to_string();
+    let path = format!("/v1/accounts/{bank_id}/postings?limit=500");
+    let (page, names, book) = three_ways(&app, &finance, &path, &format!("account-{bank_id}")).await;
+    assert_eq!(names, ["Account statement"]);
+    let lines = page["data"].as_array().expect("lines");
+    let rows = table(&book["Account statement"], "effective_at");
+    assert_eq!(rows.len(), lines.len() + 1);
+    let mut debits = Decimal::ZERO;
+    for (row, line) in rows.iter().zip(lines) {
+        let column = if line["side"] == "debit" { 6 } else { 7 };
+        assert_eq!((&row[column], &row[8]), (&norm(&line["amount"]), &norm(&line["balance"])));
+        if line["side"] == "debit" {
+            debits += line["amount"].as_str().expect("amount").parse::<Decimal>().expect("decimal");
+        }
+    }
+    let totals = rows.last().expect("totals");
+    assert_eq!((&totals[6], &totals[8]), (&debits.normalize().to_string(), &norm(&bank["balance"])));
+
     // A tenant's statement: its sections, each movement with its balance, and the closing balance.
     let (_, orgs) = json(app.get("/v1/organisations?kind=tenant&q=SNU", &finance).await).await;
     let org = orgs["data"][0]["id"].as_str().expect("SNU Vision Lab").to_string();
