@@ -216,7 +216,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     advance(&mut conn, programme.id, first_tranche, FIRST_TRANCHE_REFERENCE, start, finance_actor, start)
         .await
         .map_err(api)?;
-    // Last fiscal year's pilot: advanced in full when it began, its vouchers never used.
+    // Last fiscal year's pilot: 80% of its budget advanced when it began, its vouchers never used.
     let pilot = previous_year_programme(&mut conn, start, finance_actor).await.map_err(api)?;
     let received_at = pilot.starts_at + Duration::days(1);
     advance(
@@ -406,7 +406,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     )
     .await
     .map_err(api)?;
-    // Submitting it applies the first tranche of advance: nothing of it waits for cash.
+    // Submitting it applies the advance received: nothing of it waits for cash.
     let path = format!("/v1/claims/{}/submit", claim.id);
     write(
         &mut conn,
