@@ -117,6 +117,17 @@ pub fn respond<T: serde::Serialize>(
     }
 }
 
+/// A plain CSV table, the column row then the rows, with no header block: the
+/// layout of the journal export (`GET /v1/exports/journal?format=csv`), which
+/// tools import as one table.
+pub fn csv_table(columns: &[&str], rows: impl IntoIterator<Item = Vec<Cell>>) -> String {
+    let mut out = columns.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",") + "\n";
+    for row in rows {
+        out.push_str(&(row.iter().map(Cell::csv).collect::<Vec<_>>().join(",") + "\n"));
+    }
+    out
+}
+
 /// CSV: for each sheet, its header block (`label,value`), a blank line, the
 /// column row, the rows and the totals row; sheets one after another.
 pub fn to_csv(sheets: &[Sheet]) -> String {
