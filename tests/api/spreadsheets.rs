@@ -306,3 +306,30 @@ async fn every_report_downloads_as_csv_and_xlsx_figure_for_figure() {
         assert!(message.contains("`json`, `csv`, `xlsx`"), "{path}: {message}");
     }
 }
+
+#[tokio::test]
+async fn every_report_documents_its_format_parameter() {
+    let app = spawn_app().await;
+    let (status, doc) = json(app.client.get(app.url("/openapi.json")).send().await.expect("openapi")).await;
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/reports/programmes/{id}",
+        "/v1/reports/programmes/{id}/settlement",
+        "/v1/reports/trial-balance",
+        "/v1/accounts/{id}/postings",
+        "/v1/reports/statements/{org_id}",
+        "/v1/claims/{id}",
+        "/v1/reports/bank-reconciliation",
+        "/v1/audit-log",
+        "/v1/reports/funding",
+    ] {
+        let get = &doc["paths"][path]["get"];
+        let names: Vec<&str> =
+            get["parameters"].as_array().expect("parameters").iter().filter_map(|p| p["name"].as_str()).collect();
+        assert!(names.contains(&"format"), "{path}: {names:?}");
+        let ok = get["responses"]["200"]["description"].as_str().unwrap_or_default();
+        if path != "/v1/reports/funding" {
+            assert!(ok.contains("format=csv|xlsx"), "{path}: {ok}");
+        }
+    }
+}
