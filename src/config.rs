@@ -53,6 +53,17 @@ pub struct Settings {
     /// (5,000), `GPUHOUR_IDLE_IN_TRANSACTION_TIMEOUT_MS` (60,000): every pooled
     /// session's limits; 0 turns one off.
     pub session_limits: crate::db::SessionLimits,
+    /// `GPUHOUR_ORDER_BATCH_MAX` (default 256) and `GPUHOUR_ORDER_BATCH_WINDOW_US`
+    /// (default 1,000): the group commit writes at most this many orders in one
+    /// transaction, collected for at most this long once the first arrives.
+    pub order_batch: OrderBatchLimits,
+}
+
+/// How the order group commit gathers a batch (see `market::batcher`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderBatchLimits {
+    pub max_orders: usize,
+    pub window: Duration,
 }
 
 /// The zone days and months are counted in when `GPUHOUR_TIME_ZONE` is not set.
@@ -78,6 +89,7 @@ impl std::fmt::Debug for Settings {
             .field("payout_advance_rate", &self.payout_advance_rate)
             .field("bank_match_days", &self.bank_match_days)
             .field("session_limits", &self.session_limits)
+            .field("order_batch", &self.order_batch)
             .finish()
     }
 }
@@ -204,6 +216,10 @@ impl Settings {
             },
             admin_email: get("GPUHOUR_ADMIN_EMAIL"),
             admin_password: get("GPUHOUR_ADMIN_PASSWORD"),
+            order_batch: OrderBatchLimits {
+                max_orders: parse_number("GPUHOUR_ORDER_BATCH_MAX", 256)?.clamp(1, 4_096) as usize,
+                window: Duration::from_micros(parse_number("GPUHOUR_ORDER_BATCH_WINDOW_US", 1_000)?.min(100_000)),
+            },
         })
     }
 }

@@ -34,6 +34,14 @@ enum Command {
         #[arg(long)]
         to: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Sandbox mode only: seed a large synthetic ledger (the `reports`
+    /// benchmark, bench/reports.py) and print what it made as JSON.
+    SeedLedger {
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 1_000)]
+        tenants: usize,
+    },
     /// Administration.
     Admin {
         #[command(subcommand)]
@@ -74,6 +82,7 @@ async fn main() -> ExitCode {
         Command::Verify => verify(settings).await,
         Command::Demo => gpuhour::demo::run(settings).await.map(|_| ExitCode::SUCCESS),
         Command::Export { format, from, to } => export(settings, &format, from, to).await,
+        Command::SeedLedger { orders, tenants } => seed_ledger(settings, orders, tenants).await,
         Command::Admin { command: AdminCommand::CreateUser { email, role, org_id } } => {
             create_user(settings, email, role, org_id).await
         }
@@ -161,5 +170,13 @@ async fn export(
         other => return Err(format!("--format {other:?}: expected hledger or csv").into()),
     };
     print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn seed_ledger(settings: Settings, orders: usize, tenants: usize) -> Result<ExitCode, AnyError> {
+    // The error's Debug form carries its whole chain of causes.
+    let seeded =
+        gpuhour::sandbox::seed_ledger::seed(&settings, orders, tenants.max(1)).await.map_err(|e| format!("{e:?}"))?;
+    println!("{}", serde_json::to_string_pretty(&seeded)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -206,6 +206,13 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             })
             .wrap(TracingLogger::default())
             .wrap(metrics.clone())
+            // One order batcher per worker thread, started on that thread.
+            .app_data(web::Data::new(crate::market::batcher::OrderBatcher::start(
+                state.pool.clone(),
+                state.clock,
+                state.settings.fee_rate,
+                state.settings.order_batch,
+            )))
             .app_data(state.clone())
             .app_data(keys.clone())
             .app_data(web::PayloadConfig::new(max_body))

@@ -71,21 +71,40 @@ pub async fn record(
     resource_id: Option<Uuid>,
     idempotency_key: Option<&str>,
 ) -> QueryResult<()> {
-    diesel::insert_into(audit_log::table)
-        .values((
-            audit_log::id.eq(Uuid::now_v7()),
-            audit_log::request_id.eq(&ctx.request_id),
-            audit_log::user_id.eq(ctx.user_id),
-            audit_log::org_id.eq(ctx.org_id),
-            audit_log::method.eq(&ctx.method),
-            audit_log::route.eq(&ctx.route),
-            audit_log::path.eq(&ctx.path),
-            audit_log::status.eq(status as i16),
-            audit_log::resource_id.eq(resource_id),
-            audit_log::idempotency_key.eq(idempotency_key),
-        ))
-        .execute(conn)
-        .await?;
+    record_many(conn, &[AuditRecord { ctx, status, resource_id, idempotency_key }]).await
+}
+
+/// One audit record of a batch of writes (the order group commit).
+pub struct AuditRecord<'a> {
+    pub ctx: &'a WriteContext,
+    pub status: u16,
+    pub resource_id: Option<Uuid>,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// Records a batch of successful writes in one statement, in the batch's order.
+pub async fn record_many(conn: &mut AsyncPgConnection, records: &[AuditRecord<'_>]) -> QueryResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                audit_log::id.eq(Uuid::now_v7()),
+                audit_log::request_id.eq(&r.ctx.request_id),
+                audit_log::user_id.eq(r.ctx.user_id),
+                audit_log::org_id.eq(r.ctx.org_id),
+                audit_log::method.eq(&r.ctx.method),
+                audit_log::route.eq(&r.ctx.route),
+                audit_log::path.eq(&r.ctx.path),
+                audit_log::status.eq(r.status as i16),
+                audit_log::resource_id.eq(r.resource_id),
+                audit_log::idempotency_key.eq(r.idempotency_key),
+            )
+        })
+        .collect();
+    diesel::insert_into(audit_log::table).values(rows).execute(conn).await?;
     Ok(())
 }
 

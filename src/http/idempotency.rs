@@ -63,7 +63,9 @@ struct ResourceId {
     id: Option<uuid::Uuid>,
 }
 
-enum Outcome {
+/// A write's answer: its own, or the first answer to its key, replayed.
+#[derive(Debug, Clone)]
+pub enum Outcome {
     Fresh(StatusCode, String),
     Replay(StatusCode, String),
 }
@@ -97,16 +99,135 @@ async fn lock_and_find(
         .optional()?;
     match stored {
         None => Ok(None),
-        Some((hash, _, _)) if hash != request_hash => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a different request; use a new key",
-        )),
+        Some((hash, _, _)) if hash != request_hash => Err(key_reused()),
         Some((_, stored_status, body)) => {
             let status = StatusCode::from_u16(stored_status as u16).unwrap_or(StatusCode::OK);
             Ok(Some(Outcome::Replay(status, body)))
         }
     }
+}
+
+/// The refusal of a key used before for a different request.
+fn key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key was used for a different request; use a new key",
+    )
+}
+
+/// One write of a batch (the order group commit): its audit context, key and
+/// fingerprint, as [`run`] takes them one at a time.
+#[derive(Debug, Clone)]
+pub struct BatchedWrite {
+    pub ctx: WriteContext,
+    pub key: Option<String>,
+    pub fingerprint: Vec<u8>,
+}
+
+impl BatchedWrite {
+    /// The (scope, key) pair a key is stored under; `None` without a key.
+    pub fn scoped_key(&self) -> Option<(String, String)> {
+        self.key.as_ref().map(|k| (self.ctx.idempotency_scope(), k.clone()))
+    }
+}
+
+/// [`lock_and_find`] for a batch, in two statements: takes every key's lock
+/// (in one order, so two batches cannot deadlock) and reads the first answers.
+/// One element per write: `None` runs it; `Some` replays or refuses it. A
+/// batch must not hold one key twice (the batcher defers the repeat).
+pub async fn lock_and_find_many(
+    conn: &mut AsyncPgConnection,
+    writes: &[&BatchedWrite],
+) -> Result<Vec<Option<Result<Outcome, ApiError>>>, ApiError> {
+    use diesel::sql_types::{Array, Bytea, Int2};
+    let keyed: Vec<(usize, (String, String))> =
+        writes.iter().enumerate().filter_map(|(i, w)| w.scoped_key().map(|k| (i, k))).collect();
+    let mut found: Vec<Option<Result<Outcome, ApiError>>> = writes.iter().map(|_| None).collect();
+    if keyed.is_empty() {
+        return Ok(found);
+    }
+    let mut lock_names: Vec<String> = keyed.iter().map(|(_, (scope, key))| format!("{scope}\u{1f}{key}")).collect();
+    lock_names.sort_unstable();
+    diesel::sql_query(
+        "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) \
+         FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k OFFSET 0) AS sorted",
+    )
+    .bind::<Array<Text>, _>(lock_names)
+    .execute(conn)
+    .await?;
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = Text)]
+        scope: String,
+        #[diesel(sql_type = Text)]
+        key: String,
+        #[diesel(sql_type = Bytea)]
+        request_hash: Vec<u8>,
+        #[diesel(sql_type = Int2)]
+        response_status: i16,
+        #[diesel(sql_type = Text)]
+        response_body: String,
+    }
+    let (scopes, keys): (Vec<&str>, Vec<&str>) =
+        keyed.iter().map(|(_, (scope, key))| (scope.as_str(), key.as_str())).unzip();
+    let stored: Vec<Stored> = diesel::sql_query(
+        "SELECT i.scope, i.key, i.request_hash, i.response_status, i.response_body \
+         FROM idempotency_keys i JOIN unnest($1::text[], $2::text[]) AS w(scope, key) \
+              ON i.scope = w.scope AND i.key = w.key",
+    )
+    .bind::<Array<Text>, _>(scopes)
+    .bind::<Array<Text>, _>(keys)
+    .load(conn)
+    .await?;
+    let stored: std::collections::HashMap<(String, String), Stored> =
+        stored.into_iter().map(|s| ((s.scope.clone(), s.key.clone()), s)).collect();
+    for (i, scoped) in keyed {
+        if let Some(s) = stored.get(&scoped) {
+            found[i] = Some(if s.request_hash != writes[i].fingerprint {
+                Err(key_reused())
+            } else {
+                let status = StatusCode::from_u16(s.response_status as u16).unwrap_or(StatusCode::OK);
+                Ok(Outcome::Replay(status, s.response_body.clone()))
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// [`record`] for a batch: every fresh answer's audit record and, with a key,
+/// the answer itself, one statement each.
+pub async fn record_many(
+    conn: &mut AsyncPgConnection,
+    answers: &[(&BatchedWrite, StatusCode, &str, Option<uuid::Uuid>)],
+) -> Result<(), ApiError> {
+    let audit: Vec<crate::audit::AuditRecord<'_>> = answers
+        .iter()
+        .map(|(w, status, _, resource_id)| crate::audit::AuditRecord {
+            ctx: &w.ctx,
+            status: status.as_u16(),
+            resource_id: *resource_id,
+            idempotency_key: w.key.as_deref(),
+        })
+        .collect();
+    crate::audit::record_many(conn, &audit).await?;
+    let rows: Vec<_> = answers
+        .iter()
+        .filter_map(|(w, status, body, _)| {
+            let (scope, key) = w.scoped_key()?;
+            Some((
+                idempotency_keys::scope.eq(scope),
+                idempotency_keys::key.eq(key),
+                idempotency_keys::request_hash.eq(w.fingerprint.clone()),
+                idempotency_keys::response_status.eq(status.as_u16() as i16),
+                idempotency_keys::response_body.eq(body.to_string()),
+            ))
+        })
+        .collect();
+    if !rows.is_empty() {
+        diesel::insert_into(idempotency_keys::table).values(rows).execute(conn).await?;
+    }
+    Ok(())
 }
 
 /// Writes a fresh answer's audit record and, with a key, the answer itself,
@@ -138,7 +259,7 @@ async fn record<T: Serialize>(
     Ok(Outcome::Fresh(status, body))
 }
 
-fn respond(outcome: Outcome) -> HttpResponse {
+pub fn respond(outcome: Outcome) -> HttpResponse {
     match outcome {
         Outcome::Fresh(status, body) => HttpResponse::build(status).insert_header(ContentType::json()).body(body),
         Outcome::Replay(status, body) => HttpResponse::build(status)

@@ -107,6 +107,19 @@ impl ApiError {
         }
     }
 
+    /// The same answer for another client; the source, logged with the
+    /// original, stays behind.
+    pub fn clone_public(&self) -> Self {
+        ApiError {
+            status: self.status,
+            code: self.code,
+            detail: self.detail.clone(),
+            errors: self.errors.clone(),
+            retry_after: self.retry_after,
+            source: None,
+        }
+    }
+
     pub fn internal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
         ApiError {
             source: Some(Box::new(source)),

@@ -91,6 +91,12 @@ impl WriteOp {
         idempotency::run(&self.state.pool, &self.ctx, self.key, self.fingerprint, status, effect).await
     }
 
+    /// The write as one of a batch (the order group commit runs it with its
+    /// neighbours, with the same idempotency and audit as [`WriteOp::run`]).
+    pub fn into_batched(self) -> idempotency::BatchedWrite {
+        idempotency::BatchedWrite { ctx: self.ctx, key: self.key.0, fingerprint: self.fingerprint }
+    }
+
     /// Like [`WriteOp::run`], for an effect that commits in transactions of its
     /// own (see [`idempotency::run_in_own_transactions`]).
     pub async fn run_in_own_transactions<T, F>(self, status: StatusCode, effect: F) -> Result<HttpResponse, ApiError>

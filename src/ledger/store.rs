@@ -321,49 +321,97 @@ pub async fn post_entry_locked(
     };
 
     let applied = apply_movements(&mut book, &mut pendings, &entry.movements)?;
-
-    let entry_id = Uuid::now_v7();
-    let posting_ids: Vec<Uuid> = applied.iter().map(|_| Uuid::now_v7()).collect();
-    write_entry(conn, entry_id, &entry, &applied, &posting_ids, &pendings, &book).await?;
-
-    Ok(PostedEntry { id: entry_id, postings: posting_ids.into_iter().zip(applied).collect() })
+    let written = [AppliedEntry::new(entry, applied)];
+    write_entries(conn, &written, &pendings, &book).await?;
+    let [AppliedEntry { id, postings, .. }] = written;
+    Ok(PostedEntry { id, postings })
 }
 
-/// Writes an applied entry in one statement — the entry, its postings, the new
-/// and changed remainders and every touched account's figures — so that the
-/// accounts' locks are held for one round trip after the rules have run.
-/// (Foreign keys between the parts are checked at the end of the statement.)
-async fn write_entry(
+/// An entry whose rules have run against a locked book: ready to be written.
+#[derive(Debug, Clone)]
+pub struct AppliedEntry {
+    pub id: Uuid,
+    pub entry: NewEntry,
+    pub postings: Vec<(Uuid, AppliedPosting)>,
+}
+
+impl AppliedEntry {
+    fn new(entry: NewEntry, applied: Vec<AppliedPosting>) -> Self {
+        let postings = applied.into_iter().map(|p| (Uuid::now_v7(), p)).collect();
+        AppliedEntry { id: Uuid::now_v7(), entry, postings }
+    }
+}
+
+/// Applies an entry of transfers to `book` (accounts already locked in this
+/// transaction), all or nothing: on error the book is as it was, so the next
+/// entry of a batch is judged as if this one had never been asked for.
+pub fn apply_to_book(book: &mut BTreeMap<Uuid, AccountState>, entry: NewEntry) -> Result<AppliedEntry, LedgerError> {
+    let mut scratch = BTreeMap::new();
+    for movement in &entry.movements {
+        let Movement::Transfer { debit, credit, .. } = *movement else {
+            return Err(LedgerError::Corrupt("a batched entry resolves no pending posting".into()));
+        };
+        for id in [debit, credit] {
+            let account = book.get(&id).ok_or(LedgerError::UnknownAccount(id))?;
+            scratch.entry(id).or_insert_with(|| account.clone());
+        }
+    }
+    let applied = apply_movements(&mut scratch, &mut BTreeMap::new(), &entry.movements)?;
+    book.extend(scratch);
+    Ok(AppliedEntry::new(entry, applied))
+}
+
+/// Writes applied entries in one statement — the entries, their postings, the
+/// new and changed remainders and every touched account's figures from `book`
+/// — so that the accounts' locks are held for one round trip after the rules
+/// have run. (Foreign keys between the parts are checked at the end of the
+/// statement.)
+pub async fn write_entries(
     conn: &mut AsyncPgConnection,
-    entry_id: Uuid,
-    entry: &NewEntry,
-    applied: &[AppliedPosting],
-    posting_ids: &[Uuid],
+    entries: &[AppliedEntry],
     pendings: &BTreeMap<Uuid, PendingState>,
     book: &BTreeMap<Uuid, AccountState>,
 ) -> Result<(), LedgerError> {
     use diesel::sql_types::{Int4, Jsonb, Nullable, Text, Timestamptz};
-    let kinds: Vec<&str> = applied.iter().map(|p| p.kind.as_str()).collect();
-    let pending_of: Vec<Option<Uuid>> = applied.iter().map(|p| p.pending_posting_id).collect();
-    let debits: Vec<Uuid> = applied.iter().map(|p| p.debit_account_id).collect();
-    let credits: Vec<Uuid> = applied.iter().map(|p| p.credit_account_id).collect();
-    let currencies: Vec<&str> = applied.iter().map(|p| p.currency.code()).collect();
-    let amounts: Vec<Decimal> = applied.iter().map(|p| p.amount).collect();
-    let debit_balances: Vec<Decimal> = applied.iter().map(|p| p.debit_account_balance).collect();
-    let credit_balances: Vec<Decimal> = applied.iter().map(|p| p.credit_account_balance).collect();
-    let order: Vec<i32> = (0..applied.len() as i32).collect();
-    let (new_ids, new_remaining): (Vec<Uuid>, Vec<Decimal>) = applied
-        .iter()
-        .zip(posting_ids)
-        .filter(|(p, _)| p.kind == PostingKind::Pending)
-        .map(|(p, id)| (*id, p.amount))
-        .unzip();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let entry_ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+    let entry_kinds: Vec<&str> = entries.iter().map(|e| e.entry.kind.as_str()).collect();
+    let effective: Vec<DateTime<Utc>> = entries.iter().map(|e| e.entry.effective_at).collect();
+    let actor_users: Vec<Option<Uuid>> = entries.iter().map(|e| e.entry.actor.user_id).collect();
+    let actor_orgs: Vec<Option<Uuid>> = entries.iter().map(|e| e.entry.actor.org_id).collect();
+    let memos: Vec<&str> = entries.iter().map(|e| e.entry.memo.as_str()).collect();
+    let references: Vec<Option<&str>> = entries.iter().map(|e| e.entry.reference.as_deref()).collect();
+    let reverses: Vec<Option<Uuid>> = entries.iter().map(|e| e.entry.reverses_entry_id).collect();
+    let metadata: Vec<&serde_json::Value> = entries.iter().map(|e| &e.entry.metadata).collect();
+    let all = || entries.iter().flat_map(|e| e.postings.iter().map(move |(id, p)| (e, *id, p)));
+    let posting_ids: Vec<Uuid> = all().map(|(_, id, _)| id).collect();
+    let posting_entries: Vec<Uuid> = all().map(|(e, _, _)| e.id).collect();
+    let posting_effective: Vec<DateTime<Utc>> = all().map(|(e, _, _)| e.entry.effective_at).collect();
+    let kinds: Vec<&str> = all().map(|(_, _, p)| p.kind.as_str()).collect();
+    let pending_of: Vec<Option<Uuid>> = all().map(|(_, _, p)| p.pending_posting_id).collect();
+    let debits: Vec<Uuid> = all().map(|(_, _, p)| p.debit_account_id).collect();
+    let credits: Vec<Uuid> = all().map(|(_, _, p)| p.credit_account_id).collect();
+    let currencies: Vec<&str> = all().map(|(_, _, p)| p.currency.code()).collect();
+    let amounts: Vec<Decimal> = all().map(|(_, _, p)| p.amount).collect();
+    let debit_balances: Vec<Decimal> = all().map(|(_, _, p)| p.debit_account_balance).collect();
+    let credit_balances: Vec<Decimal> = all().map(|(_, _, p)| p.credit_account_balance).collect();
+    let order: Vec<i32> = (0..posting_ids.len() as i32).collect();
+    let (new_ids, new_remaining): (Vec<Uuid>, Vec<Decimal>) =
+        all().filter(|(_, _, p)| p.kind == PostingKind::Pending).map(|(_, id, p)| (id, p.amount)).unzip();
     let (resolved_ids, resolved_remaining): (Vec<Uuid>, Vec<Decimal>) =
         pendings.values().map(|p| (p.posting_id, p.remaining)).unzip();
-    let mut account_ids = Vec::with_capacity(book.len());
+    // Only the accounts the entries touch: a batch's book also holds accounts
+    // of orders that were refused.
+    let mut touched: Vec<Uuid> = all().flat_map(|(_, _, p)| [p.debit_account_id, p.credit_account_id]).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    let mut account_ids = Vec::with_capacity(touched.len());
     let mut figures: [Vec<Decimal>; 4] = Default::default();
-    for (id, account) in book {
-        account_ids.push(*id);
+    for id in touched {
+        let account = book.get(&id).ok_or(LedgerError::UnknownAccount(id))?;
+        account_ids.push(id);
         let b = account.balances;
         figures[0].push(b.debits_posted);
         figures[1].push(b.credits_posted);
@@ -375,14 +423,17 @@ async fn write_entry(
         "WITH e AS ( \
            INSERT INTO journal_entries (id, kind, effective_at, actor_user_id, actor_org_id, memo, reference, \
                                         reverses_entry_id, metadata) \
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)), \
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::uuid[], $6::text[], \
+                                $7::text[], $8::uuid[], $9::jsonb[])), \
          p AS ( \
            INSERT INTO postings (id, entry_id, kind, pending_posting_id, debit_account_id, credit_account_id, \
                                  currency, amount, debit_account_balance, credit_account_balance, effective_at) \
-           SELECT v.id, $1, v.kind, v.pending, v.debit, v.credit, v.currency, v.amount, v.dbal, v.cbal, $3 \
+           SELECT v.id, v.entry_id, v.kind, v.pending, v.debit, v.credit, v.currency, v.amount, v.dbal, v.cbal, \
+                  v.effective_at \
            FROM unnest($10::uuid[], $11::text[], $12::uuid[], $13::uuid[], $14::uuid[], $15::text[], \
-                       $16::numeric[], $17::numeric[], $18::numeric[], $19::int4[]) \
-                AS v(id, kind, pending, debit, credit, currency, amount, dbal, cbal, ord) \
+                       $16::numeric[], $17::numeric[], $18::numeric[], $19::int4[], $29::uuid[], \
+                       $30::timestamptz[]) \
+                AS v(id, kind, pending, debit, credit, currency, amount, dbal, cbal, ord, entry_id, effective_at) \
            ORDER BY v.ord), \
          r AS ( \
            INSERT INTO pending_remainders (posting_id, remaining) \
@@ -397,15 +448,15 @@ async fn write_entry(
               AS v(id, dp, cp, dpe, cpe) \
          WHERE a.id = v.id",
     )
-    .bind::<SqlUuid, _>(entry_id)
-    .bind::<Text, _>(entry.kind.as_str())
-    .bind::<Timestamptz, _>(entry.effective_at)
-    .bind::<Nullable<SqlUuid>, _>(entry.actor.user_id)
-    .bind::<Nullable<SqlUuid>, _>(entry.actor.org_id)
-    .bind::<Text, _>(&entry.memo)
-    .bind::<Nullable<Text>, _>(entry.reference.as_deref())
-    .bind::<Nullable<SqlUuid>, _>(entry.reverses_entry_id)
-    .bind::<Jsonb, _>(&entry.metadata)
+    .bind::<Array<SqlUuid>, _>(entry_ids)
+    .bind::<Array<Text>, _>(entry_kinds)
+    .bind::<Array<Timestamptz>, _>(effective)
+    .bind::<Array<Nullable<SqlUuid>>, _>(actor_users)
+    .bind::<Array<Nullable<SqlUuid>>, _>(actor_orgs)
+    .bind::<Array<Text>, _>(memos)
+    .bind::<Array<Nullable<Text>>, _>(references)
+    .bind::<Array<Nullable<SqlUuid>>, _>(reverses)
+    .bind::<Array<Jsonb>, _>(metadata)
     .bind::<Array<SqlUuid>, _>(posting_ids)
     .bind::<Array<Text>, _>(kinds)
     .bind::<Array<Nullable<SqlUuid>>, _>(pending_of)
@@ -425,6 +476,8 @@ async fn write_entry(
     .bind::<Array<Numeric>, _>(cp)
     .bind::<Array<Numeric>, _>(dpe)
     .bind::<Array<Numeric>, _>(cpe)
+    .bind::<Array<SqlUuid>, _>(posting_entries)
+    .bind::<Array<Timestamptz>, _>(posting_effective)
     .execute(conn)
     .await?;
     Ok(())

@@ -138,6 +138,22 @@ pub fn charged(order: &OrderRow, postings: &[PendingOutcome]) -> Result<Charged,
     Ok(result)
 }
 
+/// A new order's charged figures: all it reserved is still pending. (The
+/// order group commit answers from this, without reading back what it wrote.)
+pub fn when_placed(order: &OrderRow) -> Result<Charged, LedgerError> {
+    let pending = |amount: Decimal| PendingOutcome {
+        amount,
+        posted: Decimal::ZERO,
+        remaining: amount,
+        credited: Decimal::ZERO,
+        released: Decimal::ZERO,
+        refunded: Decimal::ZERO,
+    };
+    let amounts = [order.tenant_amount, order.subsidy, order.subsidy, order.platform_fee];
+    let postings: Vec<PendingOutcome> = amounts.into_iter().filter(|a| *a > Decimal::ZERO).map(pending).collect();
+    charged(order, &postings)
+}
+
 #[derive(QueryableByName)]
 struct OutcomeRow {
     #[diesel(sql_type = SqlUuid)]

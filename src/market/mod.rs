@@ -8,6 +8,8 @@
 //! - `verify`: the order-level invariant (each order charged for its hours, no more);
 //! - `routes`: the HTTP handlers.
 
+pub mod batch;
+pub mod batcher;
 pub mod charged;
 pub mod listings;
 pub mod orders;

@@ -6,15 +6,13 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::listings::{self, ListingRow, ListingStatus};
+use super::listings::{ListingRow, ListingStatus};
 use super::pricing::{self, Breakdown, SubsidyTerms};
 use crate::auth::Principal;
 use crate::db::schema::orders;
 use crate::http::ApiError;
-use crate::ledger::model::EntryKind;
+use crate::ledger::LedgerError;
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
-use crate::ledger::{LedgerError, chart};
 use crate::money::Currency;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -85,6 +83,19 @@ pub struct Request {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub grant_id: Option<Uuid>,
+}
+
+/// What an order asks its grant to pay for, when it names one.
+pub fn purchase<'a>(request: &Request, listing: &'a ListingRow) -> Option<crate::subsidy::programmes::Purchase<'a>> {
+    Some(crate::subsidy::programmes::Purchase {
+        grant_id: request.grant_id?,
+        start: request.start,
+        end: request.end,
+        gpu_model: &listing.gpu_model,
+        region: &listing.region,
+        provider_org_id: listing.provider_org_id,
+        currency: &listing.currency,
+    })
 }
 
 /// The longest order accepted: a year of hours.
@@ -160,40 +171,23 @@ pub fn quote(
 }
 
 /// The accounts an order's postings touch besides the subsidy side.
+#[derive(Debug, Clone, Copy)]
 pub struct OrderAccounts {
     pub wallet: Uuid,
     pub payable: Uuid,
     pub fees: Uuid,
 }
 
-pub async fn order_accounts(
-    conn: &mut AsyncPgConnection,
-    tenant_org: Uuid,
-    provider_org: Uuid,
-    currency: Currency,
-) -> Result<OrderAccounts, ApiError> {
-    let codes = [
-        chart::tenant_wallet_code(tenant_org),
-        chart::provider_payable_code(provider_org),
-        chart::PLATFORM_FEES.into(),
-    ];
-    let [wallet, payable, fees] = ledger_store::required_account_ids(conn, &codes, currency).await?;
-    Ok(OrderAccounts { wallet, payable, fees })
-}
-
-/// The subsidy side of an order that names a grant: its rate and the accounts.
-/// What the grant has left is read only once its account is locked.
+/// The subsidy side's accounts of an order that names a grant.
 #[derive(Debug, Clone, Copy)]
-pub struct GrantContext {
-    pub grant_id: Uuid,
-    pub rate: Decimal,
+pub struct SubsidyAccounts {
     pub receivable: Uuid,
     pub grant_available: Uuid,
     pub grant_spent: Uuid,
 }
 
 /// The pending postings of an order, in a fixed order: tenant, subsidy, grant, fee.
-pub fn order_movements(b: &Breakdown, accounts: &OrderAccounts, subsidy: Option<&GrantContext>) -> Vec<Movement> {
+pub fn order_movements(b: &Breakdown, accounts: &OrderAccounts, subsidy: Option<&SubsidyAccounts>) -> Vec<Movement> {
     let mut movements = Vec::with_capacity(4);
     if b.tenant_amount > Decimal::ZERO {
         movements.push(Movement::pending(accounts.wallet, accounts.payable, b.tenant_amount));
@@ -210,112 +204,12 @@ pub fn order_movements(b: &Breakdown, accounts: &OrderAccounts, subsidy: Option<
     movements
 }
 
-fn is_capacity_violation(e: &diesel::result::Error) -> bool {
-    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::CheckViolation, info)
-        if info.constraint_name() == Some("listing_hours_within_capacity"))
-}
-
 pub fn capacity_unavailable() -> ApiError {
     ApiError::new(
         actix_web::http::StatusCode::CONFLICT,
         "capacity_unavailable",
         "not enough GPUs are free on this listing for every hour asked",
     )
-}
-
-/// Places an order inside the caller's transaction: locks the listing (shared),
-/// reserves every hour's GPUs, writes the `order` entry's pending postings, and
-/// records the order. Any failure rolls all of it back.
-pub async fn place(
-    conn: &mut AsyncPgConnection,
-    principal: &Principal,
-    request: &Request,
-    fee_rate: Decimal,
-    grant: Option<GrantContext>,
-    now: DateTime<Utc>,
-) -> Result<OrderRow, ApiError> {
-    let listing = listings::find_for_order(conn, request.listing_id)
-        .await?
-        .filter(|l| listings::visible_to(l, principal))
-        .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
-    check_request(request, &listing, now)?;
-    listings::reserve(conn, listing.id, listing.gpus, request.start, request.end, request.gpus)
-        .await
-        .map_err(|e| if is_capacity_violation(&e) { capacity_unavailable() } else { ApiError::from(e) })?;
-    let currency: Currency = listing
-        .currency
-        .parse()
-        .map_err(|_| ApiError::internal(LedgerError::Corrupt(format!("listing {} has a bad currency", listing.id))))?;
-    let accounts = order_accounts(conn, principal.org_id, listing.provider_org_id, currency).await?;
-    // With a grant, lock every account the order touches (ascending id, as
-    // post_entry would) before reading what the grant has left, so that
-    // concurrent orders on one grant see each other's reservations.
-    let mut prelocked = std::collections::BTreeMap::new();
-    let terms = match &grant {
-        None => None,
-        Some(g) => {
-            let mut ids = vec![accounts.wallet, accounts.payable, g.receivable, g.grant_available, g.grant_spent];
-            // Without a fee the fees account is not touched: do not queue on it.
-            if fee_rate > Decimal::ZERO {
-                ids.push(accounts.fees);
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            let locked = ledger_store::lock_accounts(conn, &ids).await?;
-            let available = locked
-                .get(&g.grant_available)
-                .map(|a| a.balances.available(a.normal_side))
-                .ok_or_else(|| ApiError::internal(LedgerError::UnknownAccount(g.grant_available)))?;
-            prelocked = locked;
-            Some(SubsidyTerms { rate: g.rate, available })
-        }
-    };
-    let (hours, breakdown) = quote(request, &listing, fee_rate, terms, now)?;
-    let order_id = Uuid::now_v7();
-    let movements = order_movements(&breakdown, &accounts, grant.as_ref());
-    let entry_id = if movements.is_empty() {
-        None
-    } else {
-        let mut entry = NewEntry::new(EntryKind::Order, now, movements);
-        entry.actor = principal.actor();
-        entry.memo = format!("order {order_id}: {} × {} for {hours} h", request.gpus, listing.gpu_model);
-        entry.metadata =
-            serde_json::json!({ "order_id": order_id, "listing_id": listing.id, "grant_id": request.grant_id });
-        Some(ledger_store::post_entry_locked(conn, entry, prelocked).await?.id)
-    };
-    let entry_id = entry_id.ok_or_else(|| ApiError::invalid("gpus", "an order must cost something"))?;
-    let row = OrderRow {
-        id: order_id,
-        tenant_org_id: principal.org_id,
-        placed_by: principal.user_id,
-        listing_id: listing.id,
-        provider_org_id: listing.provider_org_id,
-        gpu_model: listing.gpu_model.clone(),
-        region: listing.region.clone(),
-        gpus: request.gpus,
-        start_at: request.start,
-        end_at: request.end,
-        hours,
-        currency: breakdown.currency.code().to_string(),
-        unit_price: breakdown.unit_price,
-        gpu_hours: i32::try_from(breakdown.gpu_hours).map_err(|_| ApiError::invalid("gpus", "too many GPU-hours"))?,
-        subtotal: breakdown.subtotal,
-        subsidy: breakdown.subsidy,
-        subsidy_rate: breakdown.subsidy_rate,
-        tenant_amount: breakdown.tenant_amount,
-        platform_fee: breakdown.platform_fee,
-        fee_rate: breakdown.fee_rate,
-        grant_id: if breakdown.subsidy > Decimal::ZERO { request.grant_id } else { None },
-        status: OrderStatus::Reserved.as_str().to_string(),
-        settled_hours: 0,
-        charged_hours: hours,
-        credited_gpu_hours: 0,
-        journal_entry_id: entry_id,
-        created_at: now,
-        cancelled_at: None,
-    };
-    diesel::insert_into(orders::table).values(&row).execute(conn).await?;
-    Ok(row)
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OrderRow>> {

@@ -671,7 +671,13 @@ pub async fn create_quote(
         .await?
         .filter(|l| listings::visible_to(l, &principal))
         .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
-    let subsidy = crate::subsidy::programmes::quote_terms(&mut conn, &principal, &request, &listing).await?;
+    let subsidy = match orders::purchase(&request, &listing) {
+        None => None,
+        Some(purchase) => {
+            let (terms, available) = crate::subsidy::programmes::quote_terms(&mut conn, &principal, &purchase).await?;
+            Some(super::pricing::SubsidyTerms { rate: terms.rate, available })
+        }
+    };
     let (hours, b) = orders::quote(&request, &listing, state.settings.fee_rate, subsidy, now)?;
     Ok(HttpResponse::Ok().json(QuoteView {
         listing_id: listing.id,
@@ -783,21 +789,18 @@ async fn one_order_view(
     (status = 422, body = Problem),
 ))]
 #[post("/v1/orders")]
-pub async fn create_order(write: Write<JsonBody<OrderRequest>>) -> Result<HttpResponse, ApiError> {
+pub async fn create_order(
+    batcher: web::Data<super::batcher::OrderBatcher>,
+    write: Write<JsonBody<OrderRequest>>,
+) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require(&[Role::Tenant])?;
-    let request = body.value.request();
-    let (clock, fee_rate) = (op.state().clock, op.state().settings.fee_rate);
-    op.run(StatusCode::CREATED, async move |conn| {
-        let now = clock.now(conn).await?;
-        let order = place_order(conn, &principal, &request, fee_rate, now).await?;
-        one_order_view(conn, order, now).await
-    })
-    .await
+    let ask = super::batch::OrderAsk { principal, request: body.value.request() };
+    batcher.place(ask, op.into_batched()).await
 }
 
-/// Places a tenant's order, with its grant's terms when it names one, in the
-/// caller's transaction (the handler's effect; the demo's too).
+/// Places one tenant's order in the caller's transaction: a batch of one on
+/// the one order path (`market::batch`). The demo places its orders so.
 pub async fn place_order(
     conn: &mut diesel_async::AsyncPgConnection,
     principal: &Principal,
@@ -805,19 +808,9 @@ pub async fn place_order(
     fee_rate: Decimal,
     now: DateTime<Utc>,
 ) -> Result<OrderRow, ApiError> {
-    // Model, region, provider and currency of a listing never change, so the
-    // grant's eligibility can be judged before place() locks the listing.
-    let grant = match request.grant_id {
-        None => None,
-        Some(_) => {
-            let listing = listings::find(conn, request.listing_id)
-                .await?
-                .filter(|l| listings::visible_to(l, principal))
-                .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
-            crate::subsidy::programmes::grant_context(conn, principal, request, &listing).await?
-        }
-    };
-    orders::place(conn, principal, request, fee_rate, grant, now).await
+    let ask = super::batch::OrderAsk { principal: *principal, request: *request };
+    let mut answers = super::batch::place_many(conn, std::slice::from_ref(&ask), fee_rate, now).await?;
+    answers.pop().unwrap_or_else(|| Err(ApiError::internal(std::io::Error::other("an order went unanswered"))))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

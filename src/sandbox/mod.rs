@@ -1,5 +1,7 @@
 //! Sandbox mode's routes (SPEC section 4): only mounted with `GPUHOUR_SANDBOX=1`.
 
+pub mod seed_ledger;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};

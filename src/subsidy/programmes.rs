@@ -18,9 +18,6 @@ use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
 use crate::ledger::{LedgerError, chart};
-use crate::market::listings::ListingRow;
-use crate::market::orders::{GrantContext, Request};
-use crate::market::pricing::SubsidyTerms;
 use crate::money::Currency;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -272,65 +269,105 @@ fn grant_problem(message: impl Into<String>) -> ApiError {
     ApiError::invalid("grant_id", message)
 }
 
+/// What a grant gives one order, decided from the grant, its programme and the
+/// tenant organisation (see [`grant_terms`]).
+#[derive(Debug, Clone, Copy)]
+pub struct GrantTerms {
+    pub grant_id: Uuid,
+    pub programme_id: Uuid,
+    pub rate: Decimal,
+    pub currency: Currency,
+}
+
+impl GrantTerms {
+    /// The codes of the accounts an order under these terms touches on the
+    /// subsidy side: the programme's receivable, the grant's available and spent.
+    pub fn account_codes(&self) -> [String; 3] {
+        [
+            chart::subsidy_receivable_code(self.programme_id),
+            chart::grant_available_code(self.grant_id),
+            chart::grant_spent_code(self.grant_id),
+        ]
+    }
+}
+
+/// What an order asks a grant to pay for: its hours and what it buys. (The
+/// marketplace fills it in from its order and listing; subsidy needs no
+/// marketplace types.)
+#[derive(Debug, Clone, Copy)]
+pub struct Purchase<'a> {
+    pub grant_id: Uuid,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub gpu_model: &'a str,
+    pub region: &'a str,
+    pub provider_org_id: Uuid,
+    pub currency: &'a str,
+}
+
 /// The subsidy side of an order naming a grant: checks that the grant is the
 /// caller's, active, valid for the order's hours, in the listing's currency and
-/// eligible for the listing; returns its rate and accounts.
-pub async fn grant_context(
-    conn: &mut AsyncPgConnection,
+/// eligible for the listing; returns its rate. A plain function of the rows, so
+/// that a batch of orders reads each row once.
+pub fn grant_terms(
     principal: &Principal,
-    request: &Request,
-    listing: &ListingRow,
-) -> Result<Option<GrantContext>, ApiError> {
-    let Some(grant_id) = request.grant_id else { return Ok(None) };
-    let grant = find_grant(conn, grant_id)
-        .await?
-        .filter(|g| g.tenant_org_id == principal.org_id)
+    purchase: &Purchase<'_>,
+    grant: Option<&GrantRow>,
+    programme: Option<&ProgrammeRow>,
+    tenant_category: Option<&str>,
+) -> Result<GrantTerms, ApiError> {
+    let grant_id = purchase.grant_id;
+    let grant = grant
+        .filter(|g| g.id == grant_id && g.tenant_org_id == principal.org_id)
         .ok_or_else(|| grant_problem(format!("grant {grant_id} is not one of yours")))?;
     if grant.status != "active" {
         return Err(grant_problem("the grant is closed"));
     }
-    let programme = find_programme(conn, grant.programme_id)
-        .await?
+    let programme = programme
+        .filter(|p| p.id == grant.programme_id)
         .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("grant without programme".into())))?;
-    if programme.currency != listing.currency {
+    if programme.currency != purchase.currency {
         return Err(grant_problem(format!(
             "the grant funds {} orders; this listing sells in {}",
-            programme.currency, listing.currency
+            programme.currency, purchase.currency
         )));
     }
-    if !within(request.start, request.end, grant.valid_from, grant.valid_until)
-        || !within(request.start, request.end, programme.starts_at, programme.ends_at)
+    if !within(purchase.start, purchase.end, grant.valid_from, grant.valid_until)
+        || !within(purchase.start, purchase.end, programme.starts_at, programme.ends_at)
     {
         return Err(grant_problem("the order's hours are outside the grant's validity"));
     }
     programme
         .eligibility()
-        .check(&listing.gpu_model, &listing.region, listing.provider_org_id)
+        .check(purchase.gpu_model, purchase.region, purchase.provider_org_id)
         .map_err(grant_problem)?;
-    let org = crate::auth::store::org_by_id(conn, principal.org_id).await?;
-    let category = org.as_ref().and_then(|o| rate_category(o.category.as_deref(), o.category_confirmed));
-    let rate = rate_for(grant.rate, &programme.rates(), programme.default_rate, category);
-    let currency = programme.currency()?;
-    let codes = [
-        chart::subsidy_receivable_code(programme.id),
-        chart::grant_available_code(grant.id),
-        chart::grant_spent_code(grant.id),
-    ];
-    let [receivable, grant_available, grant_spent] = ledger_store::required_account_ids(conn, &codes, currency).await?;
-    Ok(Some(GrantContext { grant_id, rate, receivable, grant_available, grant_spent }))
+    let rate = rate_for(grant.rate, &programme.rates(), programme.default_rate, tenant_category);
+    Ok(GrantTerms { grant_id, programme_id: programme.id, rate, currency: programme.currency()? })
 }
 
-/// The terms a quote gets (read without locks: a quote reserves nothing).
+/// The category a tenant organisation's rate is chosen by, if any.
+pub fn category_of(org: Option<&crate::auth::store::OrgRow>) -> Option<String> {
+    org.and_then(|o| rate_category(o.category.as_deref(), o.category_confirmed)).map(str::to_string)
+}
+
+/// The terms a quote gets, and what the grant has left (read without locks:
+/// a quote reserves nothing). Orders read the rows in batches (`market::batch`).
 pub async fn quote_terms(
     conn: &mut AsyncPgConnection,
     principal: &Principal,
-    request: &Request,
-    listing: &ListingRow,
-) -> Result<Option<SubsidyTerms>, ApiError> {
-    let Some(context) = grant_context(conn, principal, request, listing).await? else { return Ok(None) };
-    let available = ledger_store::account_by_id(conn, context.grant_available)
+    purchase: &Purchase<'_>,
+) -> Result<(GrantTerms, Decimal), ApiError> {
+    let grant = find_grant(conn, purchase.grant_id).await?;
+    let programme = match &grant {
+        Some(g) if g.tenant_org_id == principal.org_id => find_programme(conn, g.programme_id).await?,
+        _ => None,
+    };
+    let org = crate::auth::store::org_by_id(conn, principal.org_id).await?;
+    let category = category_of(org.as_ref());
+    let terms = grant_terms(principal, purchase, grant.as_ref(), programme.as_ref(), category.as_deref())?;
+    let available = ledger_store::account_by_code(conn, &chart::grant_available_code(terms.grant_id), terms.currency)
         .await?
         .map(|a| a.balances().available(crate::ledger::model::NormalSide::Credit))
         .unwrap_or(Decimal::ZERO);
-    Ok(Some(SubsidyTerms { rate: context.rate, available }))
+    Ok((terms, available))
 }

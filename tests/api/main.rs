@@ -19,6 +19,7 @@ mod market;
 mod model;
 mod nul;
 mod operations;
+mod order_batches;
 mod order_hours;
 mod payouts;
 mod period_close;

@@ -1,0 +1,528 @@
+//! Placing orders, many at a time: the one order path.
+//!
+//! A batch of orders (one, from the demo; up to a few hundred, from the group
+//! commit in `batcher.rs`) is placed in the caller's transaction with a fixed
+//! number of statements, whatever its size: read every listing, grant,
+//! programme, tenant and account id once; lock every hour and every account
+//! the batch touches once, each set in ascending order; judge each order in
+//! turn in memory against what the orders before it took; write what was
+//! accepted in one statement per table. An order that is refused (a full hour,
+//! an empty wallet, a spent grant, bad input) is judged as if it had never been
+//! asked for and does not fail its neighbours.
+//!
+//! Locks are taken in the order listings → hours → accounts, and within each
+//! set by ascending key, as every other writer takes them, so batches of two
+//! processes cannot deadlock with each other or with a cancellation.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Int4, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::listings::{self, ListingRow};
+use super::orders::{self, OrderAccounts, OrderRow, OrderStatus, Request, SubsidyAccounts};
+use super::pricing::{Breakdown, SubsidyTerms};
+use crate::auth::Principal;
+use crate::db::schema::{accounts, grants, orders as orders_table, organisations, programmes};
+use crate::http::ApiError;
+use crate::ledger::model::{AccountState, EntryKind};
+use crate::ledger::store::{self as ledger_store, AppliedEntry, NewEntry};
+use crate::ledger::{LedgerError, chart};
+use crate::money::Currency;
+use crate::subsidy::programmes::{GrantRow, GrantTerms, ProgrammeRow, category_of, grant_terms};
+
+/// One tenant's order, as asked.
+#[derive(Debug, Clone)]
+pub struct OrderAsk {
+    pub principal: Principal,
+    pub request: Request,
+}
+
+/// The hours a batch touches, locked: each hour's capacity and what is reserved.
+#[derive(Debug, Default)]
+pub struct HourBook {
+    hours: BTreeMap<(Uuid, DateTime<Utc>), HourState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HourState {
+    capacity: i32,
+    reserved: i32,
+    changed: bool,
+    /// Made by this batch to be locked: removed again if nothing was taken.
+    made_here: bool,
+}
+
+fn each_hour(start: DateTime<Utc>, end: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> {
+    std::iter::successors(Some(start), |h| Some(*h + TimeDelta::hours(1))).take_while(move |h| *h < end)
+}
+
+impl HourBook {
+    pub fn insert(&mut self, listing: Uuid, hour: DateTime<Utc>, capacity: i32, reserved: i32) {
+        self.hours.insert((listing, hour), HourState { capacity, reserved, changed: false, made_here: false });
+    }
+
+    fn mark_made_here(&mut self, listing: Uuid, hour: DateTime<Utc>) {
+        if let Some(state) = self.hours.get_mut(&(listing, hour)) {
+            state.made_here = true;
+        }
+    }
+
+    /// Whether `gpus` are free in every hour of [`start`, `end`).
+    pub fn check(&self, listing: Uuid, start: DateTime<Utc>, end: DateTime<Utc>, gpus: i32) -> Result<(), ApiError> {
+        for hour in each_hour(start, end) {
+            let state = self.hours.get(&(listing, hour)).ok_or_else(|| {
+                ApiError::internal(LedgerError::Corrupt(format!("hour {hour} of listing {listing} was not locked")))
+            })?;
+            let wanted = state.reserved.checked_add(gpus).ok_or_else(orders::capacity_unavailable)?;
+            if wanted > state.capacity {
+                return Err(orders::capacity_unavailable());
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `gpus` of every hour of [`start`, `end`); `check` said they are free.
+    fn take(&mut self, listing: Uuid, start: DateTime<Utc>, end: DateTime<Utc>, gpus: i32) {
+        for hour in each_hour(start, end) {
+            if let Some(state) = self.hours.get_mut(&(listing, hour)) {
+                state.reserved += gpus;
+                state.changed = true;
+            }
+        }
+    }
+
+    /// The hours whose reservation changed, with what they now hold.
+    fn changes(&self) -> (Vec<Uuid>, Vec<DateTime<Utc>>, Vec<i32>) {
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        for ((listing, hour), state) in &self.hours {
+            if state.changed {
+                out.0.push(*listing);
+                out.1.push(*hour);
+                out.2.push(state.reserved);
+            }
+        }
+        out
+    }
+
+    /// The hours this batch made but no order took: a refused order leaves
+    /// nothing behind, not even an empty row.
+    fn unused(&self) -> (Vec<Uuid>, Vec<DateTime<Utc>>) {
+        self.hours
+            .iter()
+            .filter(|(_, s)| s.made_here && !s.changed)
+            .map(|((listing, hour), _)| (*listing, *hour))
+            .unzip()
+    }
+}
+
+/// An order that passed every check made before locks: its listing, hours
+/// and, with a grant, the grant's terms; and the ids of its accounts.
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    pub ask: &'a OrderAsk,
+    pub listing: &'a ListingRow,
+    pub currency: Currency,
+    pub grant: Option<GrantTerms>,
+    pub accounts: OrderAccounts,
+    pub subsidy: Option<SubsidyAccounts>,
+}
+
+/// What judging an accepted order produced: its row and its entry.
+#[derive(Debug)]
+pub struct Accepted {
+    pub order: OrderRow,
+    pub entry: AppliedEntry,
+}
+
+/// Judges one order against the hours and accounts as the orders before it
+/// in the batch left them, and takes what it needs only when every check
+/// passes. A plain function: the rules of an order, without a database.
+pub fn judge(
+    candidate: &Candidate<'_>,
+    hours: &mut HourBook,
+    book: &mut BTreeMap<Uuid, AccountState>,
+    fee_rate: Decimal,
+    now: DateTime<Utc>,
+) -> Result<Accepted, ApiError> {
+    let (ask, listing) = (candidate.ask, candidate.listing);
+    let request = &ask.request;
+    orders::check_request(request, listing, now)?;
+    hours.check(listing.id, request.start, request.end, request.gpus)?;
+    let terms = match (&candidate.grant, &candidate.subsidy) {
+        (Some(grant), Some(side)) => {
+            let available = book
+                .get(&side.grant_available)
+                .map(|a| a.balances.available(a.normal_side))
+                .ok_or_else(|| ApiError::internal(LedgerError::UnknownAccount(side.grant_available)))?;
+            Some(SubsidyTerms { rate: grant.rate, available })
+        }
+        _ => None,
+    };
+    let (hour_count, breakdown) = orders::quote(request, listing, fee_rate, terms, now)?;
+    let order_id = Uuid::now_v7();
+    let movements = orders::order_movements(&breakdown, &candidate.accounts, candidate.subsidy.as_ref());
+    if movements.is_empty() {
+        return Err(ApiError::invalid("gpus", "an order must cost something"));
+    }
+    let mut entry = NewEntry::new(EntryKind::Order, now, movements);
+    entry.actor = ask.principal.actor();
+    entry.memo = format!("order {order_id}: {} × {} for {hour_count} h", request.gpus, listing.gpu_model);
+    entry.metadata =
+        serde_json::json!({ "order_id": order_id, "listing_id": listing.id, "grant_id": request.grant_id });
+    let entry = ledger_store::apply_to_book(book, entry)?;
+    hours.take(listing.id, request.start, request.end, request.gpus);
+    let order = order_row(order_id, ask, listing, hour_count, &breakdown, entry.id, now)?;
+    Ok(Accepted { order, entry })
+}
+
+fn order_row(
+    id: Uuid,
+    ask: &OrderAsk,
+    listing: &ListingRow,
+    hours: i32,
+    breakdown: &Breakdown,
+    entry_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<OrderRow, ApiError> {
+    let request = &ask.request;
+    Ok(OrderRow {
+        id,
+        tenant_org_id: ask.principal.org_id,
+        placed_by: ask.principal.user_id,
+        listing_id: listing.id,
+        provider_org_id: listing.provider_org_id,
+        gpu_model: listing.gpu_model.clone(),
+        region: listing.region.clone(),
+        gpus: request.gpus,
+        start_at: request.start,
+        end_at: request.end,
+        hours,
+        currency: breakdown.currency.code().to_string(),
+        unit_price: breakdown.unit_price,
+        gpu_hours: i32::try_from(breakdown.gpu_hours).map_err(|_| ApiError::invalid("gpus", "too many GPU-hours"))?,
+        subtotal: breakdown.subtotal,
+        subsidy: breakdown.subsidy,
+        subsidy_rate: breakdown.subsidy_rate,
+        tenant_amount: breakdown.tenant_amount,
+        platform_fee: breakdown.platform_fee,
+        fee_rate: breakdown.fee_rate,
+        grant_id: if breakdown.subsidy > Decimal::ZERO { request.grant_id } else { None },
+        status: OrderStatus::Reserved.as_str().to_string(),
+        settled_hours: 0,
+        charged_hours: hours,
+        credited_gpu_hours: 0,
+        journal_entry_id: entry_id,
+        created_at: now,
+        cancelled_at: None,
+    })
+}
+
+fn sorted_unique<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort_unstable();
+    items.dedup();
+    items
+}
+
+/// Places `asks` in the caller's transaction: one answer per ask, in order.
+/// The outer error is the batch's own (the database failed); the caller then
+/// rolls back and may retry the asks one by one.
+pub async fn place_many(
+    conn: &mut AsyncPgConnection,
+    asks: &[OrderAsk],
+    fee_rate: Decimal,
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<OrderRow, ApiError>>, ApiError> {
+    let mut answers: Vec<Option<Result<OrderRow, ApiError>>> = asks.iter().map(|_| None).collect();
+
+    // Listings (shared locks: a listing's window and status hold till commit),
+    // grants, programmes and tenants, each read once.
+    let listing_ids = sorted_unique(asks.iter().map(|a| a.request.listing_id).collect());
+    let listing_rows: HashMap<Uuid, ListingRow> = crate::db::schema::listings::table
+        .filter(crate::db::schema::listings::id.eq_any(&listing_ids))
+        .order(crate::db::schema::listings::id)
+        .select(ListingRow::as_select())
+        .for_share()
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(|l| (l.id, l))
+        .collect();
+    let grant_ids = sorted_unique(asks.iter().filter_map(|a| a.request.grant_id).collect());
+    let (grant_rows, programme_rows, categories) =
+        if grant_ids.is_empty() { Default::default() } else { read_grant_rows(conn, &grant_ids, asks).await? };
+
+    // Checks that need no lock, and the codes of every account.
+    let mut candidates = Vec::with_capacity(asks.len());
+    let mut codes: Vec<(String, Currency)> = Vec::new();
+    for (i, ask) in asks.iter().enumerate() {
+        let listing = listing_rows
+            .get(&ask.request.listing_id)
+            .filter(|l| listings::visible_to(l, &ask.principal))
+            .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", ask.request.listing_id)));
+        let prepared = listing.and_then(|listing| {
+            let grant = match orders::purchase(&ask.request, listing) {
+                None => None,
+                Some(purchase) => {
+                    let grant = grant_rows.get(&purchase.grant_id);
+                    let programme = grant.and_then(|g| programme_rows.get(&g.programme_id));
+                    let category = categories.get(&ask.principal.org_id).and_then(Option::as_deref);
+                    Some(grant_terms(&ask.principal, &purchase, grant, programme, category)?)
+                }
+            };
+            orders::check_request(&ask.request, listing, now)?;
+            let currency: Currency = listing.currency.parse().map_err(|_| {
+                ApiError::internal(LedgerError::Corrupt(format!("listing {} has a bad currency", listing.id)))
+            })?;
+            Ok((listing, currency, grant))
+        });
+        match prepared {
+            Err(e) => answers[i] = Some(Err(e)),
+            Ok((listing, currency, grant)) => {
+                codes.push((chart::tenant_wallet_code(ask.principal.org_id), currency));
+                codes.push((chart::provider_payable_code(listing.provider_org_id), currency));
+                codes.push((chart::PLATFORM_FEES.to_string(), currency));
+                if let Some(g) = &grant {
+                    codes.extend(g.account_codes().into_iter().map(|c| (c, g.currency)));
+                }
+                candidates.push((i, listing, currency, grant));
+            }
+        }
+    }
+    let ids = account_ids(conn, codes).await?;
+    let id_of = |code: String, currency: Currency| {
+        ids.get(&(code.clone(), currency))
+            .copied()
+            .ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("account {code} {currency} is missing"))))
+    };
+    let mut ready: Vec<(usize, Candidate<'_>)> = Vec::with_capacity(candidates.len());
+    for (i, listing, currency, grant) in candidates {
+        let ask = &asks[i];
+        let accounts = (|| {
+            Ok::<_, ApiError>(OrderAccounts {
+                wallet: id_of(chart::tenant_wallet_code(ask.principal.org_id), currency)?,
+                payable: id_of(chart::provider_payable_code(listing.provider_org_id), currency)?,
+                fees: id_of(chart::PLATFORM_FEES.to_string(), currency)?,
+            })
+        })();
+        let subsidy = grant
+            .map(|g| {
+                let [receivable, available, spent] = g.account_codes();
+                Ok::<_, ApiError>(SubsidyAccounts {
+                    receivable: id_of(receivable, g.currency)?,
+                    grant_available: id_of(available, g.currency)?,
+                    grant_spent: id_of(spent, g.currency)?,
+                })
+            })
+            .transpose();
+        match (accounts, subsidy) {
+            (Ok(accounts), Ok(subsidy)) => {
+                ready.push((i, Candidate { ask, listing, currency, grant, accounts, subsidy }))
+            }
+            (Err(e), _) | (_, Err(e)) => answers[i] = Some(Err(e)),
+        }
+    }
+
+    // Locks: every hour, then every account, each set in ascending order.
+    let mut hours = lock_hours(conn, &ready).await?;
+    let mut account_ids: Vec<Uuid> = Vec::new();
+    for (_, c) in &ready {
+        account_ids.extend([c.accounts.wallet, c.accounts.payable]);
+        // Without a fee the fees account is not touched: do not queue on it.
+        if fee_rate > Decimal::ZERO {
+            account_ids.push(c.accounts.fees);
+        }
+        if let Some(s) = &c.subsidy {
+            account_ids.extend([s.receivable, s.grant_available, s.grant_spent]);
+        }
+    }
+    let mut book = ledger_store::lock_accounts(conn, &sorted_unique(account_ids)).await?;
+
+    // Judge each order in turn; write what was accepted.
+    let mut accepted = Vec::with_capacity(ready.len());
+    for (i, candidate) in &ready {
+        match judge(candidate, &mut hours, &mut book, fee_rate, now) {
+            Ok(a) => accepted.push((*i, a)),
+            Err(e) => answers[*i] = Some(Err(e)),
+        }
+    }
+    write_hours(conn, &hours).await?;
+    if !accepted.is_empty() {
+        let entries: Vec<AppliedEntry> = accepted.iter().map(|(_, a)| a.entry.clone()).collect();
+        ledger_store::write_entries(conn, &entries, &BTreeMap::new(), &book).await?;
+        let rows: Vec<&OrderRow> = accepted.iter().map(|(_, a)| &a.order).collect();
+        diesel::insert_into(orders_table::table).values(rows).execute(conn).await?;
+    }
+    for (i, a) in accepted {
+        answers[i] = Some(Ok(a.order));
+    }
+    answers
+        .into_iter()
+        .map(|a| a.ok_or_else(|| ApiError::internal(LedgerError::Corrupt("an order was not judged".into()))))
+        .collect()
+}
+
+type GrantRows = (HashMap<Uuid, GrantRow>, HashMap<Uuid, ProgrammeRow>, HashMap<Uuid, Option<String>>);
+
+/// The grants the asks name, their programmes, and the rate category of each
+/// tenant that names one. Read without locks, as a quote reads them: what a
+/// grant has left is read from its account once that is locked.
+async fn read_grant_rows(
+    conn: &mut AsyncPgConnection,
+    grant_ids: &[Uuid],
+    asks: &[OrderAsk],
+) -> Result<GrantRows, ApiError> {
+    let grant_rows: HashMap<Uuid, GrantRow> = grants::table
+        .filter(grants::id.eq_any(grant_ids))
+        .select(GrantRow::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(|g| (g.id, g))
+        .collect();
+    let programme_ids = sorted_unique(grant_rows.values().map(|g| g.programme_id).collect());
+    let programme_rows: HashMap<Uuid, ProgrammeRow> = programmes::table
+        .filter(programmes::id.eq_any(&programme_ids))
+        .select(ProgrammeRow::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    let tenants =
+        sorted_unique(asks.iter().filter(|a| a.request.grant_id.is_some()).map(|a| a.principal.org_id).collect());
+    let categories = organisations::table
+        .filter(organisations::id.eq_any(&tenants))
+        .select(crate::auth::store::OrgRow::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, category_of(Some(&o))))
+        .collect();
+    Ok((grant_rows, programme_rows, categories))
+}
+
+/// The ids of accounts by code and currency, in one query. Every such account
+/// is created with its owner, so a missing one means damaged data.
+async fn account_ids(
+    conn: &mut AsyncPgConnection,
+    wanted: Vec<(String, Currency)>,
+) -> Result<HashMap<(String, Currency), Uuid>, ApiError> {
+    let wanted = sorted_unique(wanted.into_iter().map(|(code, c)| (code, c.code().to_string())).collect());
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let codes: Vec<&str> = wanted.iter().map(|(code, _)| code.as_str()).collect();
+    let currencies = sorted_unique(wanted.iter().map(|(_, c)| c.as_str()).collect());
+    let rows: Vec<(String, String, Uuid)> = accounts::table
+        .filter(accounts::code.eq_any(codes))
+        .filter(accounts::currency.eq_any(currencies))
+        .select((accounts::code, accounts::currency, accounts::id))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(code, currency, id)| currency.parse::<Currency>().ok().map(|c| ((code, c), id)))
+        .collect())
+}
+
+/// Makes sure every hour the candidates ask for has its row, then locks them
+/// all in (listing, hour) order and reads them.
+async fn lock_hours(conn: &mut AsyncPgConnection, ready: &[(usize, Candidate<'_>)]) -> Result<HourBook, ApiError> {
+    let mut book = HourBook::default();
+    if ready.is_empty() {
+        return Ok(book);
+    }
+    let listing_ids: Vec<Uuid> = ready.iter().map(|(_, c)| c.listing.id).collect();
+    let capacities: Vec<i32> = ready.iter().map(|(_, c)| c.listing.gpus).collect();
+    let starts: Vec<DateTime<Utc>> = ready.iter().map(|(_, c)| c.ask.request.start).collect();
+    let ends: Vec<DateTime<Utc>> = ready.iter().map(|(_, c)| c.ask.request.end).collect();
+    #[derive(QueryableByName)]
+    struct Made {
+        #[diesel(sql_type = SqlUuid)]
+        listing_id: Uuid,
+        #[diesel(sql_type = Timestamptz)]
+        hour: DateTime<Utc>,
+    }
+    let made: Vec<Made> = diesel::sql_query(
+        "INSERT INTO listing_hours (listing_id, hour, capacity, reserved) \
+         SELECT w.listing_id, h, w.capacity, 0 \
+         FROM unnest($1::uuid[], $2::int4[], $3::timestamptz[], $4::timestamptz[]) AS w(listing_id, capacity, s, e) \
+              CROSS JOIN LATERAL generate_series(w.s, w.e - interval '1 hour', interval '1 hour') AS h \
+         ORDER BY 1, 2 \
+         ON CONFLICT (listing_id, hour) DO NOTHING \
+         RETURNING listing_id, hour",
+    )
+    .bind::<Array<SqlUuid>, _>(&listing_ids)
+    .bind::<Array<Int4>, _>(&capacities)
+    .bind::<Array<Timestamptz>, _>(&starts)
+    .bind::<Array<Timestamptz>, _>(&ends)
+    .load(conn)
+    .await?;
+    #[derive(QueryableByName)]
+    struct Hour {
+        #[diesel(sql_type = SqlUuid)]
+        listing_id: Uuid,
+        #[diesel(sql_type = Timestamptz)]
+        hour: DateTime<Utc>,
+        #[diesel(sql_type = Int4)]
+        capacity: i32,
+        #[diesel(sql_type = Int4)]
+        reserved: i32,
+    }
+    let rows: Vec<Hour> = diesel::sql_query(
+        "SELECT h.listing_id, h.hour, h.capacity, h.reserved FROM listing_hours h \
+         WHERE EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(listing_id, s, e) \
+                       WHERE h.listing_id = w.listing_id AND h.hour >= w.s AND h.hour < w.e) \
+         ORDER BY h.listing_id, h.hour \
+         FOR UPDATE",
+    )
+    .bind::<Array<SqlUuid>, _>(&listing_ids)
+    .bind::<Array<Timestamptz>, _>(&starts)
+    .bind::<Array<Timestamptz>, _>(&ends)
+    .load(conn)
+    .await?;
+    for r in rows {
+        book.insert(r.listing_id, r.hour, r.capacity, r.reserved);
+    }
+    for m in made {
+        book.mark_made_here(m.listing_id, m.hour);
+    }
+    Ok(book)
+}
+
+/// Writes every hour whose reservation changed, in one statement, and removes
+/// the rows this batch made that no order took. The database's own check
+/// (`listing_hours_within_capacity`) stays the last word.
+async fn write_hours(conn: &mut AsyncPgConnection, hours: &HourBook) -> Result<(), ApiError> {
+    let (unused_listings, unused_hours) = hours.unused();
+    if !unused_listings.is_empty() {
+        diesel::sql_query(
+            "DELETE FROM listing_hours AS t USING unnest($1::uuid[], $2::timestamptz[]) AS v(listing_id, hour) \
+             WHERE t.listing_id = v.listing_id AND t.hour = v.hour",
+        )
+        .bind::<Array<SqlUuid>, _>(unused_listings)
+        .bind::<Array<Timestamptz>, _>(unused_hours)
+        .execute(conn)
+        .await?;
+    }
+    let (listing_ids, hour_starts, reserved) = hours.changes();
+    if listing_ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "UPDATE listing_hours AS t SET reserved = v.reserved \
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::int4[]) AS v(listing_id, hour, reserved) \
+         WHERE t.listing_id = v.listing_id AND t.hour = v.hour",
+    )
+    .bind::<Array<SqlUuid>, _>(listing_ids)
+    .bind::<Array<Timestamptz>, _>(hour_starts)
+    .bind::<Array<Int4>, _>(reserved)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

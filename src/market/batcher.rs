@@ -1,0 +1,208 @@
+//! The order group commit: concurrent `POST /v1/orders` gathered for a moment
+//! and placed in one transaction.
+//!
+//! Every order of a programme touches the programme's subsidy receivable, and
+//! every order of a provider its payable: placed one transaction each, they
+//! queue on those rows, each holding the lock through its commit. Gathered,
+//! a batch locks each row once and one commit (one fsync) carries them all.
+//! Each order is still judged on its own (`batch::judge`): a refused order
+//! does not fail its neighbours, and each client is answered only once the
+//! batch's transaction — the orders, their postings, audit records and stored
+//! idempotent answers — has committed.
+//!
+//! One batcher runs on each of the server's worker threads; batches of two
+//! workers or two processes take their locks in one order (see `batch.rs`).
+
+use std::collections::{HashSet, VecDeque};
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use diesel_async::AsyncPgConnection;
+use rust_decimal::Decimal;
+use tokio::sync::{mpsc, oneshot};
+
+use super::batch::{self, OrderAsk};
+use super::charged;
+use super::routes::order_view;
+use crate::clock::Clock;
+use crate::config::OrderBatchLimits;
+use crate::db::DbPool;
+use crate::http::ApiError;
+use crate::http::idempotency::{self, BatchedWrite, Outcome};
+
+struct Job {
+    ask: OrderAsk,
+    write: BatchedWrite,
+    reply: oneshot::Sender<Result<Outcome, ApiError>>,
+}
+
+/// A handle on this worker's batcher.
+#[derive(Clone)]
+pub struct OrderBatcher {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// What a batch runs with.
+#[derive(Clone)]
+struct Batching {
+    pool: DbPool,
+    clock: Clock,
+    fee_rate: Decimal,
+    limits: OrderBatchLimits,
+}
+
+impl OrderBatcher {
+    /// Starts a batcher on the current thread's runtime (an actix worker's).
+    pub fn start(pool: DbPool, clock: Clock, fee_rate: Decimal, limits: OrderBatchLimits) -> Self {
+        // A bounded queue: when the database falls behind, requests wait here
+        // (and in the pool) instead of piling up without end.
+        let (jobs, queue) = mpsc::channel(limits.max_orders.saturating_mul(4));
+        actix_web::rt::spawn(run(queue, Batching { pool, clock, fee_rate, limits }));
+        OrderBatcher { jobs }
+    }
+
+    /// Places one order with whichever others arrive with it; answers as
+    /// `POST /v1/orders` does.
+    pub async fn place(&self, ask: OrderAsk, write: BatchedWrite) -> Result<HttpResponse, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { ask, write, reply }).await.map_err(|_| stopped())?;
+        let outcome = answer.await.map_err(|_| stopped())??;
+        Ok(idempotency::respond(outcome))
+    }
+}
+
+fn stopped() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service is shutting down; retry")
+}
+
+async fn run(mut queue: mpsc::Receiver<Job>, batching: Batching) {
+    // A repeat of a key already in the batch waits for the next one, where it
+    // finds the first's stored answer.
+    let mut deferred: VecDeque<Job> = VecDeque::new();
+    loop {
+        let mut jobs: Vec<Job> = deferred.drain(..).collect();
+        if jobs.is_empty() {
+            match queue.recv().await {
+                Some(job) => jobs.push(job),
+                None => return,
+            }
+        }
+        gather(&mut queue, &mut jobs, batching.limits).await;
+        let mut keys = HashSet::new();
+        let (now, later): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|j| j.write.scoped_key().is_none_or(|k| keys.insert(k)));
+        deferred.extend(later);
+        answer(&batching, now).await;
+    }
+}
+
+/// Adds what is queued, then waits up to the window for more while the
+/// batch has room.
+async fn gather(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, limits: OrderBatchLimits) {
+    let deadline = tokio::time::Instant::now() + limits.window;
+    while jobs.len() < limits.max_orders {
+        match queue.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) if limits.window.is_zero() => return,
+            Err(_) => match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(job)) => jobs.push(job),
+                Ok(None) | Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Runs a batch and answers each client. A batch that fails before its
+/// commit (a damaged row, a lost connection) is rolled back and its orders are
+/// retried one by one, so that one order's trouble cannot fail its neighbours;
+/// a failed commit is not retried, since it may have committed after all.
+async fn answer(batching: &Batching, jobs: Vec<Job>) {
+    match run_batch(batching, &jobs).await {
+        Ok(answers) => {
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                // A client that went away is not waiting for its answer.
+                let _ = job.reply.send(answer);
+            }
+        }
+        Err(BatchFailure::BeforeCommit(error)) if jobs.len() > 1 => {
+            tracing::warn!(orders = jobs.len(), error = %error.detail, "order batch failed; placing its orders one by one");
+            for job in jobs {
+                let answer = match run_batch(batching, std::slice::from_ref(&job)).await {
+                    Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(stopped())),
+                    Err(BatchFailure::BeforeCommit(e) | BatchFailure::Commit(e)) => Err(e),
+                };
+                let _ = job.reply.send(answer);
+            }
+        }
+        Err(BatchFailure::BeforeCommit(error) | BatchFailure::Commit(error)) => {
+            // The first client gets the error with its source (logged when
+            // answered); the others the same answer.
+            let mut jobs = jobs.into_iter();
+            let first = jobs.next();
+            for job in jobs {
+                let _ = job.reply.send(Err(error.clone_public()));
+            }
+            if let Some(first) = first {
+                let _ = first.reply.send(Err(error));
+            }
+        }
+    }
+}
+
+enum BatchFailure {
+    BeforeCommit(ApiError),
+    Commit(ApiError),
+}
+
+impl From<diesel::result::Error> for BatchFailure {
+    // The only diesel errors that reach `transaction` unwrapped are its own:
+    // BEGIN, COMMIT and ROLLBACK.
+    fn from(e: diesel::result::Error) -> Self {
+        BatchFailure::Commit(ApiError::from(e))
+    }
+}
+
+/// One transaction: replays and refusals of keys seen before, the orders,
+/// and for each order placed its audit record and stored answer.
+async fn run_batch(batching: &Batching, jobs: &[Job]) -> Result<Vec<Result<Outcome, ApiError>>, BatchFailure> {
+    let mut conn = batching.pool.get().await.map_err(|e| BatchFailure::BeforeCommit(e.into()))?;
+    crate::db::transaction(&mut conn, async |conn: &mut AsyncPgConnection| {
+        place_and_record(batching, conn, jobs).await.map_err(BatchFailure::BeforeCommit)
+    })
+    .await
+}
+
+async fn place_and_record(
+    batching: &Batching,
+    conn: &mut AsyncPgConnection,
+    jobs: &[Job],
+) -> Result<Vec<Result<Outcome, ApiError>>, ApiError> {
+    let now = batching.clock.now(conn).await?;
+    let writes: Vec<&BatchedWrite> = jobs.iter().map(|j| &j.write).collect();
+    let mut answers = idempotency::lock_and_find_many(conn, &writes).await?;
+    let fresh: Vec<usize> = (0..jobs.len()).filter(|&i| answers[i].is_none()).collect();
+    let asks: Vec<OrderAsk> = fresh.iter().map(|&i| jobs[i].ask.clone()).collect();
+    let placed = batch::place_many(conn, &asks, batching.fee_rate, now).await?;
+    let mut bodies = Vec::with_capacity(fresh.len());
+    for (&i, result) in fresh.iter().zip(placed) {
+        match result {
+            Ok(order) => {
+                let id = order.id;
+                let figures = charged::when_placed(&order)?;
+                let body = serde_json::to_string(&order_view(order, now, &figures)?).map_err(ApiError::internal)?;
+                bodies.push((i, body, id));
+            }
+            Err(e) => answers[i] = Some(Err(e)),
+        }
+    }
+    let records: Vec<_> =
+        bodies.iter().map(|(i, body, id)| (&jobs[*i].write, StatusCode::CREATED, body.as_str(), Some(*id))).collect();
+    idempotency::record_many(conn, &records).await?;
+    for (i, body, _) in bodies {
+        answers[i] = Some(Ok(Outcome::Fresh(StatusCode::CREATED, body)));
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(ApiError::internal(std::io::Error::other("an order went unanswered")))))
+        .collect())
+}
