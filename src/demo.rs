@@ -3,7 +3,10 @@
 //! serves it. A 2026 KRW programme (80% for SMEs, 90% for universities),
 //! a dozen grants, five providers with H100/H200/A100 listings, twenty tenants
 //! with deposits, a few hundred orders over three simulated weeks with
-//! cancellations and an outage, a claim with a partial payment, and payouts.
+//! cancellations and an outage, a claim settled from the programme's advance
+//! (two tranches, 70% and 30%), and payouts. Then the programme office's
+//! books: last fiscal year's pilot settled and its refund paid, a bank
+//! statement imported and matched, and the ended months closed.
 
 use std::collections::BTreeMap;
 
@@ -21,18 +24,22 @@ use crate::auth::{Principal, Role, password, store as auth_store};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::{self, DbPool};
+use crate::finance::bank::ImportResult;
 use crate::finance::deposits::DepositView;
 use crate::finance::payouts::PayoutView;
 use crate::http::ApiError;
 use crate::ledger::model::Actor;
+use crate::ledger::periods::ClosedPeriod;
 use crate::market::listings::{self, ListingInsert, ListingRow};
 use crate::market::orders::{OrderRow, Request};
 use crate::market::routes::{NewOutage, OutageView, place_order, record_outage};
 use crate::market::settlement;
 use crate::money::Currency;
+use crate::subsidy::advances::AdvanceView;
 use crate::subsidy::claims::ClaimRow;
 use crate::subsidy::programmes::{self, GrantRow, NewGrant, NewProgramme, ProgrammeRow};
 use crate::subsidy::rules::Eligibility;
+use crate::subsidy::year_end::{RefundView, SettlementOutcome};
 
 pub const FINANCE_EMAIL: &str = "finance@gpuhour.demo";
 pub const TENANT_EMAIL: &str = "lab@snu.demo";
@@ -204,6 +211,25 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     )
     .await
     .map_err(api)?;
+    // The ministry advances 70% of the budget as the programme starts.
+    let first_tranche = Decimal::from(FIRST_TRANCHE);
+    advance(&mut conn, programme.id, first_tranche, FIRST_TRANCHE_REFERENCE, start, finance_actor, start)
+        .await
+        .map_err(api)?;
+    // Last fiscal year's pilot: 80% of its budget advanced when it began, its vouchers never used.
+    let pilot = previous_year_programme(&mut conn, start, finance_actor).await.map_err(api)?;
+    let received_at = pilot.starts_at + Duration::days(1);
+    advance(
+        &mut conn,
+        pilot.id,
+        Decimal::from(PILOT_ADVANCE),
+        PILOT_ADVANCE_REFERENCE,
+        received_at,
+        finance_actor,
+        start,
+    )
+    .await
+    .map_err(api)?;
     let mut grants = BTreeMap::new();
     for (org, _, _) in tenants.iter().take(12) {
         let new_grant = NewGrant {
@@ -315,6 +341,13 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
         )
         .await
         .map_err(api)?;
+        if day == 14 {
+            // The second tranche, the remaining 30%.
+            let amount = Decimal::from(SECOND_TRANCHE);
+            advance(&mut conn, programme.id, amount, SECOND_TRANCHE_REFERENCE, now, finance_actor, now)
+                .await
+                .map_err(api)?;
+        }
         // Each order settles in its own transaction; the run is audited once, as the handler does.
         settlement::settle_all(pool, clock).await.map_err(api)?;
         let run = "/v1/settlements/run";
@@ -373,8 +406,9 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     )
     .await
     .map_err(api)?;
+    // Submitting it applies the advance received: nothing of it waits for cash.
     let path = format!("/v1/claims/{}/submit", claim.id);
-    let claim = write(
+    write(
         &mut conn,
         "/v1/claims/{id}/submit",
         path,
@@ -385,24 +419,6 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     )
     .await
     .map_err(api)?;
-    let partial = (claim.amount * Decimal::new(7, 1)).floor();
-    if partial > Decimal::ZERO {
-        let path = format!("/v1/claims/{}/payments", claim.id);
-        write(
-            &mut conn,
-            "/v1/claims/{id}/payments",
-            path,
-            finance_actor,
-            201,
-            |c: &ClaimRow| Some(c.id),
-            async |c| {
-                let reference = "MSIT-2026-0001".to_string();
-                crate::subsidy::claims::pay(c, claim.id, partial, reference, false, finance_actor, now).await
-            },
-        )
-        .await
-        .map_err(api)?;
-    }
     for (org, _) in &providers {
         // Providers are paid from cash received: most of what they may be paid now.
         let payable_now = crate::finance::payouts::current_position(&mut conn, org.id, Currency::Krw, Decimal::ZERO)
@@ -438,7 +454,223 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
             .map_err(api)?;
         }
     }
+    settle_the_pilot(&mut conn, pilot.id, finance_actor, now).await.map_err(api)?;
+    import_the_bank_statement(&mut conn, settings, start, finance_actor, now).await.map_err(api)?;
+    close_the_ended_months(&mut conn, settings, finance_actor, now).await.map_err(api)?;
     Ok(Logins { seeded: true, ..logins })
+}
+
+/// The current programme's tranches: 70% as it starts, 30% two weeks later.
+pub const FIRST_TRANCHE: i64 = 3_500_000_000;
+pub const FIRST_TRANCHE_REFERENCE: &str = "MSIT-2026-ADV-1";
+pub const SECOND_TRANCHE: i64 = 1_500_000_000;
+pub const SECOND_TRANCHE_REFERENCE: &str = "MSIT-2026-ADV-2";
+/// Last fiscal year's pilot: its budget, the advance it received, and its refund.
+pub const PILOT_NAME: &str = "2025 AI Compute Voucher (pilot)";
+pub const PILOT_BUDGET: i64 = 300_000_000;
+pub const PILOT_ADVANCE: i64 = 240_000_000;
+pub const PILOT_ADVANCE_REFERENCE: &str = "MSIT-2025-ADV-1";
+pub const PILOT_REFUND_REFERENCE: &str = "MSIT-2025-REFUND";
+
+/// The bank statement of the demo's weeks (docs/examples/bank-statement.csv).
+/// It was written for a demo starting on [`STATEMENT_FIRST_DAY`]; the demo
+/// moves every date by whole days onto its own calendar, so that each line
+/// falls on the day its money moved (the sandbox clock starts at the hour the
+/// demo is first run).
+pub const BANK_STATEMENT: &[u8] = include_bytes!("../docs/examples/bank-statement.csv");
+pub const STATEMENT_FIRST_DAY: chrono::NaiveDate = match chrono::NaiveDate::from_ymd_opt(2026, 12, 1) {
+    Some(day) => day,
+    None => panic!("a valid date"),
+};
+
+/// A tranche received, as `POST /v1/programmes/{id}/advances` records it.
+async fn advance(
+    conn: &mut AsyncPgConnection,
+    programme_id: Uuid,
+    amount: Decimal,
+    reference: &str,
+    received_at: DateTime<Utc>,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<AdvanceView, ApiError> {
+    let path = format!("/v1/programmes/{programme_id}/advances");
+    write(
+        conn,
+        "/v1/programmes/{id}/advances",
+        path,
+        actor,
+        201,
+        |a: &AdvanceView| Some(a.id),
+        async |c| {
+            crate::subsidy::advances::record(c, programme_id, amount, reference.into(), received_at, actor, now).await
+        },
+    )
+    .await
+}
+
+/// Last fiscal year's programme: it ran the year before the demo and ended the day before it.
+async fn previous_year_programme(
+    conn: &mut AsyncPgConnection,
+    start: DateTime<Utc>,
+    actor: Actor,
+) -> Result<ProgrammeRow, ApiError> {
+    let pilot = NewProgramme {
+        name: PILOT_NAME.into(),
+        sponsor: "Ministry of Science and ICT".into(),
+        fiscal_year: 2025,
+        currency: Currency::Krw,
+        budget: Decimal::from(PILOT_BUDGET),
+        starts_at: start - Duration::days(366),
+        ends_at: start - Duration::days(1),
+        default_rate: Decimal::new(7, 1),
+        rates_by_category: BTreeMap::new(),
+        eligibility: Eligibility::default(),
+    };
+    write(
+        conn,
+        "/v1/programmes",
+        "/v1/programmes".into(),
+        actor,
+        201,
+        |p: &ProgrammeRow| Some(p.id),
+        async |c| programmes::create_programme(c, pilot, actor, start).await,
+    )
+    .await
+}
+
+/// The pilot is settled (정산): its unused advance becomes a refund due, which
+/// the operator then pays back to the ministry.
+async fn settle_the_pilot(
+    conn: &mut AsyncPgConnection,
+    pilot: Uuid,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<RefundView, ApiError> {
+    let path = format!("/v1/programmes/{pilot}/settle");
+    write(
+        conn,
+        "/v1/programmes/{id}/settle",
+        path,
+        actor,
+        200,
+        |_: &SettlementOutcome| Some(pilot),
+        async |c| crate::subsidy::year_end::settle(c, pilot, actor, now).await,
+    )
+    .await?;
+    let path = format!("/v1/programmes/{pilot}/refunds");
+    write(
+        conn,
+        "/v1/programmes/{id}/refunds",
+        path,
+        actor,
+        201,
+        |r: &RefundView| Some(r.id),
+        async |c| {
+            let amount = Decimal::from(PILOT_ADVANCE);
+            crate::subsidy::year_end::refund(c, pilot, amount, PILOT_REFUND_REFERENCE.into(), actor, now).await
+        },
+    )
+    .await
+}
+
+/// The day `at` falls on in the programme office's zone.
+async fn local_day(conn: &mut AsyncPgConnection, at: DateTime<Utc>, zone: &str) -> Result<chrono::NaiveDate, ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Day {
+        #[diesel(sql_type = diesel::sql_types::Date)]
+        day: chrono::NaiveDate,
+    }
+    let row: Day = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT ($1::timestamptz AT TIME ZONE $2)::date AS day")
+            .bind::<diesel::sql_types::Timestamptz, _>(at)
+            .bind::<diesel::sql_types::Text, _>(zone),
+        conn,
+    )
+    .await?;
+    Ok(row.day)
+}
+
+/// The statement file imported as `POST /v1/bank-statements` imports it, its
+/// dates moved onto the demo's calendar.
+async fn import_the_bank_statement(
+    conn: &mut AsyncPgConnection,
+    settings: &Settings,
+    start: DateTime<Utc>,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<ImportResult, ApiError> {
+    let columns = crate::finance::bank::Columns {
+        date_column: None,
+        amount_column: None,
+        currency_column: None,
+        counterparty_column: None,
+        reference_column: None,
+        bank_ref_column: None,
+    };
+    let mut lines = crate::finance::bank::parse_statement(BANK_STATEMENT, &columns)?;
+    let shift = local_day(conn, start, &settings.time_zone).await? - STATEMENT_FIRST_DAY;
+    for line in &mut lines {
+        line.date += shift;
+    }
+    let (zone, days) = (settings.time_zone.clone(), settings.bank_match_days);
+    let route = "/v1/bank-statements";
+    write(
+        conn,
+        route,
+        route.into(),
+        actor,
+        201,
+        |r: &ImportResult| Some(r.statement_id),
+        async |c| crate::finance::bank::import(c, lines, &zone, days, actor, now).await,
+    )
+    .await
+}
+
+/// Closes, in order, every month that has ended since the ledger's first entry
+/// (the pilot's advance, a year back), as `POST /v1/periods/{period}/close` does.
+async fn close_the_ended_months(
+    conn: &mut AsyncPgConnection,
+    settings: &Settings,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, ApiError> {
+    use crate::subsidy::routes::{month_bounds, month_days};
+    #[derive(diesel::QueryableByName)]
+    struct First {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Date>)]
+        day: Option<chrono::NaiveDate>,
+    }
+    let zone = settings.time_zone.as_str();
+    let first: First = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT (min(effective_at) AT TIME ZONE $1)::date AS day FROM postings")
+            .bind::<diesel::sql_types::Text, _>(zone),
+        conn,
+    )
+    .await?;
+    let mut closed = Vec::new();
+    let Some(first) = first.day else { return Ok(closed) };
+    let mut month = first.format("%Y-%m").to_string();
+    while let Some(days) = month_days(&month) {
+        let bounds = month_bounds(conn, days, zone).await?;
+        if bounds.1 > now {
+            break;
+        }
+        let path = format!("/v1/periods/{month}/close");
+        let period = month.clone();
+        write(
+            conn,
+            "/v1/periods/{period}/close",
+            path,
+            actor,
+            201,
+            |_: &ClosedPeriod| None,
+            async |c| Ok(crate::ledger::periods::close(c, &period, bounds, zone, actor.user_id, now).await?),
+        )
+        .await?;
+        closed.push(month);
+        month = days.1.format("%Y-%m").to_string();
+    }
+    Ok(closed)
 }
 
 /// The demo market's funding mix in one line, from the funding report itself

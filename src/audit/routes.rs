@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{AuditFilter, AuditRow};
 use crate::auth::Principal;
+use crate::finance::spreadsheet::{self, Cell, Format, Sheet};
 use crate::http::ApiError;
 use crate::http::extract::{Query, check_period};
 use crate::http::pagination::{self, Page, decode_cursor};
@@ -62,12 +63,17 @@ pub struct AuditQuery {
     pub to: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+    /// `json` (default), `csv` or `xlsx`: the same page as a sheet.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
 }
 
 /// Who wrote what, newest first. Roles: finance, admin.
 #[utoipa::path(tag = "audit", params(AuditQuery), security(("bearer" = [])), responses(
-    (status = 200, body = inline(Page<AuditEntry>)),
+    (status = 200, body = inline(Page<AuditEntry>),
+        description = "JSON, or with `format=csv|xlsx` the page as a download named `audit-log.csv|xlsx`"),
     (status = 403, body = crate::http::problem::Problem),
+    (status = 422, body = crate::http::problem::Problem),
 ))]
 #[get("/v1/audit-log")]
 pub async fn audit_log(
@@ -89,5 +95,49 @@ pub async fn audit_log(
     };
     let mut conn = state.pool.get().await?;
     let rows = super::list(&mut conn, &filter, before, limit + 1).await?;
-    Ok(HttpResponse::Ok().json(pagination::page(rows, limit, |r| r.seq, AuditEntry::from)))
+    let page = pagination::page(rows, limit, |r| r.seq, AuditEntry::from);
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &page, "audit-log", || Ok(vec![audit_sheet(&page.data, &filter, now)]))
+}
+
+/// The page as one sheet: a row per record, and a totals row counting them.
+fn audit_sheet(entries: &[AuditEntry], filter: &AuditFilter, now: DateTime<Utc>) -> Sheet {
+    let mut parameters = Vec::new();
+    let mut named = |name: &'static str, value: Option<String>| {
+        if let Some(v) = value {
+            parameters.push((name, v));
+        }
+    };
+    named("user_id", filter.user_id.map(|v| v.to_string()));
+    named("org_id", filter.org_id.map(|v| v.to_string()));
+    named("route", filter.route.clone());
+    named("resource_id", filter.resource_id.map(|v| v.to_string()));
+    named("from", filter.from.map(|v| v.to_rfc3339()));
+    named("to", filter.to.map(|v| v.to_rfc3339()));
+    let text = |v: Option<String>| v.map_or(Cell::Empty, Cell::Text);
+    Sheet {
+        name: "Audit log".into(),
+        header: spreadsheet::header_block("audit log (newest first, one page)", now, filter.to, parameters),
+        columns: ["at", "method", "route", "path", "status", "user_id", "org_id", "resource_id", "request_id", "id"]
+            .map(String::from)
+            .to_vec(),
+        rows: entries
+            .iter()
+            .map(|e| {
+                vec![
+                    Cell::text(e.at.to_rfc3339()),
+                    Cell::text(&e.method),
+                    Cell::text(&e.route),
+                    Cell::text(&e.path),
+                    Cell::Integer(i64::from(e.status)),
+                    text(e.user_id.map(|v| v.to_string())),
+                    text(e.org_id.map(|v| v.to_string())),
+                    text(e.resource_id.map(|v| v.to_string())),
+                    text(e.request_id.clone()),
+                    Cell::text(e.id.to_string()),
+                ]
+            })
+            .collect(),
+        totals: Some(vec![Cell::text("records"), Cell::Integer(entries.len() as i64)]),
+    }
 }

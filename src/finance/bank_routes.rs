@@ -174,7 +174,9 @@ pub struct ReconciliationQuery {
 /// The bank statement balance beside `assets:bank`, with every reconciling item;
 /// `reconciled: true` when they agree with nothing unexplained.
 #[utoipa::path(tag = "reports", params(ReconciliationQuery), security(("bearer" = [])), responses(
-    (status = 200, body = Reconciliation),
+    (status = 200, body = Reconciliation,
+        description = "JSON, or with `format=csv|xlsx` a download named `bank-reconciliation.csv|xlsx`"),
+    (status = 422, body = Problem),
 ))]
 #[get("/v1/reports/bank-reconciliation")]
 pub async fn reconciliation(
@@ -190,24 +192,20 @@ pub async fn reconciliation(
     };
     let currency = q.currency.unwrap_or(Currency::Krw);
     let report = bank::reconciliation(&mut conn, as_of, currency, &state.settings.time_zone).await?;
-    match q.format.unwrap_or(Format::Json) {
-        Format::Json => Ok(HttpResponse::Ok().json(report)),
-        format => spreadsheet::download(format, "bank-reconciliation", &reconciliation_sheets(&report, currency)),
-    }
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &report, "bank-reconciliation", || reconciliation_sheets(&report, currency, now))
 }
 
-fn reconciliation_sheets(r: &Reconciliation, c: Currency) -> Vec<Sheet> {
-    let header = vec![
-        ("report".to_string(), "bank reconciliation".to_string()),
-        ("as of".into(), r.as_of.to_rfc3339()),
-        ("currency".into(), c.code().into()),
-        ("reconciled".into(), r.reconciled.to_string()),
-    ];
-    let lines_total: rust_decimal::Decimal =
-        r.unmatched_lines.iter().filter_map(|l| l.amount.parse::<rust_decimal::Decimal>().ok()).sum();
-    let entries_total: rust_decimal::Decimal =
-        r.unmatched_entries.iter().filter_map(|e| e.amount.parse::<rust_decimal::Decimal>().ok()).sum();
-    vec![
+fn reconciliation_sheets(r: &Reconciliation, c: Currency, now: DateTime<Utc>) -> Result<Vec<Sheet>, ApiError> {
+    let header = spreadsheet::header_block(
+        "bank reconciliation",
+        now,
+        Some(r.as_of),
+        vec![("currency", c.code().into()), ("reconciled", r.reconciled.to_string())],
+    );
+    let lines_total = spreadsheet::sum_amounts(r.unmatched_lines.iter().map(|l| l.amount.as_str()))?;
+    let entries_total = spreadsheet::sum_amounts(r.unmatched_entries.iter().map(|e| e.amount.as_str()))?;
+    Ok(vec![
         Sheet {
             name: "Reconciliation".into(),
             header: header.clone(),
@@ -277,7 +275,7 @@ fn reconciliation_sheets(r: &Reconciliation, c: Currency) -> Vec<Sheet> {
                 Cell::Amount(entries_total, c),
             ]),
         },
-    ]
+    ])
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

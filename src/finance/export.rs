@@ -14,6 +14,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::spreadsheet::{Cell, csv_table};
 use crate::auth::Principal;
 use crate::http::ApiError;
 use crate::http::extract::{Query, check_period};
@@ -120,32 +121,41 @@ pub fn hledger(rows: &[ExportRow]) -> String {
     out
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
-}
-
-/// CSV: one row per posting.
+/// CSV: one row per posting, built by `spreadsheet::csv_table`.
 pub fn csv(rows: &[ExportRow]) -> String {
-    let mut out = String::from(
-        "entry_id,entry_kind,effective_at,posting_id,debit_account,credit_account,amount,currency,memo,reference\n",
-    );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{}",
-            r.entry_id,
-            r.entry_kind,
-            r.effective_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            r.posting_id,
-            csv_field(&r.debit_code),
-            csv_field(&r.credit_code),
-            amount_text(r.amount, &r.currency),
-            r.currency,
-            csv_field(&r.memo),
-            csv_field(r.reference.as_deref().unwrap_or("")),
-        );
-    }
-    out
+    let columns = [
+        "entry_id",
+        "entry_kind",
+        "effective_at",
+        "posting_id",
+        "debit_account",
+        "credit_account",
+        "amount",
+        "currency",
+        "memo",
+        "reference",
+    ];
+    csv_table(
+        &columns,
+        rows.iter().map(|r| {
+            let amount = match r.currency.parse::<Currency>() {
+                Ok(c) => Cell::Amount(r.amount, c),
+                Err(_) => Cell::text(format_scaled(r.amount, 4)),
+            };
+            vec![
+                Cell::text(r.entry_id.to_string()),
+                Cell::text(&r.entry_kind),
+                Cell::text(r.effective_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                Cell::text(r.posting_id.to_string()),
+                Cell::text(&r.debit_code),
+                Cell::text(&r.credit_code),
+                amount,
+                Cell::text(&r.currency),
+                Cell::text(&r.memo),
+                Cell::text(r.reference.as_deref().unwrap_or("")),
+            ]
+        }),
+    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::auth::model::OrgKind;
 use crate::finance::names::{self, OrgRef};
+use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::ApiError;
 use crate::http::extract::{Query, check_period, parse_uuid};
 use crate::ledger::chart;
@@ -25,7 +26,7 @@ use crate::subsidy::programmes::find_programme;
 
 type Problem = crate::http::problem::Problem;
 
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     Tenant,
@@ -41,6 +42,9 @@ pub struct ProgrammeReportQuery {
     /// `tenant`, `provider`, `gpu_model` or `month` (of the hours used, in the programme office's zone).
     #[param(value_type = Option<String>)]
     pub group_by: Option<GroupBy>,
+    /// `json` (default), `csv` or `xlsx`: the figures, and the groups when asked for.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -133,7 +137,9 @@ struct GroupRow {
 /// A programme's figures: budget, granted, committed, spent, released,
 /// unallocated, claimed, paid, outstanding. Roles: finance, admin.
 #[utoipa::path(tag = "reports", params(("id" = Uuid, Path), ProgrammeReportQuery), security(("bearer" = [])),
-    responses((status = 200, body = ProgrammeReport), (status = 404, body = Problem)))]
+    responses((status = 200, body = ProgrammeReport,
+        description = "JSON, or with `format=csv|xlsx` a download (`text/csv`, or the XLSX type) named `programme-{id}.csv|xlsx`"),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
 #[get("/v1/reports/programmes/{id}")]
 pub async fn programme_report(
     state: web::Data<AppState>,
@@ -149,7 +155,72 @@ pub async fn programme_report(
         .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
     let c = programme.currency()?;
     let report = report(&mut conn, programme.id, c, q.group_by, &state.settings.time_zone).await?;
-    Ok(HttpResponse::Ok().json(report))
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &report, &format!("programme-{id}"), || {
+        programme_sheets(&report, &programme.name, q.group_by, c, now)
+    })
+}
+
+/// The programme report's sheets: its figures, and the groups with a totals row.
+fn programme_sheets(
+    r: &ProgrammeReport,
+    name: &str,
+    group_by: Option<GroupBy>,
+    c: Currency,
+    now: DateTime<Utc>,
+) -> Result<Vec<Sheet>, ApiError> {
+    let header = spreadsheet::header_block(
+        "programme report",
+        now,
+        None,
+        vec![("programme", format!("{name} ({})", r.programme_id)), ("currency", c.code().into())],
+    );
+    let figures = [
+        ("budget", &r.budget),
+        ("granted", &r.granted),
+        ("committed", &r.committed),
+        ("spent", &r.spent),
+        ("released", &r.released),
+        ("unallocated", &r.unallocated),
+        ("claimed", &r.claimed),
+        ("paid", &r.paid),
+        ("written off", &r.written_off),
+        ("advanced", &r.advanced),
+        ("advance applied", &r.advance_applied),
+        ("advance unapplied", &r.advance_unapplied),
+        ("outstanding", &r.outstanding),
+        ("unclaimed", &r.unclaimed),
+    ];
+    let mut sheets = vec![Sheet {
+        name: "Programme".into(),
+        header: header.clone(),
+        columns: vec!["figure".into(), "amount".into()],
+        rows: figures.iter().map(|(k, v)| vec![Cell::text(*k), amount_cell(v, c)]).collect(),
+        totals: None,
+    }];
+    if let (Some(by), Some(groups)) = (group_by, &r.groups) {
+        let key = serde_json::to_value(by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let committed = spreadsheet::sum_amounts(groups.iter().map(|g| g.committed.as_str()))?;
+        let spent = spreadsheet::sum_amounts(groups.iter().map(|g| g.spent.as_str()))?;
+        sheets.push(Sheet {
+            name: spreadsheet::sheet_name(&format!("By {key}")),
+            header,
+            columns: vec![key, "name".into(), "committed".into(), "spent".into()],
+            rows: groups
+                .iter()
+                .map(|g| {
+                    vec![
+                        Cell::text(&g.key),
+                        Cell::text(&g.name),
+                        amount_cell(&g.committed, c),
+                        amount_cell(&g.spent, c),
+                    ]
+                })
+                .collect(),
+            totals: Some(vec![Cell::text("total"), Cell::Empty, Cell::Amount(committed, c), Cell::Amount(spent, c)]),
+        });
+    }
+    Ok(sheets)
 }
 
 /// The programme report from the postings (see `programme_report`).
@@ -291,6 +362,9 @@ pub struct StatementQuery {
     pub to: Option<DateTime<Utc>>,
     /// Only this currency's accounts.
     pub currency: Option<Currency>,
+    /// `json` (default), `csv` or `xlsx`: a sheet per section.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -457,7 +531,9 @@ fn section(name: &str, c: Currency, opening: Decimal, rows: Vec<MovementRow>) ->
 /// providers their payable with earnings, fees, outage credits and payouts.
 /// Roles: finance, admin, and the organisation itself (another's answers 404).
 #[utoipa::path(tag = "reports", params(("org_id" = Uuid, Path), StatementQuery), security(("bearer" = [])),
-    responses((status = 200, body = Statement), (status = 404, body = Problem)))]
+    responses((status = 200, body = Statement,
+        description = "JSON, or with `format=csv|xlsx` a download named `statement-{org_id}.csv|xlsx`, a sheet per section"),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
 #[get("/v1/reports/statements/{org_id}")]
 pub async fn statement(
     state: web::Data<AppState>,
@@ -520,15 +596,70 @@ pub async fn statement(
             }
         }
     }
-    Ok(HttpResponse::Ok().json(Statement {
-        org_id,
-        org: OrgRef::from(&org),
-        org_kind: org.kind,
-        from: q.from,
-        to,
-        sections,
-        payout_positions,
-    }))
+    let statement =
+        Statement { org_id, org: OrgRef::from(&org), org_kind: org.kind, from: q.from, to, sections, payout_positions };
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &statement, &format!("statement-{org_id}"), || statement_sheets(&statement, now))
+}
+
+/// A sheet per section: the opening balance, a row per movement with the
+/// running balance, and a totals row with the movements' sum and the closing balance.
+fn statement_sheets(s: &Statement, now: DateTime<Utc>) -> Result<Vec<Sheet>, ApiError> {
+    let mut sheets = Vec::with_capacity(s.sections.len());
+    for section in &s.sections {
+        let c: Currency = section.currency.parse().map_err(ApiError::internal)?;
+        let header = spreadsheet::header_block(
+            "organisation statement",
+            now,
+            Some(s.to),
+            vec![
+                ("organisation", format!("{} ({})", s.org.name, s.org_id)),
+                ("section", section.section.clone()),
+                ("currency", c.code().into()),
+                ("from", s.from.map(|t| t.to_rfc3339()).unwrap_or_else(|| "the beginning".into())),
+                ("to", s.to.to_rfc3339()),
+            ],
+        );
+        let mut rows = vec![vec![
+            Cell::text("opening balance"),
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            amount_cell(&section.opening_balance, c),
+        ]];
+        rows.extend(section.lines.iter().map(|l| {
+            vec![
+                Cell::text(l.effective_at.to_rfc3339()),
+                Cell::text(l.entry_id.to_string()),
+                Cell::text(&l.category),
+                Cell::text(&l.memo),
+                Cell::text(l.reference.clone().unwrap_or_default()),
+                amount_cell(&l.amount, c),
+                amount_cell(&l.balance, c),
+            ]
+        }));
+        let moved = spreadsheet::sum_amounts(section.lines.iter().map(|l| l.amount.as_str()))?;
+        sheets.push(Sheet {
+            name: spreadsheet::sheet_name(&format!("{} {}", section.section, c.code())),
+            header,
+            columns: ["effective_at", "entry", "category", "memo", "reference", "amount", "balance"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+            totals: Some(vec![
+                Cell::text("total / closing balance"),
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Empty,
+                Cell::Amount(moved, c),
+                amount_cell(&section.closing_balance, c),
+            ]),
+        });
+    }
+    Ok(sheets)
 }
 
 async fn grant_spent_accounts(

@@ -8,6 +8,7 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{ContentDisposition, ContentType, DispositionParam, DispositionType};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::Deserialize;
@@ -15,7 +16,8 @@ use serde::Deserialize;
 use crate::http::ApiError;
 use crate::money::{Currency, format_amount};
 
-/// `?format=`: the JSON body (default) or a download.
+/// `?format=`: the JSON body (default) or a download. Anything else is a 422
+/// naming `format` and the three values it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -64,8 +66,66 @@ pub fn sheet_name(raw: &str) -> String {
     cleaned.chars().take(31).collect()
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+/// A text field of any CSV the service writes (reports, the funding report,
+/// the journal export): quoted when it must be, and never read as a formula by
+/// a spreadsheet — names, memos and references are chosen by users, so a
+/// leading `=`, `+`, `-`, `@`, tab or carriage return is escaped with `'`.
+pub fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+}
+
+/// The header block every sheet starts with: what the report is, when it was
+/// generated and as of when (the generation instant when the report has no
+/// `as_of`), then the report's own parameters.
+pub fn header_block(
+    report: &str,
+    generated_at: DateTime<Utc>,
+    as_of: Option<DateTime<Utc>>,
+    parameters: Vec<(&str, String)>,
+) -> Vec<(String, String)> {
+    let mut header = vec![
+        ("report".to_string(), report.to_string()),
+        ("generated at".to_string(), generated_at.to_rfc3339()),
+        ("as of".to_string(), as_of.unwrap_or(generated_at).to_rfc3339()),
+    ];
+    header.extend(parameters.into_iter().map(|(k, v)| (k.to_string(), v)));
+    header
+}
+
+/// The sum of amounts a JSON view formatted, for a totals row (exact, checked).
+pub fn sum_amounts<'a>(amounts: impl IntoIterator<Item = &'a str>) -> Result<Decimal, ApiError> {
+    amounts.into_iter().try_fold(Decimal::ZERO, |sum, text| {
+        let amount: Decimal = text.parse().map_err(|_| {
+            ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("{text:?} is not an amount")))
+        })?;
+        sum.checked_add(amount).ok_or_else(|| ApiError::internal(crate::ledger::LedgerError::Overflow))
+    })
+}
+
+/// The JSON body by default, the sheets as a download for `csv` and `xlsx`.
+/// The sheets are built only when asked for.
+pub fn respond<T: serde::Serialize>(
+    format: Option<Format>,
+    body: &T,
+    stem: &str,
+    sheets: impl FnOnce() -> Result<Vec<Sheet>, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    match format.unwrap_or(Format::Json) {
+        Format::Json => Ok(HttpResponse::Ok().json(body)),
+        format => download(format, stem, &sheets()?),
+    }
+}
+
+/// A plain CSV table, the column row then the rows, with no header block: the
+/// layout of the journal export (`GET /v1/exports/journal?format=csv`), which
+/// tools import as one table.
+pub fn csv_table(columns: &[&str], rows: impl IntoIterator<Item = Vec<Cell>>) -> String {
+    let mut out = columns.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",") + "\n";
+    for row in rows {
+        out.push_str(&(row.iter().map(Cell::csv).collect::<Vec<_>>().join(",") + "\n"));
+    }
+    out
 }
 
 /// CSV: for each sheet, its header block (`label,value`), a blank line, the

@@ -17,6 +17,7 @@ use super::rules::Movement;
 use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
 use super::verify::VerifyReport;
 use crate::auth::Principal;
+use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError, Write};
@@ -219,12 +220,17 @@ fn statement_view(line: StatementLine, currency: &str) -> StatementLineView {
 pub struct PageQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+    /// `json` (default), `csv` or `xlsx`: the page as a sheet.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
 }
 
 /// An account's statement: its postings, oldest first, with the running posted
 /// balance. Roles: as for the account.
 #[utoipa::path(tag = "ledger", params(("id" = Uuid, Path), PageQuery), security(("bearer" = [])), responses(
-    (status = 200, body = inline(Page<StatementLineView>)), (status = 404, body = crate::http::problem::Problem),
+    (status = 200, body = inline(Page<StatementLineView>),
+        description = "JSON, or with `format=csv|xlsx` the page as a download named `account-{id}.csv|xlsx`"),
+    (status = 404, body = crate::http::problem::Problem), (status = 422, body = crate::http::problem::Problem),
 ))]
 #[get("/v1/accounts/{id}/postings")]
 pub async fn account_postings(
@@ -239,7 +245,80 @@ pub async fn account_postings(
     let mut conn = state.pool.get().await?;
     let lines = queries::statement(&mut conn, account.id, after, limit + 1).await?;
     let currency = account.currency.clone();
-    Ok(HttpResponse::Ok().json(pagination::page(lines, limit, |l| l.seq, |l| statement_view(l, &currency))))
+    let page = pagination::page(lines, limit, |l| l.seq, |l| statement_view(l, &currency));
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &page, &format!("account-{}", account.id), || {
+        account_statement_sheet(&account, &page.data, now)
+    })
+}
+
+/// An account statement page as one sheet: debits and credits apart, the
+/// running posted balance, and a totals row with the page's debits, credits
+/// and last balance.
+fn account_statement_sheet(
+    account: &AccountRow,
+    lines: &[StatementLineView],
+    now: DateTime<Utc>,
+) -> Result<Vec<Sheet>, ApiError> {
+    let c: Currency = account.currency.parse().map_err(ApiError::internal)?;
+    let side =
+        |want: &str| spreadsheet::sum_amounts(lines.iter().filter(|l| l.side == want).map(|l| l.amount.as_str()));
+    let (debits, credits) = (side("debit")?, side("credit")?);
+    let rows = lines
+        .iter()
+        .map(|l| {
+            let (debit, credit) = if l.side == "debit" {
+                (amount_cell(&l.amount, c), Cell::Empty)
+            } else {
+                (Cell::Empty, amount_cell(&l.amount, c))
+            };
+            vec![
+                Cell::text(l.effective_at.to_rfc3339()),
+                Cell::text(l.entry_id.to_string()),
+                Cell::text(&l.entry_kind),
+                Cell::text(&l.kind),
+                Cell::text(&l.counter_account_code),
+                Cell::text(&l.memo),
+                debit,
+                credit,
+                amount_cell(&l.balance, c),
+            ]
+        })
+        .collect();
+    Ok(vec![Sheet {
+        name: "Account statement".into(),
+        header: spreadsheet::header_block(
+            "account statement (one page)",
+            now,
+            None,
+            vec![("account", format!("{} ({})", account.code, account.id)), ("currency", c.code().into())],
+        ),
+        columns: [
+            "effective_at",
+            "entry",
+            "entry_kind",
+            "posting",
+            "counter_account",
+            "memo",
+            "debit",
+            "credit",
+            "balance",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        totals: Some(vec![
+            Cell::text("total"),
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Amount(debits, c),
+            Cell::Amount(credits, c),
+            lines.last().map_or(Cell::Empty, |l| amount_cell(&l.balance, c)),
+        ]),
+    }])
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -248,6 +327,9 @@ pub async fn account_postings(
 pub struct TrialBalanceQuery {
     /// An RFC 3339 instant; now when absent.
     pub as_of: Option<DateTime<Utc>>,
+    /// `json` (default), `csv` or `xlsx`: per currency, a sheet of money accounts and one of memo accounts.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -308,7 +390,9 @@ fn totals_of(rows: &[AccountRow], include: impl Fn(&AccountRow) -> bool) -> Resu
 /// accounts in `totals`, `budget:` memo accounts apart in `memo_totals`.
 /// Roles: finance, admin.
 #[utoipa::path(tag = "reports", params(TrialBalanceQuery), security(("bearer" = [])), responses(
-    (status = 200, body = TrialBalance),
+    (status = 200, body = TrialBalance,
+        description = "JSON, or with `format=csv|xlsx` a download named `trial-balance.csv|xlsx`"),
+    (status = 422, body = crate::http::problem::Problem),
 ))]
 #[get("/v1/reports/trial-balance")]
 pub async fn trial_balance(
@@ -333,7 +417,75 @@ pub async fn trial_balance(
             TrialBalanceRow { account: AccountView::from(r), org }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(TrialBalance { as_of: q.as_of.unwrap_or(now), data, totals, memo_totals }))
+    let report = TrialBalance { as_of: q.as_of.unwrap_or(now), data, totals, memo_totals };
+    spreadsheet::respond(q.format, &report, "trial-balance", || trial_balance_sheets(&report, now))
+}
+
+/// Per currency: the money accounts with the `totals` row, then the `budget:`
+/// memo accounts with the `memo_totals` row.
+fn trial_balance_sheets(tb: &TrialBalance, now: DateTime<Utc>) -> Result<Vec<Sheet>, ApiError> {
+    let mut sheets = Vec::new();
+    let parts = [("Trial balance", false, &tb.totals), ("Budget memo", true, &tb.memo_totals)];
+    for currency in Currency::ALL {
+        for (title, memo, totals) in parts {
+            let Some(total) = totals.iter().find(|t| t.currency == currency.code()) else { continue };
+            let rows: Vec<Vec<Cell>> = tb
+                .data
+                .iter()
+                .filter(|r| r.account.currency == currency.code())
+                .filter(|r| (r.account.account_type == AccountType::Memo.as_str()) == memo)
+                .map(|r| {
+                    let a = &r.account;
+                    vec![
+                        Cell::text(&a.code),
+                        Cell::text(r.org.as_ref().map(|o| o.name.clone()).unwrap_or_default()),
+                        Cell::text(&a.account_type),
+                        amount_cell(&a.debits_posted, currency),
+                        amount_cell(&a.credits_posted, currency),
+                        amount_cell(&a.debits_pending, currency),
+                        amount_cell(&a.credits_pending, currency),
+                        amount_cell(&a.balance, currency),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            sheets.push(Sheet {
+                name: spreadsheet::sheet_name(&format!("{title} {}", currency.code())),
+                header: spreadsheet::header_block(
+                    if memo { "trial balance: budget memo accounts" } else { "trial balance" },
+                    now,
+                    Some(tb.as_of),
+                    vec![("currency", currency.code().into())],
+                ),
+                columns: [
+                    "account",
+                    "organisation",
+                    "type",
+                    "debits_posted",
+                    "credits_posted",
+                    "debits_pending",
+                    "credits_pending",
+                    "balance",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows,
+                totals: Some(vec![
+                    Cell::text("total"),
+                    Cell::Empty,
+                    Cell::Empty,
+                    amount_cell(&total.debits_posted, currency),
+                    amount_cell(&total.credits_posted, currency),
+                    amount_cell(&total.debits_pending, currency),
+                    amount_cell(&total.credits_pending, currency),
+                    Cell::Empty,
+                ]),
+            });
+        }
+    }
+    Ok(sheets)
 }
 
 /// Recomputes the ledger's invariants from the postings. Roles: finance, admin.

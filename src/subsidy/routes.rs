@@ -17,6 +17,7 @@ use super::rules::{Eligibility, parse_rate};
 use crate::auth::model::TenantCategory;
 use crate::auth::{Principal, Role};
 use crate::db::schema::grants;
+use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::Write;
 use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::pagination::{self, Page, decode_cursor};
@@ -470,23 +471,107 @@ pub async fn create_claim(
     .await
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ClaimQuery {
+    /// `json` (default), `csv` or `xlsx`: the claim's figures, its lines by provider and by tenant, its payments.
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
+}
+
 /// One claim with its lines, payments and what is outstanding. Roles: finance, admin.
-#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
-    (status = 200, body = ClaimView), (status = 404, body = Problem),
+#[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ClaimQuery), security(("bearer" = [])), responses(
+    (status = 200, body = ClaimView,
+        description = "JSON, or with `format=csv|xlsx` a download named `claim-{id}.csv|xlsx`"),
+    (status = 404, body = Problem), (status = 422, body = Problem),
 ))]
 #[get("/v1/claims/{id}")]
 pub async fn get_claim(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    _: NoQuery,
+    Query(q): Query<ClaimQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
     let mut conn = state.pool.get().await?;
     let claim =
         claims::find(&mut conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
-    Ok(HttpResponse::Ok().json(claims::view(&mut conn, claim).await?))
+    let view = claims::view(&mut conn, claim).await?;
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &view, &format!("claim-{id}"), || claim_sheets(&view, now))
+}
+
+/// The claim's sheets: its figures; its lines by provider and by tenant, each
+/// totalling the claimed amount; its payments.
+fn claim_sheets(v: &claims::ClaimView, now: DateTime<Utc>) -> Result<Vec<Sheet>, ApiError> {
+    let c: Currency = v.currency.parse().map_err(ApiError::internal)?;
+    let header = spreadsheet::header_block(
+        "subsidy claim",
+        now,
+        None,
+        vec![
+            ("claim", v.id.to_string()),
+            ("programme", v.programme_id.to_string()),
+            ("period", format!("{} to {}", v.period_start.to_rfc3339(), v.period_end.to_rfc3339())),
+            ("status", v.status.clone()),
+            ("currency", c.code().into()),
+        ],
+    );
+    let figures = [
+        ("amount", &v.amount),
+        ("paid", &v.paid),
+        ("written off", &v.written_off),
+        ("advance applied", &v.advance_applied),
+        ("outstanding", &v.outstanding),
+    ];
+    let lines = |name: &str, key: &str, lines: &[claims::ClaimLine]| -> Result<Sheet, ApiError> {
+        let total = spreadsheet::sum_amounts(lines.iter().map(|l| l.amount.as_str()))?;
+        Ok(Sheet {
+            name: name.into(),
+            header: header.clone(),
+            columns: vec![key.into(), "name".into(), "amount".into()],
+            rows: lines
+                .iter()
+                .map(|l| {
+                    let name = l.org.as_ref().map(|o| o.name.clone()).unwrap_or_default();
+                    vec![Cell::text(l.org_id.to_string()), Cell::text(name), amount_cell(&l.amount, c)]
+                })
+                .collect(),
+            totals: Some(vec![Cell::text("total"), Cell::Empty, Cell::Amount(total, c)]),
+        })
+    };
+    let paid = spreadsheet::sum_amounts(v.payments.iter().map(|p| p.amount.as_str()))?;
+    Ok(vec![
+        Sheet {
+            name: "Claim".into(),
+            header: header.clone(),
+            columns: vec!["figure".into(), "amount".into()],
+            rows: figures.iter().map(|(k, a)| vec![Cell::text(*k), amount_cell(a, c)]).collect(),
+            totals: None,
+        },
+        lines("By provider", "provider", &v.lines_by_provider)?,
+        lines("By tenant", "tenant", &v.lines_by_tenant)?,
+        Sheet {
+            name: "Payments".into(),
+            header: header.clone(),
+            columns: vec!["paid_at".into(), "reference".into(), "entry".into(), "amount".into()],
+            rows: v
+                .payments
+                .iter()
+                .map(|p| {
+                    vec![
+                        Cell::text(p.paid_at.to_rfc3339()),
+                        Cell::text(&p.reference),
+                        Cell::text(p.journal_entry_id.to_string()),
+                        amount_cell(&p.amount, c),
+                    ]
+                })
+                .collect(),
+            totals: Some(vec![Cell::text("total"), Cell::Empty, Cell::Empty, Cell::Amount(paid, c)]),
+        },
+    ])
 }
 
 /// Submits a draft claim to the programme. Roles: finance, admin.

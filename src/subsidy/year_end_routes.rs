@@ -137,7 +137,9 @@ pub struct SettlementQuery {
 /// The settlement statement of a programme (before settlement: as it would
 /// stand), as JSON or as a spreadsheet (`format=csv|xlsx`).
 #[utoipa::path(tag = "reports", params(("id" = Uuid, Path), SettlementQuery), security(("bearer" = [])), responses(
-    (status = 200, body = SettlementStatement), (status = 404, body = Problem),
+    (status = 200, body = SettlementStatement,
+        description = "JSON, or with `format=csv|xlsx` a download named `settlement-{id}.csv|xlsx`"),
+    (status = 404, body = Problem), (status = 422, body = Problem),
 ))]
 #[get("/v1/reports/programmes/{id}/settlement")]
 pub async fn settlement_statement(
@@ -208,26 +210,24 @@ pub async fn settlement_statement(
         by_provider,
         by_month,
     };
-    match q.format.unwrap_or(Format::Json) {
-        Format::Json => Ok(HttpResponse::Ok().json(statement)),
-        format => {
-            let now = state.clock.now(&mut conn).await?;
-            spreadsheet::download(format, &format!("settlement-{id}"), &settlement_sheets(&statement, c, now))
-        }
-    }
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &statement, &format!("settlement-{id}"), || settlement_sheets(&statement, c, now))
 }
 
 /// The statement's sheets: the figures, then the lines per grant, tenant, provider and month.
-fn settlement_sheets(s: &SettlementStatement, c: Currency, now: DateTime<Utc>) -> Vec<Sheet> {
-    let header = vec![
-        ("report".to_string(), "programme settlement statement".to_string()),
-        ("programme".into(), format!("{} ({})", s.name, s.programme_id)),
-        ("sponsor".into(), s.sponsor.clone()),
-        ("fiscal year".into(), s.fiscal_year.to_string()),
-        ("settled at".into(), s.settled_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "not settled".into())),
-        ("currency".into(), c.code().into()),
-        ("generated at".into(), now.to_rfc3339()),
-    ];
+fn settlement_sheets(s: &SettlementStatement, c: Currency, now: DateTime<Utc>) -> Result<Vec<Sheet>, ApiError> {
+    let header = spreadsheet::header_block(
+        "programme settlement statement",
+        now,
+        None,
+        vec![
+            ("programme", format!("{} ({})", s.name, s.programme_id)),
+            ("sponsor", s.sponsor.clone()),
+            ("fiscal year", s.fiscal_year.to_string()),
+            ("settled at", s.settled_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "not settled".into())),
+            ("currency", c.code().into()),
+        ],
+    );
     let f = &s.figures;
     let figures = [
         ("budget", &f.budget),
@@ -243,20 +243,20 @@ fn settlement_sheets(s: &SettlementStatement, c: Currency, now: DateTime<Utc>) -
         ("refund due", &s.refund_due),
         ("refunded", &s.refunded),
     ];
-    let groups = |name: &str, key: &str, groups: &[ReportGroup]| {
-        let total: Decimal = groups.iter().filter_map(|g| g.spent.parse::<Decimal>().ok()).sum();
-        Sheet {
+    let groups = |name: &str, key: &str, groups: &[ReportGroup]| -> Result<Sheet, ApiError> {
+        let total = spreadsheet::sum_amounts(groups.iter().map(|g| g.spent.as_str()))?;
+        Ok(Sheet {
             name: name.into(),
             header: header.clone(),
             columns: vec![key.into(), "spent".into()],
             rows: groups.iter().map(|g| vec![Cell::text(&g.key), amount_cell(&g.spent, c)]).collect(),
             totals: Some(vec![Cell::text("total"), Cell::Amount(total, c)]),
-        }
+        })
     };
-    let spent: Decimal = s.by_grant.iter().filter_map(|g| g.spent.parse::<Decimal>().ok()).sum();
-    let released: Decimal = s.by_grant.iter().filter_map(|g| g.released.parse::<Decimal>().ok()).sum();
-    let granted: Decimal = s.by_grant.iter().filter_map(|g| g.amount.parse::<Decimal>().ok()).sum();
-    vec![
+    let spent = spreadsheet::sum_amounts(s.by_grant.iter().map(|g| g.spent.as_str()))?;
+    let released = spreadsheet::sum_amounts(s.by_grant.iter().map(|g| g.released.as_str()))?;
+    let granted = spreadsheet::sum_amounts(s.by_grant.iter().map(|g| g.amount.as_str()))?;
+    Ok(vec![
         Sheet {
             name: "Settlement".into(),
             header: header.clone(),
@@ -298,10 +298,10 @@ fn settlement_sheets(s: &SettlementStatement, c: Currency, now: DateTime<Utc>) -
                 Cell::Amount(released, c),
             ]),
         },
-        groups("By tenant", "tenant", &s.by_tenant),
-        groups("By provider", "provider", &s.by_provider),
-        groups("By month", "month", &s.by_month),
-    ]
+        groups("By tenant", "tenant", &s.by_tenant)?,
+        groups("By provider", "provider", &s.by_provider)?,
+        groups("By month", "month", &s.by_month)?,
+    ])
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -531,13 +531,6 @@ pub fn currency_view(c: Currency, node: &Node, dims: &[Dimension]) -> Result<Cur
     Ok(CurrencyFunding { currency: c, total: FundingFigures::of(&node.tally, c)?, groups: group_views(node, dims, c)? })
 }
 
-/// A text cell of the CSV: quoted when it must be, and never read as a formula
-/// by a spreadsheet (names are chosen by users).
-fn csv_text(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() };
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
-}
-
 const CSV_FIGURES: &str = "gpu_hours,subtotal,public,private,fees,public_share,private_per_public,\
 settled_gpu_hours,settled_subtotal,settled_public,settled_private,settled_fees,\
 committed_gpu_hours,committed_subtotal,committed_public,committed_private,committed_fees";
@@ -578,7 +571,10 @@ pub fn csv(dims: &[Dimension], currencies: &[CurrencyFunding]) -> String {
         width: usize,
     ) {
         for g in groups {
-            keys.push((csv_text(&g.key), csv_text(&g.name)));
+            keys.push((
+                crate::finance::spreadsheet::csv_field(&g.key),
+                crate::finance::spreadsheet::csv_field(&g.name),
+            ));
             let _ = write!(out, "{},{}", c.code(), level);
             for i in 0..width {
                 match keys.get(i) {

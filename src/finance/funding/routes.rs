@@ -193,15 +193,18 @@ pub fn funding_sheets(report: &FundingReport, now: DateTime<Utc>) -> Vec<crate::
     use super::FundingFigures;
     use crate::finance::spreadsheet::{Cell, Sheet, amount_cell};
     let dims: Vec<&str> = report.group_by.iter().map(|d| d.as_str()).collect();
-    let header = vec![
-        ("report".to_string(), "funding mix: public and private money on the hours bought".to_string()),
-        ("from".into(), report.from.map(|t| t.to_rfc3339()).unwrap_or_else(|| "the beginning".into())),
-        ("to".into(), report.to.map(|t| t.to_rfc3339()).unwrap_or_else(|| "now".into())),
-        ("programme".into(), report.programme_id.map(|p| p.to_string()).unwrap_or_else(|| "all".into())),
-        ("group by".into(), if dims.is_empty() { "nothing".into() } else { dims.join(", ") }),
-        ("months in".into(), report.time_zone.clone()),
-        ("generated at".into(), now.to_rfc3339()),
-    ];
+    let header = crate::finance::spreadsheet::header_block(
+        "funding mix: public and private money on the hours bought",
+        now,
+        report.to,
+        vec![
+            ("from", report.from.map(|t| t.to_rfc3339()).unwrap_or_else(|| "the beginning".into())),
+            ("to", report.to.map(|t| t.to_rfc3339()).unwrap_or_else(|| "now".into())),
+            ("programme", report.programme_id.map(|p| p.to_string()).unwrap_or_else(|| "all".into())),
+            ("group by", if dims.is_empty() { "nothing".into() } else { dims.join(", ") }),
+            ("months in", report.time_zone.clone()),
+        ],
+    );
     let mut columns = vec!["level".to_string()];
     for d in &dims {
         columns.push((*d).to_string());
