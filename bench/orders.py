@@ -300,6 +300,7 @@ def load(market_file, ports, clients, seconds, service_pids):
     for port in ports:
         argv += ["--url", url(port)]
     rss = [0]
+    before = database_counters()
     stop = threading.Event()
     sampler = threading.Thread(target=rss_peak_sampler, args=(service_pids[0], stop, rss), daemon=True)
     sampler.start()
@@ -312,7 +313,27 @@ def load(market_file, ports, clients, seconds, service_pids):
                              "postgres": round(meter.postgres_seconds(), 2),
                              "load_generator": round(loadgen_cpu, 2)}
     report["service_rss_peak_mib"] = round(rss[0] / 1024, 1)
+    time.sleep(1.5)  # PostgreSQL's backends flush their counters at most once a second
+    after = database_counters()
+    batches = after["order_batches"] - before["order_batches"]
+    accepted = after["orders"] - before["orders"]
+    report["profile"] = {
+        # Every batch's entries share their transaction's recorded_at.
+        "order_batches": batches,
+        "mean_orders_per_batch": round(accepted / batches, 1) if batches else None,
+        # Commits include each request's own principal lookup (autocommit).
+        "commits_per_order": round((after["commits"] - before["commits"]) / accepted, 2) if accepted else None,
+        "rows_fetched_per_order": round((after["fetched"] - before["fetched"]) / accepted, 1) if accepted else None,
+    }
     return report
+
+
+def database_counters():
+    """Orders, order batches (distinct transaction timestamps) and PostgreSQL's own counters for the database."""
+    orders, batches = psql("SELECT count(*), count(DISTINCT recorded_at) FROM journal_entries WHERE kind = 'order'",
+                           DB).split("|")
+    commits, fetched = psql(f"SELECT xact_commit, tup_fetched FROM pg_stat_database WHERE datname = '{DB}'").split("|")
+    return {"orders": int(orders), "order_batches": int(batches), "commits": int(commits), "fetched": int(fetched)}
 
 
 def check_ledger(binary, env):
@@ -441,7 +462,7 @@ def main():
     for name, r in runs.items():
         print(f"  {name:<20} {r['accepted_per_second']:>8} orders/s  p99 {r['latency_ms']['p99']} ms  "
               f"cpu service {r['cpu_seconds']['service']} s, postgres {r['cpu_seconds']['postgres']} s, "
-              f"load generator {r['cpu_seconds']['load_generator']} s")
+              f"load generator {r['cpu_seconds']['load_generator']} s  profile {r['profile']}")
     if not figures["verify_clean"] or figures["oversold_hours"] or figures["server_errors"]:
         print("FAILED RUN: the ledger or capacity is broken, or the service answered 5xx", file=sys.stderr)
         sys.exit(1)

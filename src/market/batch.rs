@@ -475,11 +475,14 @@ async fn lock_hours(conn: &mut AsyncPgConnection, ready: &[(usize, Candidate<'_>
         reserved: i32,
     }
     let rows: Vec<Hour> = diesel::sql_query(
-        "SELECT h.listing_id, h.hour, h.capacity, h.reserved FROM listing_hours h \
-         WHERE EXISTS (SELECT 1 FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(listing_id, s, e) \
-                       WHERE h.listing_id = w.listing_id AND h.hour >= w.s AND h.hour < w.e) \
+        // Joined from the windows, so each is an index range scan (a filter
+        // over listing_hours read the whole table for every batch). A row two
+        // windows share comes twice; locking it twice is harmless.
+        "SELECT h.listing_id, h.hour, h.capacity, h.reserved \
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(listing_id, s, e) \
+              JOIN listing_hours h ON h.listing_id = w.listing_id AND h.hour >= w.s AND h.hour < w.e \
          ORDER BY h.listing_id, h.hour \
-         FOR UPDATE",
+         FOR UPDATE OF h",
     )
     .bind::<Array<SqlUuid>, _>(&listing_ids)
     .bind::<Array<Timestamptz>, _>(&starts)
