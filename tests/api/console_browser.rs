@@ -15,15 +15,15 @@ use serde_json::{Value, json};
 use crate::helpers::{Caller, TestApp, json, next_hour, spawn_app};
 use crate::market::{deposit, listing};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-fn required() -> bool {
+pub(crate) fn required() -> bool {
     std::env::var("GPUHOUR_BROWSER_TESTS").is_ok_and(|v| v == "required")
 }
 
 /// chromedriver on a port of its own, stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -35,7 +35,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver(http: &reqwest::Client) -> Driver {
+pub(crate) async fn start_driver(http: &reqwest::Client) -> Driver {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let child = Command::new("/usr/bin/chromedriver")
         .arg(format!("--port={port}"))
@@ -56,7 +56,7 @@ async fn start_driver(http: &reqwest::Client) -> Driver {
 }
 
 /// One browser session.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     /// The server under test: the only origin a page may load from.
@@ -64,7 +64,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn open(http: &reqwest::Client, driver: &Driver, origin: &str) -> Browser {
+    pub(crate) async fn open(http: &reqwest::Client, driver: &Driver, origin: &str) -> Browser {
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -87,7 +87,7 @@ impl Browser {
         Browser { http: http.clone(), base: format!("{}/session/{id}", driver.url), origin: origin.to_string() }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
@@ -97,16 +97,16 @@ impl Browser {
         response["value"].clone()
     }
 
-    async fn go(&self, url: &str) {
+    pub(crate) async fn go(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
     }
 
-    async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         self.call(reqwest::Method::GET, "/url", None).await.as_str().expect("url").to_string()
     }
 
     /// Waits (up to ten seconds) until the browser is at a URL containing `part`.
-    async fn wait_for(&self, part: &str) -> String {
+    pub(crate) async fn wait_for(&self, part: &str) -> String {
         for _ in 0..100 {
             let url = self.url().await;
             if url.contains(part) {
@@ -117,29 +117,29 @@ impl Browser {
         panic!("the browser never reached {part}: it is at {}", self.url().await);
     }
 
-    async fn source(&self) -> String {
+    pub(crate) async fn source(&self) -> String {
         self.call(reqwest::Method::GET, "/source", None).await.as_str().expect("source").to_string()
     }
 
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let found =
             self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
         found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_string()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
         self.call(reqwest::Method::POST, &format!("/element/{element}/clear"), Some(json!({}))).await;
         self.call(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
     }
 
     /// Every resource the page loaded came from `origin`.
-    async fn assert_only_from(&self, origin: &str) {
+    pub(crate) async fn assert_only_from(&self, origin: &str) {
         let script = json!({"script": "return performance.getEntriesByType('resource').map(e => e.name)", "args": []});
         let loaded = self.call(reqwest::Method::POST, "/execute/sync", Some(script)).await;
         let loaded: Vec<String> =
@@ -149,7 +149,7 @@ impl Browser {
     }
 
     /// A screenshot of the page, kept under docs/console/ when asked for.
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         self.assert_only_from(&self.origin).await;
         let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().expect("base64")).expect("png");
@@ -161,7 +161,7 @@ impl Browser {
         }
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.http.delete(&self.base).send().await;
     }
 }
