@@ -60,8 +60,9 @@ pub async fn audit(
         to: instant(&form.to, "to")?,
     };
     let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
-    let (found, _) =
-        audit_page(&mut conn, Some(AUDIT_PAGE), given(&form.cursor), filter).await.map_err(|e| ConsoleError::api(lang, e))?;
+    let (found, _) = audit_page(&mut conn, Some(AUDIT_PAGE), given(&form.cursor), filter)
+        .await
+        .map_err(|e| ConsoleError::api(lang, e))?;
     let body = html! {
         form.filters method="get" action="/audit" {
             label { (lang.tr("Route", "경로")) input type="text" name="route" placeholder="/v1/claims" value=(form.route); }

@@ -75,7 +75,8 @@ pub async fn list(
     )
     .await
     .map_err(fail)?;
-    let name_of = |id: Uuid| programmes.data.iter().find(|p| p.id == id).map_or_else(|| id.to_string(), |p| p.name.clone());
+    let name_of =
+        |id: Uuid| programmes.data.iter().find(|p| p.id == id).map_or_else(|| id.to_string(), |p| p.name.clone());
     let currency_of =
         |id: Uuid| programmes.data.iter().find(|p| p.id == id).map_or_else(String::new, |p| p.currency.clone());
     let body = html! {
@@ -197,7 +198,8 @@ pub async fn show(
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
     let fail = |e: crate::http::ApiError| ConsoleError::api(lang, e);
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
-    let claim = claims::find(&mut conn, id).await.map_err(|e| fail(e.into()))?.ok_or_else(|| ConsoleError::not_found(lang))?;
+    let claim =
+        claims::find(&mut conn, id).await.map_err(|e| fail(e.into()))?.ok_or_else(|| ConsoleError::not_found(lang))?;
     let v = claims::view(&mut conn, claim).await.map_err(fail)?;
     let programme = crate::subsidy::programmes::find_programme(&mut conn, v.programme_id)
         .await

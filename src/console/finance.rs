@@ -22,7 +22,10 @@ pub fn finance_only(viewer: &Viewer) -> Result<(), ConsoleError> {
 
 /// The JSON a write answered (the API's own answer, stored with its
 /// idempotency key), as the view it is.
-pub async fn answer<T: DeserializeOwned>(lang: Lang, outcome: Result<HttpResponse, ApiError>) -> Result<T, ConsoleError> {
+pub async fn answer<T: DeserializeOwned>(
+    lang: Lang,
+    outcome: Result<HttpResponse, ApiError>,
+) -> Result<T, ConsoleError> {
     let response = outcome.map_err(|e| ConsoleError::api(lang, e))?;
     let body = actix_web::body::to_bytes(response.into_body()).await.map_err(|e| ConsoleError::internal(lang, e))?;
     serde_json::from_slice(&body).map_err(|e| ConsoleError::internal(lang, e))

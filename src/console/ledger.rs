@@ -31,6 +31,17 @@ const POSTINGS_PAGE: i64 = 50;
 pub struct TrialBalanceForm {
     #[serde(default)]
     as_of: String,
+    /// Also the currencies nothing was ever posted in (every account is
+    /// created in each supported currency).
+    #[serde(default)]
+    all: Option<String>,
+}
+
+/// Whether a currency's totals show any movement, posted or pending.
+fn moved(t: &CurrencyTotals) -> bool {
+    [&t.debits_posted, &t.credits_posted, &t.debits_pending, &t.credits_pending]
+        .iter()
+        .any(|v| v.parse::<rust_decimal::Decimal>().map_or(true, |d| !d.is_zero()))
 }
 
 /// `GET /ledger?as_of=`: the trial balance, now or as of an instant (Seoul time).
@@ -43,7 +54,9 @@ pub async fn trial_balance(
     let lang = viewer.lang;
     finance_only(&viewer)?;
     let as_of = match given(&form.as_of) {
-        Some(raw) => Some(parse_time_input(raw).ok_or_else(|| invalid(lang, "as_of", "must be a date and time (Seoul)"))?),
+        Some(raw) => {
+            Some(parse_time_input(raw).ok_or_else(|| invalid(lang, "as_of", "must be a date and time (Seoul)"))?)
+        }
         None => None,
     };
     let fail = |e: crate::http::ApiError| ConsoleError::api(lang, e);
@@ -71,11 +84,21 @@ pub async fn trial_balance(
             a href=(export_link("hledger")) download { "hledger" } " · "
             a href=(export_link("csv")) download { "CSV" }
         }
-        @for totals in &tb.totals {
+        @let show_all = form.all.is_some();
+        @let hidden: Vec<&str> = tb.totals.iter().filter(|t| !moved(t)).map(|t| t.currency.as_str()).collect();
+        @if !show_all && !hidden.is_empty() {
+            @let mut link = form_urlencoded::Serializer::new(String::new());
+            @let link = link.append_pair("as_of", &form.as_of).append_pair("all", "1").finish();
+            p.muted {
+                (lang.tr("Nothing posted in", "분개가 없는 통화:")) " " (hidden.join(", ")) " · "
+                a href={ "/ledger?" (link) } { (lang.tr("show them too", "함께 보기")) }
+            }
+        }
+        @for totals in tb.totals.iter().filter(|t| show_all || moved(t)) {
             h2 { (lang.tr("Trial balance", "시산표")) " · " (totals.currency) }
             (accounts_table(&tb.data, totals, false, lang))
         }
-        @for totals in &tb.memo_totals {
+        @for totals in tb.memo_totals.iter().filter(|t| show_all || moved(t)) {
             h2 { (lang.tr("Budget memo accounts", "예산 비망 계정")) " · " (totals.currency) }
             (accounts_table(&tb.data, totals, true, lang))
         }
@@ -199,14 +222,20 @@ pub async fn account(
 
 /// `GET /ledger/entries/{id}`: a journal entry and all its postings.
 #[get("/ledger/entries/{id}")]
-pub async fn entry(viewer: Viewer, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ConsoleError> {
+pub async fn entry(
+    viewer: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
     let lang = viewer.lang;
     finance_only(&viewer)?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
     let fail = |e: crate::http::ApiError| ConsoleError::api(lang, e);
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
-    let (entry, postings) =
-        store::entry_with_postings(&mut conn, id).await.map_err(|e| fail(e.into()))?.ok_or_else(|| ConsoleError::not_found(lang))?;
+    let (entry, postings) = store::entry_with_postings(&mut conn, id)
+        .await
+        .map_err(|e| fail(e.into()))?
+        .ok_or_else(|| ConsoleError::not_found(lang))?;
     let e = entry_view(&mut conn, entry, postings).await.map_err(fail)?;
     let body = html! {
         dl.figures {
@@ -269,7 +298,9 @@ pub async fn export(
     let (from, to) = (instant(&form.from, "from")?, instant(&form.to, "to")?);
     crate::http::extract::check_period(from, to).map_err(|e| ConsoleError::api(lang, e))?;
     let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
-    export_response(&mut conn, from, to, &state.settings.time_zone, format).await.map_err(|e| ConsoleError::api(lang, e))
+    export_response(&mut conn, from, to, &state.settings.time_zone, format)
+        .await
+        .map_err(|e| ConsoleError::api(lang, e))
 }
 
 /// `GET /ledger/verify`: every invariant recomputed, as `GET /v1/ledger/verify`.

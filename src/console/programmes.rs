@@ -24,6 +24,7 @@ use crate::finance::list_routes::{OrganisationListQuery, organisations_page};
 use crate::finance::reports::{GroupBy, ProgrammeReport, ReportGroup, report};
 use crate::ledger::chart;
 use crate::ledger::store as ledger_store;
+use crate::money::{Currency, format_amount};
 use crate::state::AppState;
 use crate::subsidy::list_routes::{ProgrammeListQuery, programmes_page};
 use crate::subsidy::programmes::find_programme;
@@ -168,8 +169,10 @@ pub async fn show(
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
     let fail = |e: crate::http::ApiError| ConsoleError::api(lang, e);
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
-    let programme =
-        find_programme(&mut conn, id).await.map_err(|e| fail(e.into()))?.ok_or_else(|| ConsoleError::not_found(lang))?;
+    let programme = find_programme(&mut conn, id)
+        .await
+        .map_err(|e| fail(e.into()))?
+        .ok_or_else(|| ConsoleError::not_found(lang))?;
     let c = programme.currency().map_err(fail)?;
     let zone = &state.settings.time_zone;
     // The programme report, as `GET /v1/reports/programmes/{id}?group_by=…` answers it.
@@ -213,13 +216,7 @@ pub async fn show(
     }
     let tenants = organisations_page(
         &mut conn,
-        OrganisationListQuery {
-            kind: Some("tenant".into()),
-            category: None,
-            q: None,
-            limit: Some(500),
-            cursor: None,
-        },
+        OrganisationListQuery { kind: Some("tenant".into()), category: None, q: None, limit: Some(500), cursor: None },
     )
     .await
     .map_err(fail)?;
@@ -238,7 +235,7 @@ pub async fn show(
         h2 { (lang.tr("Figures", "현황")) }
         (figures(r, &links, lang))
         h2 { (lang.tr("Burn-down", "예산 소진")) }
-        (burn_chart(&points, r.budget.parse().unwrap_or_default(), lang, &money))
+        (burn_chart(&points, r.budget.parse().unwrap_or_default(), c, lang, &money))
         h2 { (lang.tr("Breakdowns", "세부 내역")) }
         (category_table(r.groups.as_deref().unwrap_or_default(), lang, &money))
         (group_table(lang.tr("By tenant", "수요 기업·기관별"), r.groups.as_deref().unwrap_or_default(), lang, &money))
@@ -312,16 +309,20 @@ fn figures(r: &ProgrammeReport, links: &Links, lang: Lang) -> Markup {
 
 /// Spent (and spent + committed) per day, against the budget: lines over the
 /// programme's days. Pixels only are floats; every amount shown is exact.
-fn burn_chart(points: &[BurnPoint], budget: Decimal, lang: Lang, money: &dyn Fn(&str) -> String) -> Markup {
+fn burn_chart(
+    points: &[BurnPoint],
+    budget: Decimal,
+    c: Currency,
+    lang: Lang,
+    money: &dyn Fn(&str) -> String,
+) -> Markup {
     const WIDTH: f64 = 720.0;
     const HEIGHT: f64 = 220.0;
     const LEFT: f64 = 8.0;
     const TOP: f64 = 18.0;
     const BOTTOM: f64 = 22.0;
-    let title = lang.tr(
-        "Cumulative spent and committed per day, against the budget",
-        "일별 누적 집행액과 약정액, 예산 대비",
-    );
+    let title =
+        lang.tr("Cumulative spent and committed per day, against the budget", "일별 누적 집행액과 약정액, 예산 대비");
     let top_value = points
         .iter()
         .filter_map(|p| p.spent.checked_add(p.committed))
@@ -346,11 +347,15 @@ fn burn_chart(points: &[BurnPoint], budget: Decimal, lang: Lang, money: &dyn Fn(
     let held_line = line(&|p| p.spent.checked_add(p.committed).unwrap_or(p.spent));
     let last = points.last();
     html! {
-        figure {
+        figure data-last-spent=[last.map(|p| format_amount(p.spent, c))] data-last-committed=[last.map(|p| format_amount(p.committed, c))] {
             svg.chart viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(title) preserveAspectRatio="xMinYMin meet" {
                 title { (title) }
                 line x1=(LEFT) x2=(WIDTH - LEFT) y1=(y(budget)) y2=(y(budget)) stroke="#1d232b" stroke-dasharray="6 4" stroke-width="1.5" {}
                 text x=(LEFT) y=(y(budget) - 4.0) { (lang.tr("Budget", "예산")) " " (money(&budget.to_string())) }
+                @if let Some(end) = points.len().checked_sub(1) {
+                    // Even pace: the budget spent evenly over the programme's days.
+                    line x1=(LEFT) y1=(y(Decimal::ZERO)) x2=(LEFT + step * end as f64) y2=(y(budget)) stroke="#9aa3ad" stroke-dasharray="2 4" stroke-width="1" {}
+                }
                 polyline points=(held_line) fill="none" stroke="#e6a23c" stroke-width="2" {}
                 polyline points=(spent_line) fill="none" stroke="#a3360f" stroke-width="2" {}
                 @if let (Some(first), Some(last)) = (points.first(), last) {
@@ -360,7 +365,8 @@ fn burn_chart(points: &[BurnPoint], budget: Decimal, lang: Lang, money: &dyn Fn(
             }
             figcaption.legend {
                 span.used { (lang.tr("Spent", "집행")) @if let Some(p) = last { " " (money(&p.spent.to_string())) } } " · "
-                span.committed { (lang.tr("Spent + committed", "집행 + 약정")) @if let Some(p) = last { " " (money(&p.spent.checked_add(p.committed).unwrap_or(p.spent).to_string())) } }
+                span.committed { (lang.tr("Spent + committed", "집행 + 약정")) @if let Some(p) = last { " " (money(&p.spent.checked_add(p.committed).unwrap_or(p.spent).to_string())) } } " · "
+                span.pace { (lang.tr("Even pace (dotted)", "균등 소진 (점선)")) }
             }
         }
     }

@@ -120,8 +120,7 @@ mod tests {
     fn every_day_carries_the_running_totals() {
         let moves = [movement(d(3, 2), dec!(0), dec!(5603)), movement(d(3, 4), dec!(5603), dec!(-5603))];
         let points = burn_down(&moves, d(3, 1), d(3, 5)).expect("points");
-        let totals: Vec<(NaiveDate, Decimal, Decimal)> =
-            points.iter().map(|p| (p.day, p.spent, p.committed)).collect();
+        let totals: Vec<(NaiveDate, Decimal, Decimal)> = points.iter().map(|p| (p.day, p.spent, p.committed)).collect();
         assert_eq!(
             totals,
             vec![

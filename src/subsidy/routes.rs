@@ -18,10 +18,10 @@ use crate::auth::model::TenantCategory;
 use crate::auth::{Principal, Role};
 use crate::db::schema::grants;
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
-use crate::http::{Write, WriteOp};
 use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
+use crate::http::{Write, WriteOp};
 use crate::ledger::chart;
 use crate::ledger::store as ledger_store;
 use crate::money::{Currency, format_amount, parse_amount};
@@ -253,7 +253,10 @@ pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: Gr
     (status = 422, description = "Invalid, or `budget_exhausted`", body = Problem),
 ))]
 #[post("/v1/programmes/{id}/grants")]
-pub async fn create_grant(write: Write<JsonBody<GrantRequest>>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn create_grant(
+    write: Write<JsonBody<GrantRequest>>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     let programme_id = parse_uuid("id", &id)?;
     grant_write(op, principal, programme_id, &body.value).await
@@ -459,7 +462,11 @@ pub async fn create_claim(write: Write<JsonBody<ClaimRequest>>) -> Result<HttpRe
 }
 
 /// Creates a draft claim (`POST /v1/claims`), for the API and the console.
-pub(crate) async fn claim_write(op: WriteOp, principal: Principal, request: ClaimRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn claim_write(
+    op: WriteOp,
+    principal: Principal,
+    request: ClaimRequest,
+) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let ClaimRequest { programme_id, period_start, period_end, month } = request;
     enum Period {
@@ -636,7 +643,10 @@ pub struct PaymentRequest {
     (status = 422, body = Problem),
 ))]
 #[post("/v1/claims/{id}/payments")]
-pub async fn pay_claim(write: Write<JsonBody<PaymentRequest>>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn pay_claim(
+    write: Write<JsonBody<PaymentRequest>>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     let id = parse_uuid("id", &id)?;
     payment_write(op, principal, id, &body.value).await

@@ -82,7 +82,7 @@ async fn submit(app: &TestApp, token: &str, action: &str, html: &str, extra: &[(
 }
 
 /// Every `{attribute}="…"` value in a page, in order.
-fn values(html: &str, attribute: &str) -> Vec<String> {
+pub(crate) fn values(html: &str, attribute: &str) -> Vec<String> {
     let marker = format!("{attribute}=\"");
     html.match_indices(&marker)
         .map(|(at, _)| {
@@ -93,7 +93,7 @@ fn values(html: &str, attribute: &str) -> Vec<String> {
 }
 
 /// A dashboard figure: its exact amount and where it links.
-fn figure(html: &str, key: &str) -> (String, String) {
+pub(crate) fn figure(html: &str, key: &str) -> (String, String) {
     let marker = format!("data-figure=\"{key}\" data-amount=\"");
     let at = html.find(&marker).unwrap_or_else(|| panic!("no figure {key}:\n{html}"));
     let rest = &html[at + marker.len()..];
@@ -102,7 +102,7 @@ fn figure(html: &str, key: &str) -> (String, String) {
     (amount, href)
 }
 
-const FIGURES: [&str; 12] = [
+pub(crate) const FIGURES: [&str; 12] = [
     "budget",
     "granted",
     "committed",
@@ -117,22 +117,22 @@ const FIGURES: [&str; 12] = [
     "unclaimed",
 ];
 
-fn seoul(at: DateTime<Utc>) -> String {
+pub(crate) fn seoul(at: DateTime<Utc>) -> String {
     at.with_timezone(&chrono_tz::Asia::Seoul).format("%Y-%m-%dT%H:%M").to_string()
 }
 
 /// A programme of 1,000,000 KRW, an SME tenant's grant of 100,000, an order
 /// of 7 hours settled (the programme's 80% is 5,603) and one of 2 hours not
 /// yet begun (1,600 committed).
-struct Books {
-    finance: String,
-    tenant: Caller,
-    programme: Value,
-    grant: Value,
-    start: DateTime<Utc>,
+pub(crate) struct Books {
+    pub(crate) finance: String,
+    pub(crate) tenant: Caller,
+    pub(crate) programme: Value,
+    pub(crate) grant: Value,
+    pub(crate) start: DateTime<Utc>,
 }
 
-async fn books(app: &TestApp) -> Books {
+pub(crate) async fn books(app: &TestApp) -> Books {
     let finance = app.token(Role::Finance).await;
     let provider = app.caller(Role::Provider).await;
     let tenant = app.tenant("sme").await;
@@ -177,7 +177,10 @@ async fn the_dashboard_shows_the_programme_reports_figures_exactly_and_each_link
     for shown in ["1,000,000원", "5,603원", "1,600원", "900,000원"] {
         assert!(dashboard.contains(shown), "{shown}: {dashboard}");
     }
-    assert!(dashboard.contains("<svg") && dashboard.contains("<polyline"), "the burn-down chart");
+    // The burn-down ends at the report's spent and committed.
+    assert!(dashboard.contains("<polyline"), "the burn-down chart");
+    assert_eq!(values(&dashboard, "data-last-spent"), vec!["5603".to_string()]);
+    assert_eq!(values(&dashboard, "data-last-committed"), vec!["1600".to_string()]);
     // The breakdowns are the report's groups: one tenant (SME), one provider, one model.
     let (_, by_model) =
         json(app.get(&format!("/v1/reports/programmes/{programme_id}?group_by=gpu_model"), &b.finance).await).await;
@@ -186,7 +189,8 @@ async fn the_dashboard_shows_the_programme_reports_figures_exactly_and_each_link
 
     // Spent links to the grant's spent account: its postings are the API's.
     let (_, spent_href) = figure(&dashboard, "spent");
-    let spent_account = app.account_id(&format!("budget:grant:{}:spent", id(&b.grant)), gpuhour::money::Currency::Krw).await;
+    let spent_account =
+        app.account_id(&format!("budget:grant:{}:spent", id(&b.grant)), gpuhour::money::Currency::Krw).await;
     assert_eq!(spent_href, format!("/ledger/accounts/{spent_account}"));
     let account_page = page(&app, &b.finance, &spent_href).await;
     let (_, postings) =
@@ -210,8 +214,12 @@ async fn the_dashboard_shows_the_programme_reports_figures_exactly_and_each_link
     assert!(account_page.contains(&format!("href=\"/ledger/entries/{entry_id}\"")));
     let entry_page = page(&app, &b.finance, &format!("/ledger/entries/{entry_id}")).await;
     let (_, entry) = json(app.get(&format!("/v1/journal-entries/{entry_id}"), &b.finance).await).await;
-    let entry_amounts: Vec<String> =
-        entry["postings"].as_array().expect("postings").iter().map(|p| p["amount"].as_str().expect("a").into()).collect();
+    let entry_amounts: Vec<String> = entry["postings"]
+        .as_array()
+        .expect("postings")
+        .iter()
+        .map(|p| p["amount"].as_str().expect("a").into())
+        .collect();
     assert_eq!(entry_amounts.len(), 3, "{entry:#}");
     assert_eq!(values(&entry_page, "data-amount"), entry_amounts);
     for p in entry["postings"].as_array().expect("postings") {
@@ -284,12 +292,18 @@ async fn grants_are_made_and_closed_through_the_dashboards_forms() {
     assert!(!dashboard.contains(&format!("action=\"{close}\"")), "a closed grant has no close button");
 
     // A bad amount is refused with the API's reason, and nothing is written.
-    let response = submit(&app, &b.finance, &action, &dashboard, &[
-        ("tenant_org_id", tenant_org.as_str()),
-        ("amount", "12.5"),
-        ("valid_from", from.as_str()),
-        ("valid_until", until.as_str()),
-    ])
+    let response = submit(
+        &app,
+        &b.finance,
+        &action,
+        &dashboard,
+        &[
+            ("tenant_org_id", tenant_org.as_str()),
+            ("amount", "12.5"),
+            ("valid_from", from.as_str()),
+            ("valid_until", until.as_str()),
+        ],
+    )
     .await;
     assert_eq!(response.status(), 422);
     assert!(response.text().await.expect("page").contains("amount"));
@@ -305,12 +319,18 @@ async fn a_claim_is_created_submitted_and_paid_through_the_forms() {
     let claims = page(&app, &b.finance, "/claims").await;
     assert!(claims.contains("청구가 없습니다"), "{claims}");
     let (start, end) = (seoul(b.start), seoul(b.start + Duration::days(1)));
-    let response = submit(&app, &b.finance, "/claims", &claims, &[
-        ("programme_id", programme_id),
-        ("month", ""),
-        ("period_start", start.as_str()),
-        ("period_end", end.as_str()),
-    ])
+    let response = submit(
+        &app,
+        &b.finance,
+        "/claims",
+        &claims,
+        &[
+            ("programme_id", programme_id),
+            ("month", ""),
+            ("period_start", start.as_str()),
+            ("period_end", end.as_str()),
+        ],
+    )
     .await;
     assert_eq!(response.status(), 303);
     let claim_path = location(&response).trim_end_matches("?created=1").to_string();
@@ -335,8 +355,7 @@ async fn a_claim_is_created_submitted_and_paid_through_the_forms() {
     let submitted = page(&app, &b.finance, &claim_path).await;
     assert_eq!(figure(&submitted, "outstanding").0, "5603");
     let pay = format!("{claim_path}/payments");
-    let response =
-        submit(&app, &b.finance, &pay, &submitted, &[("amount", "4000"), ("reference", "MSIT-0001")]).await;
+    let response = submit(&app, &b.finance, &pay, &submitted, &[("amount", "4000"), ("reference", "MSIT-0001")]).await;
     assert_eq!((response.status().as_u16(), location(&response)), (303, format!("{claim_path}?paid=1")));
     let (_, claim) = json(app.get(&format!("/v1/claims/{claim_id}"), &b.finance).await).await;
     assert_eq!((claim["paid"].as_str(), claim["outstanding"].as_str()), (Some("4000"), Some("1603")));
@@ -354,12 +373,16 @@ async fn a_claim_is_created_submitted_and_paid_through_the_forms() {
 
     // The dashboard agrees with the report after the payment.
     let api = report(&app, &b.finance, &b.programme).await;
-    assert_eq!((api["claimed"].as_str(), api["paid"].as_str(), api["outstanding"].as_str()), (Some("5603"), Some("4000"), Some("1603")));
+    assert_eq!(
+        (api["claimed"].as_str(), api["paid"].as_str(), api["outstanding"].as_str()),
+        (Some("5603"), Some("4000"), Some("1603"))
+    );
     let dashboard = page(&app, &b.finance, &format!("/programmes/{programme_id}")).await;
     for key in FIGURES {
         assert_eq!(figure(&dashboard, key).0, api[key].as_str().expect("figure"), "{key}");
     }
-    let receivable = app.account_id(&format!("assets:subsidy-receivable:{programme_id}"), gpuhour::money::Currency::Krw).await;
+    let receivable =
+        app.account_id(&format!("assets:subsidy-receivable:{programme_id}"), gpuhour::money::Currency::Krw).await;
     assert_eq!(figure(&dashboard, "outstanding").1, format!("/ledger/accounts/{receivable}"));
 
     // Each write is in the audit log once, under the console's route.
@@ -377,7 +400,8 @@ async fn the_trial_balance_page_is_the_apis_now_and_as_of_an_instant_and_the_exp
     let check = |html: String, api: Value| {
         let rows = api["data"].as_array().expect("data");
         for row in rows {
-            let marker = format!("data-account=\"{}\" data-balance=\"{}\"", id(row), row["balance"].as_str().expect("b"));
+            let marker =
+                format!("data-account=\"{}\" data-balance=\"{}\"", id(row), row["balance"].as_str().expect("b"));
             assert!(html.contains(&marker), "{marker}: {html}");
         }
         assert_eq!(values(&html, "data-account").len(), rows.len());
@@ -392,14 +416,18 @@ async fn the_trial_balance_page_is_the_apis_now_and_as_of_an_instant_and_the_exp
         }
     };
     let (_, now) = json(app.get("/v1/reports/trial-balance", &b.finance).await).await;
-    check(page(&app, &b.finance, "/ledger").await, now);
+    check(page(&app, &b.finance, "/ledger?all=1").await, now);
+    // By default, only the currencies something was posted in.
+    let krw_only = page(&app, &b.finance, "/ledger").await;
+    assert_eq!(values(&krw_only, "data-totals"), vec!["KRW".to_string(), "KRW".to_string()]);
+    assert!(krw_only.contains("EUR, JPY, USD"), "{krw_only}");
     let at = b.start + Duration::hours(3);
     let (_, then) = json(
         app.get(&format!("/v1/reports/trial-balance?as_of={}", at.to_rfc3339().replace('+', "%2B")), &b.finance).await,
     )
     .await;
     let as_of: String = form_urlencoded::byte_serialize(seoul(at).as_bytes()).collect();
-    let html = page(&app, &b.finance, &format!("/ledger?as_of={as_of}")).await;
+    let html = page(&app, &b.finance, &format!("/ledger?as_of={as_of}&all=1")).await;
     check(html.clone(), then);
     assert!(html.contains(&format!("href=\"/ledger/export?format=csv&amp;to={as_of}\"")), "{html}");
     let bad = get(&app, &b.finance, "/ledger?as_of=yesterday").await;
@@ -412,7 +440,8 @@ async fn the_trial_balance_page_is_the_apis_now_and_as_of_an_instant_and_the_exp
         let disposition = response.headers().get("content-disposition").and_then(|v| v.to_str().ok()).map(String::from);
         assert!(disposition.expect("attachment").starts_with("attachment"));
         let console = response.text().await.expect("file");
-        let api = app.get(&format!("/v1/exports/journal?format={format}"), &b.finance).await.text().await.expect("file");
+        let api =
+            app.get(&format!("/v1/exports/journal?format={format}"), &b.finance).await.text().await.expect("file");
         assert_eq!(console, api, "{format}");
     }
     assert_eq!(get(&app, &b.finance, "/ledger/export?format=pdf").await.status(), 422);
@@ -447,7 +476,8 @@ async fn a_tenant_cannot_open_or_post_to_finance_pages() {
     let app = spawn_app().await;
     let b = books(&app).await;
     let programme_id = id(&b.programme);
-    let account = app.account_id(&format!("budget:programme:{programme_id}:unallocated"), gpuhour::money::Currency::Krw).await;
+    let account =
+        app.account_id(&format!("budget:programme:{programme_id}:unallocated"), gpuhour::money::Currency::Krw).await;
     for path in [
         "/programmes".to_string(),
         format!("/programmes/{programme_id}"),
@@ -466,7 +496,8 @@ async fn a_tenant_cannot_open_or_post_to_finance_pages() {
     // Even with its own valid form token, a tenant's post writes nothing.
     let csrf = app.keys.form_token(&b.tenant.token);
     let (start, end) = (seoul(b.start), seoul(b.start + Duration::days(1)));
-    let fields = [("csrf", csrf.as_str()), ("programme_id", programme_id), ("period_start", &start), ("period_end", &end)];
+    let fields =
+        [("csrf", csrf.as_str()), ("programme_id", programme_id), ("period_start", &start), ("period_end", &end)];
     assert_eq!(post_form(&app, &b.tenant.token, "/claims", &fields).await.status(), 403);
     assert_eq!(app.count("SELECT count(*) AS n FROM claims").await, 0);
     // A tenant's navigation has no finance pages; anonymous visitors are sent to sign in.
