@@ -140,6 +140,8 @@ struct Links {
     advance: Option<Uuid>,
     /// The grants' `available` and `spent` accounts, in the grants' order.
     grant_accounts: Vec<(Uuid, Option<Uuid>, Option<Uuid>)>,
+    /// Whether `grant_accounts` holds every grant of the programme (one page of them).
+    all_grants: bool,
 }
 
 impl Links {
@@ -150,7 +152,7 @@ impl Links {
     /// A grant-level figure: its one grant's account, or the grants table.
     fn per_grant(&self, pick: impl Fn(&(Uuid, Option<Uuid>, Option<Uuid>)) -> Option<Uuid>) -> String {
         match self.grant_accounts.as_slice() {
-            [only] => Links::account(pick(only)),
+            [only] if self.all_grants => Links::account(pick(only)),
             _ => "#grants".to_string(),
         }
     }
@@ -208,6 +210,7 @@ pub async fn show(
         receivable: account(&mut conn, chart::subsidy_receivable_code(id)).await.map_err(|e| fail(e.into()))?,
         advance: account(&mut conn, chart::programme_advance_code(id)).await.map_err(|e| fail(e.into()))?,
         grant_accounts: Vec::new(),
+        all_grants: given(&flags.grants_cursor).is_none() && grants.next_cursor.is_none(),
     };
     for g in &grants.data {
         let available = account(&mut conn, chart::grant_available_code(g.id)).await.map_err(|e| fail(e.into()))?;
@@ -229,8 +232,7 @@ pub async fn show(
         @if flags.closed.is_some() { p.notice role="status" { (lang.tr("The grant is closed; what it had left is back in the programme.", "지원금을 종료했고 남은 금액은 사업 예산으로 돌아갔습니다.")) } }
         p.muted {
             (programme.sponsor) " · " (lang.tr("fiscal year", "회계연도")) " " (programme.fiscal_year) " · "
-            (time(programme.starts_at)) " – " (time(programme.ends_at)) " · "
-            a href={ "/v1/reports/programmes/" (id) } { "API" }
+            (time(programme.starts_at)) " – " (time(programme.ends_at))
         }
         h2 { (lang.tr("Figures", "현황")) }
         (figures(r, &links, lang))
