@@ -83,7 +83,8 @@ pub async fn audit_log(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
     let mut conn = state.pool.get().await?;
-    let (page, filter) = audit_page(&mut conn, q.limit, q.cursor.as_deref(), filter_of(&q)).await?;
+    let filter = filter_of(&q);
+    let page = audit_page(&mut conn, q.limit, q.cursor.as_deref(), &filter).await?;
     let now = state.clock.now(&mut conn).await?;
     spreadsheet::respond(q.format, &page, "audit-log", || Ok(vec![audit_sheet(&page.data, &filter, now)]))
 }
@@ -104,13 +105,13 @@ pub(crate) async fn audit_page(
     conn: &mut diesel_async::AsyncPgConnection,
     limit: Option<i64>,
     cursor: Option<&str>,
-    filter: AuditFilter,
-) -> Result<(Page<AuditEntry>, AuditFilter), ApiError> {
+    filter: &AuditFilter,
+) -> Result<Page<AuditEntry>, ApiError> {
     check_period(filter.from, filter.to)?;
     let limit = pagination::limit(limit)?;
     let before: Option<i64> = cursor.map(decode_cursor).transpose()?;
-    let rows = super::list(conn, &filter, before, limit + 1).await?;
-    Ok((pagination::page(rows, limit, |r| r.seq, AuditEntry::from), filter))
+    let rows = super::list(conn, filter, before, limit + 1).await?;
+    Ok(pagination::page(rows, limit, |r| r.seq, AuditEntry::from))
 }
 
 /// The page as one sheet: a row per record, and a totals row counting them.

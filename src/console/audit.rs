@@ -60,7 +60,7 @@ pub async fn audit(
         to: instant(&form.to, "to")?,
     };
     let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
-    let (found, _) = audit_page(&mut conn, Some(AUDIT_PAGE), given(&form.cursor), filter)
+    let found = audit_page(&mut conn, Some(AUDIT_PAGE), given(&form.cursor), &filter)
         .await
         .map_err(|e| ConsoleError::api(lang, e))?;
     let body = html! {
