@@ -448,6 +448,22 @@ async fn the_trial_balance_page_is_the_apis_now_and_as_of_an_instant_and_the_exp
 
     let verify = page(&app, &b.finance, "/ledger/verify").await;
     assert!(verify.contains("data-verify=\"ok\""), "{verify}");
+
+    // The audit log pages with the API's filters; a malformed filter is the API's 422.
+    let (_, api_audit) = json(app.get("/v1/audit-log?limit=50", &b.finance).await).await;
+    let audit = page(&app, &b.finance, "/audit").await;
+    let api_routes: Vec<String> = api_audit["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|e| e["route"].as_str().expect("route").into())
+        .collect();
+    assert_eq!(values(&audit, "data-route"), api_routes);
+    let orders = page(&app, &b.finance, "/audit?route=%2Fv1%2Forders").await;
+    assert_eq!(values(&orders, "data-route"), vec!["/v1/orders".to_string(); 2]);
+    for bad in ["/audit?user_id=someone", "/audit?from=yesterday", "/audit?cursor=nonsense"] {
+        assert_eq!(get(&app, &b.finance, bad).await.status(), 422, "{bad}");
+    }
 }
 
 #[tokio::test]
