@@ -24,7 +24,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; frame-ancestors 'none
 pub fn home_of(role: Role) -> &'static str {
     match role {
         Role::Tenant => "/market",
-        Role::Provider | Role::Finance | Role::Admin => "/overview",
+        Role::Finance => "/programmes",
+        Role::Provider | Role::Admin => "/overview",
     }
 }
 
@@ -36,7 +37,13 @@ fn nav_links(role: Role, lang: Lang) -> Vec<(&'static str, &'static str)> {
             ("/orders", lang.tr("Orders", "주문")),
             ("/wallet", lang.tr("Wallet", "지갑")),
         ],
-        Role::Provider | Role::Finance | Role::Admin => vec![("/overview", lang.tr("Overview", "개요"))],
+        Role::Finance => vec![
+            ("/programmes", lang.tr("Programmes", "지원 사업")),
+            ("/claims", lang.tr("Claims", "청구")),
+            ("/ledger", lang.tr("Ledger", "원장")),
+            ("/audit", lang.tr("Audit", "감사")),
+        ],
+        Role::Provider | Role::Admin => vec![("/overview", lang.tr("Overview", "개요"))],
     }
 }
 

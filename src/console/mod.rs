@@ -9,14 +9,19 @@
 //! every form write through the same [`crate::http::WriteOp`] (audit record and
 //! idempotency key included).
 
+mod audit;
 mod chart;
+mod claims;
 mod error;
+mod finance;
 mod form;
 mod i18n;
 mod layout;
+mod ledger;
 mod market;
 pub mod money;
 mod orders;
+mod programmes;
 mod session;
 mod wallet;
 
@@ -58,5 +63,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::list)
         .service(orders::show)
         .service(orders::cancel)
-        .service(wallet::wallet);
+        .service(wallet::wallet)
+        .service(programmes::list)
+        .service(programmes::show)
+        .service(programmes::create_grant)
+        .service(programmes::close_grant)
+        .service(claims::list)
+        .service(claims::create)
+        .service(claims::show)
+        .service(claims::submit)
+        .service(claims::pay)
+        .service(ledger::trial_balance)
+        .service(ledger::export)
+        .service(ledger::verify)
+        .service(ledger::account)
+        .service(ledger::entry)
+        .service(audit::audit);
 }

@@ -9,6 +9,8 @@ mod books;
 mod charged;
 mod console;
 mod console_browser;
+mod console_browser_finance;
+mod console_finance;
 mod corrections;
 mod demo_story;
 mod errors;
