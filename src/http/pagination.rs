@@ -58,7 +58,7 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         let c = encode_cursor(&("liabilities:x", "KRW"));
         assert_eq!(decode_cursor::<(String, String)>(&c).expect("round trip"), ("liabilities:x".into(), "KRW".into()));
-        assert_eq!(decode_cursor::<(String, String)>("!!").map_err(|e| e.code).err(), Some("validation_failed"));
+        assert_eq!(decode_cursor::<(String, String)>("!!").map_err(|e| e.code.as_str()).err(), Some("validation_failed"));
     }
 
     #[test]
@@ -68,7 +68,7 @@ mod tests {
         assert_eq!(p.next_cursor, Some(encode_cursor(&2)));
         let p = page(vec![1, 2], 2, |r| *r, |r| r);
         assert_eq!(p.next_cursor, None);
-        assert_eq!(limit(Some(501)).map_err(|e| e.code).err(), Some("validation_failed"));
-        assert_eq!(limit(Some(0)).map_err(|e| e.code).err(), Some("validation_failed"));
+        assert_eq!(limit(Some(501)).map_err(|e| e.code.as_str()).err(), Some("validation_failed"));
+        assert_eq!(limit(Some(0)).map_err(|e| e.code.as_str()).err(), Some("validation_failed"));
     }
 }

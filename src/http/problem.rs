@@ -40,11 +40,100 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+/// The stable machine-readable codes of SPEC section 7, each with the title
+/// every answer with that code carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemCode {
+    ValidationFailed,
+    MalformedJson,
+    BadRequest,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    InsufficientFunds,
+    CapacityUnavailable,
+    BudgetExhausted,
+    IdempotencyKeyReused,
+    Conflict,
+    DuplicateReference,
+    PeriodClosed,
+    TooManyRequests,
+    ServiceUnavailable,
+    /// The service is shutting down (the order batcher has stopped).
+    ShuttingDown,
+    Timeout,
+    InternalError,
+}
+
+impl ProblemCode {
+    pub const fn as_str(self) -> &'static str {
+        use ProblemCode::*;
+        match self {
+            ValidationFailed => "validation_failed",
+            MalformedJson => "malformed_json",
+            BadRequest => "bad_request",
+            UnsupportedMediaType => "unsupported_media_type",
+            PayloadTooLarge => "payload_too_large",
+            Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            InsufficientFunds => "insufficient_funds",
+            CapacityUnavailable => "capacity_unavailable",
+            BudgetExhausted => "budget_exhausted",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            Conflict => "conflict",
+            DuplicateReference => "duplicate_reference",
+            PeriodClosed => "period_closed",
+            TooManyRequests => "too_many_requests",
+            ServiceUnavailable => "service_unavailable",
+            ShuttingDown => "unavailable",
+            Timeout => "timeout",
+            InternalError => "internal_error",
+        }
+    }
+
+    pub const fn title(self) -> &'static str {
+        use ProblemCode::*;
+        match self {
+            ValidationFailed => "Your request is not valid",
+            MalformedJson => "The request body is not valid JSON",
+            BadRequest => "The request could not be read",
+            UnsupportedMediaType => "Send the body as application/json",
+            PayloadTooLarge => "The request body is too large",
+            Unauthorized => "Authentication is required",
+            Forbidden => "You may not do this",
+            NotFound => "Not found",
+            MethodNotAllowed => "Method not allowed",
+            InsufficientFunds => "Insufficient funds",
+            CapacityUnavailable => "Capacity unavailable",
+            BudgetExhausted => "Budget exhausted",
+            IdempotencyKeyReused => "Idempotency key reused with another request",
+            Conflict => "Conflict",
+            DuplicateReference => "Reference already recorded",
+            PeriodClosed => "The accounting period is closed",
+            TooManyRequests => "Too many requests",
+            ServiceUnavailable | ShuttingDown => "Service unavailable",
+            Timeout => "The database timed out",
+            InternalError => "Internal server error",
+        }
+    }
+}
+
+impl fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error on its way to becoming a problem+json response. Unexpected causes
 /// are logged with their whole chain and never shown to the caller.
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ProblemCode,
     pub detail: String,
     pub errors: Vec<FieldError>,
     /// Seconds after which a retry may succeed: sent as `Retry-After`.
@@ -53,7 +142,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> Self {
         ApiError { status, code, detail: detail.into(), errors: Vec::new(), retry_after: None, source: None }
     }
 
@@ -62,7 +151,7 @@ impl ApiError {
         ApiError { retry_after: Some(seconds), ..self }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(code: ProblemCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
@@ -72,7 +161,7 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => format!("{} fields are invalid", errors.len()),
         };
-        ApiError { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
+        ApiError { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::ValidationFailed, detail) }
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -80,19 +169,19 @@ impl ApiError {
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Self::new(StatusCode::NOT_FOUND, ProblemCode::NotFound, detail)
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(StatusCode::UNAUTHORIZED, ProblemCode::Unauthorized, detail)
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+        Self::new(StatusCode::FORBIDDEN, ProblemCode::Forbidden, detail)
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", detail)
+        Self::new(StatusCode::CONFLICT, ProblemCode::Conflict, detail)
     }
 
     pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -101,7 +190,7 @@ impl ApiError {
             retry_after: Some(1),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
+                ProblemCode::ServiceUnavailable,
                 "the database is unavailable; retry later",
             )
         }
@@ -125,42 +214,23 @@ impl ApiError {
             source: Some(Box::new(source)),
             ..Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ProblemCode::InternalError,
                 "an unexpected error occurred; it has been logged",
             )
         }
     }
 
     pub fn title(&self) -> &'static str {
-        match self.code {
-            "validation_failed" => "Your request is not valid",
-            "malformed_json" => "The request body is not valid JSON",
-            "unsupported_media_type" => "Send the body as application/json",
-            "payload_too_large" => "The request body is too large",
-            "unauthorized" => "Authentication is required",
-            "forbidden" => "You may not do this",
-            "not_found" => "Not found",
-            "method_not_allowed" => "Method not allowed",
-            "insufficient_funds" => "Insufficient funds",
-            "capacity_unavailable" => "Capacity unavailable",
-            "budget_exhausted" => "Budget exhausted",
-            "idempotency_key_reused" => "Idempotency key reused with another request",
-            "conflict" => "Conflict",
-            "duplicate_reference" => "Reference already recorded",
-            "too_many_requests" => "Too many requests",
-            "service_unavailable" => "Service unavailable",
-            "timeout" => "The database timed out",
-            _ => "Internal server error",
-        }
+        self.code.title()
     }
 
     pub fn problem(&self) -> Problem {
         Problem {
-            problem_type: format!("urn:gpuhour:problem:{}", self.code),
+            problem_type: format!("urn:gpuhour:problem:{}", self.code.as_str()),
             title: self.title().to_string(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.to_string(),
+            code: self.code.as_str().to_string(),
             errors: self.errors.clone(),
         }
     }
@@ -232,7 +302,7 @@ impl From<diesel::result::Error> for ApiError {
                 retry_after: Some(1),
                 ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
+                    ProblemCode::Timeout,
                     "the request waited too long for the database (a lock or a slow statement); nothing was written — retry it",
                 )
             };
@@ -266,11 +336,11 @@ impl From<LedgerError> for ApiError {
             | Overflow => ApiError::invalid("postings", e.to_string()),
             PendingExceeded { .. } | NotReversible(_) => ApiError::conflict(e.to_string()),
             FloorBroken { ref code, .. } if code.starts_with("budget:") => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "budget_exhausted", e.to_string())
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::BudgetExhausted, e.to_string())
             }
-            FloorBroken { .. } => ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", e.to_string()),
+            FloorBroken { .. } => ApiError::new(StatusCode::PAYMENT_REQUIRED, ProblemCode::InsufficientFunds, e.to_string()),
             EntryNotFound(id) => ApiError::not_found(format!("journal entry {id} does not exist")),
-            PeriodClosed => ApiError::new(StatusCode::CONFLICT, "period_closed", e.to_string()),
+            PeriodClosed => ApiError::new(StatusCode::CONFLICT, ProblemCode::PeriodClosed, e.to_string()),
             Corrupt(_) => ApiError::internal(e),
             Database(db) => ApiError::from(db.0),
         }

@@ -139,7 +139,7 @@ pub fn check_request(request: &Request, listing: &ListingRow, now: DateTime<Utc>
     if request.gpus > listing.gpus {
         return Err(ApiError::new(
             actix_web::http::StatusCode::CONFLICT,
-            "capacity_unavailable",
+            crate::http::ProblemCode::CapacityUnavailable,
             format!("the listing has {} GPUs", listing.gpus),
         ));
     }
@@ -207,7 +207,7 @@ pub fn order_movements(b: &Breakdown, accounts: &OrderAccounts, subsidy: Option<
 pub fn capacity_unavailable() -> ApiError {
     ApiError::new(
         actix_web::http::StatusCode::CONFLICT,
-        "capacity_unavailable",
+        crate::http::ProblemCode::CapacityUnavailable,
         "not enough GPUs are free on this listing for every hour asked",
     )
 }

@@ -224,7 +224,7 @@ pub async fn pay(
     {
         return Err(ApiError::new(
             actix_web::http::StatusCode::CONFLICT,
-            "duplicate_reference",
+            crate::http::ProblemCode::DuplicateReference,
             format!(
                 "bank reference {reference:?} is already recorded (payment {payment} on claim {claim_of_payment}); \
                  if this is another transfer with the same reference, send \"allow_duplicate_reference\": true"

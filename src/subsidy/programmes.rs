@@ -158,7 +158,7 @@ pub struct NewGrant {
 }
 
 fn budget_exhausted(detail: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "budget_exhausted", detail)
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, crate::http::ProblemCode::BudgetExhausted, detail)
 }
 
 /// Grants `amount` of a programme's unallocated budget to a tenant. The

@@ -120,7 +120,7 @@ pub async fn settle(
             super::claims::submit(conn, claim.id, actor, now).await?;
             Some(claim.id)
         }
-        Err(e) if e.code == "conflict" => None,
+        Err(e) if e.code == crate::http::ProblemCode::Conflict => None,
         Err(e) => return Err(e),
     };
     // What the programme gave beyond what its subsidy earned becomes refund due.
