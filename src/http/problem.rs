@@ -10,6 +10,10 @@ use utoipa::ToSchema;
 
 use crate::db::{DbPoolError, is_unavailable};
 use crate::ledger::LedgerError;
+use crate::market::orders::OrderError;
+use crate::market::settlement::SettleError;
+use crate::subsidy::claims::ClaimError;
+use crate::subsidy::programmes::GrantError;
 
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -343,6 +347,69 @@ impl From<LedgerError> for ApiError {
             PeriodClosed => ApiError::new(StatusCode::CONFLICT, ProblemCode::PeriodClosed, e.to_string()),
             Corrupt(_) => ApiError::internal(e),
             Database(db) => ApiError::from(db.0),
+        }
+    }
+}
+
+// The domain's errors, answered. Each domain area says what went wrong; only
+// here is it decided which status, code and title the caller sees.
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Invalid(fields) => ApiError::validation(fields),
+            OrderError::ListingClosed(_) => ApiError::conflict(e.to_string()),
+            OrderError::MoreGpusThanListed(_) | OrderError::CapacityUnavailable => {
+                ApiError::new(StatusCode::CONFLICT, ProblemCode::CapacityUnavailable, e.to_string())
+            }
+            OrderError::Ledger(ledger) => ApiError::from(ledger),
+        }
+    }
+}
+
+impl From<SettleError> for ApiError {
+    fn from(e: SettleError) -> Self {
+        match e {
+            SettleError::OrderNotFound(_) => ApiError::not_found(e.to_string()),
+            SettleError::AlreadyEnded(_) | SettleError::NothingLeftToCancel => ApiError::conflict(e.to_string()),
+            SettleError::Ledger(ledger) => ApiError::from(ledger),
+            SettleError::Database(db) => ApiError::from(db),
+            SettleError::Pool(pool) => ApiError::from(pool),
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::ProgrammeNotFound(_) | GrantError::GrantNotFound(_) => ApiError::not_found(e.to_string()),
+            GrantError::ProgrammeSettled { .. } => ApiError::conflict(e.to_string()),
+            GrantError::NoSuchTenant => ApiError::invalid("tenant_org_id", e.to_string()),
+            GrantError::BudgetExhausted(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::BudgetExhausted, e.to_string())
+            }
+            GrantError::NotUsable(message) => ApiError::invalid("grant_id", message),
+            GrantError::Ledger(ledger) => ApiError::from(ledger),
+            GrantError::Database(db) => ApiError::from(db),
+        }
+    }
+}
+
+impl From<ClaimError> for ApiError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::ProgrammeNotFound(_) | ClaimError::ClaimNotFound(_) => ApiError::not_found(e.to_string()),
+            ClaimError::NothingToClaim
+            | ClaimError::NotDraft(_)
+            | ClaimError::NotSubmitted
+            | ClaimError::DuplicateAdvanceReference(_) => ApiError::conflict(e.to_string()),
+            ClaimError::InvalidAmount(message) => ApiError::invalid("amount", message),
+            ClaimError::DuplicatePaymentReference { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ProblemCode::DuplicateReference, e.to_string())
+            }
+            ClaimError::Grant(grant) => ApiError::from(grant),
+            ClaimError::Ledger(ledger) => ApiError::from(ledger),
+            ClaimError::Database(db) => ApiError::from(db),
         }
     }
 }

@@ -78,9 +78,9 @@ impl HourBook {
             let state = self.hours.get(&(listing, hour)).ok_or_else(|| {
                 ApiError::internal(LedgerError::Corrupt(format!("hour {hour} of listing {listing} was not locked")))
             })?;
-            let wanted = state.reserved.checked_add(gpus).ok_or_else(orders::capacity_unavailable)?;
+            let wanted = state.reserved.checked_add(gpus).ok_or(orders::OrderError::CapacityUnavailable)?;
             if wanted > state.capacity {
-                return Err(orders::capacity_unavailable());
+                return Err(orders::OrderError::CapacityUnavailable.into());
             }
         }
         Ok(())

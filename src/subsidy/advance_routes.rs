@@ -60,7 +60,7 @@ pub async fn record_advance(
         if received_at > now {
             return Err(ApiError::invalid("received_at", "must not be in the future"));
         }
-        advances::record(conn, programme_id, amount, reference, received_at, principal.actor(), now).await
+        Ok(advances::record(conn, programme_id, amount, reference, received_at, principal.actor(), now).await?)
     })
     .await
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::claims::ClaimRow;
 use super::programmes::find_programme;
 use crate::db::schema::{claim_advance_applications, claims, programme_advances, programmes};
-use crate::http::ApiError;
+use super::claims::ClaimError;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
@@ -49,12 +49,12 @@ pub async fn record(
     received_at: DateTime<Utc>,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<AdvanceView, ApiError> {
+) -> Result<AdvanceView, ClaimError> {
     lock_programme(conn, programme_id).await?;
     super::year_end::ensure_open(conn, programme_id).await?;
     let programme = find_programme(conn, programme_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+        .ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     let currency = programme.currency()?;
     let seen = programme_advances::table
         .filter(programme_advances::programme_id.eq(programme_id))
@@ -63,7 +63,7 @@ pub async fn record(
         .get_result::<i64>(conn)
         .await?;
     if seen > 0 {
-        return Err(ApiError::conflict(format!("an advance with reference {reference:?} is already recorded")));
+        return Err(ClaimError::DuplicateAdvanceReference(reference));
     }
     let codes = [chart::BANK.to_string(), chart::programme_advance_code(programme_id)];
     let [bank, advance] = ledger_store::required_account_ids(conn, &codes, currency).await?;
@@ -102,7 +102,7 @@ pub async fn record(
     })
 }
 
-pub async fn lock_programme(conn: &mut AsyncPgConnection, programme_id: Uuid) -> Result<(), ApiError> {
+pub async fn lock_programme(conn: &mut AsyncPgConnection, programme_id: Uuid) -> Result<(), ClaimError> {
     programmes::table
         .find(programme_id)
         .select(programmes::id)
@@ -110,7 +110,7 @@ pub async fn lock_programme(conn: &mut AsyncPgConnection, programme_id: Uuid) ->
         .first::<Uuid>(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+        .ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     Ok(())
 }
 
@@ -119,10 +119,10 @@ pub async fn unapplied(
     conn: &mut AsyncPgConnection,
     programme_id: Uuid,
     currency: Currency,
-) -> Result<Decimal, ApiError> {
+) -> Result<Decimal, ClaimError> {
     let account = ledger_store::account_by_code(conn, &chart::programme_advance_code(programme_id), currency)
         .await?
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("programme advance account missing".into())))?;
+        .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("programme advance account missing".into())))?;
     Ok(account.balances().posted_balance(NormalSide::Credit))
 }
 
@@ -147,7 +147,7 @@ pub async fn apply(
     currency: Currency,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<Decimal, ApiError> {
+) -> Result<Decimal, ClaimError> {
     let mut left = unapplied(conn, programme_id, currency).await?;
     let mut applied_total = Decimal::ZERO;
     if left <= Decimal::ZERO {

@@ -72,7 +72,7 @@ pub async fn void_claim(
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let claim = corrections::void_claim(conn, id, reason, now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }
@@ -106,7 +106,7 @@ pub async fn write_off(
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let claim = corrections::write_off(conn, id, amount, reason, principal.actor(), now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }

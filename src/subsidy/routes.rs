@@ -466,7 +466,7 @@ pub async fn create_claim(
         };
         let now = clock.now(conn).await?;
         let claim = claims::create_claim(conn, programme_id, period_start, period_end, principal.actor(), now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }
@@ -590,7 +590,7 @@ pub async fn submit_claim(
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let claim = claims::submit(conn, id, principal.actor(), now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }
@@ -642,7 +642,7 @@ pub async fn pay_claim(
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let claim = claims::pay(conn, id, amount, reference, allow_duplicate_reference, principal.actor(), now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }

@@ -27,14 +27,14 @@ use crate::ledger::store::{self as ledger_store, NewEntry};
 use crate::money::{Currency, format_amount};
 
 /// Refuses a change to a programme that has been settled.
-pub async fn ensure_open(conn: &mut AsyncPgConnection, programme_id: Uuid) -> Result<(), ApiError> {
+pub async fn ensure_open(
+    conn: &mut AsyncPgConnection,
+    programme_id: Uuid,
+) -> Result<(), super::programmes::GrantError> {
     let settled: Option<Option<DateTime<Utc>>> =
         programmes::table.find(programme_id).select(programmes::settled_at).first(conn).await.optional()?;
     match settled {
-        Some(Some(at)) => Err(ApiError::conflict(format!(
-            "programme {programme_id} was settled at {}: only its refund and payments on its claims are taken",
-            at.to_rfc3339()
-        ))),
+        Some(Some(settled_at)) => Err(super::programmes::GrantError::ProgrammeSettled { programme_id, settled_at }),
         _ => Ok(()),
     }
 }
@@ -120,8 +120,8 @@ pub async fn settle(
             super::claims::submit(conn, claim.id, actor, now).await?;
             Some(claim.id)
         }
-        Err(e) if e.code == crate::http::ProblemCode::Conflict => None,
-        Err(e) => return Err(e),
+        Err(super::claims::ClaimError::NothingToClaim) => None,
+        Err(e) => return Err(e.into()),
     };
     // What the programme gave beyond what its subsidy earned becomes refund due.
     let codes = [

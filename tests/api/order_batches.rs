@@ -76,7 +76,7 @@ async fn a_batch_judges_each_order_on_its_own() {
         .iter()
         .map(|a| match a {
             Ok(o) => Ok((o.subsidy.to_string(), o.tenant_amount.to_string())),
-            Err(e) => Err((e.status.as_u16(), e.code)),
+            Err(e) => Err((e.status.as_u16(), e.code.as_str())),
         })
         .collect();
     let paid = |subsidy: &str, tenant: &str| Ok((subsidy.to_string(), tenant.to_string()));
