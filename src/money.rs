@@ -68,6 +68,14 @@ impl FromStr for Currency {
     }
 }
 
+/// A currency read back from a row: the one way stored codes become
+/// [`Currency`]. A code gpuhour does not know is corrupt data — an internal
+/// error, logged — never silently another currency. `owner` names the row
+/// (`order 0190…`) for the log.
+pub fn stored_currency(code: &str, owner: impl fmt::Display) -> Result<Currency, crate::ledger::LedgerError> {
+    code.parse().map_err(|_| crate::ledger::LedgerError::Corrupt(format!("{owner} has an invalid currency {code:?}")))
+}
+
 /// Why a decimal string is not an acceptable amount.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {

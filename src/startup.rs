@@ -216,6 +216,7 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .app_data(state.clone())
             .app_data(keys.clone())
             .app_data(web::PayloadConfig::new(max_body))
+            .app_data(crate::http::extract::path_config())
             .service(crate::http::health::healthz)
             .service(crate::http::health::readyz)
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))

@@ -17,7 +17,7 @@ use crate::auth::model::OrgKind;
 use crate::finance::names::{self, OrgRef};
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::ApiError;
-use crate::http::extract::{Query, check_period, parse_uuid};
+use crate::http::extract::{Query, check_period};
 use crate::ledger::chart;
 use crate::ledger::store::{self as ledger_store, AccountRow};
 use crate::money::{Currency, format_amount};
@@ -144,11 +144,11 @@ struct GroupRow {
 pub async fn programme_report(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<ProgrammeReportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let programme = find_programme(&mut conn, id)
         .await?
@@ -538,10 +538,10 @@ fn section(name: &str, c: Currency, opening: Decimal, rows: Vec<MovementRow>) ->
 pub async fn statement(
     state: web::Data<AppState>,
     principal: Principal,
-    org_id: web::Path<String>,
+    org_id: web::Path<Uuid>,
     Query(q): Query<StatementQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let org_id = parse_uuid("org_id", &org_id)?;
+    let org_id = org_id.into_inner();
     check_period(q.from, q.to)?;
     if !principal.is_finance() && principal.org_id != org_id {
         return Err(ApiError::not_found(format!("organisation {org_id} does not exist")));

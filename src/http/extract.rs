@@ -201,6 +201,25 @@ pub fn parse_uuid(field: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::invalid(field, format!("{raw:?} is not a valid UUID")))
 }
 
+/// The one answer to a path that does not parse (handlers take
+/// `web::Path<Uuid>`; `startup` configures this for every route): 422
+/// `validation_failed` naming the segment that is not a UUID, as
+/// [`parse_uuid`] does. A well-formed id that names nothing is the
+/// handler's 404.
+pub fn path_error(error: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
+    let problem = req
+        .match_info()
+        .iter()
+        .find_map(|(field, raw)| parse_uuid(field, raw).err())
+        .unwrap_or_else(|| ApiError::invalid("path", error.to_string()));
+    problem.into()
+}
+
+/// [`path_error`] as the app's `PathConfig`.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(path_error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,19 @@ pub fn page<R, T, K: Serialize>(mut rows: Vec<R>, limit: i64, key: impl Fn(&R) -
     Page { data: rows.into_iter().map(view).collect(), next_cursor }
 }
 
+/// [`page`] with a view that can fail (a stored value that does not read back).
+pub fn try_page<R, T, K: Serialize, E>(
+    mut rows: Vec<R>,
+    limit: i64,
+    key: impl Fn(&R) -> K,
+    view: impl Fn(R) -> Result<T, E>,
+) -> Result<Page<T>, E> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more { rows.last().map(|r| encode_cursor(&key(r))) } else { None };
+    Ok(Page { data: rows.into_iter().map(view).collect::<Result<_, E>>()?, next_cursor })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
 use super::verify::VerifyReport;
 use crate::auth::Principal;
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
-use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError, Write};
 use crate::money::{Currency, format_amount, format_scaled, parse_amount};
@@ -133,8 +133,7 @@ pub async fn list_accounts(
 
 /// An account the caller may see: finance sees all; anyone else only their own
 /// organisation's, and another's answers 404 as if it did not exist.
-async fn find_account(state: &AppState, principal: &Principal, raw_id: &str) -> Result<AccountRow, ApiError> {
-    let id = parse_uuid("id", raw_id)?;
+async fn find_account(state: &AppState, principal: &Principal, id: Uuid) -> Result<AccountRow, ApiError> {
     let mut conn = state.pool.get().await?;
     store::account_by_id(&mut conn, id)
         .await?
@@ -162,10 +161,10 @@ pub struct AccountQuery {
 pub async fn get_account(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<AccountQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut account = find_account(&state, &principal, &id).await?;
+    let mut account = find_account(&state, &principal, *id).await?;
     if let Some(as_of) = q.as_of {
         let mut conn = state.pool.get().await?;
         let b = queries::account_figures_before(&mut conn, account.id, as_of).await?;
@@ -236,12 +235,12 @@ pub struct PageQuery {
 pub async fn account_postings(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = pagination::limit(q.limit)?;
     let after: i64 = q.cursor.as_deref().map(decode_cursor).transpose()?.unwrap_or(0);
-    let account = find_account(&state, &principal, &id).await?;
+    let account = find_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
     let lines = queries::statement(&mut conn, account.id, after, limit + 1).await?;
     let currency = account.currency.clone();
@@ -718,11 +717,11 @@ pub async fn create_adjustment(write: Write<JsonBody<NewAdjustment>>) -> Result<
 pub async fn get_entry(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let (entry, lines) = store::entry_with_postings(&mut conn, id)
         .await?
@@ -748,11 +747,11 @@ pub struct ReverseRequest {
 #[post("/v1/journal-entries/{id}/reverse")]
 pub async fn reverse_entry(
     write: Write<JsonBody<ReverseRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let memo = check_memo(&body.value.memo)?;
     let clock = op.state().clock;
     op.run(StatusCode::CREATED, async move |conn: &mut diesel_async::AsyncPgConnection| {

@@ -275,9 +275,7 @@ pub async fn place_many(
                 }
             };
             orders::check_request(&ask.request, listing, now)?;
-            let currency: Currency = listing.currency.parse().map_err(|_| {
-                ApiError::internal(LedgerError::Corrupt(format!("listing {} has a bad currency", listing.id)))
-            })?;
+            let currency = listing.currency()?;
             Ok((listing, currency, grant))
         });
         match prepared {

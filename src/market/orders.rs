@@ -62,7 +62,7 @@ pub struct OrderRow {
 
 impl OrderRow {
     pub fn currency(&self) -> Result<Currency, LedgerError> {
-        self.currency.parse().map_err(|_| LedgerError::Corrupt(format!("order {} has an invalid currency", self.id)))
+        crate::money::stored_currency(&self.currency, format_args!("order {}", self.id))
     }
 
     /// The status as of `now`: a reserved order whose first hour has begun is active.
@@ -130,24 +130,16 @@ pub const MAX_HOURS: i64 = 24 * 366;
 
 /// Checks a request against a listing at `now`; returns the number of hours.
 pub fn check_request(request: &Request, listing: &ListingRow, now: DateTime<Utc>) -> Result<i32, OrderError> {
-    use super::schedule::is_whole_hour;
+    use super::schedule::{WindowFields, parse_window};
     let mut errors = Vec::new();
-    if !is_whole_hour(request.start) {
-        errors.push(FieldError::new("start", "must be on a whole hour (e.g. 2026-03-01T10:00:00Z)"));
-    }
-    if !is_whole_hour(request.end) {
-        errors.push(FieldError::new("end", "must be on a whole hour"));
-    }
-    if request.end <= request.start {
-        errors.push(FieldError::new("end", "must be after start"));
-    }
+    let window = parse_window(&mut errors, request.start, request.end, WindowFields::START_END);
     if request.gpus <= 0 {
         errors.push(FieldError::new("gpus", "must be at least 1"));
     }
-    if !errors.is_empty() {
+    let Some(window) = window.filter(|_| errors.is_empty()) else {
         return Err(OrderError::Invalid(errors));
-    }
-    let hours = (request.end - request.start).num_hours();
+    };
+    let hours = window.hours();
     if hours > MAX_HOURS {
         return Err(OrderError::invalid("end", format!("an order lasts at most {MAX_HOURS} hours")));
     }
@@ -177,10 +169,7 @@ pub fn quote(
     now: DateTime<Utc>,
 ) -> Result<(i32, Breakdown), OrderError> {
     let hours = check_request(request, listing, now)?;
-    let currency: Currency = listing
-        .currency
-        .parse()
-        .map_err(|_| LedgerError::Corrupt(format!("listing {} has a bad currency", listing.id)))?;
+    let currency = listing.currency()?;
     let breakdown = pricing::price(
         listing.price_per_gpu_hour,
         i64::from(request.gpus),

@@ -155,7 +155,7 @@ pub async fn apply(
     }
     let submitted: Vec<ClaimRow> = claims::table
         .filter(claims::programme_id.eq(programme_id))
-        .filter(claims::status.eq("submitted"))
+        .filter(claims::status.eq(super::claims::ClaimStatus::Submitted))
         .order(claims::created_at)
         .select(ClaimRow::as_select())
         .load(conn)

@@ -32,7 +32,7 @@ pub enum ClaimError {
     #[error("no unclaimed settled subsidy in this period")]
     NothingToClaim,
     #[error("the claim is {0}: only a draft can be submitted")]
-    NotDraft(String),
+    NotDraft(ClaimStatus),
     #[error("submit the claim before recording payments on it")]
     NotSubmitted,
     #[error("{0}")]
@@ -52,6 +52,17 @@ pub enum ClaimError {
     Database(#[from] diesel::result::Error),
 }
 
+/// A claim is drafted, then submitted to the programme (which pays on it); a
+/// draft may be voided instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum ClaimStatus {
+    Draft,
+    Submitted,
+    Void,
+}
+crate::ledger::model::text_enum_sql!(ClaimStatus { Draft => "draft", Submitted => "submitted", Void => "void" });
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = claims, check_for_backend(diesel::pg::Pg))]
 pub struct ClaimRow {
@@ -60,7 +71,7 @@ pub struct ClaimRow {
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     pub amount: Decimal,
-    pub status: String,
+    pub status: ClaimStatus,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
@@ -145,7 +156,7 @@ pub async fn create_claim(
         period_start: start,
         period_end: end,
         amount,
-        status: "draft".into(),
+        status: ClaimStatus::Draft,
         created_by: actor.user_id,
         created_at: now,
         submitted_at: None,
@@ -201,11 +212,11 @@ pub async fn submit(
         .await
         .optional()?
         .ok_or(ClaimError::ClaimNotFound(id))?;
-    if claim.status != "draft" {
-        return Err(ClaimError::NotDraft(claim.status.clone()));
+    if claim.status != ClaimStatus::Draft {
+        return Err(ClaimError::NotDraft(claim.status));
     }
     let submitted = diesel::update(claims::table.find(id))
-        .set((claims::status.eq("submitted"), claims::submitted_at.eq(now)))
+        .set((claims::status.eq(ClaimStatus::Submitted), claims::submitted_at.eq(now)))
         .returning(ClaimRow::as_returning())
         .get_result(conn)
         .await?;
@@ -240,7 +251,7 @@ pub async fn pay(
         .await
         .optional()?
         .ok_or(ClaimError::ClaimNotFound(id))?;
-    if claim.status != "submitted" {
+    if claim.status != ClaimStatus::Submitted {
         return Err(ClaimError::NotSubmitted);
     }
     let programme = find_programme(conn, claim.programme_id)
@@ -414,7 +425,7 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
         programme_id: claim.programme_id,
         period_start: claim.period_start,
         period_end: claim.period_end,
-        status: claim.status,
+        status: claim.status.to_string(),
         currency: currency.code().to_string(),
         amount: format_amount(claim.amount, currency),
         paid: format_amount(paid, currency),

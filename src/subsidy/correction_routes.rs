@@ -12,7 +12,7 @@ use super::programmes;
 use super::routes::{GrantView, grant_view};
 use crate::http::ApiError;
 use crate::http::Write;
-use crate::http::extract::{JsonBody, parse_uuid};
+use crate::http::extract::{JsonBody};
 use crate::money::parse_amount;
 use crate::state::AppState;
 
@@ -62,11 +62,11 @@ pub struct CreditNoteRequest {
 pub async fn void_claim(
     state: web::Data<AppState>,
     write: Write<JsonBody<VoidRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let reason = reason(&body.value.reason)?;
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
@@ -88,11 +88,11 @@ pub async fn void_claim(
 pub async fn write_off(
     state: web::Data<AppState>,
     write: Write<JsonBody<AmountWithReason>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let reason = reason(&body.value.reason)?;
     let raw_amount = body.value.amount.clone();
     let clock = state.clock;
@@ -121,11 +121,11 @@ pub async fn write_off(
 pub async fn credit_note(
     state: web::Data<AppState>,
     write: Write<JsonBody<CreditNoteRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let programme_id = parse_uuid("id", &id)?;
+    let programme_id = id.into_inner();
     let b = &body.value;
     let reason = reason(&b.reason)?;
     let (grant_id, provider_org_id, order_id, raw_amount) =
@@ -153,11 +153,11 @@ pub async fn credit_note(
 pub async fn withdraw(
     state: web::Data<AppState>,
     write: Write<JsonBody<AmountWithReason>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let reason = reason(&body.value.reason)?;
     let raw_amount = body.value.amount.clone();
     let clock = state.clock;

@@ -21,7 +21,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::claims::ClaimRow;
-use super::programmes::{GrantRow, find_programme};
+use super::claims::ClaimStatus;
+use super::programmes::{GrantRow, GrantStatus, find_programme};
 use crate::db::schema::{claim_payments, claim_write_offs, claims, credit_notes, grants, orders};
 use crate::finance::payout_policy::shortfall;
 use crate::http::ApiError;
@@ -63,14 +64,14 @@ pub async fn void_claim(
     now: DateTime<Utc>,
 ) -> Result<ClaimRow, ApiError> {
     let claim = lock_claim(conn, id).await?;
-    if claim.status != "draft" {
+    if claim.status != ClaimStatus::Draft {
         return Err(ApiError::conflict(format!(
             "the claim is {}: only a draft can be voided (a submitted claim is corrected by a credit note or a write-off)",
             claim.status
         )));
     }
     Ok(diesel::update(claims::table.find(id))
-        .set((claims::status.eq("void"), claims::voided_at.eq(now), claims::void_reason.eq(reason)))
+        .set((claims::status.eq(ClaimStatus::Void), claims::voided_at.eq(now), claims::void_reason.eq(reason)))
         .returning(ClaimRow::as_returning())
         .get_result(conn)
         .await?)
@@ -103,7 +104,7 @@ pub async fn write_off(
     now: DateTime<Utc>,
 ) -> Result<ClaimRow, ApiError> {
     let claim = lock_claim(conn, claim_id).await?;
-    if claim.status != "submitted" {
+    if claim.status != ClaimStatus::Submitted {
         return Err(ApiError::conflict(format!(
             "the claim is {}: only a submitted claim has amounts to write off",
             claim.status
@@ -231,7 +232,7 @@ pub async fn credit_note(
     }
     let mut movements =
         vec![Movement::posted(payable, receivable, note.amount), Movement::posted(spent, available, note.amount)];
-    let closed = grant.status == "closed";
+    let closed = grant.status == GrantStatus::Closed;
     if closed {
         // A closed grant funds nothing more: what comes back goes to the programme.
         movements.push(Movement::posted(available, unallocated, note.amount));

@@ -68,7 +68,7 @@ pub struct ProgrammeRow {
 
 impl ProgrammeRow {
     pub fn currency(&self) -> Result<Currency, LedgerError> {
-        self.currency.parse().map_err(|_| LedgerError::Corrupt(format!("programme {} has a bad currency", self.id)))
+        crate::money::stored_currency(&self.currency, format_args!("programme {}", self.id))
     }
 
     pub fn rates(&self) -> BTreeMap<String, Decimal> {
@@ -88,6 +88,16 @@ impl ProgrammeRow {
     }
 }
 
+/// A grant funds orders while active; closed, what it had left went back to
+/// its programme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum GrantStatus {
+    Active,
+    Closed,
+}
+crate::ledger::model::text_enum_sql!(GrantStatus { Active => "active", Closed => "closed" });
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = grants, check_for_backend(diesel::pg::Pg))]
 pub struct GrantRow {
@@ -98,7 +108,7 @@ pub struct GrantRow {
     pub rate: Option<Decimal>,
     pub valid_from: DateTime<Utc>,
     pub valid_until: DateTime<Utc>,
-    pub status: String,
+    pub status: GrantStatus,
     pub journal_entry_id: Uuid,
     pub release_entry_id: Option<Uuid>,
     pub released: Decimal,
@@ -223,7 +233,7 @@ pub async fn create_grant(
         rate: g.rate,
         valid_from: g.valid_from,
         valid_until: g.valid_until,
-        status: "active".into(),
+        status: GrantStatus::Active,
         journal_entry_id: posted.id,
         release_entry_id: None,
         released: Decimal::ZERO,
@@ -272,7 +282,7 @@ pub async fn close_grant(
     }
     let row = diesel::update(grants::table.find(grant.id))
         .set((
-            grants::status.eq("closed"),
+            grants::status.eq(GrantStatus::Closed),
             grants::closed_at.eq(grant.closed_at.unwrap_or(now)),
             grants::released.eq(grants::released + left),
             grants::release_entry_id.eq(release_entry),
@@ -338,7 +348,7 @@ pub fn grant_terms(
     let grant = grant
         .filter(|g| g.id == grant_id && g.tenant_org_id == principal.org_id)
         .ok_or_else(|| grant_problem(format!("grant {grant_id} is not one of yours")))?;
-    if grant.status != "active" {
+    if grant.status != GrantStatus::Active {
         return Err(grant_problem("the grant is closed"));
     }
     let programme = programme

@@ -19,7 +19,7 @@ use crate::auth::{Principal, Role};
 use crate::db::schema::grants;
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::Write;
-use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
 use crate::ledger::chart;
@@ -68,10 +68,10 @@ pub struct ProgrammeView {
     pub created_at: DateTime<Utc>,
 }
 
-pub(crate) fn programme_view(p: ProgrammeRow) -> ProgrammeView {
-    let c: Currency = p.currency.parse().unwrap_or(Currency::Krw);
+pub(crate) fn programme_view(p: ProgrammeRow) -> Result<ProgrammeView, ApiError> {
+    let c = p.currency()?;
     let rates = p.rates().into_iter().map(|(k, v)| (k, v.normalize().to_string())).collect();
-    ProgrammeView {
+    Ok(ProgrammeView {
         id: p.id,
         name: p.name,
         sponsor: p.sponsor,
@@ -87,7 +87,7 @@ pub(crate) fn programme_view(p: ProgrammeRow) -> ProgrammeView {
         provider_ids: p.eligible_provider_ids,
         journal_entry_id: p.journal_entry_id,
         created_at: p.created_at,
-    }
+    })
 }
 
 fn name_field(errors: &mut Vec<FieldError>, field: &str, value: &str) -> String {
@@ -154,7 +154,7 @@ pub async fn create_programme(
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        Ok(programme_view(programmes::create_programme(conn, new, principal.actor(), now).await?))
+        programme_view(programmes::create_programme(conn, new, principal.actor(), now).await?)
     })
     .await
 }
@@ -167,16 +167,16 @@ pub async fn create_programme(
 pub async fn get_programme(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let p = programmes::find_programme(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
-    Ok(HttpResponse::Ok().json(programme_view(p)))
+    Ok(HttpResponse::Ok().json(programme_view(p)?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -234,7 +234,7 @@ pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: Gr
         rate: g.rate.map(|r| r.normalize().to_string()),
         valid_from: g.valid_from,
         valid_until: g.valid_until,
-        status: g.status,
+        status: g.status.to_string(),
         available: format_amount(avail, c),
         spent: format_amount(spent_posted, c),
         committed: format_amount(committed, c),
@@ -256,11 +256,11 @@ pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: Gr
 pub async fn create_grant(
     state: web::Data<AppState>,
     write: Write<JsonBody<GrantRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let programme_id = parse_uuid("id", &id)?;
+    let programme_id = id.into_inner();
     let b = &body.value;
     let mut errors = Vec::new();
     let rate = b
@@ -301,11 +301,11 @@ pub async fn create_grant(
 pub async fn close_grant(
     state: web::Data<AppState>,
     write: Write,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
@@ -323,10 +323,10 @@ pub async fn close_grant(
 pub async fn get_grant(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let grant = programmes::find_grant(&mut conn, id)
         .await?
@@ -490,11 +490,11 @@ pub struct ClaimQuery {
 pub async fn get_claim(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<ClaimQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let claim =
         claims::find(&mut conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
@@ -581,11 +581,11 @@ fn claim_sheets(v: &claims::ClaimView, now: DateTime<Utc>) -> Result<Vec<Sheet>,
 pub async fn submit_claim(
     state: web::Data<AppState>,
     write: Write,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
@@ -620,11 +620,11 @@ pub struct PaymentRequest {
 pub async fn pay_claim(
     state: web::Data<AppState>,
     write: Write<JsonBody<PaymentRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let reference = body.value.reference.trim().to_string();
     if reference.is_empty() || reference.chars().count() > 200 {
         return Err(ApiError::invalid("reference", "must be 1 to 200 characters"));

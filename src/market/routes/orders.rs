@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Principal, Role};
-use crate::http::extract::{JsonBody, NoQuery, Query, check_period, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query, check_period};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, Write};
 use crate::market::charged::{self};
@@ -239,10 +239,10 @@ pub async fn orders_page(
 pub async fn get_order(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let now = state.clock.now(&mut conn).await?;
     let order = orders::find(&mut conn, id)
@@ -263,11 +263,11 @@ pub async fn get_order(
 pub async fn cancel_order(
     state: web::Data<AppState>,
     write: Write,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
     principal.require(&[Role::Tenant])?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
