@@ -556,7 +556,7 @@ async fn settle_the_pilot(
         actor,
         200,
         |_: &SettlementOutcome| Some(pilot),
-        async |c| crate::subsidy::year_end::settle(c, pilot, actor, now).await,
+        async |c| Ok(crate::subsidy::year_end::settle(c, pilot, actor, now).await?),
     )
     .await?;
     let path = format!("/v1/programmes/{pilot}/refunds");
@@ -569,7 +569,7 @@ async fn settle_the_pilot(
         |r: &RefundView| Some(r.id),
         async |c| {
             let amount = Decimal::from(PILOT_ADVANCE);
-            crate::subsidy::year_end::refund(c, pilot, amount, PILOT_REFUND_REFERENCE.into(), actor, now).await
+            Ok(crate::subsidy::year_end::refund(c, pilot, amount, PILOT_REFUND_REFERENCE.into(), actor, now).await?)
         },
     )
     .await

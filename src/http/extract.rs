@@ -130,7 +130,11 @@ fn read_body(
     let body = web::Bytes::from_request(req, payload);
     async move {
         if !accepted {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, crate::http::ProblemCode::UnsupportedMediaType, hint));
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                crate::http::ProblemCode::UnsupportedMediaType,
+                hint,
+            ));
         }
         body.await.map_err(unreadable_body)
     }
@@ -138,7 +142,11 @@ fn read_body(
 
 fn unreadable_body(e: actix_web::Error) -> ApiError {
     if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, crate::http::ProblemCode::PayloadTooLarge, "the request body is too large")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            crate::http::ProblemCode::PayloadTooLarge,
+            "the request body is too large",
+        )
     } else {
         ApiError::bad_request(crate::http::ProblemCode::BadRequest, format!("the request body could not be read: {e}"))
     }
@@ -280,7 +288,12 @@ mod tests {
     fn malformed_json_is_a_400() {
         for body in [&b"{"[..], b"not json", b"", br#"{"memo": "x", "lines": []} trailing"#] {
             let e = parse_json::<Body>(body).expect_err("malformed");
-            assert_eq!((e.status.as_u16(), e.code.as_str()), (400, "malformed_json"), "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                (e.status.as_u16(), e.code.as_str()),
+                (400, "malformed_json"),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

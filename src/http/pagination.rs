@@ -71,7 +71,10 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         let c = encode_cursor(&("liabilities:x", "KRW"));
         assert_eq!(decode_cursor::<(String, String)>(&c).expect("round trip"), ("liabilities:x".into(), "KRW".into()));
-        assert_eq!(decode_cursor::<(String, String)>("!!").map_err(|e| e.code.as_str()).err(), Some("validation_failed"));
+        assert_eq!(
+            decode_cursor::<(String, String)>("!!").map_err(|e| e.code.as_str()).err(),
+            Some("validation_failed")
+        );
     }
 
     #[test]

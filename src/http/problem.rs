@@ -13,7 +13,9 @@ use crate::ledger::LedgerError;
 use crate::market::orders::OrderError;
 use crate::market::settlement::SettleError;
 use crate::subsidy::claims::ClaimError;
+use crate::subsidy::corrections::CorrectionError;
 use crate::subsidy::programmes::GrantError;
+use crate::subsidy::year_end::YearEndError;
 
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -342,7 +344,9 @@ impl From<LedgerError> for ApiError {
             FloorBroken { ref code, .. } if code.starts_with("budget:") => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::BudgetExhausted, e.to_string())
             }
-            FloorBroken { .. } => ApiError::new(StatusCode::PAYMENT_REQUIRED, ProblemCode::InsufficientFunds, e.to_string()),
+            FloorBroken { .. } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, ProblemCode::InsufficientFunds, e.to_string())
+            }
             EntryNotFound(id) => ApiError::not_found(format!("journal entry {id} does not exist")),
             PeriodClosed => ApiError::new(StatusCode::CONFLICT, ProblemCode::PeriodClosed, e.to_string()),
             Corrupt(_) => ApiError::internal(e),
@@ -410,6 +414,40 @@ impl From<ClaimError> for ApiError {
             ClaimError::Grant(grant) => ApiError::from(grant),
             ClaimError::Ledger(ledger) => ApiError::from(ledger),
             ClaimError::Database(db) => ApiError::from(db),
+        }
+    }
+}
+
+impl From<CorrectionError> for ApiError {
+    fn from(e: CorrectionError) -> Self {
+        match e {
+            CorrectionError::ProgrammeNotFound(_)
+            | CorrectionError::ClaimNotFound(_)
+            | CorrectionError::GrantNotFound(_) => ApiError::not_found(e.to_string()),
+            CorrectionError::NotVoidable(_) | CorrectionError::NothingToWriteOff(_) => {
+                ApiError::conflict(e.to_string())
+            }
+            CorrectionError::Invalid { field, message } => ApiError::invalid(field, message),
+            CorrectionError::Grant(grant) => ApiError::from(grant),
+            CorrectionError::Ledger(ledger) => ApiError::from(ledger),
+            CorrectionError::Database(db) => ApiError::from(db),
+        }
+    }
+}
+
+impl From<YearEndError> for ApiError {
+    fn from(e: YearEndError) -> Self {
+        match e {
+            YearEndError::ProgrammeNotFound(_) => ApiError::not_found(e.to_string()),
+            YearEndError::StillRunning(_)
+            | YearEndError::OrdersUnsettled(_)
+            | YearEndError::NotSettled
+            | YearEndError::DuplicateRefundReference(_) => ApiError::conflict(e.to_string()),
+            YearEndError::InvalidAmount(message) => ApiError::invalid("amount", message),
+            YearEndError::Grant(grant) => ApiError::from(grant),
+            YearEndError::Claim(claim) => ApiError::from(claim),
+            YearEndError::Ledger(ledger) => ApiError::from(ledger),
+            YearEndError::Database(db) => ApiError::from(db),
         }
     }
 }

@@ -204,10 +204,7 @@ mod tests {
             Err(vec![("available_until", "must be after available_from".to_string())])
         );
         // Every problem at once, start first.
-        assert_eq!(
-            HourWindow::parse(t(11, 30), t(10, 15), WindowFields::START_END).map_err(|p| p.len()),
-            Err(3)
-        );
+        assert_eq!(HourWindow::parse(t(11, 30), t(10, 15), WindowFields::START_END).map_err(|p| p.len()), Err(3));
     }
 
     fn t(h: u32, m: u32) -> DateTime<Utc> {

@@ -11,7 +11,7 @@ use super::advances::{self, AdvanceView};
 use super::programmes;
 use crate::http::ApiError;
 use crate::http::Write;
-use crate::http::extract::{JsonBody};
+use crate::http::extract::JsonBody;
 use crate::money::parse_amount;
 use crate::state::AppState;
 

@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::claims::ClaimError;
 use super::claims::ClaimRow;
 use super::programmes::find_programme;
 use crate::db::schema::{claim_advance_applications, claims, programme_advances, programmes};
-use super::claims::ClaimError;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
@@ -52,9 +52,7 @@ pub async fn record(
 ) -> Result<AdvanceView, ClaimError> {
     lock_programme(conn, programme_id).await?;
     super::year_end::ensure_open(conn, programme_id).await?;
-    let programme = find_programme(conn, programme_id)
-        .await?
-        .ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
+    let programme = find_programme(conn, programme_id).await?.ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     let currency = programme.currency()?;
     let seen = programme_advances::table
         .filter(programme_advances::programme_id.eq(programme_id))

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::programmes::GrantError;
 use super::programmes::find_programme;
 use crate::db::schema::{claim_items, claim_payments, claims, programmes};
-use super::programmes::GrantError;
 use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
@@ -115,9 +115,7 @@ pub async fn create_claim(
         .optional()?
         .ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     super::year_end::ensure_open(conn, programme_id).await?;
-    let programme = find_programme(conn, programme_id)
-        .await?
-        .ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
+    let programme = find_programme(conn, programme_id).await?.ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     let receivable =
         ledger_store::account_by_code(conn, &chart::subsidy_receivable_code(programme.id), programme.currency()?)
             .await?
@@ -258,8 +256,7 @@ pub async fn pay(
         .await?
         .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("claim without programme".into())))?;
     let currency = programme.currency()?;
-    crate::money::parse_amount(&amount.to_string(), currency)
-        .map_err(|e| ClaimError::InvalidAmount(e.to_string()))?;
+    crate::money::parse_amount(&amount.to_string(), currency).map_err(|e| ClaimError::InvalidAmount(e.to_string()))?;
     let duplicate_of = earlier_payment_with(conn, &reference).await?;
     if let Some((payment, claim_of_payment)) = duplicate_of
         && !allow_duplicate_reference

@@ -12,7 +12,7 @@ use super::programmes;
 use super::routes::{GrantView, grant_view};
 use crate::http::ApiError;
 use crate::http::Write;
-use crate::http::extract::{JsonBody};
+use crate::http::extract::JsonBody;
 use crate::money::parse_amount;
 use crate::state::AppState;
 
@@ -139,7 +139,7 @@ pub async fn credit_note(
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let note = NewCreditNote { programme_id, grant_id, provider_org_id, order_id, amount, reason };
-        corrections::credit_note(conn, note, principal.actor(), now).await
+        Ok(corrections::credit_note(conn, note, principal.actor(), now).await?)
     })
     .await
 }

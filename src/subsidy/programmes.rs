@@ -199,9 +199,7 @@ pub async fn create_grant(
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<GrantRow, GrantError> {
-    let programme = find_programme(conn, g.programme_id)
-        .await?
-        .ok_or(GrantError::ProgrammeNotFound(g.programme_id))?;
+    let programme = find_programme(conn, g.programme_id).await?.ok_or(GrantError::ProgrammeNotFound(g.programme_id))?;
     super::year_end::ensure_open(conn, programme.id).await?;
     let currency = programme.currency()?;
     crate::auth::store::org_by_id(conn, g.tenant_org_id)

@@ -47,7 +47,7 @@ pub async fn settle_programme(
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
-        year_end::settle(conn, id, principal.actor(), now).await
+        Ok(year_end::settle(conn, id, principal.actor(), now).await?)
     })
     .await
 }
@@ -89,7 +89,7 @@ pub async fn refund_programme(
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
-        year_end::refund(conn, id, amount, reference, principal.actor(), now).await
+        Ok(year_end::refund(conn, id, amount, reference, principal.actor(), now).await?)
     })
     .await
 }

@@ -433,7 +433,8 @@ pub fn dec(s: &str) -> Decimal {
 
 /// Asserts that `verify` finds nothing wrong with the books.
 pub async fn verify_is_clean(app: &TestApp, finance: &str) {
-    let (_, report) = json(app.get("/v1/ledger/verify", finance).await).await;
+    let (status, report) = json(app.get("/v1/ledger/verify", finance).await).await;
+    assert_eq!(status, 200, "{report:#}");
     assert_eq!(report, serde_json::json!({"ok": true, "differences": []}));
 }
 

@@ -19,7 +19,6 @@ use crate::market::views::*;
 use crate::money::{Currency, parse_positive};
 use crate::state::AppState;
 
-
 type Problem = crate::http::problem::Problem;
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Principal, Role};
-use crate::http::extract::{JsonBody};
+use crate::http::extract::JsonBody;
 use crate::http::{ApiError, FieldError, Write};
 use crate::market::listings::{self};
 use crate::market::schedule::{WindowFields, parse_window};
