@@ -159,6 +159,15 @@ mod tests {
     use rust_decimal_macros::dec;
 
     #[test]
+    fn a_stored_currency_reads_back_or_is_corrupt_never_won() {
+        assert_eq!(stored_currency("USD", "order 1"), Ok(Currency::Usd));
+        assert_eq!(
+            stored_currency("usd", "order 1"),
+            Err(crate::ledger::LedgerError::Corrupt("order 1 has an invalid currency \"usd\"".into()))
+        );
+    }
+
+    #[test]
     fn parses_amounts_within_the_currency_precision() {
         assert_eq!(parse_amount("125000", Currency::Krw), Ok(dec!(125000)));
         assert_eq!(parse_amount("12.50", Currency::Usd), Ok(dec!(12.5)));

@@ -466,6 +466,97 @@ mod tests {
         assert_eq!(p.errors, vec![FieldError::new("amount", "must be positive")]);
     }
 
+    fn answer(e: impl Into<ApiError>) -> (u16, &'static str, String) {
+        let e: ApiError = e.into();
+        (e.status.as_u16(), e.code.as_str(), e.detail)
+    }
+
+    #[test]
+    fn every_code_has_its_own_title() {
+        use ProblemCode::*;
+        let codes = [
+            ValidationFailed,
+            MalformedJson,
+            BadRequest,
+            UnsupportedMediaType,
+            PayloadTooLarge,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            MethodNotAllowed,
+            InsufficientFunds,
+            CapacityUnavailable,
+            BudgetExhausted,
+            IdempotencyKeyReused,
+            Conflict,
+            DuplicateReference,
+            PeriodClosed,
+            TooManyRequests,
+            ServiceUnavailable,
+            ShuttingDown,
+            Timeout,
+            InternalError,
+        ];
+        let internal: Vec<_> = codes.iter().filter(|c| c.title() == InternalError.title()).collect();
+        assert_eq!(internal, vec![&InternalError], "only internal_error reads as an internal error");
+        let texts: std::collections::BTreeSet<_> = codes.iter().map(|c| c.as_str()).collect();
+        assert_eq!(texts.len(), codes.len(), "codes are distinct");
+    }
+
+    #[test]
+    fn order_errors_are_answered_at_the_edge() {
+        use crate::market::orders::OrderError;
+        assert_eq!(
+            answer(OrderError::CapacityUnavailable),
+            (409, "capacity_unavailable", "not enough GPUs are free on this listing for every hour asked".into())
+        );
+        assert_eq!(
+            answer(OrderError::MoreGpusThanListed(4)),
+            (409, "capacity_unavailable", "the listing has 4 GPUs".into())
+        );
+        assert_eq!(
+            answer(OrderError::ListingClosed("paused".into())),
+            (409, "conflict", "the listing is paused and takes no orders".into())
+        );
+        let e: ApiError = OrderError::Invalid(vec![FieldError::new("start", "a"), FieldError::new("gpus", "b")]).into();
+        assert_eq!((e.status.as_u16(), e.code, e.errors.len()), (422, ProblemCode::ValidationFailed, 2));
+        let corrupt = OrderError::Ledger(LedgerError::Corrupt("listing x has an invalid currency".into()));
+        assert_eq!(answer(corrupt).0, 500);
+    }
+
+    #[test]
+    fn subsidy_errors_are_answered_at_the_edge() {
+        use crate::subsidy::claims::ClaimError;
+        use crate::subsidy::programmes::GrantError;
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            answer(GrantError::BudgetExhausted("5000".into())),
+            (422, "budget_exhausted", "the programme has 5000 left to grant".into())
+        );
+        let e: ApiError = GrantError::NotUsable("the grant is closed".into()).into();
+        assert_eq!((e.status.as_u16(), e.errors[0].field.as_str()), (422, "grant_id"));
+        assert_eq!(answer(GrantError::GrantNotFound(id)).0, 404);
+        assert_eq!(
+            answer(ClaimError::NothingToClaim),
+            (409, "conflict", "no unclaimed settled subsidy in this period".into())
+        );
+        let duplicate = ClaimError::DuplicatePaymentReference { reference: "TX-1".into(), payment: id, claim: id };
+        assert_eq!(answer(duplicate).1, "duplicate_reference");
+        assert_eq!(answer(ClaimError::Grant(GrantError::ProgrammeNotFound(id))).0, 404);
+    }
+
+    #[test]
+    fn settlement_errors_are_answered_at_the_edge() {
+        use crate::market::settlement::SettleError;
+        let id = uuid::Uuid::nil();
+        assert_eq!(answer(SettleError::OrderNotFound(id)), (404, "not_found", format!("order {id} does not exist")));
+        assert_eq!(
+            answer(SettleError::AlreadyEnded("cancelled".into())),
+            (409, "conflict", "the order is already cancelled".into())
+        );
+        assert_eq!(answer(SettleError::NothingLeftToCancel).0, 409);
+    }
+
     #[test]
     fn internal_errors_hide_their_cause() {
         let e = ApiError::internal(std::io::Error::other("password=hunter2"));
