@@ -379,9 +379,7 @@ pub async fn disable_user(
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         store::disable_user(conn, id, now).await?;
-        let (user, org) = store::user_by_id(conn, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("user {id} does not exist")))?;
+        let (user, org) = store::user_by_id(conn, id).await?.ok_or_else(|| ApiError::missing("user", id))?;
         Ok(user_view(user, org))
     })
     .await
@@ -442,7 +440,7 @@ pub async fn set_category(
         Some(org) => Ok(OrganisationView::from(org)),
         None => match store::org_by_id(conn, id).await? {
             Some(_) => Err(ApiError::invalid("category", "only tenant organisations have a category")),
-            None => Err(ApiError::not_found(format!("organisation {id} does not exist"))),
+            None => Err(ApiError::missing("organisation", id)),
         },
     })
     .await

@@ -150,9 +150,7 @@ pub async fn programme_report(
     principal.require_finance()?;
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let programme = find_programme(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+    let programme = find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
     let c = programme.currency()?;
     let report = report(&mut conn, programme.id, c, q.group_by, &state.settings.time_zone).await?;
     let now = state.clock.now(&mut conn).await?;
@@ -544,12 +542,12 @@ pub async fn statement(
     let org_id = org_id.into_inner();
     check_period(q.from, q.to)?;
     if !principal.is_finance() && principal.org_id != org_id {
-        return Err(ApiError::not_found(format!("organisation {org_id} does not exist")));
+        return Err(ApiError::missing("organisation", org_id));
     }
     let mut conn = state.pool.get().await?;
     let org = crate::auth::store::org_by_id(&mut conn, org_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("organisation {org_id} does not exist")))?;
+        .ok_or_else(|| ApiError::missing("organisation", org_id))?;
     // Without `to`, everything up to now, the entries of this very instant included.
     let to = match q.to {
         Some(t) => t,

@@ -138,7 +138,7 @@ async fn find_account(state: &AppState, principal: &Principal, id: Uuid) -> Resu
     store::account_by_id(&mut conn, id)
         .await?
         .filter(|a| principal.is_finance() || a.org_id == Some(principal.org_id))
-        .ok_or_else(|| ApiError::not_found(format!("account {id} does not exist")))
+        .ok_or_else(|| ApiError::missing("account", id))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -723,9 +723,8 @@ pub async fn get_entry(
     principal.require_finance()?;
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let (entry, lines) = store::entry_with_postings(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("journal entry {id} does not exist")))?;
+    let (entry, lines) =
+        store::entry_with_postings(&mut conn, id).await?.ok_or_else(|| ApiError::missing("journal entry", id))?;
     Ok(HttpResponse::Ok().json(entry_view(&mut conn, entry, lines).await?))
 }
 

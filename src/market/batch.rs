@@ -263,7 +263,7 @@ pub async fn place_many(
         let listing = listing_rows
             .get(&ask.request.listing_id)
             .filter(|l| listings::visible_to(l, &ask.principal))
-            .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", ask.request.listing_id)));
+            .ok_or_else(|| ApiError::missing("listing", ask.request.listing_id));
         let prepared = listing.and_then(|listing| {
             let grant = match orders::purchase(&ask.request, listing) {
                 None => None,

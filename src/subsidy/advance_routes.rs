@@ -53,7 +53,7 @@ pub async fn record_advance(
     op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("programme", programme_id))?;
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;

@@ -97,8 +97,7 @@ pub async fn write_off(
     let raw_amount = body.value.amount.clone();
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
-        let claim =
-            claims::find(conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+        let claim = claims::find(conn, id).await?.ok_or_else(|| ApiError::missing("claim", id))?;
         let programme = programmes::find_programme(conn, claim.programme_id)
             .await?
             .ok_or_else(|| ApiError::not_found("programme missing"))?;
@@ -134,7 +133,7 @@ pub async fn credit_note(
     op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("programme", programme_id))?;
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
@@ -162,9 +161,7 @@ pub async fn withdraw(
     let raw_amount = body.value.amount.clone();
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
-        let grant = programmes::find_grant(conn, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("grant {id} does not exist")))?;
+        let grant = programmes::find_grant(conn, id).await?.ok_or_else(|| ApiError::missing("grant", id))?;
         let programme = programmes::find_programme(conn, grant.programme_id)
             .await?
             .ok_or_else(|| ApiError::not_found("programme missing"))?;

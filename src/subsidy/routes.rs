@@ -173,9 +173,7 @@ pub async fn get_programme(
     principal.require_finance()?;
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let p = programmes::find_programme(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+    let p = programmes::find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
     Ok(HttpResponse::Ok().json(programme_view(p)?))
 }
 
@@ -282,7 +280,7 @@ pub async fn create_grant(
     op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("programme", programme_id))?;
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
@@ -331,7 +329,7 @@ pub async fn get_grant(
     let grant = programmes::find_grant(&mut conn, id)
         .await?
         .filter(|g| principal.is_finance() || g.tenant_org_id == principal.org_id)
-        .ok_or_else(|| ApiError::not_found(format!("grant {id} does not exist")))?;
+        .ok_or_else(|| ApiError::missing("grant", id))?;
     Ok(HttpResponse::Ok().json(grant_view(&mut conn, grant).await?))
 }
 
@@ -496,8 +494,7 @@ pub async fn get_claim(
     principal.require_finance()?;
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let claim =
-        claims::find(&mut conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+    let claim = claims::find(&mut conn, id).await?.ok_or_else(|| ApiError::missing("claim", id))?;
     let view = claims::view(&mut conn, claim).await?;
     let now = state.clock.now(&mut conn).await?;
     spreadsheet::respond(q.format, &view, &format!("claim-{id}"), || claim_sheets(&view, now))
@@ -633,8 +630,7 @@ pub async fn pay_claim(
     let allow_duplicate_reference = body.value.allow_duplicate_reference;
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
-        let claim =
-            claims::find(conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+        let claim = claims::find(conn, id).await?.ok_or_else(|| ApiError::missing("claim", id))?;
         let programme = programmes::find_programme(conn, claim.programme_id)
             .await?
             .ok_or_else(|| ApiError::not_found("programme missing"))?;

@@ -83,9 +83,8 @@ pub async fn refund_programme(
     let raw_amount = body.value.amount.clone();
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
-        let programme = programmes::find_programme(conn, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+        let programme =
+            programmes::find_programme(conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
@@ -151,9 +150,8 @@ pub async fn settlement_statement(
     principal.require_finance()?;
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let programme = programmes::find_programme(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+    let programme =
+        programmes::find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
     let c = programme.currency()?;
     let zone = state.settings.time_zone.clone();
     let settled_at: Option<DateTime<Utc>> =

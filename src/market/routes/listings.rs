@@ -145,7 +145,7 @@ async fn visible_listing(state: &AppState, principal: &Principal, id: Uuid) -> R
     listings::find(&mut conn, id)
         .await?
         .filter(|l| listings::visible_to(l, principal))
-        .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))
+        .ok_or_else(|| ApiError::missing("listing", id))
 }
 
 /// One listing. Roles: any; a paused or closed listing is visible to its provider and finance only.
@@ -197,7 +197,7 @@ pub async fn change_listing(
         let current = listings::lock_for_update(conn, id)
             .await?
             .filter(|l| l.provider_org_id == principal.org_id)
-            .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("listing", id))?;
         if current.status == ListingStatus::Closed.as_str() {
             return Err(ApiError::conflict("the listing is closed"));
         }
@@ -267,7 +267,7 @@ pub async fn close_listing(
         let current = listings::lock_for_update(conn, id)
             .await?
             .filter(|l| l.provider_org_id == principal.org_id)
-            .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("listing", id))?;
         let now = clock.now(conn).await?;
         let row =
             ListingInsert { status: ListingStatus::Closed.as_str().to_string(), updated_at: now, ..current.into() };

@@ -78,7 +78,7 @@ pub async fn quote(
     let listing = listings::find(conn, request.listing_id)
         .await?
         .filter(|l| listings::visible_to(l, principal))
-        .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
+        .ok_or_else(|| ApiError::missing("listing", request.listing_id))?;
     let subsidy = match orders::purchase(request, &listing) {
         None => None,
         Some(purchase) => {
@@ -248,7 +248,7 @@ pub async fn get_order(
     let order = orders::find(&mut conn, id)
         .await?
         .filter(|o| orders::visible_to(o, &principal))
-        .ok_or_else(|| ApiError::not_found(format!("order {id} does not exist")))?;
+        .ok_or_else(|| ApiError::missing("order", id))?;
     Ok(HttpResponse::Ok().json(one_order_view(&mut conn, order, now).await?))
 }
 

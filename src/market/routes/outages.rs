@@ -80,7 +80,7 @@ pub async fn record_outage(
     let listing = listings::find_for_order(conn, id)
         .await?
         .filter(|l| l.provider_org_id == principal.org_id)
-        .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+        .ok_or_else(|| ApiError::missing("listing", id))?;
     if gpus > listing.gpus {
         return Err(ApiError::invalid("gpus", format!("the listing has {} GPUs", listing.gpus)));
     }
