@@ -3,20 +3,23 @@
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use secrecy::SecretString;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gpuhour";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
-#[derive(Clone)]
+// Secrets are `secrecy` types and the URL redacts its password, so the
+// derived `Debug` (logged at start) never shows one.
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// `DATABASE_URL`.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// `GPUHOUR_BIND`: address:port to listen on.
     pub bind: String,
     /// `GPUHOUR_SANDBOX=1`: the movable clock and a generated signing key are allowed.
     pub sandbox: bool,
     /// `GPUHOUR_JWT_SECRET`: HMAC key for access tokens, at least 32 bytes.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
     /// `GPUHOUR_TOKEN_TTL_SECONDS`: lifetime of an access token (default 15 minutes).
     pub token_ttl: Duration,
     /// `GPUHOUR_DB_POOL_SIZE`: connections per process (default 16).
@@ -37,7 +40,7 @@ pub struct Settings {
     /// `GPUHOUR_ADMIN_EMAIL` / `GPUHOUR_ADMIN_PASSWORD`: the first administrator,
     /// created at start if no administrator exists.
     pub admin_email: Option<String>,
-    pub admin_password: Option<String>,
+    pub admin_password: Option<SecretString>,
     /// `GPUHOUR_TIME_ZONE`: the programme office's zone (IANA name, default
     /// `Asia/Seoul`), in which reports, claims and exports count days and months.
     /// Instants stay UTC everywhere else.
@@ -69,28 +72,33 @@ pub struct OrderBatchLimits {
 /// The zone days and months are counted in when `GPUHOUR_TIME_ZONE` is not set.
 pub const DEFAULT_TIME_ZONE: &str = "Asia/Seoul";
 
-impl std::fmt::Debug for Settings {
-    // Written by hand so the signing secret can never reach a log line.
+/// A PostgreSQL connection URL: used as a `&str`, shown (`Debug`) without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        DatabaseUrl(url.to_string())
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("database_url", &redact_url(&self.database_url))
-            .field("bind", &self.bind)
-            .field("sandbox", &self.sandbox)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
-            .field("token_ttl", &self.token_ttl)
-            .field("pool_size", &self.pool_size)
-            .field("signups_per_address", &self.signups_per_address)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("fee_rate", &self.fee_rate)
-            .field("settle_interval", &self.settle_interval)
-            .field("admin_email", &self.admin_email)
-            .field("admin_password", &self.admin_password.as_ref().map(|_| "<redacted>"))
-            .field("time_zone", &self.time_zone)
-            .field("payout_advance_rate", &self.payout_advance_rate)
-            .field("bank_match_days", &self.bank_match_days)
-            .field("session_limits", &self.session_limits)
-            .field("order_batch", &self.order_batch)
-            .finish()
+        write!(f, "{:?}", redact_url(&self.0))
     }
 }
 
@@ -150,6 +158,7 @@ impl Settings {
                 reason: "must be at least 32 bytes".into(),
             });
         }
+        let jwt_secret = jwt_secret.map(SecretString::from);
         let fee_rate = match get("GPUHOUR_FEE_RATE") {
             None => Decimal::ZERO,
             Some(v) => {
@@ -200,7 +209,7 @@ impl Settings {
                 lock_timeout_ms: parse_number("GPUHOUR_LOCK_TIMEOUT_MS", 5_000)?,
                 idle_in_transaction_timeout_ms: parse_number("GPUHOUR_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000)?,
             },
-            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()).into(),
             bind: get("GPUHOUR_BIND").unwrap_or_else(|| DEFAULT_BIND.to_string()),
             sandbox,
             jwt_secret,
@@ -215,7 +224,7 @@ impl Settings {
                 seconds => Some(Duration::from_secs(seconds)),
             },
             admin_email: get("GPUHOUR_ADMIN_EMAIL"),
-            admin_password: get("GPUHOUR_ADMIN_PASSWORD"),
+            admin_password: get("GPUHOUR_ADMIN_PASSWORD").map(SecretString::from),
             order_batch: OrderBatchLimits {
                 max_orders: parse_number("GPUHOUR_ORDER_BATCH_MAX", 256)?.clamp(1, 4_096) as usize,
                 window: Duration::from_micros(parse_number("GPUHOUR_ORDER_BATCH_WINDOW_US", 1_000)?.min(100_000)),
@@ -237,7 +246,7 @@ mod tests {
     #[test]
     fn defaults_apply() {
         let s = settings(&[]).expect("defaults are valid");
-        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(&*s.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(s.bind, DEFAULT_BIND);
         assert!(!s.sandbox);
         assert_eq!(s.fee_rate, Decimal::ZERO);

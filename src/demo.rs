@@ -56,7 +56,8 @@ pub struct Logins {
 
 type DemoError = Box<dyn std::error::Error + Send + Sync>;
 
-fn api(e: ApiError) -> DemoError {
+fn api(e: impl Into<ApiError>) -> DemoError {
+    let e: ApiError = e.into();
     format!("{e:?}").into()
 }
 
@@ -207,7 +208,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
         finance_actor,
         201,
         |p: &ProgrammeRow| Some(p.id),
-        async |c| programmes::create_programme(c, new_programme, finance_actor, start).await,
+        async |c| Ok(programmes::create_programme(c, new_programme, finance_actor, start).await?),
     )
     .await
     .map_err(api)?;
@@ -248,7 +249,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
             finance_actor,
             201,
             |g: &GrantRow| Some(g.id),
-            async |c| programmes::create_grant(c, new_grant, finance_actor, start).await,
+            async |c| Ok(programmes::create_grant(c, new_grant, finance_actor, start).await?),
         )
         .await
         .map_err(api)?;
@@ -361,7 +362,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
                 principal.actor(),
                 200,
                 |o: &OrderRow| Some(o.id),
-                async |c| settlement::cancel(c, order.id, principal.org_id, principal.actor(), now).await,
+                async |c| Ok(settlement::cancel(c, order.id, principal.org_id, principal.actor(), now).await?),
             )
             .await;
         }
@@ -401,7 +402,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
         |c: &ClaimRow| Some(c.id),
         async |c| {
             let period_end = start + Duration::days(14);
-            crate::subsidy::claims::create_claim(c, programme.id, start, period_end, finance_actor, now).await
+            Ok(crate::subsidy::claims::create_claim(c, programme.id, start, period_end, finance_actor, now).await?)
         },
     )
     .await
@@ -415,7 +416,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
         finance_actor,
         200,
         |c: &ClaimRow| Some(c.id),
-        async |c| crate::subsidy::claims::submit(c, claim.id, finance_actor, now).await,
+        async |c| Ok(crate::subsidy::claims::submit(c, claim.id, finance_actor, now).await?),
     )
     .await
     .map_err(api)?;
@@ -502,7 +503,8 @@ async fn advance(
         201,
         |a: &AdvanceView| Some(a.id),
         async |c| {
-            crate::subsidy::advances::record(c, programme_id, amount, reference.into(), received_at, actor, now).await
+            Ok(crate::subsidy::advances::record(c, programme_id, amount, reference.into(), received_at, actor, now)
+                .await?)
         },
     )
     .await
@@ -533,7 +535,7 @@ async fn previous_year_programme(
         actor,
         201,
         |p: &ProgrammeRow| Some(p.id),
-        async |c| programmes::create_programme(c, pilot, actor, start).await,
+        async |c| Ok(programmes::create_programme(c, pilot, actor, start).await?),
     )
     .await
 }
@@ -554,7 +556,7 @@ async fn settle_the_pilot(
         actor,
         200,
         |_: &SettlementOutcome| Some(pilot),
-        async |c| crate::subsidy::year_end::settle(c, pilot, actor, now).await,
+        async |c| Ok(crate::subsidy::year_end::settle(c, pilot, actor, now).await?),
     )
     .await?;
     let path = format!("/v1/programmes/{pilot}/refunds");
@@ -567,7 +569,7 @@ async fn settle_the_pilot(
         |r: &RefundView| Some(r.id),
         async |c| {
             let amount = Decimal::from(PILOT_ADVANCE);
-            crate::subsidy::year_end::refund(c, pilot, amount, PILOT_REFUND_REFERENCE.into(), actor, now).await
+            Ok(crate::subsidy::year_end::refund(c, pilot, amount, PILOT_REFUND_REFERENCE.into(), actor, now).await?)
         },
     )
     .await

@@ -68,6 +68,14 @@ impl FromStr for Currency {
     }
 }
 
+/// A currency read back from a row: the one way stored codes become
+/// [`Currency`]. A code gpuhour does not know is corrupt data — an internal
+/// error, logged — never silently another currency. `owner` names the row
+/// (`order 0190…`) for the log.
+pub fn stored_currency(code: &str, owner: impl fmt::Display) -> Result<Currency, crate::ledger::LedgerError> {
+    code.parse().map_err(|_| crate::ledger::LedgerError::Corrupt(format!("{owner} has an invalid currency {code:?}")))
+}
+
 /// Why a decimal string is not an acceptable amount.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
@@ -149,6 +157,15 @@ pub fn floor_to_minor(value: Decimal, currency: Currency) -> Decimal {
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
+
+    #[test]
+    fn a_stored_currency_reads_back_or_is_corrupt_never_won() {
+        assert_eq!(stored_currency("USD", "order 1"), Ok(Currency::Usd));
+        assert_eq!(
+            stored_currency("usd", "order 1"),
+            Err(crate::ledger::LedgerError::Corrupt("order 1 has an invalid currency \"usd\"".into()))
+        );
+    }
 
     #[test]
     fn parses_amounts_within_the_currency_precision() {

@@ -42,7 +42,10 @@ pub enum StartupError {
 /// Builds the signing keys; refuses to go on without a secret outside sandbox mode.
 pub fn token_keys(settings: &Settings) -> Result<TokenKeys, StartupError> {
     match (&settings.jwt_secret, settings.sandbox) {
-        (Some(secret), _) => Ok(TokenKeys::from_secret(secret.as_bytes(), settings.token_ttl)),
+        (Some(secret), _) => {
+            use secrecy::ExposeSecret;
+            Ok(TokenKeys::from_secret(secret.expose_secret().as_bytes(), settings.token_ttl))
+        }
         (None, true) => {
             tracing::warn!(
                 "GPUHOUR_JWT_SECRET is not set: sandbox mode signs tokens with a random key; \
@@ -101,8 +104,8 @@ pub async fn bootstrap_admin(settings: &Settings, pool: &DbPool) -> Result<(), S
     };
     let fail = |e: String| StartupError::Bootstrap(e.into());
     let email = auth::model::Email::parse(email).map_err(|e| fail(format!("GPUHOUR_ADMIN_EMAIL {e}")))?;
-    let password =
-        auth::model::NewPassword::parse(password).map_err(|e| fail(format!("GPUHOUR_ADMIN_PASSWORD {e}")))?;
+    let password = auth::model::NewPassword::parse(secrecy::ExposeSecret::expose_secret(password))
+        .map_err(|e| fail(format!("GPUHOUR_ADMIN_PASSWORD {e}")))?;
     let mut conn = pool.get().await.map_err(|e| fail(e.to_string()))?;
     if auth::store::any_admin(&mut conn).await.map_err(|e| fail(e.to_string()))? {
         return Ok(());
@@ -216,6 +219,7 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .app_data(state.clone())
             .app_data(keys.clone())
             .app_data(web::PayloadConfig::new(max_body))
+            .app_data(crate::http::extract::path_config())
             .service(crate::http::health::healthz)
             .service(crate::http::health::readyz)
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))

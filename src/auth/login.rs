@@ -82,7 +82,7 @@ pub fn too_many(what: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> ApiErro
     let seconds = (until - now).num_milliseconds().saturating_add(999).div_euclid(1000).max(1);
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "too_many_requests",
+        crate::http::ProblemCode::TooManyRequests,
         format!("too many {what} from here: try again in {seconds} seconds"),
     )
     .with_retry_after(seconds as u64)

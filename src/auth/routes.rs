@@ -15,7 +15,7 @@ use super::token::TokenKeys;
 use super::{password, throttle};
 use crate::audit::WriteContext;
 use crate::http::Write;
-use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query};
 use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
@@ -367,11 +367,11 @@ pub async fn list_users(
 pub async fn disable_user(
     state: web::Data<AppState>,
     write: Write,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
     principal.require(&[Role::Admin])?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     if id == principal.user_id {
         return Err(ApiError::conflict("an administrator cannot disable themselves"));
     }
@@ -379,9 +379,7 @@ pub async fn disable_user(
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         store::disable_user(conn, id, now).await?;
-        let (user, org) = store::user_by_id(conn, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("user {id} does not exist")))?;
+        let (user, org) = store::user_by_id(conn, id).await?.ok_or_else(|| ApiError::missing("user", id))?;
         Ok(user_view(user, org))
     })
     .await
@@ -432,17 +430,17 @@ pub struct CategoryChange {
 #[post("/v1/organisations/{id}/category")]
 pub async fn set_category(
     write: Write<JsonBody<CategoryChange>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let category = body.value.category;
     op.run(StatusCode::OK, async move |conn| match store::confirm_category(conn, id, category).await? {
         Some(org) => Ok(OrganisationView::from(org)),
         None => match store::org_by_id(conn, id).await? {
             Some(_) => Err(ApiError::invalid("category", "only tenant organisations have a category")),
-            None => Err(ApiError::not_found(format!("organisation {id} does not exist"))),
+            None => Err(ApiError::missing("organisation", id)),
         },
     })
     .await

@@ -200,7 +200,7 @@ pub async fn show(
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
     let claim =
         claims::find(&mut conn, id).await.map_err(|e| fail(e.into()))?.ok_or_else(|| ConsoleError::not_found(lang))?;
-    let v = claims::view(&mut conn, claim).await.map_err(fail)?;
+    let v = claims::view(&mut conn, claim).await.map_err(|e| fail(e.into()))?;
     let programme = crate::subsidy::programmes::find_programme(&mut conn, v.programme_id)
         .await
         .map_err(|e| fail(e.into()))?

@@ -132,7 +132,7 @@ async fn cancel_preview(
         crate::db::transaction(conn, async move |conn: &mut diesel_async::AsyncPgConnection| -> Result<(), DryRun> {
             let order = settlement::cancel(conn, id, principal.org_id, principal.actor(), now)
                 .await
-                .map_err(DryRun::Refused)?;
+                .map_err(|e| DryRun::Refused(e.into()))?;
             let view = one_order_view(conn, order, now).await.map_err(DryRun::Refused)?;
             // An error rolls the transaction back: nothing of this is kept.
             Err(DryRun::Cancelled(Box::new(view)))

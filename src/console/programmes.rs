@@ -175,7 +175,7 @@ pub async fn show(
         .await
         .map_err(|e| fail(e.into()))?
         .ok_or_else(|| ConsoleError::not_found(lang))?;
-    let c = programme.currency().map_err(fail)?;
+    let c = programme.currency().map_err(|e| fail(e.into()))?;
     let zone = &state.settings.time_zone;
     // The programme report, as `GET /v1/reports/programmes/{id}?group_by=…` answers it.
     let by_tenant = report(&mut conn, id, c, Some(GroupBy::Tenant), zone).await.map_err(fail)?;

@@ -399,7 +399,7 @@ async fn lock_line(conn: &mut AsyncPgConnection, id: Uuid) -> Result<LineRow, Ap
         .first(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("bank line {id} does not exist")))
+        .ok_or_else(|| ApiError::missing("bank line", id))
 }
 
 async fn remove_live(conn: &mut AsyncPgConnection, line: Uuid, actor: Actor, now: DateTime<Utc>) -> QueryResult<usize> {

@@ -12,7 +12,7 @@ use super::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::auth::Principal;
 use crate::http::ApiError;
 use crate::http::Write;
-use crate::http::extract::{CsvBody, JsonBody, Query, parse_uuid};
+use crate::http::extract::{CsvBody, JsonBody, Query};
 use crate::money::Currency;
 use crate::state::AppState;
 
@@ -90,11 +90,11 @@ pub struct MatchRequest {
 pub async fn match_line(
     state: web::Data<AppState>,
     write: Write<JsonBody<MatchRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let entries = body.value.journal_entry_ids.clone();
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
@@ -113,11 +113,11 @@ pub async fn match_line(
 pub async fn unmatch_line(
     state: web::Data<AppState>,
     write: Write,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
@@ -143,11 +143,11 @@ pub struct BookDeposit {
 pub async fn book_deposit(
     state: web::Data<AppState>,
     write: Write<JsonBody<BookDeposit>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let tenant = body.value.tenant_org_id;
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {

@@ -17,7 +17,7 @@ use crate::auth::model::OrgKind;
 use crate::finance::names::{self, OrgRef};
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::ApiError;
-use crate::http::extract::{Query, check_period, parse_uuid};
+use crate::http::extract::{Query, check_period};
 use crate::ledger::chart;
 use crate::ledger::store::{self as ledger_store, AccountRow};
 use crate::money::{Currency, format_amount};
@@ -144,15 +144,13 @@ struct GroupRow {
 pub async fn programme_report(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<ProgrammeReportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let programme = find_programme(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+    let programme = find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
     let c = programme.currency()?;
     let report = report(&mut conn, programme.id, c, q.group_by, &state.settings.time_zone).await?;
     let now = state.clock.now(&mut conn).await?;
@@ -538,18 +536,18 @@ fn section(name: &str, c: Currency, opening: Decimal, rows: Vec<MovementRow>) ->
 pub async fn statement(
     state: web::Data<AppState>,
     principal: Principal,
-    org_id: web::Path<String>,
+    org_id: web::Path<Uuid>,
     Query(q): Query<StatementQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let org_id = parse_uuid("org_id", &org_id)?;
+    let org_id = org_id.into_inner();
     check_period(q.from, q.to)?;
     if !principal.is_finance() && principal.org_id != org_id {
-        return Err(ApiError::not_found(format!("organisation {org_id} does not exist")));
+        return Err(ApiError::missing("organisation", org_id));
     }
     let mut conn = state.pool.get().await?;
     let org = crate::auth::store::org_by_id(&mut conn, org_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("organisation {org_id} does not exist")))?;
+        .ok_or_else(|| ApiError::missing("organisation", org_id))?;
     // Without `to`, everything up to now, the entries of this very instant included.
     let to = match q.to {
         Some(t) => t,

@@ -69,7 +69,7 @@ fn json_error(path: String, e: serde_json::Error) -> ApiError {
             ApiError::validation(vec![FieldError::new(field, strip_position(&e.to_string()))])
         }
         Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+            ApiError::bad_request(crate::http::ProblemCode::MalformedJson, format!("the body is not valid JSON: {e}"))
         }
     }
 }
@@ -130,7 +130,11 @@ fn read_body(
     let body = web::Bytes::from_request(req, payload);
     async move {
         if !accepted {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", hint));
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                crate::http::ProblemCode::UnsupportedMediaType,
+                hint,
+            ));
         }
         body.await.map_err(unreadable_body)
     }
@@ -138,9 +142,13 @@ fn read_body(
 
 fn unreadable_body(e: actix_web::Error) -> ApiError {
     if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            crate::http::ProblemCode::PayloadTooLarge,
+            "the request body is too large",
+        )
     } else {
-        ApiError::bad_request("bad_request", format!("the request body could not be read: {e}"))
+        ApiError::bad_request(crate::http::ProblemCode::BadRequest, format!("the request body could not be read: {e}"))
     }
 }
 
@@ -201,6 +209,25 @@ pub fn parse_uuid(field: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::invalid(field, format!("{raw:?} is not a valid UUID")))
 }
 
+/// The one answer to a path that does not parse (handlers take
+/// `web::Path<Uuid>`; `startup` configures this for every route): 422
+/// `validation_failed` naming the segment that is not a UUID, as
+/// [`parse_uuid`] does. A well-formed id that names nothing is the
+/// handler's 404.
+pub fn path_error(error: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
+    let problem = req
+        .match_info()
+        .iter()
+        .find_map(|(field, raw)| parse_uuid(field, raw).err())
+        .unwrap_or_else(|| ApiError::invalid("path", error.to_string()));
+    problem.into()
+}
+
+/// [`path_error`] as the app's `PathConfig`.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(path_error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,7 +251,7 @@ mod tests {
     #[test]
     fn names_the_field_at_fault() {
         let e = parse_json::<Body>(br#"{"memo": "x", "lines": [{"amount": 5}]}"#).expect_err("number, not string");
-        assert_eq!(e.code, "validation_failed");
+        assert_eq!(e.code, crate::http::ProblemCode::ValidationFailed);
         assert_eq!(e.errors[0].field, "lines[0].amount");
         let e = parse_json::<Body>(br#"{"memo": "x", "lines": [], "extra": 1}"#).expect_err("unknown field");
         assert_eq!(e.errors[0].field, "extra");
@@ -261,7 +288,12 @@ mod tests {
     fn malformed_json_is_a_400() {
         for body in [&b"{"[..], b"not json", b"", br#"{"memo": "x", "lines": []} trailing"#] {
             let e = parse_json::<Body>(body).expect_err("malformed");
-            assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"), "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                (e.status.as_u16(), e.code.as_str()),
+                (400, "malformed_json"),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

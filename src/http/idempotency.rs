@@ -111,7 +111,7 @@ async fn lock_and_find(
 fn key_reused() -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "idempotency_key_reused",
+        crate::http::ProblemCode::IdempotencyKeyReused,
         "this Idempotency-Key was used for a different request; use a new key",
     )
 }

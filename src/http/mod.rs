@@ -9,5 +9,5 @@ pub mod pagination;
 pub mod problem;
 pub mod write;
 
-pub use problem::{ApiError, FieldError};
+pub use problem::{ApiError, FieldError, ProblemCode};
 pub use write::{NoBody, Write, WriteOp};

@@ -105,3 +105,18 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    /// The whole document, snapshotted (`snapshots/`): any change to the API —
+    /// a route, a field, a status — fails this test until the snapshot is
+    /// updated, so it shows in review. Update with
+    /// `INSTA_UPDATE=always cargo test --lib openapi` and commit the `.snap`.
+    #[test]
+    fn the_openapi_document_is_the_reviewed_one() {
+        let document = serde_json::to_value(super::ApiDoc::openapi()).expect("the document serialises");
+        insta::assert_json_snapshot!("openapi", document);
+    }
+}

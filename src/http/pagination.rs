@@ -50,6 +50,19 @@ pub fn page<R, T, K: Serialize>(mut rows: Vec<R>, limit: i64, key: impl Fn(&R) -
     Page { data: rows.into_iter().map(view).collect(), next_cursor }
 }
 
+/// [`page`] with a view that can fail (a stored value that does not read back).
+pub fn try_page<R, T, K: Serialize, E>(
+    mut rows: Vec<R>,
+    limit: i64,
+    key: impl Fn(&R) -> K,
+    view: impl Fn(R) -> Result<T, E>,
+) -> Result<Page<T>, E> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more { rows.last().map(|r| encode_cursor(&key(r))) } else { None };
+    Ok(Page { data: rows.into_iter().map(view).collect::<Result<_, E>>()?, next_cursor })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,7 +71,10 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         let c = encode_cursor(&("liabilities:x", "KRW"));
         assert_eq!(decode_cursor::<(String, String)>(&c).expect("round trip"), ("liabilities:x".into(), "KRW".into()));
-        assert_eq!(decode_cursor::<(String, String)>("!!").map_err(|e| e.code).err(), Some("validation_failed"));
+        assert_eq!(
+            decode_cursor::<(String, String)>("!!").map_err(|e| e.code.as_str()).err(),
+            Some("validation_failed")
+        );
     }
 
     #[test]
@@ -68,7 +84,7 @@ mod tests {
         assert_eq!(p.next_cursor, Some(encode_cursor(&2)));
         let p = page(vec![1, 2], 2, |r| *r, |r| r);
         assert_eq!(p.next_cursor, None);
-        assert_eq!(limit(Some(501)).map_err(|e| e.code).err(), Some("validation_failed"));
-        assert_eq!(limit(Some(0)).map_err(|e| e.code).err(), Some("validation_failed"));
+        assert_eq!(limit(Some(501)).map_err(|e| e.code.as_str()).err(), Some("validation_failed"));
+        assert_eq!(limit(Some(0)).map_err(|e| e.code.as_str()).err(), Some("validation_failed"));
     }
 }

@@ -10,6 +10,12 @@ use utoipa::ToSchema;
 
 use crate::db::{DbPoolError, is_unavailable};
 use crate::ledger::LedgerError;
+use crate::market::orders::OrderError;
+use crate::market::settlement::SettleError;
+use crate::subsidy::claims::ClaimError;
+use crate::subsidy::corrections::CorrectionError;
+use crate::subsidy::programmes::GrantError;
+use crate::subsidy::year_end::YearEndError;
 
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -40,11 +46,100 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+/// The stable machine-readable codes of SPEC section 7, each with the title
+/// every answer with that code carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemCode {
+    ValidationFailed,
+    MalformedJson,
+    BadRequest,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    InsufficientFunds,
+    CapacityUnavailable,
+    BudgetExhausted,
+    IdempotencyKeyReused,
+    Conflict,
+    DuplicateReference,
+    PeriodClosed,
+    TooManyRequests,
+    ServiceUnavailable,
+    /// The service is shutting down (the order batcher has stopped).
+    ShuttingDown,
+    Timeout,
+    InternalError,
+}
+
+impl ProblemCode {
+    pub const fn as_str(self) -> &'static str {
+        use ProblemCode::*;
+        match self {
+            ValidationFailed => "validation_failed",
+            MalformedJson => "malformed_json",
+            BadRequest => "bad_request",
+            UnsupportedMediaType => "unsupported_media_type",
+            PayloadTooLarge => "payload_too_large",
+            Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            InsufficientFunds => "insufficient_funds",
+            CapacityUnavailable => "capacity_unavailable",
+            BudgetExhausted => "budget_exhausted",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            Conflict => "conflict",
+            DuplicateReference => "duplicate_reference",
+            PeriodClosed => "period_closed",
+            TooManyRequests => "too_many_requests",
+            ServiceUnavailable => "service_unavailable",
+            ShuttingDown => "unavailable",
+            Timeout => "timeout",
+            InternalError => "internal_error",
+        }
+    }
+
+    pub const fn title(self) -> &'static str {
+        use ProblemCode::*;
+        match self {
+            ValidationFailed => "Your request is not valid",
+            MalformedJson => "The request body is not valid JSON",
+            BadRequest => "The request could not be read",
+            UnsupportedMediaType => "Send the body as application/json",
+            PayloadTooLarge => "The request body is too large",
+            Unauthorized => "Authentication is required",
+            Forbidden => "You may not do this",
+            NotFound => "Not found",
+            MethodNotAllowed => "Method not allowed",
+            InsufficientFunds => "Insufficient funds",
+            CapacityUnavailable => "Capacity unavailable",
+            BudgetExhausted => "Budget exhausted",
+            IdempotencyKeyReused => "Idempotency key reused with another request",
+            Conflict => "Conflict",
+            DuplicateReference => "Reference already recorded",
+            PeriodClosed => "The accounting period is closed",
+            TooManyRequests => "Too many requests",
+            ServiceUnavailable | ShuttingDown => "Service unavailable",
+            Timeout => "The database timed out",
+            InternalError => "Internal server error",
+        }
+    }
+}
+
+impl fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error on its way to becoming a problem+json response. Unexpected causes
 /// are logged with their whole chain and never shown to the caller.
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ProblemCode,
     pub detail: String,
     pub errors: Vec<FieldError>,
     /// Seconds after which a retry may succeed: sent as `Retry-After`.
@@ -53,7 +148,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> Self {
         ApiError { status, code, detail: detail.into(), errors: Vec::new(), retry_after: None, source: None }
     }
 
@@ -62,7 +157,7 @@ impl ApiError {
         ApiError { retry_after: Some(seconds), ..self }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(code: ProblemCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
@@ -72,7 +167,7 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => format!("{} fields are invalid", errors.len()),
         };
-        ApiError { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
+        ApiError { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::ValidationFailed, detail) }
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -80,19 +175,25 @@ impl ApiError {
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Self::new(StatusCode::NOT_FOUND, ProblemCode::NotFound, detail)
+    }
+
+    /// 404 for a `what` (`"claim"`) with this id that does not exist — or
+    /// that the caller may not see, which answers the same.
+    pub fn missing(what: &str, id: impl fmt::Display) -> Self {
+        Self::not_found(format!("{what} {id} does not exist"))
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(StatusCode::UNAUTHORIZED, ProblemCode::Unauthorized, detail)
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+        Self::new(StatusCode::FORBIDDEN, ProblemCode::Forbidden, detail)
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", detail)
+        Self::new(StatusCode::CONFLICT, ProblemCode::Conflict, detail)
     }
 
     pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -101,7 +202,7 @@ impl ApiError {
             retry_after: Some(1),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
+                ProblemCode::ServiceUnavailable,
                 "the database is unavailable; retry later",
             )
         }
@@ -125,42 +226,23 @@ impl ApiError {
             source: Some(Box::new(source)),
             ..Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ProblemCode::InternalError,
                 "an unexpected error occurred; it has been logged",
             )
         }
     }
 
     pub fn title(&self) -> &'static str {
-        match self.code {
-            "validation_failed" => "Your request is not valid",
-            "malformed_json" => "The request body is not valid JSON",
-            "unsupported_media_type" => "Send the body as application/json",
-            "payload_too_large" => "The request body is too large",
-            "unauthorized" => "Authentication is required",
-            "forbidden" => "You may not do this",
-            "not_found" => "Not found",
-            "method_not_allowed" => "Method not allowed",
-            "insufficient_funds" => "Insufficient funds",
-            "capacity_unavailable" => "Capacity unavailable",
-            "budget_exhausted" => "Budget exhausted",
-            "idempotency_key_reused" => "Idempotency key reused with another request",
-            "conflict" => "Conflict",
-            "duplicate_reference" => "Reference already recorded",
-            "too_many_requests" => "Too many requests",
-            "service_unavailable" => "Service unavailable",
-            "timeout" => "The database timed out",
-            _ => "Internal server error",
-        }
+        self.code.title()
     }
 
     pub fn problem(&self) -> Problem {
         Problem {
-            problem_type: format!("urn:gpuhour:problem:{}", self.code),
+            problem_type: format!("urn:gpuhour:problem:{}", self.code.as_str()),
             title: self.title().to_string(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.to_string(),
+            code: self.code.as_str().to_string(),
             errors: self.errors.clone(),
         }
     }
@@ -232,7 +314,7 @@ impl From<diesel::result::Error> for ApiError {
                 retry_after: Some(1),
                 ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
+                    ProblemCode::Timeout,
                     "the request waited too long for the database (a lock or a slow statement); nothing was written — retry it",
                 )
             };
@@ -266,13 +348,112 @@ impl From<LedgerError> for ApiError {
             | Overflow => ApiError::invalid("postings", e.to_string()),
             PendingExceeded { .. } | NotReversible(_) => ApiError::conflict(e.to_string()),
             FloorBroken { ref code, .. } if code.starts_with("budget:") => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "budget_exhausted", e.to_string())
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::BudgetExhausted, e.to_string())
             }
-            FloorBroken { .. } => ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", e.to_string()),
-            EntryNotFound(id) => ApiError::not_found(format!("journal entry {id} does not exist")),
-            PeriodClosed => ApiError::new(StatusCode::CONFLICT, "period_closed", e.to_string()),
+            FloorBroken { .. } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, ProblemCode::InsufficientFunds, e.to_string())
+            }
+            EntryNotFound(id) => ApiError::missing("journal entry", id),
+            PeriodClosed => ApiError::new(StatusCode::CONFLICT, ProblemCode::PeriodClosed, e.to_string()),
             Corrupt(_) => ApiError::internal(e),
             Database(db) => ApiError::from(db.0),
+        }
+    }
+}
+
+// The domain's errors, answered. Each domain area says what went wrong; only
+// here is it decided which status, code and title the caller sees.
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Invalid(fields) => ApiError::validation(fields),
+            OrderError::ListingClosed(_) => ApiError::conflict(e.to_string()),
+            OrderError::MoreGpusThanListed(_) | OrderError::CapacityUnavailable => {
+                ApiError::new(StatusCode::CONFLICT, ProblemCode::CapacityUnavailable, e.to_string())
+            }
+            OrderError::Ledger(ledger) => ApiError::from(ledger),
+        }
+    }
+}
+
+impl From<SettleError> for ApiError {
+    fn from(e: SettleError) -> Self {
+        match e {
+            SettleError::OrderNotFound(_) => ApiError::not_found(e.to_string()),
+            SettleError::AlreadyEnded(_) | SettleError::NothingLeftToCancel => ApiError::conflict(e.to_string()),
+            SettleError::Ledger(ledger) => ApiError::from(ledger),
+            SettleError::Database(db) => ApiError::from(db),
+            SettleError::Pool(pool) => ApiError::from(pool),
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::ProgrammeNotFound(_) | GrantError::GrantNotFound(_) => ApiError::not_found(e.to_string()),
+            GrantError::ProgrammeSettled { .. } => ApiError::conflict(e.to_string()),
+            GrantError::NoSuchTenant => ApiError::invalid("tenant_org_id", e.to_string()),
+            GrantError::BudgetExhausted(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::BudgetExhausted, e.to_string())
+            }
+            GrantError::NotUsable(message) => ApiError::invalid("grant_id", message),
+            GrantError::Ledger(ledger) => ApiError::from(ledger),
+            GrantError::Database(db) => ApiError::from(db),
+        }
+    }
+}
+
+impl From<ClaimError> for ApiError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::ProgrammeNotFound(_) | ClaimError::ClaimNotFound(_) => ApiError::not_found(e.to_string()),
+            ClaimError::NothingToClaim
+            | ClaimError::NotDraft(_)
+            | ClaimError::NotSubmitted
+            | ClaimError::DuplicateAdvanceReference(_) => ApiError::conflict(e.to_string()),
+            ClaimError::InvalidAmount(message) => ApiError::invalid("amount", message),
+            ClaimError::DuplicatePaymentReference { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ProblemCode::DuplicateReference, e.to_string())
+            }
+            ClaimError::Grant(grant) => ApiError::from(grant),
+            ClaimError::Ledger(ledger) => ApiError::from(ledger),
+            ClaimError::Database(db) => ApiError::from(db),
+        }
+    }
+}
+
+impl From<CorrectionError> for ApiError {
+    fn from(e: CorrectionError) -> Self {
+        match e {
+            CorrectionError::ProgrammeNotFound(_)
+            | CorrectionError::ClaimNotFound(_)
+            | CorrectionError::GrantNotFound(_) => ApiError::not_found(e.to_string()),
+            CorrectionError::NotVoidable(_) | CorrectionError::NothingToWriteOff(_) => {
+                ApiError::conflict(e.to_string())
+            }
+            CorrectionError::Invalid { field, message } => ApiError::invalid(field, message),
+            CorrectionError::Grant(grant) => ApiError::from(grant),
+            CorrectionError::Ledger(ledger) => ApiError::from(ledger),
+            CorrectionError::Database(db) => ApiError::from(db),
+        }
+    }
+}
+
+impl From<YearEndError> for ApiError {
+    fn from(e: YearEndError) -> Self {
+        match e {
+            YearEndError::ProgrammeNotFound(_) => ApiError::not_found(e.to_string()),
+            YearEndError::StillRunning(_)
+            | YearEndError::OrdersUnsettled(_)
+            | YearEndError::NotSettled
+            | YearEndError::DuplicateRefundReference(_) => ApiError::conflict(e.to_string()),
+            YearEndError::InvalidAmount(message) => ApiError::invalid("amount", message),
+            YearEndError::Grant(grant) => ApiError::from(grant),
+            YearEndError::Claim(claim) => ApiError::from(claim),
+            YearEndError::Ledger(ledger) => ApiError::from(ledger),
+            YearEndError::Database(db) => ApiError::from(db),
         }
     }
 }
@@ -289,6 +470,76 @@ mod tests {
         assert_eq!(p.problem_type, "urn:gpuhour:problem:validation_failed");
         assert_eq!(p.detail, "amount: must be positive");
         assert_eq!(p.errors, vec![FieldError::new("amount", "must be positive")]);
+    }
+
+    fn answer(e: impl Into<ApiError>) -> (u16, &'static str, String) {
+        let e: ApiError = e.into();
+        (e.status.as_u16(), e.code.as_str(), e.detail)
+    }
+
+    #[test]
+    fn codes_that_once_fell_through_have_their_own_title() {
+        // Before codes were an enum, an unlisted code read "Internal server error".
+        assert_eq!(ProblemCode::ShuttingDown.title(), "Service unavailable");
+        assert_eq!(ProblemCode::BadRequest.title(), "The request could not be read");
+        assert_eq!(ProblemCode::PeriodClosed.title(), "The accounting period is closed");
+        assert_eq!(ProblemCode::ShuttingDown.as_str(), "unavailable");
+        let p = ApiError::new(StatusCode::CONFLICT, ProblemCode::PeriodClosed, "closed").problem();
+        assert_eq!((p.code.as_str(), p.problem_type.as_str()), ("period_closed", "urn:gpuhour:problem:period_closed"));
+    }
+
+    #[test]
+    fn order_errors_are_answered_at_the_edge() {
+        use crate::market::orders::OrderError;
+        assert_eq!(
+            answer(OrderError::CapacityUnavailable),
+            (409, "capacity_unavailable", "not enough GPUs are free on this listing for every hour asked".into())
+        );
+        assert_eq!(
+            answer(OrderError::MoreGpusThanListed(4)),
+            (409, "capacity_unavailable", "the listing has 4 GPUs".into())
+        );
+        assert_eq!(
+            answer(OrderError::ListingClosed("paused".into())),
+            (409, "conflict", "the listing is paused and takes no orders".into())
+        );
+        let e: ApiError = OrderError::Invalid(vec![FieldError::new("start", "a"), FieldError::new("gpus", "b")]).into();
+        assert_eq!((e.status.as_u16(), e.code, e.errors.len()), (422, ProblemCode::ValidationFailed, 2));
+        let corrupt = OrderError::Ledger(LedgerError::Corrupt("listing x has an invalid currency".into()));
+        assert_eq!(answer(corrupt).0, 500);
+    }
+
+    #[test]
+    fn subsidy_errors_are_answered_at_the_edge() {
+        use crate::subsidy::claims::ClaimError;
+        use crate::subsidy::programmes::GrantError;
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            answer(GrantError::BudgetExhausted("5000".into())),
+            (422, "budget_exhausted", "the programme has 5000 left to grant".into())
+        );
+        let e: ApiError = GrantError::NotUsable("the grant is closed".into()).into();
+        assert_eq!((e.status.as_u16(), e.errors[0].field.as_str()), (422, "grant_id"));
+        assert_eq!(answer(GrantError::GrantNotFound(id)).0, 404);
+        assert_eq!(
+            answer(ClaimError::NothingToClaim),
+            (409, "conflict", "no unclaimed settled subsidy in this period".into())
+        );
+        let duplicate = ClaimError::DuplicatePaymentReference { reference: "TX-1".into(), payment: id, claim: id };
+        assert_eq!(answer(duplicate).1, "duplicate_reference");
+        assert_eq!(answer(ClaimError::Grant(GrantError::ProgrammeNotFound(id))).0, 404);
+    }
+
+    #[test]
+    fn settlement_errors_are_answered_at_the_edge() {
+        use crate::market::settlement::SettleError;
+        let id = uuid::Uuid::nil();
+        assert_eq!(answer(SettleError::OrderNotFound(id)), (404, "not_found", format!("order {id} does not exist")));
+        assert_eq!(
+            answer(SettleError::AlreadyEnded("cancelled".into())),
+            (409, "conflict", "the order is already cancelled".into())
+        );
+        assert_eq!(answer(SettleError::NothingLeftToCancel).0, 409);
     }
 
     #[test]

@@ -43,6 +43,34 @@ macro_rules! text_enum {
 }
 pub(crate) use text_enum;
 
+/// [`text_enum!`] for a value stored in a `text` column: rows read it
+/// through its `FromStr` (an unknown text is a deserialisation error, so a
+/// corrupt row fails loudly instead of passing as some other status) and
+/// write its `as_str`. The enum derives `AsExpression` and `FromSqlRow` with
+/// `#[diesel(sql_type = diesel::sql_types::Text)]`.
+macro_rules! text_enum_sql {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $crate::ledger::model::text_enum!($name { $($variant => $text),+ });
+
+        impl ::diesel::deserialize::FromSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
+            fn from_sql(bytes: ::diesel::pg::PgValue<'_>) -> ::diesel::deserialize::Result<Self> {
+                let text = <String as ::diesel::deserialize::FromSql<::diesel::sql_types::Text, ::diesel::pg::Pg>>::from_sql(bytes)?;
+                text.parse::<$name>().map_err(Into::into)
+            }
+        }
+
+        impl ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut ::diesel::serialize::Output<'b, '_, ::diesel::pg::Pg>,
+            ) -> ::diesel::serialize::Result {
+                <str as ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg>>::to_sql(self.as_str(), out)
+            }
+        }
+    };
+}
+pub(crate) use text_enum_sql;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountType {

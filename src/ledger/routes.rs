@@ -18,7 +18,7 @@ use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
 use super::verify::VerifyReport;
 use crate::auth::Principal;
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
-use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError, Write};
 use crate::money::{Currency, format_amount, format_scaled, parse_amount};
@@ -133,8 +133,7 @@ pub async fn list_accounts(
 
 /// An account the caller may see: finance sees all; anyone else only their own
 /// organisation's, and another's answers 404 as if it did not exist.
-async fn find_account(state: &AppState, principal: &Principal, raw_id: &str) -> Result<AccountRow, ApiError> {
-    let id = parse_uuid("id", raw_id)?;
+async fn find_account(state: &AppState, principal: &Principal, id: Uuid) -> Result<AccountRow, ApiError> {
     let mut conn = state.pool.get().await?;
     visible_account(&mut conn, principal, id).await
 }
@@ -148,7 +147,7 @@ pub(crate) async fn visible_account(
     store::account_by_id(conn, id)
         .await?
         .filter(|a| principal.is_finance() || a.org_id == Some(principal.org_id))
-        .ok_or_else(|| ApiError::not_found(format!("account {id} does not exist")))
+        .ok_or_else(|| ApiError::missing("account", id))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -171,10 +170,10 @@ pub struct AccountQuery {
 pub async fn get_account(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<AccountQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut account = find_account(&state, &principal, &id).await?;
+    let mut account = find_account(&state, &principal, *id).await?;
     if let Some(as_of) = q.as_of {
         let mut conn = state.pool.get().await?;
         let b = queries::account_figures_before(&mut conn, account.id, as_of).await?;
@@ -245,10 +244,10 @@ pub struct PageQuery {
 pub async fn account_postings(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = find_account(&state, &principal, &id).await?;
+    let account = find_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
     let page = account_postings_page(&mut conn, &account, q.limit, q.cursor.as_deref()).await?;
     let now = state.clock.now(&mut conn).await?;
@@ -748,15 +747,14 @@ pub async fn create_adjustment(write: Write<JsonBody<NewAdjustment>>) -> Result<
 pub async fn get_entry(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let (entry, lines) = store::entry_with_postings(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("journal entry {id} does not exist")))?;
+    let (entry, lines) =
+        store::entry_with_postings(&mut conn, id).await?.ok_or_else(|| ApiError::missing("journal entry", id))?;
     Ok(HttpResponse::Ok().json(entry_view(&mut conn, entry, lines).await?))
 }
 
@@ -778,11 +776,11 @@ pub struct ReverseRequest {
 #[post("/v1/journal-entries/{id}/reverse")]
 pub async fn reverse_entry(
     write: Write<JsonBody<ReverseRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let memo = check_memo(&body.value.memo)?;
     let clock = op.state().clock;
     op.run(StatusCode::CREATED, async move |conn: &mut diesel_async::AsyncPgConnection| {

@@ -78,9 +78,9 @@ impl HourBook {
             let state = self.hours.get(&(listing, hour)).ok_or_else(|| {
                 ApiError::internal(LedgerError::Corrupt(format!("hour {hour} of listing {listing} was not locked")))
             })?;
-            let wanted = state.reserved.checked_add(gpus).ok_or_else(orders::capacity_unavailable)?;
+            let wanted = state.reserved.checked_add(gpus).ok_or(orders::OrderError::CapacityUnavailable)?;
             if wanted > state.capacity {
-                return Err(orders::capacity_unavailable());
+                return Err(orders::OrderError::CapacityUnavailable.into());
             }
         }
         Ok(())
@@ -263,7 +263,7 @@ pub async fn place_many(
         let listing = listing_rows
             .get(&ask.request.listing_id)
             .filter(|l| listings::visible_to(l, &ask.principal))
-            .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", ask.request.listing_id)));
+            .ok_or_else(|| ApiError::missing("listing", ask.request.listing_id));
         let prepared = listing.and_then(|listing| {
             let grant = match orders::purchase(&ask.request, listing) {
                 None => None,
@@ -275,9 +275,7 @@ pub async fn place_many(
                 }
             };
             orders::check_request(&ask.request, listing, now)?;
-            let currency: Currency = listing.currency.parse().map_err(|_| {
-                ApiError::internal(LedgerError::Corrupt(format!("listing {} has a bad currency", listing.id)))
-            })?;
+            let currency = listing.currency()?;
             Ok((listing, currency, grant))
         });
         match prepared {

@@ -72,7 +72,11 @@ impl OrderBatcher {
 }
 
 fn stopped() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service is shutting down; retry")
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        crate::http::ProblemCode::ShuttingDown,
+        "the service is shutting down; retry",
+    )
 }
 
 async fn run(mut queue: mpsc::Receiver<Job>, batching: Batching) {

@@ -39,6 +39,12 @@ pub struct ListingRow {
     pub updated_at: DateTime<Utc>,
 }
 
+impl ListingRow {
+    pub fn currency(&self) -> Result<crate::money::Currency, crate::ledger::LedgerError> {
+        crate::money::stored_currency(&self.currency, format_args!("listing {}", self.id))
+    }
+}
+
 #[derive(Debug, Clone, Insertable, AsChangeset)]
 #[diesel(table_name = listings)]
 pub struct ListingInsert {

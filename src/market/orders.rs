@@ -10,7 +10,7 @@ use super::listings::{ListingRow, ListingStatus};
 use super::pricing::{self, Breakdown, SubsidyTerms};
 use crate::auth::Principal;
 use crate::db::schema::orders;
-use crate::http::ApiError;
+use crate::http::FieldError;
 use crate::ledger::LedgerError;
 use crate::ledger::rules::Movement;
 use crate::money::Currency;
@@ -62,7 +62,7 @@ pub struct OrderRow {
 
 impl OrderRow {
     pub fn currency(&self) -> Result<Currency, LedgerError> {
-        self.currency.parse().map_err(|_| LedgerError::Corrupt(format!("order {} has an invalid currency", self.id)))
+        crate::money::stored_currency(&self.currency, format_args!("order {}", self.id))
     }
 
     /// The status as of `now`: a reserved order whose first hour has begun is active.
@@ -73,6 +73,33 @@ impl OrderRow {
             self.status.clone()
         }
     }
+}
+
+/// Why an order is refused. The HTTP answer of each is chosen at the edge
+/// (`impl From<OrderError> for ApiError` in `http/problem.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// Fields of the request are invalid (every one found, not only the first).
+    #[error("{}", describe_fields(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("the listing is {0} and takes no orders")]
+    ListingClosed(String),
+    #[error("the listing has {0} GPUs")]
+    MoreGpusThanListed(i32),
+    #[error("not enough GPUs are free on this listing for every hour asked")]
+    CapacityUnavailable,
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl OrderError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        OrderError::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+fn describe_fields(fields: &[FieldError]) -> String {
+    fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
 }
 
 /// What a tenant asks to buy.
@@ -102,46 +129,34 @@ pub fn purchase<'a>(request: &Request, listing: &'a ListingRow) -> Option<crate:
 pub const MAX_HOURS: i64 = 24 * 366;
 
 /// Checks a request against a listing at `now`; returns the number of hours.
-pub fn check_request(request: &Request, listing: &ListingRow, now: DateTime<Utc>) -> Result<i32, ApiError> {
-    use super::schedule::is_whole_hour;
+pub fn check_request(request: &Request, listing: &ListingRow, now: DateTime<Utc>) -> Result<i32, OrderError> {
+    use super::schedule::{WindowFields, parse_window};
     let mut errors = Vec::new();
-    if !is_whole_hour(request.start) {
-        errors.push(crate::http::FieldError::new("start", "must be on a whole hour (e.g. 2026-03-01T10:00:00Z)"));
-    }
-    if !is_whole_hour(request.end) {
-        errors.push(crate::http::FieldError::new("end", "must be on a whole hour"));
-    }
-    if request.end <= request.start {
-        errors.push(crate::http::FieldError::new("end", "must be after start"));
-    }
+    let window = parse_window(&mut errors, request.start, request.end, WindowFields::START_END);
     if request.gpus <= 0 {
-        errors.push(crate::http::FieldError::new("gpus", "must be at least 1"));
+        errors.push(FieldError::new("gpus", "must be at least 1"));
     }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    let hours = (request.end - request.start).num_hours();
+    let Some(window) = window.filter(|_| errors.is_empty()) else {
+        return Err(OrderError::Invalid(errors));
+    };
+    let hours = window.hours();
     if hours > MAX_HOURS {
-        return Err(ApiError::invalid("end", format!("an order lasts at most {MAX_HOURS} hours")));
+        return Err(OrderError::invalid("end", format!("an order lasts at most {MAX_HOURS} hours")));
     }
     if listing.status != ListingStatus::Active.as_str() {
-        return Err(ApiError::conflict(format!("the listing is {} and takes no orders", listing.status)));
+        return Err(OrderError::ListingClosed(listing.status.clone()));
     }
     if request.start < now {
-        return Err(ApiError::invalid("start", "must not be in the past"));
+        return Err(OrderError::invalid("start", "must not be in the past"));
     }
     if request.start < listing.available_from || request.end > listing.available_until {
-        return Err(ApiError::invalid("start", "the hours asked for are outside the listing's availability"));
+        return Err(OrderError::invalid("start", "the hours asked for are outside the listing's availability"));
     }
     if hours < i64::from(listing.min_hours) {
-        return Err(ApiError::invalid("end", format!("this listing sells at least {} hours", listing.min_hours)));
+        return Err(OrderError::invalid("end", format!("this listing sells at least {} hours", listing.min_hours)));
     }
     if request.gpus > listing.gpus {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "capacity_unavailable",
-            format!("the listing has {} GPUs", listing.gpus),
-        ));
+        return Err(OrderError::MoreGpusThanListed(listing.gpus));
     }
     Ok(hours as i32)
 }
@@ -152,12 +167,9 @@ pub fn quote(
     fee_rate: Decimal,
     subsidy: Option<SubsidyTerms>,
     now: DateTime<Utc>,
-) -> Result<(i32, Breakdown), ApiError> {
+) -> Result<(i32, Breakdown), OrderError> {
     let hours = check_request(request, listing, now)?;
-    let currency: Currency = listing
-        .currency
-        .parse()
-        .map_err(|_| ApiError::internal(LedgerError::Corrupt(format!("listing {} has a bad currency", listing.id))))?;
+    let currency = listing.currency()?;
     let breakdown = pricing::price(
         listing.price_per_gpu_hour,
         i64::from(request.gpus),
@@ -166,7 +178,7 @@ pub fn quote(
         fee_rate,
         subsidy,
     )
-    .map_err(|e| ApiError::invalid("gpus", e.to_string()))?;
+    .map_err(|e| OrderError::invalid("gpus", e.to_string()))?;
     Ok((hours, breakdown))
 }
 
@@ -202,14 +214,6 @@ pub fn order_movements(b: &Breakdown, accounts: &OrderAccounts, subsidy: Option<
         movements.push(Movement::pending(accounts.payable, accounts.fees, b.platform_fee));
     }
     movements
-}
-
-pub fn capacity_unavailable() -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::CONFLICT,
-        "capacity_unavailable",
-        "not enough GPUs are free on this listing for every hour asked",
-    )
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OrderRow>> {

@@ -12,6 +12,81 @@ pub fn is_whole_hour(t: DateTime<Utc>) -> bool {
     t.duration_trunc(TimeDelta::hours(1)).is_ok_and(|h| h == t)
 }
 
+/// A span of whole hours, [`start`, `end`), with `start` before `end`: what an
+/// order, a listing's availability, an outage or a search window is. Made
+/// only by [`HourWindow::parse`], so holding one means the checks passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourWindow {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// The names the caller gives a window's two ends (`start`/`end`,
+/// `available_from`/`available_until`), for the messages of a refused one.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowFields {
+    pub start: &'static str,
+    pub end: &'static str,
+}
+
+impl WindowFields {
+    pub const START_END: WindowFields = WindowFields { start: "start", end: "end" };
+}
+
+impl HourWindow {
+    /// Checks that both ends are on whole hours and `start < end`. A refusal
+    /// lists every problem found, each as (field, message), start first.
+    pub fn parse(
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        fields: WindowFields,
+    ) -> Result<HourWindow, Vec<(&'static str, String)>> {
+        let mut problems = Vec::new();
+        if !is_whole_hour(start) {
+            problems.push((fields.start, "must be on a whole hour (e.g. 2026-03-01T10:00:00Z)".to_string()));
+        }
+        if !is_whole_hour(end) {
+            problems.push((fields.end, "must be on a whole hour".to_string()));
+        }
+        if end <= start {
+            problems.push((fields.end, format!("must be after {}", fields.start)));
+        }
+        if problems.is_empty() { Ok(HourWindow { start, end }) } else { Err(problems) }
+    }
+
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start
+    }
+
+    pub fn end(&self) -> DateTime<Utc> {
+        self.end
+    }
+
+    /// The number of hours in the window (at least 1).
+    pub fn hours(&self) -> i64 {
+        (self.end - self.start).num_hours()
+    }
+
+    pub fn span(&self) -> TimeDelta {
+        self.end - self.start
+    }
+}
+
+/// [`HourWindow::parse`], its refusal added to `errors` (the caller goes on
+/// checking its other fields, then answers every problem at once).
+pub fn parse_window(
+    errors: &mut Vec<crate::http::FieldError>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    fields: WindowFields,
+) -> Option<HourWindow> {
+    HourWindow::parse(start, end, fields)
+        .map_err(|problems| {
+            errors.extend(problems.into_iter().map(|(field, message)| crate::http::FieldError::new(field, message)))
+        })
+        .ok()
+}
+
 /// Hours of an order starting at `start` that have fully elapsed at `now`, at most `hours`.
 pub fn hours_elapsed(start: DateTime<Utc>, now: DateTime<Utc>, hours: i32) -> i32 {
     if now <= start {
@@ -110,6 +185,27 @@ impl PostingSchedule<'_> {
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
+
+    #[test]
+    fn an_hour_window_is_whole_hours_start_before_end() {
+        let window = HourWindow::parse(t(10, 0), t(13, 0), WindowFields::START_END).expect("a valid window");
+        assert_eq!((window.start(), window.end(), window.hours()), (t(10, 0), t(13, 0), 3));
+        assert_eq!(
+            HourWindow::parse(t(10, 30), t(13, 0), WindowFields::START_END),
+            Err(vec![("start", "must be on a whole hour (e.g. 2026-03-01T10:00:00Z)".to_string())])
+        );
+        assert_eq!(
+            HourWindow::parse(t(10, 0), t(12, 15), WindowFields::START_END),
+            Err(vec![("end", "must be on a whole hour".to_string())])
+        );
+        let fields = WindowFields { start: "available_from", end: "available_until" };
+        assert_eq!(
+            HourWindow::parse(t(10, 0), t(10, 0), fields),
+            Err(vec![("available_until", "must be after available_from".to_string())])
+        );
+        // Every problem at once, start first.
+        assert_eq!(HourWindow::parse(t(11, 30), t(10, 15), WindowFields::START_END).map_err(|p| p.len()), Err(3));
+    }
 
     fn t(h: u32, m: u32) -> DateTime<Utc> {
         use chrono::TimeZone;

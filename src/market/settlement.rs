@@ -15,12 +15,32 @@ use uuid::Uuid;
 use super::listings;
 use super::orders::{self, OrderRow, OrderStatus};
 use super::schedule::{PostingSchedule, hours_begun, hours_elapsed};
+use crate::db::DbPoolError;
 use crate::db::schema::{order_hour_credits, orders as orders_table};
-use crate::http::ApiError;
+use crate::ledger::LedgerError;
 use crate::ledger::chart;
 use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
+
+/// Why settling, cancelling or crediting an order failed. The HTTP answer of
+/// each is chosen at the edge (`http/problem.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// No such order, or not the caller's (the same answer: no existence leak).
+    #[error("order {0} does not exist")]
+    OrderNotFound(Uuid),
+    #[error("the order is already {0}")]
+    AlreadyEnded(String),
+    #[error("every hour of this order has begun: there is nothing left to cancel")]
+    NothingLeftToCancel,
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
+    #[error("database pool error")]
+    Pool(#[from] DbPoolError),
+}
 
 /// One order's settlement.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -62,7 +82,7 @@ pub async fn settle_order(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<Option<Settled>, ApiError> {
+) -> Result<Option<Settled>, SettleError> {
     let order: Option<OrderRow> = orders_table::table
         .find(order_id)
         .select(OrderRow::as_select())
@@ -107,7 +127,7 @@ async fn settle_hours(
     credits: &BTreeMap<i32, i32>,
     pendings: &mut [ledger_store::PendingProgress],
     upto: i32,
-) -> Result<Vec<Uuid>, ApiError> {
+) -> Result<Vec<Uuid>, SettleError> {
     let currency = order.currency()?;
     if order.settled_hours >= upto.min(order.hours) {
         return Ok(Vec::new());
@@ -172,17 +192,17 @@ pub async fn cancel(
     tenant_org: Uuid,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<OrderRow, ApiError> {
+) -> Result<OrderRow, SettleError> {
     let order = orders::lock(conn, order_id)
         .await?
         .filter(|o| o.tenant_org_id == tenant_org)
-        .ok_or_else(|| ApiError::not_found(format!("order {order_id} does not exist")))?;
+        .ok_or(SettleError::OrderNotFound(order_id))?;
     if order.status == OrderStatus::Cancelled.as_str() || order.status == OrderStatus::Completed.as_str() {
-        return Err(ApiError::conflict(format!("the order is already {}", order.status)));
+        return Err(SettleError::AlreadyEnded(order.status.clone()));
     }
     let begun = hours_begun(order.start_at, now, order.hours);
     if begun >= order.hours {
-        return Err(ApiError::conflict("every hour of this order has begun: there is nothing left to cancel"));
+        return Err(SettleError::NothingLeftToCancel);
     }
     // Capacity before ledger: the lock order every writer follows.
     let free_from = orders::hour_at(&order, begun);
@@ -305,7 +325,7 @@ pub async fn credit_outage(
     outage: Outage,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<(Vec<Uuid>, Vec<OutageCredit>), ApiError> {
+) -> Result<(Vec<Uuid>, Vec<OutageCredit>), SettleError> {
     let Outage { id: outage_id, listing_id, start, end, gpus } = outage;
     // Lock the orders it may touch (by id: the order every locker follows).
     let hit: Vec<OrderRow> = orders_table::table
@@ -464,7 +484,7 @@ pub async fn credit_outage(
 
 /// Settles every order due at the clock's `now`, one transaction per order, and
 /// returns what it settled. Safe to run from several processes at once.
-pub async fn settle_all(pool: &crate::db::DbPool, clock: crate::clock::Clock) -> Result<Vec<Settled>, ApiError> {
+pub async fn settle_all(pool: &crate::db::DbPool, clock: crate::clock::Clock) -> Result<Vec<Settled>, SettleError> {
     let mut conn = pool.get().await?;
     let now = clock.now(&mut conn).await?;
     let mut settled = Vec::new();

@@ -13,7 +13,7 @@ use super::settlement::{OutageCredit, Settled};
 use crate::http::ApiError;
 use crate::money::format_amount;
 
-use crate::market::routes::{currency_of, unit_price};
+use crate::market::routes::unit_price;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ListingView {
@@ -135,7 +135,7 @@ pub struct OrderView {
 }
 
 pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<OrderView, ApiError> {
-    let c = currency_of(&o.currency);
+    let c = o.currency()?;
     let charged = charged::view(charged)?;
     Ok(OrderView {
         id: o.id,

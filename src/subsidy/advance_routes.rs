@@ -11,7 +11,7 @@ use super::advances::{self, AdvanceView};
 use super::programmes;
 use crate::http::ApiError;
 use crate::http::Write;
-use crate::http::extract::{JsonBody, parse_uuid};
+use crate::http::extract::JsonBody;
 use crate::money::parse_amount;
 use crate::state::AppState;
 
@@ -39,11 +39,11 @@ pub struct AdvanceRequest {
 pub async fn record_advance(
     state: web::Data<AppState>,
     write: Write<JsonBody<AdvanceRequest>>,
-    id: web::Path<String>,
+    id: web::Path<uuid::Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let programme_id = parse_uuid("id", &id)?;
+    let programme_id = id.into_inner();
     let reference = body.value.reference.trim().to_string();
     if reference.is_empty() || reference.chars().count() > 200 {
         return Err(ApiError::invalid("reference", "must be 1 to 200 characters"));
@@ -53,14 +53,14 @@ pub async fn record_advance(
     op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("programme", programme_id))?;
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         if received_at > now {
             return Err(ApiError::invalid("received_at", "must not be in the future"));
         }
-        advances::record(conn, programme_id, amount, reference, received_at, principal.actor(), now).await
+        Ok(advances::record(conn, programme_id, amount, reference, received_at, principal.actor(), now).await?)
     })
     .await
 }

@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::claims::ClaimError;
 use super::claims::ClaimRow;
 use super::programmes::find_programme;
 use crate::db::schema::{claim_advance_applications, claims, programme_advances, programmes};
-use crate::http::ApiError;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
@@ -49,12 +49,10 @@ pub async fn record(
     received_at: DateTime<Utc>,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<AdvanceView, ApiError> {
+) -> Result<AdvanceView, ClaimError> {
     lock_programme(conn, programme_id).await?;
     super::year_end::ensure_open(conn, programme_id).await?;
-    let programme = find_programme(conn, programme_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+    let programme = find_programme(conn, programme_id).await?.ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     let currency = programme.currency()?;
     let seen = programme_advances::table
         .filter(programme_advances::programme_id.eq(programme_id))
@@ -63,7 +61,7 @@ pub async fn record(
         .get_result::<i64>(conn)
         .await?;
     if seen > 0 {
-        return Err(ApiError::conflict(format!("an advance with reference {reference:?} is already recorded")));
+        return Err(ClaimError::DuplicateAdvanceReference(reference));
     }
     let codes = [chart::BANK.to_string(), chart::programme_advance_code(programme_id)];
     let [bank, advance] = ledger_store::required_account_ids(conn, &codes, currency).await?;
@@ -102,7 +100,7 @@ pub async fn record(
     })
 }
 
-pub async fn lock_programme(conn: &mut AsyncPgConnection, programme_id: Uuid) -> Result<(), ApiError> {
+pub async fn lock_programme(conn: &mut AsyncPgConnection, programme_id: Uuid) -> Result<(), ClaimError> {
     programmes::table
         .find(programme_id)
         .select(programmes::id)
@@ -110,7 +108,7 @@ pub async fn lock_programme(conn: &mut AsyncPgConnection, programme_id: Uuid) ->
         .first::<Uuid>(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+        .ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     Ok(())
 }
 
@@ -119,10 +117,10 @@ pub async fn unapplied(
     conn: &mut AsyncPgConnection,
     programme_id: Uuid,
     currency: Currency,
-) -> Result<Decimal, ApiError> {
+) -> Result<Decimal, ClaimError> {
     let account = ledger_store::account_by_code(conn, &chart::programme_advance_code(programme_id), currency)
         .await?
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("programme advance account missing".into())))?;
+        .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("programme advance account missing".into())))?;
     Ok(account.balances().posted_balance(NormalSide::Credit))
 }
 
@@ -147,7 +145,7 @@ pub async fn apply(
     currency: Currency,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<Decimal, ApiError> {
+) -> Result<Decimal, ClaimError> {
     let mut left = unapplied(conn, programme_id, currency).await?;
     let mut applied_total = Decimal::ZERO;
     if left <= Decimal::ZERO {
@@ -155,7 +153,7 @@ pub async fn apply(
     }
     let submitted: Vec<ClaimRow> = claims::table
         .filter(claims::programme_id.eq(programme_id))
-        .filter(claims::status.eq("submitted"))
+        .filter(claims::status.eq(super::claims::ClaimStatus::Submitted))
         .order(claims::created_at)
         .select(ClaimRow::as_select())
         .load(conn)

@@ -12,14 +12,56 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::programmes::GrantError;
 use super::programmes::find_programme;
 use crate::db::schema::{claim_items, claim_payments, claims, programmes};
-use crate::http::ApiError;
 use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount};
+
+/// Why a claim, a payment on one or an advance is refused. The HTTP answer of
+/// each is chosen at the edge (`http/problem.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("programme {0} does not exist")]
+    ProgrammeNotFound(Uuid),
+    #[error("claim {0} does not exist")]
+    ClaimNotFound(Uuid),
+    #[error("no unclaimed settled subsidy in this period")]
+    NothingToClaim,
+    #[error("the claim is {0}: only a draft can be submitted")]
+    NotDraft(ClaimStatus),
+    #[error("submit the claim before recording payments on it")]
+    NotSubmitted,
+    #[error("{0}")]
+    InvalidAmount(String),
+    #[error(
+        "bank reference {reference:?} is already recorded (payment {payment} on claim {claim}); \
+         if this is another transfer with the same reference, send \"allow_duplicate_reference\": true"
+    )]
+    DuplicatePaymentReference { reference: String, payment: Uuid, claim: Uuid },
+    #[error("an advance with reference {0:?} is already recorded")]
+    DuplicateAdvanceReference(String),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
+}
+
+/// A claim is drafted, then submitted to the programme (which pays on it); a
+/// draft may be voided instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum ClaimStatus {
+    Draft,
+    Submitted,
+    Void,
+}
+crate::ledger::model::text_enum_sql!(ClaimStatus { Draft => "draft", Submitted => "submitted", Void => "void" });
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = claims, check_for_backend(diesel::pg::Pg))]
@@ -29,7 +71,7 @@ pub struct ClaimRow {
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     pub amount: Decimal,
-    pub status: String,
+    pub status: ClaimStatus,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
@@ -63,7 +105,7 @@ pub async fn create_claim(
     end: DateTime<Utc>,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<ClaimRow, ApiError> {
+) -> Result<ClaimRow, ClaimError> {
     programmes::table
         .find(programme_id)
         .select(programmes::id)
@@ -71,15 +113,13 @@ pub async fn create_claim(
         .first::<Uuid>(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+        .ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     super::year_end::ensure_open(conn, programme_id).await?;
-    let programme = find_programme(conn, programme_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+    let programme = find_programme(conn, programme_id).await?.ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     let receivable =
         ledger_store::account_by_code(conn, &chart::subsidy_receivable_code(programme.id), programme.currency()?)
             .await?
-            .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("programme accounts are missing".into())))?;
+            .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("programme accounts are missing".into())))?;
     // Settled subsidy (positive), and what went back to the programme:
     // outage refunds and credit notes (negative). A posting held by a live
     // (not voided) claim is not claimable again.
@@ -104,7 +144,7 @@ pub async fn create_claim(
     .load(conn)
     .await?;
     if items.is_empty() {
-        return Err(ApiError::conflict("no unclaimed settled subsidy in this period"));
+        return Err(ClaimError::NothingToClaim);
     }
     let amount =
         items.iter().try_fold(Decimal::ZERO, |sum, i| sum.checked_add(i.amount)).ok_or(LedgerError::Overflow)?;
@@ -114,7 +154,7 @@ pub async fn create_claim(
         period_start: start,
         period_end: end,
         amount,
-        status: "draft".into(),
+        status: ClaimStatus::Draft,
         created_by: actor.user_id,
         created_at: now,
         submitted_at: None,
@@ -153,14 +193,14 @@ pub async fn submit(
     id: Uuid,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<ClaimRow, ApiError> {
+) -> Result<ClaimRow, ClaimError> {
     let programme_id = claims::table
         .find(id)
         .select(claims::programme_id)
         .first::<Uuid>(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+        .ok_or(ClaimError::ClaimNotFound(id))?;
     super::advances::lock_programme(conn, programme_id).await?;
     let claim = claims::table
         .find(id)
@@ -169,18 +209,18 @@ pub async fn submit(
         .first(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
-    if claim.status != "draft" {
-        return Err(ApiError::conflict(format!("the claim is {}: only a draft can be submitted", claim.status)));
+        .ok_or(ClaimError::ClaimNotFound(id))?;
+    if claim.status != ClaimStatus::Draft {
+        return Err(ClaimError::NotDraft(claim.status));
     }
     let submitted = diesel::update(claims::table.find(id))
-        .set((claims::status.eq("submitted"), claims::submitted_at.eq(now)))
+        .set((claims::status.eq(ClaimStatus::Submitted), claims::submitted_at.eq(now)))
         .returning(ClaimRow::as_returning())
         .get_result(conn)
         .await?;
     let programme = find_programme(conn, programme_id)
         .await?
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("claim without programme".into())))?;
+        .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("claim without programme".into())))?;
     super::advances::apply(conn, programme_id, programme.currency()?, actor, now).await?;
     Ok(submitted)
 }
@@ -200,7 +240,7 @@ pub async fn pay(
     allow_duplicate_reference: bool,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<ClaimRow, ApiError> {
+) -> Result<ClaimRow, ClaimError> {
     let claim = claims::table
         .find(id)
         .select(ClaimRow::as_select())
@@ -208,28 +248,20 @@ pub async fn pay(
         .first(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
-    if claim.status != "submitted" {
-        return Err(ApiError::conflict("submit the claim before recording payments on it"));
+        .ok_or(ClaimError::ClaimNotFound(id))?;
+    if claim.status != ClaimStatus::Submitted {
+        return Err(ClaimError::NotSubmitted);
     }
     let programme = find_programme(conn, claim.programme_id)
         .await?
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("claim without programme".into())))?;
+        .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("claim without programme".into())))?;
     let currency = programme.currency()?;
-    crate::money::parse_amount(&amount.to_string(), currency)
-        .map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+    crate::money::parse_amount(&amount.to_string(), currency).map_err(|e| ClaimError::InvalidAmount(e.to_string()))?;
     let duplicate_of = earlier_payment_with(conn, &reference).await?;
     if let Some((payment, claim_of_payment)) = duplicate_of
         && !allow_duplicate_reference
     {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "duplicate_reference",
-            format!(
-                "bank reference {reference:?} is already recorded (payment {payment} on claim {claim_of_payment}); \
-                 if this is another transfer with the same reference, send \"allow_duplicate_reference\": true"
-            ),
-        ));
+        return Err(ClaimError::DuplicatePaymentReference { reference, payment, claim: claim_of_payment });
     }
     let codes = [chart::BANK.to_string(), chart::subsidy_receivable_code(programme.id)];
     let [bank, receivable] = ledger_store::required_account_ids(conn, &codes, currency).await?;
@@ -326,10 +358,10 @@ pub struct ClaimView {
     pub void_reason: Option<String>,
 }
 
-pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<ClaimView, ApiError> {
+pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<ClaimView, ClaimError> {
     let programme = find_programme(conn, claim.programme_id)
         .await?
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("claim without programme".into())))?;
+        .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("claim without programme".into())))?;
     let currency: Currency = programme.currency()?;
     let items: Vec<(Uuid, Uuid, Decimal)> = claim_items::table
         .filter(claim_items::claim_id.eq(claim.id))
@@ -390,7 +422,7 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
         programme_id: claim.programme_id,
         period_start: claim.period_start,
         period_end: claim.period_end,
-        status: claim.status,
+        status: claim.status.to_string(),
         currency: currency.code().to_string(),
         amount: format_amount(claim.amount, currency),
         paid: format_amount(paid, currency),

@@ -12,7 +12,7 @@ use super::programmes;
 use super::routes::{GrantView, grant_view};
 use crate::http::ApiError;
 use crate::http::Write;
-use crate::http::extract::{JsonBody, parse_uuid};
+use crate::http::extract::JsonBody;
 use crate::money::parse_amount;
 use crate::state::AppState;
 
@@ -62,17 +62,17 @@ pub struct CreditNoteRequest {
 pub async fn void_claim(
     state: web::Data<AppState>,
     write: Write<JsonBody<VoidRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let reason = reason(&body.value.reason)?;
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let claim = corrections::void_claim(conn, id, reason, now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }
@@ -88,17 +88,16 @@ pub async fn void_claim(
 pub async fn write_off(
     state: web::Data<AppState>,
     write: Write<JsonBody<AmountWithReason>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let reason = reason(&body.value.reason)?;
     let raw_amount = body.value.amount.clone();
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
-        let claim =
-            claims::find(conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+        let claim = claims::find(conn, id).await?.ok_or_else(|| ApiError::missing("claim", id))?;
         let programme = programmes::find_programme(conn, claim.programme_id)
             .await?
             .ok_or_else(|| ApiError::not_found("programme missing"))?;
@@ -106,7 +105,7 @@ pub async fn write_off(
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let claim = corrections::write_off(conn, id, amount, reason, principal.actor(), now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }
@@ -121,11 +120,11 @@ pub async fn write_off(
 pub async fn credit_note(
     state: web::Data<AppState>,
     write: Write<JsonBody<CreditNoteRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let programme_id = parse_uuid("id", &id)?;
+    let programme_id = id.into_inner();
     let b = &body.value;
     let reason = reason(&b.reason)?;
     let (grant_id, provider_org_id, order_id, raw_amount) =
@@ -134,12 +133,12 @@ pub async fn credit_note(
     op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("programme", programme_id))?;
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let note = NewCreditNote { programme_id, grant_id, provider_org_id, order_id, amount, reason };
-        corrections::credit_note(conn, note, principal.actor(), now).await
+        Ok(corrections::credit_note(conn, note, principal.actor(), now).await?)
     })
     .await
 }
@@ -153,18 +152,16 @@ pub async fn credit_note(
 pub async fn withdraw(
     state: web::Data<AppState>,
     write: Write<JsonBody<AmountWithReason>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let reason = reason(&body.value.reason)?;
     let raw_amount = body.value.amount.clone();
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
-        let grant = programmes::find_grant(conn, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("grant {id} does not exist")))?;
+        let grant = programmes::find_grant(conn, id).await?.ok_or_else(|| ApiError::missing("grant", id))?;
         let programme = programmes::find_programme(conn, grant.programme_id)
             .await?
             .ok_or_else(|| ApiError::not_found("programme missing"))?;

@@ -20,18 +20,49 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::claims::ClaimRow;
-use super::programmes::{GrantRow, find_programme};
+use super::claims::{ClaimRow, ClaimStatus};
+use super::programmes::{GrantError, GrantRow, GrantStatus, find_programme};
 use crate::db::schema::{claim_payments, claim_write_offs, claims, credit_notes, grants, orders};
 use crate::finance::payout_policy::shortfall;
-use crate::http::ApiError;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount};
 
-async fn lock_claim(conn: &mut AsyncPgConnection, id: Uuid) -> Result<ClaimRow, ApiError> {
+/// Why a correction is refused. The HTTP answer of each is chosen at the edge
+/// (`http/problem.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum CorrectionError {
+    #[error("programme {0} does not exist")]
+    ProgrammeNotFound(Uuid),
+    #[error("claim {0} does not exist")]
+    ClaimNotFound(Uuid),
+    #[error("grant {0} does not exist")]
+    GrantNotFound(Uuid),
+    #[error(
+        "the claim is {0}: only a draft can be voided (a submitted claim is corrected by a credit note or a write-off)"
+    )]
+    NotVoidable(ClaimStatus),
+    #[error("the claim is {0}: only a submitted claim has amounts to write off")]
+    NothingToWriteOff(ClaimStatus),
+    /// A field of the correction does not fit the books (an amount beyond
+    /// what is outstanding, a grant of another programme…).
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> CorrectionError {
+    CorrectionError::Invalid { field, message: message.into() }
+}
+
+async fn lock_claim(conn: &mut AsyncPgConnection, id: Uuid) -> Result<ClaimRow, CorrectionError> {
     claims::table
         .find(id)
         .select(ClaimRow::as_select())
@@ -39,10 +70,10 @@ async fn lock_claim(conn: &mut AsyncPgConnection, id: Uuid) -> Result<ClaimRow, 
         .first(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))
+        .ok_or(CorrectionError::ClaimNotFound(id))
 }
 
-async fn lock_grant(conn: &mut AsyncPgConnection, id: Uuid) -> Result<GrantRow, ApiError> {
+async fn lock_grant(conn: &mut AsyncPgConnection, id: Uuid) -> Result<GrantRow, CorrectionError> {
     grants::table
         .find(id)
         .select(GrantRow::as_select())
@@ -50,7 +81,7 @@ async fn lock_grant(conn: &mut AsyncPgConnection, id: Uuid) -> Result<GrantRow, 
         .first(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("grant {id} does not exist")))
+        .ok_or(CorrectionError::GrantNotFound(id))
 }
 
 /// Voids a draft claim: it stays on record with its reason, and the postings it
@@ -61,16 +92,13 @@ pub async fn void_claim(
     id: Uuid,
     reason: String,
     now: DateTime<Utc>,
-) -> Result<ClaimRow, ApiError> {
+) -> Result<ClaimRow, CorrectionError> {
     let claim = lock_claim(conn, id).await?;
-    if claim.status != "draft" {
-        return Err(ApiError::conflict(format!(
-            "the claim is {}: only a draft can be voided (a submitted claim is corrected by a credit note or a write-off)",
-            claim.status
-        )));
+    if claim.status != ClaimStatus::Draft {
+        return Err(CorrectionError::NotVoidable(claim.status));
     }
     Ok(diesel::update(claims::table.find(id))
-        .set((claims::status.eq("void"), claims::voided_at.eq(now), claims::void_reason.eq(reason)))
+        .set((claims::status.eq(ClaimStatus::Void), claims::voided_at.eq(now), claims::void_reason.eq(reason)))
         .returning(ClaimRow::as_returning())
         .get_result(conn)
         .await?)
@@ -101,21 +129,18 @@ pub async fn write_off(
     reason: String,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<ClaimRow, ApiError> {
+) -> Result<ClaimRow, CorrectionError> {
     let claim = lock_claim(conn, claim_id).await?;
-    if claim.status != "submitted" {
-        return Err(ApiError::conflict(format!(
-            "the claim is {}: only a submitted claim has amounts to write off",
-            claim.status
-        )));
+    if claim.status != ClaimStatus::Submitted {
+        return Err(CorrectionError::NothingToWriteOff(claim.status));
     }
     let programme = find_programme(conn, claim.programme_id)
         .await?
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("claim without programme".into())))?;
+        .ok_or_else(|| LedgerError::Corrupt("claim without programme".into()))?;
     let currency = programme.currency()?;
     let open = super::advances::outstanding(conn, &claim).await?;
     if amount > open {
-        return Err(ApiError::invalid(
+        return Err(invalid(
             "amount",
             format!("is more than is outstanding on the claim ({})", format_amount(open.max(Decimal::ZERO), currency)),
         ));
@@ -179,21 +204,22 @@ pub async fn credit_note(
     note: NewCreditNote,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<CreditNoteView, ApiError> {
-    let programme = find_programme(conn, note.programme_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {} does not exist", note.programme_id)))?;
+) -> Result<CreditNoteView, CorrectionError> {
+    let programme =
+        find_programme(conn, note.programme_id).await?.ok_or(CorrectionError::ProgrammeNotFound(note.programme_id))?;
     super::year_end::ensure_open(conn, programme.id).await?;
     let currency: Currency = programme.currency()?;
-    let grant = lock_grant(conn, note.grant_id)
-        .await
-        .ok()
-        .filter(|g| g.programme_id == programme.id)
-        .ok_or_else(|| ApiError::invalid("grant_id", "no such grant in this programme"))?;
+    let grant = match lock_grant(conn, note.grant_id).await {
+        Ok(grant) if grant.programme_id == programme.id => grant,
+        Ok(_) | Err(CorrectionError::GrantNotFound(_)) => {
+            return Err(invalid("grant_id", "no such grant in this programme"));
+        }
+        Err(other) => return Err(other),
+    };
     crate::auth::store::org_by_id(conn, note.provider_org_id)
         .await?
         .filter(|o| o.kind == crate::auth::model::OrgKind::Provider.as_str())
-        .ok_or_else(|| ApiError::invalid("provider_org_id", "no such provider organisation"))?;
+        .ok_or_else(|| invalid("provider_org_id", "no such provider organisation"))?;
     if let Some(order_id) = note.order_id {
         let fits = orders::table
             .find(order_id)
@@ -203,7 +229,7 @@ pub async fn credit_note(
             .optional()?
             .is_some_and(|(g, p)| g == Some(grant.id) && p == note.provider_org_id);
         if !fits {
-            return Err(ApiError::invalid("order_id", "no order of this grant and provider"));
+            return Err(invalid("order_id", "no order of this grant and provider"));
         }
     }
     let codes = [
@@ -224,14 +250,14 @@ pub async fn credit_note(
         |id: Uuid, side: NormalSide| locked.get(&id).map(|a| a.balances.posted_balance(side)).unwrap_or_default();
     let funded = posted(spent, NormalSide::Credit);
     if note.amount > funded {
-        return Err(ApiError::invalid(
+        return Err(invalid(
             "amount",
             format!("is more than the grant has funded ({})", format_amount(funded.max(Decimal::ZERO), currency)),
         ));
     }
     let mut movements =
         vec![Movement::posted(payable, receivable, note.amount), Movement::posted(spent, available, note.amount)];
-    let closed = grant.status == "closed";
+    let closed = grant.status == GrantStatus::Closed;
     if closed {
         // A closed grant funds nothing more: what comes back goes to the programme.
         movements.push(Movement::posted(available, unallocated, note.amount));
@@ -295,11 +321,11 @@ pub async fn withdraw(
     reason: String,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<GrantRow, ApiError> {
+) -> Result<GrantRow, CorrectionError> {
     let grant = lock_grant(conn, grant_id).await?;
     let programme = find_programme(conn, grant.programme_id)
         .await?
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("grant without programme".into())))?;
+        .ok_or_else(|| LedgerError::Corrupt("grant without programme".into()))?;
     super::year_end::ensure_open(conn, programme.id).await?;
     let currency = programme.currency()?;
     let codes = [chart::grant_available_code(grant.id), chart::unallocated_code(programme.id)];
@@ -309,7 +335,7 @@ pub async fn withdraw(
     let locked = ledger_store::lock_accounts(conn, &ids).await?;
     let left = locked.get(&available).map(|a| a.balances.available(a.normal_side)).unwrap_or_default();
     if amount > left {
-        return Err(ApiError::invalid(
+        return Err(invalid(
             "amount",
             format!("is more than the grant has left ({})", format_amount(left.max(Decimal::ZERO), currency)),
         ));

@@ -73,7 +73,7 @@ pub(crate) async fn programmes_page(
         query = query.filter(programmes::id.gt(a));
     }
     let rows: Vec<ProgrammeRow> = query.load(conn).await?;
-    Ok(pagination::page(rows, limit, |p| p.id, programme_view))
+    pagination::try_page(rows, limit, |p| p.id, programme_view)
 }
 
 /// A claim as a list shows it (`GET /v1/claims/{id}` has its lines and payments).
@@ -127,10 +127,9 @@ pub(crate) async fn claims_page(
         query = query.filter(claims::programme_id.eq(p));
     }
     if let Some(s) = q.status.as_deref() {
-        if !["draft", "submitted", "void"].contains(&s) {
-            return Err(ApiError::invalid("status", "must be draft, submitted or void"));
-        }
-        query = query.filter(claims::status.eq(s.to_string()));
+        let status: super::claims::ClaimStatus =
+            s.parse().map_err(|_| ApiError::invalid("status", "must be draft, submitted or void"))?;
+        query = query.filter(claims::status.eq(status));
     }
     if let Some(a) = after {
         query = query.filter(claims::id.gt(a));
@@ -157,7 +156,7 @@ pub(crate) async fn claims_page(
                 programme_id: c.programme_id,
                 period_start: c.period_start,
                 period_end: c.period_end,
-                status: c.status,
+                status: c.status.to_string(),
                 amount,
                 created_at: c.created_at,
                 submitted_at: c.submitted_at,

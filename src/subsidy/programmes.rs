@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -13,12 +12,38 @@ use super::rules::{Eligibility, rate_category, rate_for, within};
 use crate::auth::Principal;
 use crate::auth::model::OrgKind;
 use crate::db::schema::{grants, programmes};
-use crate::http::ApiError;
 use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
 use crate::ledger::{LedgerError, chart};
 use crate::money::Currency;
+
+/// Why a programme or grant change, or a grant's use by an order, is refused.
+/// The HTTP answer of each is chosen at the edge (`http/problem.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("programme {0} does not exist")]
+    ProgrammeNotFound(Uuid),
+    #[error("grant {0} does not exist")]
+    GrantNotFound(Uuid),
+    #[error(
+        "programme {programme_id} was settled at {}: only its refund and payments on its claims are taken",
+        .settled_at.to_rfc3339()
+    )]
+    ProgrammeSettled { programme_id: Uuid, settled_at: DateTime<Utc> },
+    #[error("no such tenant organisation")]
+    NoSuchTenant,
+    #[error("the programme has {0} left to grant")]
+    BudgetExhausted(String),
+    /// The grant an order names cannot pay for it (not the caller's, closed,
+    /// another currency, outside its validity, not eligible).
+    #[error("{0}")]
+    NotUsable(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = programmes, check_for_backend(diesel::pg::Pg))]
@@ -42,10 +67,8 @@ pub struct ProgrammeRow {
 }
 
 impl ProgrammeRow {
-    pub fn currency(&self) -> Result<Currency, ApiError> {
-        self.currency
-            .parse()
-            .map_err(|_| ApiError::internal(LedgerError::Corrupt(format!("programme {} has a bad currency", self.id))))
+    pub fn currency(&self) -> Result<Currency, LedgerError> {
+        crate::money::stored_currency(&self.currency, format_args!("programme {}", self.id))
     }
 
     pub fn rates(&self) -> BTreeMap<String, Decimal> {
@@ -65,6 +88,16 @@ impl ProgrammeRow {
     }
 }
 
+/// A grant funds orders while active; closed, what it had left went back to
+/// its programme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum GrantStatus {
+    Active,
+    Closed,
+}
+crate::ledger::model::text_enum_sql!(GrantStatus { Active => "active", Closed => "closed" });
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = grants, check_for_backend(diesel::pg::Pg))]
 pub struct GrantRow {
@@ -75,7 +108,7 @@ pub struct GrantRow {
     pub rate: Option<Decimal>,
     pub valid_from: DateTime<Utc>,
     pub valid_until: DateTime<Utc>,
-    pub status: String,
+    pub status: GrantStatus,
     pub journal_entry_id: Uuid,
     pub release_entry_id: Option<Uuid>,
     pub released: Decimal,
@@ -105,7 +138,7 @@ pub async fn create_programme(
     p: NewProgramme,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<ProgrammeRow, ApiError> {
+) -> Result<ProgrammeRow, GrantError> {
     let id = Uuid::now_v7();
     let accounts = ledger_store::ensure_accounts(conn, &chart::programme_accounts(id, p.currency), now).await?;
     let (appropriation, unallocated) = (accounts[1].id, accounts[2].id);
@@ -157,10 +190,6 @@ pub struct NewGrant {
     pub valid_until: DateTime<Utc>,
 }
 
-fn budget_exhausted(detail: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "budget_exhausted", detail)
-}
-
 /// Grants `amount` of a programme's unallocated budget to a tenant. The
 /// unallocated account's floor makes over-granting impossible, whatever runs
 /// at the same time: the loser gets 422 `budget_exhausted` and nothing is written.
@@ -169,20 +198,18 @@ pub async fn create_grant(
     g: NewGrant,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<GrantRow, ApiError> {
-    let programme = find_programme(conn, g.programme_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {} does not exist", g.programme_id)))?;
+) -> Result<GrantRow, GrantError> {
+    let programme = find_programme(conn, g.programme_id).await?.ok_or(GrantError::ProgrammeNotFound(g.programme_id))?;
     super::year_end::ensure_open(conn, programme.id).await?;
     let currency = programme.currency()?;
     crate::auth::store::org_by_id(conn, g.tenant_org_id)
         .await?
         .filter(|o| o.kind == OrgKind::Tenant.as_str())
-        .ok_or_else(|| ApiError::invalid("tenant_org_id", "no such tenant organisation"))?;
+        .ok_or(GrantError::NoSuchTenant)?;
     let id = Uuid::now_v7();
     let unallocated = ledger_store::account_by_code(conn, &chart::unallocated_code(programme.id), currency)
         .await?
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("programme accounts are missing".into())))?;
+        .ok_or_else(|| LedgerError::Corrupt("programme accounts are missing".into()))?;
     let accounts = ledger_store::ensure_accounts(conn, &chart::grant_accounts(id, currency), now).await?;
     let mut entry =
         NewEntry::new(EntryKind::Grant, now, vec![Movement::posted(unallocated.id, accounts[0].id, g.amount)]);
@@ -191,10 +218,9 @@ pub async fn create_grant(
     entry.metadata =
         serde_json::json!({"programme_id": programme.id, "grant_id": id, "tenant_org_id": g.tenant_org_id});
     let posted = ledger_store::post_entry(conn, entry).await.map_err(|e| match e {
-        LedgerError::FloorBroken { available, .. } => budget_exhausted(format!(
-            "the programme has {} left to grant",
-            crate::money::format_amount(available + g.amount, currency)
-        )),
+        LedgerError::FloorBroken { available, .. } => {
+            GrantError::BudgetExhausted(crate::money::format_amount(available + g.amount, currency))
+        }
         other => other.into(),
     })?;
     let row = GrantRow {
@@ -205,7 +231,7 @@ pub async fn create_grant(
         rate: g.rate,
         valid_from: g.valid_from,
         valid_until: g.valid_until,
-        status: "active".into(),
+        status: GrantStatus::Active,
         journal_entry_id: posted.id,
         release_entry_id: None,
         released: Decimal::ZERO,
@@ -224,7 +250,7 @@ pub async fn close_grant(
     grant_id: Uuid,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<GrantRow, ApiError> {
+) -> Result<GrantRow, GrantError> {
     let grant: GrantRow = grants::table
         .find(grant_id)
         .select(GrantRow::as_select())
@@ -232,10 +258,10 @@ pub async fn close_grant(
         .first(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("grant {grant_id} does not exist")))?;
+        .ok_or(GrantError::GrantNotFound(grant_id))?;
     let programme = find_programme(conn, grant.programme_id)
         .await?
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("grant without programme".into())))?;
+        .ok_or_else(|| LedgerError::Corrupt("grant without programme".into()))?;
     let currency = programme.currency()?;
     let codes = [chart::grant_available_code(grant.id), chart::unallocated_code(programme.id)];
     let [available_id, unallocated_id] = ledger_store::required_account_ids(conn, &codes, currency).await?;
@@ -254,7 +280,7 @@ pub async fn close_grant(
     }
     let row = diesel::update(grants::table.find(grant.id))
         .set((
-            grants::status.eq("closed"),
+            grants::status.eq(GrantStatus::Closed),
             grants::closed_at.eq(grant.closed_at.unwrap_or(now)),
             grants::released.eq(grants::released + left),
             grants::release_entry_id.eq(release_entry),
@@ -265,8 +291,8 @@ pub async fn close_grant(
     Ok(row)
 }
 
-fn grant_problem(message: impl Into<String>) -> ApiError {
-    ApiError::invalid("grant_id", message)
+fn grant_problem(message: impl Into<String>) -> GrantError {
+    GrantError::NotUsable(message.into())
 }
 
 /// What a grant gives one order, decided from the grant, its programme and the
@@ -315,17 +341,17 @@ pub fn grant_terms(
     grant: Option<&GrantRow>,
     programme: Option<&ProgrammeRow>,
     tenant_category: Option<&str>,
-) -> Result<GrantTerms, ApiError> {
+) -> Result<GrantTerms, GrantError> {
     let grant_id = purchase.grant_id;
     let grant = grant
         .filter(|g| g.id == grant_id && g.tenant_org_id == principal.org_id)
         .ok_or_else(|| grant_problem(format!("grant {grant_id} is not one of yours")))?;
-    if grant.status != "active" {
+    if grant.status != GrantStatus::Active {
         return Err(grant_problem("the grant is closed"));
     }
     let programme = programme
         .filter(|p| p.id == grant.programme_id)
-        .ok_or_else(|| ApiError::internal(LedgerError::Corrupt("grant without programme".into())))?;
+        .ok_or_else(|| LedgerError::Corrupt("grant without programme".into()))?;
     if programme.currency != purchase.currency {
         return Err(grant_problem(format!(
             "the grant funds {} orders; this listing sells in {}",
@@ -356,7 +382,7 @@ pub async fn quote_terms(
     conn: &mut AsyncPgConnection,
     principal: &Principal,
     purchase: &Purchase<'_>,
-) -> Result<(GrantTerms, Decimal), ApiError> {
+) -> Result<(GrantTerms, Decimal), GrantError> {
     let grant = find_grant(conn, purchase.grant_id).await?;
     let programme = match &grant {
         Some(g) if g.tenant_org_id == principal.org_id => find_programme(conn, g.programme_id).await?,

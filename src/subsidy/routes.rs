@@ -18,7 +18,7 @@ use crate::auth::model::TenantCategory;
 use crate::auth::{Principal, Role};
 use crate::db::schema::grants;
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
-use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
 use crate::http::{Write, WriteOp};
@@ -68,10 +68,10 @@ pub struct ProgrammeView {
     pub created_at: DateTime<Utc>,
 }
 
-pub(crate) fn programme_view(p: ProgrammeRow) -> ProgrammeView {
-    let c: Currency = p.currency.parse().unwrap_or(Currency::Krw);
+pub(crate) fn programme_view(p: ProgrammeRow) -> Result<ProgrammeView, ApiError> {
+    let c = p.currency()?;
     let rates = p.rates().into_iter().map(|(k, v)| (k, v.normalize().to_string())).collect();
-    ProgrammeView {
+    Ok(ProgrammeView {
         id: p.id,
         name: p.name,
         sponsor: p.sponsor,
@@ -87,7 +87,7 @@ pub(crate) fn programme_view(p: ProgrammeRow) -> ProgrammeView {
         provider_ids: p.eligible_provider_ids,
         journal_entry_id: p.journal_entry_id,
         created_at: p.created_at,
-    }
+    })
 }
 
 fn name_field(errors: &mut Vec<FieldError>, field: &str, value: &str) -> String {
@@ -154,7 +154,7 @@ pub async fn create_programme(
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        Ok(programme_view(programmes::create_programme(conn, new, principal.actor(), now).await?))
+        programme_view(programmes::create_programme(conn, new, principal.actor(), now).await?)
     })
     .await
 }
@@ -167,16 +167,14 @@ pub async fn create_programme(
 pub async fn get_programme(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let p = programmes::find_programme(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
-    Ok(HttpResponse::Ok().json(programme_view(p)))
+    let p = programmes::find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
+    Ok(HttpResponse::Ok().json(programme_view(p)?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -234,7 +232,7 @@ pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: Gr
         rate: g.rate.map(|r| r.normalize().to_string()),
         valid_from: g.valid_from,
         valid_until: g.valid_until,
-        status: g.status,
+        status: g.status.to_string(),
         available: format_amount(avail, c),
         spent: format_amount(spent_posted, c),
         committed: format_amount(committed, c),
@@ -253,12 +251,9 @@ pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: Gr
     (status = 422, description = "Invalid, or `budget_exhausted`", body = Problem),
 ))]
 #[post("/v1/programmes/{id}/grants")]
-pub async fn create_grant(
-    write: Write<JsonBody<GrantRequest>>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_grant(write: Write<JsonBody<GrantRequest>>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
-    let programme_id = parse_uuid("id", &id)?;
+    let programme_id = id.into_inner();
     grant_write(op, principal, programme_id, &body.value).await
 }
 
@@ -291,7 +286,7 @@ pub(crate) async fn grant_write(
     op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("programme", programme_id))?;
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
@@ -307,9 +302,9 @@ pub(crate) async fn grant_write(
 #[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     security(("bearer" = [])), responses((status = 200, body = GrantView), (status = 404, body = Problem)))]
 #[post("/v1/grants/{id}/close")]
-pub async fn close_grant(write: Write, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn close_grant(write: Write, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     close_grant_write(op, principal, id).await
 }
 
@@ -333,15 +328,15 @@ pub(crate) async fn close_grant_write(op: WriteOp, principal: Principal, id: Uui
 pub async fn get_grant(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let grant = programmes::find_grant(&mut conn, id)
         .await?
         .filter(|g| principal.is_finance() || g.tenant_org_id == principal.org_id)
-        .ok_or_else(|| ApiError::not_found(format!("grant {id} does not exist")))?;
+        .ok_or_else(|| ApiError::missing("grant", id))?;
     Ok(HttpResponse::Ok().json(grant_view(&mut conn, grant).await?))
 }
 
@@ -491,7 +486,7 @@ pub(crate) async fn claim_write(
         };
         let now = clock.now(conn).await?;
         let claim = claims::create_claim(conn, programme_id, period_start, period_end, principal.actor(), now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }
@@ -515,14 +510,13 @@ pub struct ClaimQuery {
 pub async fn get_claim(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<ClaimQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let claim =
-        claims::find(&mut conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+    let claim = claims::find(&mut conn, id).await?.ok_or_else(|| ApiError::missing("claim", id))?;
     let view = claims::view(&mut conn, claim).await?;
     let now = state.clock.now(&mut conn).await?;
     spreadsheet::respond(q.format, &view, &format!("claim-{id}"), || claim_sheets(&view, now))
@@ -603,9 +597,9 @@ fn claim_sheets(v: &claims::ClaimView, now: DateTime<Utc>) -> Result<Vec<Sheet>,
 #[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     security(("bearer" = [])), responses((status = 200, body = ClaimView), (status = 409, body = Problem)))]
 #[post("/v1/claims/{id}/submit")]
-pub async fn submit_claim(write: Write, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn submit_claim(write: Write, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     submit_claim_write(op, principal, id).await
 }
 
@@ -616,7 +610,7 @@ pub(crate) async fn submit_claim_write(op: WriteOp, principal: Principal, id: Uu
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let claim = claims::submit(conn, id, principal.actor(), now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }
@@ -643,12 +637,9 @@ pub struct PaymentRequest {
     (status = 422, body = Problem),
 ))]
 #[post("/v1/claims/{id}/payments")]
-pub async fn pay_claim(
-    write: Write<JsonBody<PaymentRequest>>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn pay_claim(write: Write<JsonBody<PaymentRequest>>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     payment_write(op, principal, id, &body.value).await
 }
 
@@ -668,8 +659,7 @@ pub(crate) async fn payment_write(
     let allow_duplicate_reference = request.allow_duplicate_reference;
     let clock = op.state().clock;
     op.run(StatusCode::CREATED, async move |conn| {
-        let claim =
-            claims::find(conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;
+        let claim = claims::find(conn, id).await?.ok_or_else(|| ApiError::missing("claim", id))?;
         let programme = programmes::find_programme(conn, claim.programme_id)
             .await?
             .ok_or_else(|| ApiError::not_found("programme missing"))?;
@@ -677,7 +667,7 @@ pub(crate) async fn payment_write(
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let claim = claims::pay(conn, id, amount, reference, allow_duplicate_reference, principal.actor(), now).await?;
-        claims::view(conn, claim).await
+        Ok(claims::view(conn, claim).await?)
     })
     .await
 }

@@ -19,22 +19,47 @@ use uuid::Uuid;
 
 use super::programmes::{ProgrammeRow, find_programme};
 use crate::db::schema::{grants, programme_refunds, programmes};
-use crate::http::ApiError;
-use crate::ledger::chart;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount};
 
+/// Why a year-end settlement or a refund is refused. The HTTP answer of each
+/// is chosen at the edge (`http/problem.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum YearEndError {
+    #[error("programme {0} does not exist")]
+    ProgrammeNotFound(Uuid),
+    #[error("the programme runs until {}: it is settled after its fiscal year", .0.to_rfc3339())]
+    StillRunning(DateTime<Utc>),
+    #[error("{0} orders the programme funded have not settled yet: settle them (or wait for their hours) first")]
+    OrdersUnsettled(i64),
+    #[error("the programme is not settled yet: nothing is due back before its settlement")]
+    NotSettled,
+    #[error("a refund with reference {0:?} is already recorded")]
+    DuplicateRefundReference(String),
+    #[error("{0}")]
+    InvalidAmount(String),
+    #[error(transparent)]
+    Grant(#[from] super::programmes::GrantError),
+    #[error(transparent)]
+    Claim(#[from] super::claims::ClaimError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
+}
+
 /// Refuses a change to a programme that has been settled.
-pub async fn ensure_open(conn: &mut AsyncPgConnection, programme_id: Uuid) -> Result<(), ApiError> {
+pub async fn ensure_open(
+    conn: &mut AsyncPgConnection,
+    programme_id: Uuid,
+) -> Result<(), super::programmes::GrantError> {
     let settled: Option<Option<DateTime<Utc>>> =
         programmes::table.find(programme_id).select(programmes::settled_at).first(conn).await.optional()?;
     match settled {
-        Some(Some(at)) => Err(ApiError::conflict(format!(
-            "programme {programme_id} was settled at {}: only its refund and payments on its claims are taken",
-            at.to_rfc3339()
-        ))),
+        Some(Some(settled_at)) => Err(super::programmes::GrantError::ProgrammeSettled { programme_id, settled_at }),
         _ => Ok(()),
     }
 }
@@ -69,17 +94,13 @@ pub async fn settle(
     programme_id: Uuid,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<SettlementOutcome, ApiError> {
+) -> Result<SettlementOutcome, YearEndError> {
     super::advances::lock_programme(conn, programme_id).await?;
-    let programme: ProgrammeRow = find_programme(conn, programme_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+    let programme: ProgrammeRow =
+        find_programme(conn, programme_id).await?.ok_or(YearEndError::ProgrammeNotFound(programme_id))?;
     ensure_open(conn, programme_id).await?;
     if now < programme.ends_at {
-        return Err(ApiError::conflict(format!(
-            "the programme runs until {}: it is settled after its fiscal year",
-            programme.ends_at.to_rfc3339()
-        )));
+        return Err(YearEndError::StillRunning(programme.ends_at));
     }
     let currency: Currency = programme.currency()?;
     #[derive(QueryableByName)]
@@ -95,10 +116,7 @@ pub async fn settle(
     .get_result(conn)
     .await?;
     if running.n > 0 {
-        return Err(ApiError::conflict(format!(
-            "{} orders the programme funded have not settled yet: settle them (or wait for their hours) first",
-            running.n
-        )));
+        return Err(YearEndError::OrdersUnsettled(running.n));
     }
     // Every grant closed: what any has left goes back to the programme.
     let grant_ids: Vec<Uuid> = grants::table
@@ -120,8 +138,8 @@ pub async fn settle(
             super::claims::submit(conn, claim.id, actor, now).await?;
             Some(claim.id)
         }
-        Err(e) if e.code == "conflict" => None,
-        Err(e) => return Err(e),
+        Err(super::claims::ClaimError::NothingToClaim) => None,
+        Err(e) => return Err(e.into()),
     };
     // What the programme gave beyond what its subsidy earned becomes refund due.
     let codes = [
@@ -189,15 +207,13 @@ pub async fn refund(
     reference: String,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<RefundView, ApiError> {
+) -> Result<RefundView, YearEndError> {
     super::advances::lock_programme(conn, programme_id).await?;
-    let programme = find_programme(conn, programme_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {programme_id} does not exist")))?;
+    let programme = find_programme(conn, programme_id).await?.ok_or(YearEndError::ProgrammeNotFound(programme_id))?;
     let settled: Option<DateTime<Utc>> =
         programmes::table.find(programme_id).select(programmes::settled_at).first(conn).await?;
     if settled.is_none() {
-        return Err(ApiError::conflict("the programme is not settled yet: nothing is due back before its settlement"));
+        return Err(YearEndError::NotSettled);
     }
     let currency = programme.currency()?;
     let seen = programme_refunds::table
@@ -207,7 +223,7 @@ pub async fn refund(
         .get_result::<i64>(conn)
         .await?;
     if seen > 0 {
-        return Err(ApiError::conflict(format!("a refund with reference {reference:?} is already recorded")));
+        return Err(YearEndError::DuplicateRefundReference(reference));
     }
     let codes = [chart::programme_refund_due_code(programme_id), chart::BANK.to_string()];
     let [due, bank] = ledger_store::required_account_ids(conn, &codes, currency).await?;
@@ -216,10 +232,10 @@ pub async fn refund(
     let locked = ledger_store::lock_accounts(conn, &ids).await?;
     let left = balance(&locked, due, NormalSide::Credit);
     if amount > left {
-        return Err(ApiError::invalid(
-            "amount",
-            format!("is more than the refund due ({})", format_amount(left.max(Decimal::ZERO), currency)),
-        ));
+        return Err(YearEndError::InvalidAmount(format!(
+            "is more than the refund due ({})",
+            format_amount(left.max(Decimal::ZERO), currency)
+        )));
     }
     let mut entry = NewEntry::new(EntryKind::ProgrammeRefund, now, vec![Movement::posted(due, bank, amount)]);
     entry.actor = actor;

@@ -20,7 +20,7 @@ use crate::finance::reports::{self, GroupBy, ProgrammeReport, ReportGroup};
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::ApiError;
 use crate::http::Write;
-use crate::http::extract::{JsonBody, Query, parse_uuid};
+use crate::http::extract::{JsonBody, Query};
 use crate::ledger::chart;
 use crate::ledger::model::NormalSide;
 use crate::ledger::store as ledger_store;
@@ -39,15 +39,15 @@ type Problem = crate::http::problem::Problem;
 pub async fn settle_programme(
     state: web::Data<AppState>,
     write: Write,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
-        year_end::settle(conn, id, principal.actor(), now).await
+        Ok(year_end::settle(conn, id, principal.actor(), now).await?)
     })
     .await
 }
@@ -71,11 +71,11 @@ pub struct RefundRequest {
 pub async fn refund_programme(
     state: web::Data<AppState>,
     write: Write<JsonBody<RefundRequest>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let reference = body.value.reference.trim().to_string();
     if reference.is_empty() || reference.chars().count() > 200 {
         return Err(ApiError::invalid("reference", "must be 1 to 200 characters"));
@@ -83,13 +83,12 @@ pub async fn refund_programme(
     let raw_amount = body.value.amount.clone();
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
-        let programme = programmes::find_programme(conn, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+        let programme =
+            programmes::find_programme(conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
-        year_end::refund(conn, id, amount, reference, principal.actor(), now).await
+        Ok(year_end::refund(conn, id, amount, reference, principal.actor(), now).await?)
     })
     .await
 }
@@ -145,15 +144,14 @@ pub struct SettlementQuery {
 pub async fn settlement_statement(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<SettlementQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let programme = programmes::find_programme(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+    let programme =
+        programmes::find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
     let c = programme.currency()?;
     let zone = state.settings.time_zone.clone();
     let settled_at: Option<DateTime<Utc>> =
@@ -190,7 +188,7 @@ pub async fn settlement_statement(
         by_grant.push(GrantLine {
             grant_id: g.id,
             tenant_org_id: g.tenant_org_id,
-            status: g.status,
+            status: g.status.to_string(),
             amount: format_amount(g.amount, c),
             spent: format_amount(spent, c),
             released: format_amount(g.released, c),
@@ -282,7 +280,7 @@ fn settlement_sheets(s: &SettlementStatement, c: Currency, now: DateTime<Utc>) -
                     vec![
                         Cell::text(g.grant_id.to_string()),
                         Cell::text(g.tenant_org_id.to_string()),
-                        Cell::text(&g.status),
+                        Cell::text(g.status.as_str()),
                         amount_cell(&g.amount, c),
                         amount_cell(&g.spent, c),
                         amount_cell(&g.released, c),

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::helpers::now;
 use crate::helpers::{Caller, TestApp, expect_problem, json, spawn_app, spawn_app_with};
 use crate::market::{deposit, order_body, set_clock};
+use crate::subsidy::grant;
 
 /// A user in an organisation of its own, with the organisation's name.
 async fn named(app: &TestApp, role: Role, name: &str, category: Option<&str>) -> Caller {
@@ -38,22 +39,6 @@ async fn programme(app: &TestApp, finance: &str, name: &str, budget: &str, rates
     let (status, p) = json(app.post("/v1/programmes", finance, &body, None).await).await;
     assert_eq!(status, 201, "{p:#}");
     p
-}
-
-async fn grant(
-    app: &TestApp,
-    finance: &str,
-    programme: &Value,
-    tenant: &Caller,
-    amount: &str,
-    at: DateTime<Utc>,
-) -> Value {
-    let body = json!({"tenant_org_id": tenant.org_id, "amount": amount,
-        "valid_from": at - Duration::days(1), "valid_until": at + Duration::days(90)});
-    let path = format!("/v1/programmes/{}/grants", programme["id"].as_str().expect("id"));
-    let (status, g) = json(app.post(&path, finance, &body, None).await).await;
-    assert_eq!(status, 201, "{g:#}");
-    g
 }
 
 async fn listing(app: &TestApp, provider: &str, model: &str, region: &str, price: &str, from: DateTime<Utc>) -> Value {

@@ -236,7 +236,7 @@ pub async fn fresh_database() -> TestDatabase {
 
 pub fn settings_for(database_url: &str) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).expect("default settings");
-    settings.database_url = database_url.to_string();
+    settings.database_url = database_url.into();
     settings.bind = "127.0.0.1:0".into();
     settings.sandbox = true;
     settings.jwt_secret = Some(TEST_SECRET.into());
@@ -274,7 +274,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts another server (another "process") on an existing database.
 pub async fn start(settings: Settings) -> TestApp {
-    let database_url = settings.database_url.clone();
+    let database_url = settings.database_url.to_string();
     let app = Application::build(settings).await.expect("the app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool.clone();
@@ -433,7 +433,8 @@ pub fn dec(s: &str) -> Decimal {
 
 /// Asserts that `verify` finds nothing wrong with the books.
 pub async fn verify_is_clean(app: &TestApp, finance: &str) {
-    let (_, report) = json(app.get("/v1/ledger/verify", finance).await).await;
+    let (status, report) = json(app.get("/v1/ledger/verify", finance).await).await;
+    assert_eq!(status, 200, "{report:#}");
     assert_eq!(report, serde_json::json!({"ok": true, "differences": []}));
 }
 

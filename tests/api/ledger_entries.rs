@@ -11,7 +11,7 @@ use gpuhour::money::Currency;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, dec, expect_problem, json, spawn_app};
+use crate::helpers::{TestApp, dec, expect_problem, json, spawn_app, verify_is_clean};
 
 /// Records an adjustment bank → equity:adjustments in KRW through the API.
 pub async fn adjust(app: &TestApp, token: &str, amount: &str) -> Value {
@@ -40,12 +40,6 @@ async fn account(app: &TestApp, token: &str, id: Uuid) -> Value {
     let (status, body) = json(app.get(&format!("/v1/accounts/{id}"), token).await).await;
     assert_eq!(status, 200, "{body:#}");
     body
-}
-
-async fn verify_is_clean(app: &TestApp, token: &str) {
-    let (status, report) = json(app.get("/v1/ledger/verify", token).await).await;
-    assert_eq!(status, 200);
-    assert_eq!(report, json!({"ok": true, "differences": []}));
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use crate::helpers::{
     verify_is_clean,
 };
 use crate::market::{deposit, listing, order_body, wallet};
-use crate::subsidy::{grant, programme, with_grant};
+use crate::subsidy::{assert_grant_split_under_contention, grant, programme, with_grant};
 
 fn ask(tenant: &Caller, listing: &Value, start: DateTime<Utc>, grant: Option<&Value>) -> OrderAsk {
     let listing_id = listing["id"].as_str().and_then(|id| id.parse().ok()).expect("listing id");
@@ -76,7 +76,7 @@ async fn a_batch_judges_each_order_on_its_own() {
         .iter()
         .map(|a| match a {
             Ok(o) => Ok((o.subsidy.to_string(), o.tenant_amount.to_string())),
-            Err(e) => Err((e.status.as_u16(), e.code)),
+            Err(e) => Err((e.status.as_u16(), e.code.as_str())),
         })
         .collect();
     let paid = |subsidy: &str, tenant: &str| Ok((subsidy.to_string(), tenant.to_string()));
@@ -222,19 +222,7 @@ async fn two_processes_batching_at_once_never_oversell_nor_overspend() {
     let mut statuses: Vec<u16> = hour_answers.iter().map(|r| r.status().as_u16()).collect();
     statuses.sort_unstable();
     assert_eq!(statuses, [vec![201; 10], vec![409; 20]].concat(), "ten GPUs, ten orders");
-    let mut subsidies = Vec::new();
-    for response in grant_answers {
-        let (status, order) = json(response).await;
-        assert_eq!(status, 201, "{order:#}");
-        let subsidy: i64 = order["subsidy"].as_str().expect("subsidy").parse().expect("number");
-        let paid: i64 = order["tenant_amount"].as_str().expect("paid").parse().expect("number");
-        assert_eq!(subsidy + paid, 10_000, "the tenant pays what the grant cannot");
-        subsidies.push(subsidy);
-    }
-    subsidies.sort_unstable();
-    subsidies.reverse();
-    assert_eq!(&subsidies[..4], &[8000, 8000, 4000, 0]);
-    assert_eq!(subsidies.iter().sum::<i64>(), 20_000, "the grant's spending never exceeds its amount");
+    assert_grant_split_under_contention(grant_answers).await;
     assert_eq!(first.count("SELECT max(reserved)::bigint AS n FROM listing_hours").await, 10);
     verify_is_clean(&first, &finance).await;
 }

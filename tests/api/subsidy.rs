@@ -104,19 +104,7 @@ async fn thirty_orders_race_for_a_nearly_exhausted_grant() {
     let bodies: Vec<Value> =
         (0..30).map(|i| with_grant(order_body(&l, 1, start + Duration::hours(i), 1), &g)).collect();
     let responses = join_all(bodies.iter().map(|b| app.post("/v1/orders", &tenant.token, b, None))).await;
-    let mut subsidies = Vec::new();
-    for response in responses {
-        let (status, order) = json(response).await;
-        assert_eq!(status, 201, "{order:#}");
-        let subsidy: i64 = order["subsidy"].as_str().expect("subsidy").parse().expect("number");
-        let paid: i64 = order["tenant_amount"].as_str().expect("paid").parse().expect("number");
-        assert_eq!(subsidy + paid, 10_000, "the tenant pays what the grant cannot");
-        subsidies.push(subsidy);
-    }
-    subsidies.sort_unstable();
-    subsidies.reverse();
-    assert_eq!(&subsidies[..4], &[8000, 8000, 4000, 0]);
-    assert_eq!(subsidies.iter().sum::<i64>(), 20_000, "the grant's spending never exceeds its amount");
+    assert_grant_split_under_contention(responses).await;
     let (_, g) = json(app.get(&format!("/v1/grants/{}", g["id"].as_str().expect("id")), &finance).await).await;
     assert_eq!((g["available"].as_str(), g["committed"].as_str()), (Some("0"), Some("20000")));
     verify_is_clean(&app, &finance).await;
@@ -562,4 +550,24 @@ async fn the_database_refuses_to_change_claim_items_and_payments() {
     }
     assert_eq!(app.count("SELECT count(*) AS n FROM claim_items").await, 2, "one per hour settled");
     assert_eq!(app.count("SELECT count(*) AS n FROM claim_payments WHERE amount = 1600").await, 1);
+}
+
+/// Asserts how 30 one-hour orders of 10,000 won, placed at once under one
+/// grant of 20,000 at 80 %, split: the grant pays 8,000 until it runs out
+/// (one order gets the 4,000 left), the tenant pays the rest, and the grant
+/// never spends more than it has.
+pub async fn assert_grant_split_under_contention(responses: Vec<reqwest::Response>) {
+    let mut subsidies = Vec::new();
+    for response in responses {
+        let (status, order) = json(response).await;
+        assert_eq!(status, 201, "{order:#}");
+        let subsidy: i64 = order["subsidy"].as_str().expect("subsidy").parse().expect("number");
+        let paid: i64 = order["tenant_amount"].as_str().expect("paid").parse().expect("number");
+        assert_eq!(subsidy + paid, 10_000, "the tenant pays what the grant cannot");
+        subsidies.push(subsidy);
+    }
+    subsidies.sort_unstable();
+    subsidies.reverse();
+    assert_eq!(&subsidies[..4], &[8000, 8000, 4000, 0]);
+    assert_eq!(subsidies.iter().sum::<i64>(), 20_000, "the grant's spending never exceeds its amount");
 }

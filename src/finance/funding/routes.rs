@@ -155,9 +155,7 @@ pub async fn funding_report(
     let mut conn = state.pool.get().await?;
     let mut currency = q.currency;
     if let Some(id) = q.programme_id {
-        let programme = find_programme(&mut conn, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("programme {id} does not exist")))?;
+        let programme = find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
         let own = programme.currency()?;
         if currency.is_some_and(|c| c != own) {
             return Err(ApiError::invalid("currency", format!("programme {id} is in {own}")));

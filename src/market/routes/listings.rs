@@ -9,17 +9,15 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Principal, Role};
-use crate::http::extract::{JsonBody, NoQuery, Query, check_period, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query, check_period};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError, Write};
 use crate::market::listings::{self, ListingInsert, ListingRow, ListingStatus, SearchFilter, SearchSort};
 use crate::market::orders::{self};
-use crate::market::schedule::is_whole_hour;
+use crate::market::schedule::{WindowFields, is_whole_hour, parse_window};
 use crate::market::views::*;
 use crate::money::{Currency, parse_positive};
 use crate::state::AppState;
-
-use super::currency_of;
 
 type Problem = crate::http::problem::Problem;
 
@@ -52,15 +50,10 @@ fn text_field(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize
 }
 
 fn check_window(errors: &mut Vec<FieldError>, from: DateTime<Utc>, until: DateTime<Utc>) {
-    if !is_whole_hour(from) {
-        errors.push(FieldError::new("available_from", "must be on a whole hour"));
-    }
-    if !is_whole_hour(until) {
-        errors.push(FieldError::new("available_until", "must be on a whole hour"));
-    }
-    if until <= from {
-        errors.push(FieldError::new("available_until", "must be after available_from"));
-    } else if until - from > TimeDelta::days(3 * 366) {
+    let fields = WindowFields { start: "available_from", end: "available_until" };
+    if let Some(window) = parse_window(errors, from, until, fields)
+        && window.span() > TimeDelta::days(3 * 366)
+    {
         errors.push(FieldError::new("available_until", "a listing spans at most three years"));
     }
 }
@@ -147,13 +140,12 @@ pub async fn create_listing(
     .await
 }
 
-async fn visible_listing(state: &AppState, principal: &Principal, raw_id: &str) -> Result<ListingRow, ApiError> {
-    let id = parse_uuid("id", raw_id)?;
+async fn visible_listing(state: &AppState, principal: &Principal, id: Uuid) -> Result<ListingRow, ApiError> {
     let mut conn = state.pool.get().await?;
     listings::find(&mut conn, id)
         .await?
         .filter(|l| listings::visible_to(l, principal))
-        .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))
+        .ok_or_else(|| ApiError::missing("listing", id))
 }
 
 /// One listing. Roles: any; a paused or closed listing is visible to its provider and finance only.
@@ -164,10 +156,10 @@ async fn visible_listing(state: &AppState, principal: &Principal, raw_id: &str) 
 pub async fn get_listing(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(listing_view(visible_listing(&state, &principal, &id).await?, None)))
+    Ok(HttpResponse::Ok().json(listing_view(visible_listing(&state, &principal, *id).await?, None)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -194,22 +186,22 @@ pub struct ListingChange {
 pub async fn change_listing(
     state: web::Data<AppState>,
     write: Write<JsonBody<ListingChange>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require(&[Role::Provider])?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let change = body.value;
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let current = listings::lock_for_update(conn, id)
             .await?
             .filter(|l| l.provider_org_id == principal.org_id)
-            .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("listing", id))?;
         if current.status == ListingStatus::Closed.as_str() {
             return Err(ApiError::conflict("the listing is closed"));
         }
-        let currency = currency_of(&current.currency);
+        let currency = current.currency()?;
         let mut errors = Vec::new();
         let price = match &change.price_per_gpu_hour {
             Some(raw) => parse_price(&mut errors, raw, currency),
@@ -265,17 +257,17 @@ pub async fn change_listing(
 pub async fn close_listing(
     state: web::Data<AppState>,
     write: Write,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
     principal.require(&[Role::Provider])?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let current = listings::lock_for_update(conn, id)
             .await?
             .filter(|l| l.provider_org_id == principal.org_id)
-            .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+            .ok_or_else(|| ApiError::missing("listing", id))?;
         let now = clock.now(conn).await?;
         let row =
             ListingInsert { status: ListingStatus::Closed.as_str().to_string(), updated_at: now, ..current.into() };
@@ -353,15 +345,7 @@ pub async fn search_page(
     }
     match (q.start, q.end) {
         (Some(s), Some(e)) => {
-            if !is_whole_hour(s) {
-                errors.push(FieldError::new("start", "must be on a whole hour"));
-            }
-            if !is_whole_hour(e) {
-                errors.push(FieldError::new("end", "must be on a whole hour"));
-            }
-            if e <= s {
-                errors.push(FieldError::new("end", "must be after start"));
-            }
+            parse_window(&mut errors, s, e, WindowFields::START_END);
         }
         (None, None) => {}
         _ => errors.push(FieldError::new("end", "start and end go together")),
@@ -423,11 +407,11 @@ pub struct AvailabilityQuery {
 pub async fn availability(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     Query(q): Query<AvailabilityQuery>,
 ) -> Result<HttpResponse, ApiError> {
     check_period(q.from, q.to)?;
-    let listing = visible_listing(&state, &principal, &id).await?;
+    let listing = visible_listing(&state, &principal, *id).await?;
     let from = q.from.unwrap_or(listing.available_from).max(listing.available_from);
     let to = q.to.unwrap_or(listing.available_until).min(listing.available_until);
     if !is_whole_hour(from) || !is_whole_hour(to) {

@@ -14,12 +14,6 @@ pub use crate::market::views::*;
 use actix_web::web;
 use rust_decimal::Decimal;
 
-use crate::money::Currency;
-
-pub(crate) fn currency_of(raw: &str) -> Currency {
-    raw.parse().unwrap_or(Currency::Krw)
-}
-
 /// A unit price, without trailing zeros (`"1000.5"`).
 pub(crate) fn unit_price(value: Decimal) -> String {
     value.normalize().to_string()

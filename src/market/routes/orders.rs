@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::auth::principal::TokenPrincipal;
 use crate::auth::{Principal, Role};
-use crate::http::extract::{JsonBody, NoQuery, Query, check_period, parse_uuid};
+use crate::http::extract::{JsonBody, NoQuery, Query, check_period};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, Write};
 use crate::market::charged::{self};
@@ -79,7 +79,7 @@ pub async fn quote(
     let listing = listings::find(conn, request.listing_id)
         .await?
         .filter(|l| listings::visible_to(l, principal))
-        .ok_or_else(|| ApiError::not_found(format!("listing {} does not exist", request.listing_id)))?;
+        .ok_or_else(|| ApiError::missing("listing", request.listing_id))?;
     let subsidy = match orders::purchase(request, &listing) {
         None => None,
         Some(purchase) => {
@@ -242,16 +242,16 @@ pub async fn orders_page(
 pub async fn get_order(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
     _: NoQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let now = state.clock.now(&mut conn).await?;
     let order = orders::find(&mut conn, id)
         .await?
         .filter(|o| orders::visible_to(o, &principal))
-        .ok_or_else(|| ApiError::not_found(format!("order {id} does not exist")))?;
+        .ok_or_else(|| ApiError::missing("order", id))?;
     Ok(HttpResponse::Ok().json(one_order_view(&mut conn, order, now).await?))
 }
 
@@ -266,11 +266,11 @@ pub async fn get_order(
 pub async fn cancel_order(
     state: web::Data<AppState>,
     write: Write,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
     principal.require(&[Role::Tenant])?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;

@@ -8,10 +8,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Principal, Role};
-use crate::http::extract::{JsonBody, parse_uuid};
+use crate::http::extract::JsonBody;
 use crate::http::{ApiError, FieldError, Write};
 use crate::market::listings::{self};
-use crate::market::schedule::is_whole_hour;
+use crate::market::schedule::{WindowFields, parse_window};
 use crate::market::settlement::{self, Outage};
 use crate::market::views::*;
 use crate::state::AppState;
@@ -38,22 +38,16 @@ pub struct NewOutage {
 pub async fn report_outage(
     state: web::Data<AppState>,
     write: Write<JsonBody<NewOutage>>,
-    id: web::Path<String>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require(&[Role::Provider])?;
-    let id = parse_uuid("id", &id)?;
+    let id = id.into_inner();
     let NewOutage { start, end, gpus } = body.value;
     let mut errors = Vec::new();
-    if !is_whole_hour(start) {
-        errors.push(FieldError::new("start", "must be on a whole hour"));
-    }
-    if !is_whole_hour(end) {
-        errors.push(FieldError::new("end", "must be on a whole hour"));
-    }
-    if end <= start {
-        errors.push(FieldError::new("end", "must be after start"));
-    } else if end - start > TimeDelta::days(31) {
+    if let Some(window) = parse_window(&mut errors, start, end, WindowFields::START_END)
+        && window.span() > TimeDelta::days(31)
+    {
         errors.push(FieldError::new("end", "report at most 31 days at a time"));
     }
     if gpus <= 0 {
@@ -86,7 +80,7 @@ pub async fn record_outage(
     let listing = listings::find_for_order(conn, id)
         .await?
         .filter(|l| l.provider_org_id == principal.org_id)
-        .ok_or_else(|| ApiError::not_found(format!("listing {id} does not exist")))?;
+        .ok_or_else(|| ApiError::missing("listing", id))?;
     if gpus > listing.gpus {
         return Err(ApiError::invalid("gpus", format!("the listing has {} GPUs", listing.gpus)));
     }
