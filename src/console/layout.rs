@@ -24,7 +24,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; frame-ancestors 'none
 pub fn home_of(role: Role) -> &'static str {
     match role {
         Role::Tenant => "/market",
-        Role::Provider | Role::Finance | Role::Admin => "/overview",
+        Role::Provider => "/listings",
+        Role::Admin => "/users",
+        Role::Finance => "/overview",
     }
 }
 
@@ -36,7 +38,12 @@ fn nav_links(role: Role, lang: Lang) -> Vec<(&'static str, &'static str)> {
             ("/orders", lang.tr("Orders", "주문")),
             ("/wallet", lang.tr("Wallet", "지갑")),
         ],
-        Role::Provider | Role::Finance | Role::Admin => vec![("/overview", lang.tr("Overview", "개요"))],
+        Role::Provider => vec![
+            ("/listings", lang.tr("Listings", "상품")),
+            ("/earnings", lang.tr("Earnings", "수익")),
+        ],
+        Role::Admin => vec![("/users", lang.tr("Users", "사용자"))],
+        Role::Finance => vec![("/overview", lang.tr("Overview", "개요"))],
     }
 }
 

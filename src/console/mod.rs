@@ -14,6 +14,7 @@ mod error;
 mod form;
 mod i18n;
 mod layout;
+mod listings;
 mod market;
 pub mod money;
 mod orders;
@@ -58,5 +59,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::list)
         .service(orders::show)
         .service(orders::cancel)
-        .service(wallet::wallet);
+        .service(wallet::wallet)
+        .service(listings::list)
+        .service(listings::create)
+        .service(listings::show)
+        .service(listings::change)
+        .service(listings::close)
+        .service(listings::report_outage);
 }
