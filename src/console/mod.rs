@@ -10,6 +10,7 @@
 //! idempotency key included).
 
 mod chart;
+mod earnings;
 mod error;
 mod form;
 mod i18n;
@@ -19,6 +20,7 @@ mod market;
 pub mod money;
 mod orders;
 mod session;
+mod users;
 mod wallet;
 
 use actix_web::http::header;
@@ -65,5 +67,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(listings::show)
         .service(listings::change)
         .service(listings::close)
-        .service(listings::report_outage);
+        .service(listings::report_outage)
+        .service(earnings::earnings)
+        .service(users::list)
+        .service(users::create)
+        .service(users::disable_user);
 }

@@ -220,6 +220,15 @@ pub async fn list_organisations(
     Query(q): Query<OrganisationListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(organisations_page(&mut conn, q).await?))
+}
+
+/// One page of organisations, by name (the API's list; the console's users page).
+pub async fn organisations_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    q: OrganisationListQuery,
+) -> Result<Page<OrganisationView>, ApiError> {
     let limit = pagination::limit(q.limit)?;
     let after: Option<(String, Uuid)> = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut query = organisations::table
@@ -245,14 +254,13 @@ pub async fn list_organisations(
             organisations::name.gt(name.clone()).or(organisations::name.eq(name).and(organisations::id.gt(id))),
         );
     }
-    let mut conn = state.pool.get().await?;
-    let rows: Vec<OrgRow> = query.load(&mut conn).await?;
-    Ok(HttpResponse::Ok().json(pagination::page(
+    let rows: Vec<OrgRow> = query.load(conn).await?;
+    Ok(pagination::page(
         rows,
         limit,
         |o| (o.name.clone(), o.id),
         |o| OrganisationView { id: o.id, name: o.name, kind: o.kind, category: o.category, created_at: o.created_at },
-    )))
+    ))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
