@@ -561,6 +561,10 @@ async fn listing_page(
                 } }
             } }
         }
+        @if !open {
+            (problem_box(&problems.change))
+            (problem_box(&problems.outage))
+        }
         @if open {
             h3 { (lang.tr("Report an outage", "장애 보고")) }
             p.muted { (lang.tr("The GPU-hours lost are credited back to the orders running then, oldest order first, and taken off your payable.", "잃은 GPU·시간은 그 시간에 사용 중이던 주문(먼저 주문한 순)에 보상되고, 정산 예정액에서 차감됩니다.")) }

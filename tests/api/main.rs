@@ -9,6 +9,7 @@ mod books;
 mod charged;
 mod console;
 mod console_browser;
+mod console_provider;
 mod corrections;
 mod demo_story;
 mod errors;
