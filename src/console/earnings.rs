@@ -96,9 +96,15 @@ pub async fn earnings(
         let pending = b.credits_pending.checked_sub(b.debits_pending).ok_or(crate::ledger::LedgerError::Overflow);
         let pending = pending.map_err(|e| fail(e.into()))?;
         let paid = paid_out(&mut conn, org, c).await.map_err(fail)?;
-        let in_use = [b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending].iter().any(|v| !v.is_zero());
+        let in_use =
+            [b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending].iter().any(|v| !v.is_zero());
         if in_use || c == Currency::Krw {
-            figures.push(Figures { currency: c, payable: b.posted_balance(NormalSide::Credit), pending, paid_out: paid });
+            figures.push(Figures {
+                currency: c,
+                payable: b.posted_balance(NormalSide::Credit),
+                pending,
+                paid_out: paid,
+            });
         }
     }
     let chosen = figures
@@ -122,7 +128,9 @@ pub async fn earnings(
     .map_err(fail)?;
     let section_name = |name: &str| match name {
         "payable" => lang.tr("What we owe you (payable)", "지급 예정액 (미지급금)"),
-        "owed_by_provider" => lang.tr("What you owe back (outage credits after a payout)", "반환할 금액 (지급 후 장애 보상)"),
+        "owed_by_provider" => {
+            lang.tr("What you owe back (outage credits after a payout)", "반환할 금액 (지급 후 장애 보상)")
+        }
         _ => lang.tr("Other", "기타"),
     };
     let category = |name: &str| match name {

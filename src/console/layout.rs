@@ -38,10 +38,7 @@ fn nav_links(role: Role, lang: Lang) -> Vec<(&'static str, &'static str)> {
             ("/orders", lang.tr("Orders", "주문")),
             ("/wallet", lang.tr("Wallet", "지갑")),
         ],
-        Role::Provider => vec![
-            ("/listings", lang.tr("Listings", "상품")),
-            ("/earnings", lang.tr("Earnings", "수익")),
-        ],
+        Role::Provider => vec![("/listings", lang.tr("Listings", "상품")), ("/earnings", lang.tr("Earnings", "수익"))],
         Role::Admin => vec![("/users", lang.tr("Users", "사용자"))],
         Role::Finance => vec![("/overview", lang.tr("Overview", "개요"))],
     }

@@ -60,6 +60,16 @@ fn status_badge(status: &str, lang: Lang) -> Markup {
     html! { span class={ "status status-" (status) } { (status_label(status, lang)) } }
 }
 
+fn order_status(status: &str, lang: Lang) -> &'static str {
+    match status {
+        "reserved" => lang.tr("Reserved", "예약됨"),
+        "active" => lang.tr("Running", "사용 중"),
+        "completed" => lang.tr("Completed", "완료"),
+        "cancelled" => lang.tr("Cancelled", "취소됨"),
+        _ => lang.tr("Unknown", "알 수 없음"),
+    }
+}
+
 fn problem_box(lines: &[String]) -> Markup {
     html! { @if !lines.is_empty() { div.problem role="alert" { @for line in lines { p { (line) } } } } }
 }
@@ -143,8 +153,7 @@ impl Fields<'_> {
         let raw = given(raw)?;
         let parsed = layout::parse_time_input(raw);
         if parsed.is_none() {
-            self.errors
-                .push(FieldError::new(field, self.lang.tr("is not a date and time", "날짜와 시간이 아닙니다")));
+            self.errors.push(FieldError::new(field, self.lang.tr("is not a date and time", "날짜와 시간이 아닙니다")));
         }
         parsed
     }
@@ -182,7 +191,8 @@ impl ListingForm {
         let available_from = f.required_instant("available_from", &self.available_from);
         let available_until = f.required_instant("available_until", &self.available_until);
         let status = f.status(&self.status);
-        let currency = self.currency.parse::<Currency>().map_err(|e| errors.push(FieldError::new("currency", e.to_string())));
+        let currency =
+            self.currency.parse::<Currency>().map_err(|e| errors.push(FieldError::new("currency", e.to_string())));
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
@@ -258,7 +268,9 @@ async fn listings_page(
     let mut rows = listings::of_provider(&mut conn, viewer.principal.org_id, before, PAGE + 1)
         .await
         .map_err(|e| ConsoleError::api(lang, e.into()))?;
-    let next = (rows.len() as i64 > PAGE).then(|| rows.truncate(PAGE as usize)).and_then(|()| rows.last().map(|r| r.listing.id));
+    let next = (rows.len() as i64 > PAGE)
+        .then(|| rows.truncate(PAGE as usize))
+        .and_then(|()| rows.last().map(|r| r.listing.id));
     let body = html! {
         @if rows.is_empty() && before.is_none() {
             p.muted { (lang.tr("No listings yet: create the first one below.", "아직 등록한 상품이 없습니다. 아래에서 첫 상품을 등록하세요.")) }
@@ -280,8 +292,8 @@ async fn listings_page(
                     td.num { (format_price(&l.price_per_gpu_hour.normalize().to_string(), &l.currency, lang)) }
                     td { (time(l.available_from)) " – " (time(l.available_until)) }
                     td { (status_badge(&l.status, lang)) }
-                    td.num { @match listings::reserved_percent(l, own.reserved_gpu_hours) {
-                        Some(p) => { (p) "%" }
+                    td.num { @match listings::reserved_per_mille(l, own.reserved_gpu_hours) {
+                        Some(p) => { (p / 10) "." (p % 10) "%" }
                         None => { "–" }
                     } }
                 } } }
@@ -431,15 +443,17 @@ async fn listing_page(
     let now = state.clock.now(&mut conn).await.map_err(|e| fail(e.into()))?;
     let currency: Currency = listing.currency.parse().unwrap_or(Currency::Krw);
 
-    // Utilisation: a month of hours at a time, from the window's start or this hour.
-    let default_from = if now < listing.available_until { listing.available_from.max(this_hour(now)) } else { listing.available_from };
+    // Utilisation: a month of hours at a time; by default from a week ago (or
+    // the window's start), so what has just been used shows with what is to come.
+    let default_from = listing.available_from.max(this_hour(now) - TimeDelta::days(7));
     let from = this_hour(query.from.unwrap_or(default_from)).max(listing.available_from).min(listing.available_until);
     let to = listing.available_until.min(from + TimeDelta::hours(CHART_HOURS));
-    let reserved: std::collections::HashMap<DateTime<Utc>, i32> = listings::reserved_by_hour(&mut conn, listing.id, from, to)
-        .await
-        .map_err(|e| fail(e.into()))?
-        .into_iter()
-        .collect();
+    let reserved: std::collections::HashMap<DateTime<Utc>, i32> =
+        listings::reserved_by_hour(&mut conn, listing.id, from, to)
+            .await
+            .map_err(|e| fail(e.into()))?
+            .into_iter()
+            .collect();
     let mut hours = Vec::new();
     let mut hour = from;
     while hour < to {
@@ -447,7 +461,8 @@ async fn listing_page(
         hours.push(chart::Hour { at: hour, reserved: r, free: listing.gpus - r });
         hour += TimeDelta::hours(1);
     }
-    let earlier = (from > listing.available_from).then(|| (from - TimeDelta::hours(CHART_HOURS)).max(listing.available_from));
+    let earlier =
+        (from > listing.available_from).then(|| (from - TimeDelta::hours(CHART_HOURS)).max(listing.available_from));
     let later = (to < listing.available_until).then_some(to);
 
     let (revenue, order_ids) =
@@ -523,7 +538,7 @@ async fn listing_page(
                     td { (time(o.created_at)) }
                     td.num { (o.gpus) }
                     td { (time(o.start)) " – " (time(o.end)) }
-                    td { (o.status) }
+                    td { span class={ "status status-" (o.status) } { (order_status(&o.status, lang)) } }
                     td.num { (format_money_str(&o.charged.subtotal, &o.currency, lang)) }
                     td.num { (o.credited_gpu_hours) }
                 } } }
@@ -697,8 +712,15 @@ async fn change_refused(
 ) -> Result<HttpResponse, ConsoleError> {
     let status = e.status;
     let lines = refused(viewer.lang, e)?;
-    listing_page(viewer, state, listing, &ShowQuery::default(), Problems { change: lines, ..Problems::default() }, status)
-        .await
+    listing_page(
+        viewer,
+        state,
+        listing,
+        &ShowQuery::default(),
+        Problems { change: lines, ..Problems::default() },
+        status,
+    )
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -122,13 +122,7 @@ async fn users_list_page(
     let users = users_page(&mut conn, UserListQuery { org_id: None, limit: Some(PAGE), cursor }).await.map_err(fail)?;
     let organisations = organisations_page(
         &mut conn,
-        OrganisationListQuery {
-            kind: None,
-            category: None,
-            q: None,
-            limit: Some(ORGANISATIONS_OFFERED),
-            cursor: None,
-        },
+        OrganisationListQuery { kind: None, category: None, q: None, limit: Some(ORGANISATIONS_OFFERED), cursor: None },
     )
     .await
     .map_err(fail)?;

@@ -543,8 +543,7 @@ pub async fn statement(
 ) -> Result<HttpResponse, ApiError> {
     let org_id = parse_uuid("org_id", &org_id)?;
     let mut conn = state.pool.get().await?;
-    let statement =
-        org_statement(&mut conn, &state, &principal, org_id, q.from, q.to, q.currency).await?;
+    let statement = org_statement(&mut conn, &state, &principal, org_id, q.from, q.to, q.currency).await?;
     let now = state.clock.now(&mut conn).await?;
     spreadsheet::respond(q.format, &statement, &format!("statement-{org_id}"), || statement_sheets(&statement, now))
 }
@@ -580,9 +579,7 @@ pub async fn org_statement(
     let mut payout_positions = Vec::new();
     for c in currencies {
         if org.kind == OrgKind::Tenant.as_str() {
-            if let Some(wallet) =
-                ledger_store::account_by_code(conn, &chart::tenant_wallet_code(org.id), c).await?
-            {
+            if let Some(wallet) = ledger_store::account_by_code(conn, &chart::tenant_wallet_code(org.id), c).await? {
                 let (opening, rows) = movements(conn, &[wallet.id], from, bound).await?;
                 push_section(&mut sections, "own_money", c, opening, rows);
             }
@@ -593,8 +590,7 @@ pub async fn org_statement(
                 push_section(&mut sections, "subsidy", c, opening, rows);
             }
         } else if org.kind == OrgKind::Provider.as_str()
-            && let Some(payable) =
-                ledger_store::account_by_code(conn, &chart::provider_payable_code(org.id), c).await?
+            && let Some(payable) = ledger_store::account_by_code(conn, &chart::provider_payable_code(org.id), c).await?
         {
             let (opening, rows) = movements(conn, &[payable.id], from, bound).await?;
             push_section(&mut sections, "payable", c, opening, rows);
@@ -607,8 +603,7 @@ pub async fn org_statement(
                 push_section(&mut sections, "owed_by_provider", c, -opening, rows);
             }
             if let Some(position) =
-                crate::finance::payouts::current_position(conn, org.id, c, state.settings.payout_advance_rate)
-                    .await?
+                crate::finance::payouts::current_position(conn, org.id, c, state.settings.payout_advance_rate).await?
                 && (position.payable != Decimal::ZERO || position.provider_receivable != Decimal::ZERO)
             {
                 payout_positions.push(position.view(c));

@@ -233,12 +233,12 @@ pub async fn of_provider(
     .await
 }
 
-/// The share of a listing's GPU-hours that is sold, in whole percent rounded
-/// down (display only; `None` for a window without hours).
-pub fn reserved_percent(listing: &ListingRow, reserved_gpu_hours: i64) -> Option<i64> {
+/// The share of a listing's GPU-hours that is sold, in tenths of a percent
+/// rounded down (display only; `None` for a window without hours).
+pub fn reserved_per_mille(listing: &ListingRow, reserved_gpu_hours: i64) -> Option<i64> {
     let hours = (listing.available_until - listing.available_from).num_hours();
     let capacity = hours.checked_mul(i64::from(listing.gpus)).filter(|c| *c > 0)?;
-    reserved_gpu_hours.checked_mul(100).map(|r| r / capacity)
+    reserved_gpu_hours.checked_mul(1000).map(|r| r / capacity)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,9 +367,9 @@ mod tests {
     #[test]
     fn the_reserved_share_is_of_all_gpu_hours_rounded_down() {
         // 8 GPUs × 72 hours = 576 GPU-hours; 8 sold is 1.38…%.
-        assert_eq!(reserved_percent(&listing(8, 72), 8), Some(1));
-        assert_eq!(reserved_percent(&listing(8, 72), 576), Some(100));
-        assert_eq!(reserved_percent(&listing(8, 72), 0), Some(0));
-        assert_eq!(reserved_percent(&listing(8, 0), 0), None);
+        assert_eq!(reserved_per_mille(&listing(8, 72), 8), Some(13));
+        assert_eq!(reserved_per_mille(&listing(8, 72), 576), Some(1000));
+        assert_eq!(reserved_per_mille(&listing(8, 72), 0), Some(0));
+        assert_eq!(reserved_per_mille(&listing(8, 0), 0), None);
     }
 }

@@ -179,7 +179,8 @@ async fn a_provider_creates_changes_pauses_resumes_and_closes_a_listing_through_
     // Change the price and the GPUs.
     let (status, page) = text(get(&app, &mut jar, &created).await).await;
     assert_eq!(status, 200, "{page}");
-    let change = [("csrf", csrf.as_str()), ("idempotency_key", "change-1"), ("price_per_gpu_hour", "3000"), ("gpus", "6")];
+    let change =
+        [("csrf", csrf.as_str()), ("idempotency_key", "change-1"), ("price_per_gpu_hour", "3000"), ("gpus", "6")];
     let response = post_form(&app, &mut jar, &format!("/listings/{id}/change"), &change).await;
     assert_eq!((response.status().as_u16(), location(&response)), (303, format!("/listings/{id}?changed=1")));
     let (_, stored) = json(app.get(&format!("/v1/listings/{id}"), &provider.token).await).await;
@@ -238,7 +239,10 @@ async fn an_outage_reported_on_the_form_credits_the_orders_with_exact_amounts() 
     let mut jar = Jar::with_session(&provider.token);
     let (status, page) = text(get(&app, &mut jar, &format!("/listings/{id}")).await).await;
     assert_eq!(status, 200, "{page}");
-    assert_eq!((cell(&page, "gross"), cell(&page, "fees"), cell(&page, "net")), ("20,000원".into(), "1,000원".into(), "19,000원".into()));
+    assert_eq!(
+        (cell(&page, "gross"), cell(&page, "fees"), cell(&page, "net")),
+        ("20,000원".into(), "1,000원".into(), "19,000원".into())
+    );
     // The utilisation chart shows the 2 GPUs reserved in the order's hours.
     assert!(page.contains("2 예약"), "{page}");
     let csrf = field(&page, "csrf");
@@ -262,15 +266,26 @@ async fn an_outage_reported_on_the_form_credits_the_orders_with_exact_amounts() 
     // The API's order: a quarter of the tenant's 20,000 credited back.
     let (_, after) = json(app.get(&format!("/v1/orders/{order_id}"), &tenant.token).await).await;
     assert_eq!(after["credited_gpu_hours"], 2);
-    assert_eq!((after["charged"]["tenant"]["credited"].as_str(), after["charged"]["subtotal"].as_str()), (Some("5000"), Some("15000")));
+    assert_eq!(
+        (after["charged"]["tenant"]["credited"].as_str(), after["charged"]["subtotal"].as_str()),
+        (Some("5000"), Some("15000"))
+    );
 
     let (_, page) = text(get(&app, &mut jar, &format!("/listings/{id}?outage=1")).await).await;
     assert_eq!(
-        (cell(&page, "num to-tenants"), cell(&page, "num to-programmes"), cell(&page, "num fee-returned"), cell(&page, "num loss")),
+        (
+            cell(&page, "num to-tenants"),
+            cell(&page, "num to-programmes"),
+            cell(&page, "num fee-returned"),
+            cell(&page, "num loss")
+        ),
         ("5,000원".into(), "0원".into(), "250원".into(), "4,750원".into())
     );
     // Revenue after the credit: 15,000 charged, 750 of fee, 14,250 to the provider.
-    assert_eq!((cell(&page, "gross"), cell(&page, "fees"), cell(&page, "net")), ("15,000원".into(), "750원".into(), "14,250원".into()));
+    assert_eq!(
+        (cell(&page, "gross"), cell(&page, "fees"), cell(&page, "net")),
+        ("15,000원".into(), "750원".into(), "14,250원".into())
+    );
 
     // An outage the API refuses is shown on its form, and records nothing.
     let too_many = [
@@ -313,7 +328,11 @@ async fn the_earnings_page_shows_the_apis_figures_exactly() {
     // The statement: each line of the API's with its running balance, ending at the closing balance.
     for line in payable["lines"].as_array().expect("lines") {
         let balance = line["balance"].as_str().expect("balance");
-        let shown = gpuhour::console::money::format_money(balance.parse().expect("amount"), gpuhour::money::Currency::Krw, gpuhour::console::Lang::Ko);
+        let shown = gpuhour::console::money::format_money(
+            balance.parse().expect("amount"),
+            gpuhour::money::Currency::Krw,
+            gpuhour::console::Lang::Ko,
+        );
         assert!(page.contains(&format!("<td class=\"num\">{shown}</td>")), "{shown}: {page}");
     }
     assert!(page.contains("<strong>8,000원</strong>"), "{page}");
@@ -415,29 +434,53 @@ async fn an_administrator_creates_and_disables_a_user_who_then_cannot_log_in() {
     let users_before = app.count("SELECT count(*) AS n FROM users").await;
 
     // A short password is refused by the API's rule, on the form.
-    let short = [("csrf", csrf.as_str()), ("idempotency_key", "with-a-short-password"), ("email", "mina@lab.example"),
-        ("password", "short"), ("role", "tenant"), ("org_id", org.as_str())];
+    let short = [
+        ("csrf", csrf.as_str()),
+        ("idempotency_key", "with-a-short-password"),
+        ("email", "mina@lab.example"),
+        ("password", "short"),
+        ("role", "tenant"),
+        ("org_id", org.as_str()),
+    ];
     let (status, page) = text(post_form(&app, &mut jar, "/users", &short).await).await;
     assert_eq!(status, 422);
     assert!(page.contains("password:") && page.contains("value=\"mina@lab.example\""), "{page}");
     assert!(!page.contains("value=\"short\""), "the password is not sent back");
     // A tenant user cannot join the operator.
-    let operator = [("csrf", csrf.as_str()), ("idempotency_key", "operator"), ("email", "mina@lab.example"),
-        ("password", "a long enough password"), ("role", "tenant"), ("org_id", "")];
+    let operator = [
+        ("csrf", csrf.as_str()),
+        ("idempotency_key", "operator"),
+        ("email", "mina@lab.example"),
+        ("password", "a long enough password"),
+        ("role", "tenant"),
+        ("org_id", ""),
+    ];
     let (status, page) = text(post_form(&app, &mut jar, "/users", &operator).await).await;
     assert_eq!(status, 422);
     assert!(page.contains("org_id: is required for tenant and provider users"), "{page}");
     assert_eq!(app.count("SELECT count(*) AS n FROM users").await, users_before);
 
-    let good = [("csrf", csrf.as_str()), ("idempotency_key", key.as_str()), ("email", "mina@lab.example"),
-        ("password", "a long enough password"), ("role", "tenant"), ("org_id", org.as_str())];
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("idempotency_key", key.as_str()),
+        ("email", "mina@lab.example"),
+        ("password", "a long enough password"),
+        ("role", "tenant"),
+        ("org_id", org.as_str()),
+    ];
     let response = post_form(&app, &mut jar, "/users", &good).await;
     assert_eq!((response.status().as_u16(), location(&response)), (303, "/users?created=1".to_string()));
     assert_eq!(app.count("SELECT count(*) AS n FROM users").await, users_before + 1);
     assert_eq!(token_for(&app, "mina@lab.example", "a long enough password").await, 200);
     let (status, users) = json(app.get("/v1/users?limit=500", &admin.token).await).await;
     assert_eq!(status, 200);
-    let mina = users["data"].as_array().expect("data").iter().find(|u| u["email"] == "mina@lab.example").cloned().expect("mina");
+    let mina = users["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|u| u["email"] == "mina@lab.example")
+        .cloned()
+        .expect("mina");
     assert_eq!((mina["role"].as_str(), mina["org_id"].as_str()), (Some("tenant"), Some(org.as_str())));
     let mina_id = mina["id"].as_str().expect("id");
 
@@ -448,7 +491,13 @@ async fn an_administrator_creates_and_disables_a_user_who_then_cannot_log_in() {
     assert_eq!((response.status().as_u16(), location(&response)), (303, "/users?disabled=1".to_string()));
     assert_eq!(token_for(&app, "mina@lab.example", "a long enough password").await, 401);
     let (_, after) = json(app.get("/v1/users?limit=500", &admin.token).await).await;
-    let mina = after["data"].as_array().expect("data").iter().find(|u| u["email"] == "mina@lab.example").cloned().expect("mina");
+    let mina = after["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|u| u["email"] == "mina@lab.example")
+        .cloned()
+        .expect("mina");
     assert!(mina["disabled_at"].is_string(), "{mina:#}");
 
     // An administrator cannot disable themselves, and no one else may use the page.
@@ -459,8 +508,13 @@ async fn an_administrator_creates_and_disables_a_user_who_then_cannot_log_in() {
     let mut theirs = Jar::with_session(&provider.token);
     assert_eq!(get(&app, &mut theirs, "/users").await.status(), 403);
     let theirs_csrf = app.keys.form_token(&provider.token);
-    let forged = [("csrf", theirs_csrf.as_str()), ("email", "x@lab.example"), ("password", "a long enough password"),
-        ("role", "admin"), ("org_id", "")];
+    let forged = [
+        ("csrf", theirs_csrf.as_str()),
+        ("email", "x@lab.example"),
+        ("password", "a long enough password"),
+        ("role", "admin"),
+        ("org_id", ""),
+    ];
     assert_eq!(post_form(&app, &mut theirs, "/users", &forged).await.status(), 403);
     assert_eq!(app.count("SELECT count(*) AS n FROM users").await, users_now);
 }

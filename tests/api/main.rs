@@ -9,6 +9,7 @@ mod books;
 mod charged;
 mod console;
 mod console_browser;
+mod console_browser_provider;
 mod console_provider;
 mod corrections;
 mod demo_story;
