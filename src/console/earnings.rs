@@ -32,9 +32,10 @@ const PAYOUTS_PAGE: i64 = 25;
 pub struct EarningsQuery {
     #[serde(default)]
     currency: String,
-    /// Statement lines to skip (a page's offset).
+    /// Statement lines to skip (a page's offset); text, so a mangled link
+    /// shows the first page rather than failing.
     #[serde(default)]
-    line: usize,
+    line: String,
     #[serde(default)]
     payouts: String,
 }
@@ -184,7 +185,7 @@ pub async fn earnings(
         }
         @if statement.sections.is_empty() { p.muted { (lang.tr("Nothing yet.", "아직 내역이 없습니다.")) } }
         @for section in &statement.sections {
-            @let start = query.line.min(section.lines.len());
+            @let start = query.line.parse::<usize>().unwrap_or(0).min(section.lines.len());
             @let end = (start + STATEMENT_PAGE).min(section.lines.len());
             h3 { (section_name(&section.section)) }
             div.table-wrap { table.statement {

@@ -394,9 +394,10 @@ async fn own_listing(state: &AppState, viewer: &Viewer, raw_id: &str) -> Result<
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ShowQuery {
-    /// First hour of the chart (RFC 3339); the window's start, or this hour.
+    /// First hour of the chart (RFC 3339); a week back (or the window's start)
+    /// when absent or not an instant. Text, so a mangled link still shows the page.
     #[serde(default)]
-    from: Option<DateTime<Utc>>,
+    from: String,
     #[serde(default)]
     cursor: String,
     #[serde(default)]
@@ -446,7 +447,8 @@ async fn listing_page(
     // Utilisation: a month of hours at a time; by default from a week ago (or
     // the window's start), so what has just been used shows with what is to come.
     let default_from = listing.available_from.max(this_hour(now) - TimeDelta::days(7));
-    let from = this_hour(query.from.unwrap_or(default_from)).max(listing.available_from).min(listing.available_until);
+    let asked = query.from.parse::<DateTime<Utc>>().ok();
+    let from = this_hour(asked.unwrap_or(default_from)).max(listing.available_from).min(listing.available_until);
     let to = listing.available_until.min(from + TimeDelta::hours(CHART_HOURS));
     let reserved: std::collections::HashMap<DateTime<Utc>, i32> =
         listings::reserved_by_hour(&mut conn, listing.id, from, to)
@@ -812,4 +814,63 @@ async fn outage_refused(
     let outage = refused(viewer.lang, e)?;
     listing_page(viewer, state, listing, &ShowQuery::default(), Problems { outage, ..Problems::default() }, status)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> ListingForm {
+        ListingForm {
+            idempotency_key: "k".into(),
+            gpu_model: "H100".into(),
+            gpu_memory_gb: "80".into(),
+            gpus: "8".into(),
+            region: "kr-seoul-1".into(),
+            interconnect: " ".into(),
+            price_per_gpu_hour: " 2500.5 ".into(),
+            currency: "KRW".into(),
+            available_from: "2026-12-01T09:00".into(),
+            available_until: "2026-12-04T09:00".into(),
+            min_hours: "".into(),
+            status: "paused".into(),
+        }
+    }
+
+    #[test]
+    fn the_form_reads_seoul_times_and_leaves_empty_optional_fields_out() {
+        let new = form().new_listing(Lang::En).expect("a listing");
+        let from: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().expect("instant");
+        assert_eq!((new.available_from, new.available_until), (from, from + TimeDelta::days(3)));
+        assert_eq!((new.gpus, new.gpu_memory_gb, new.min_hours), (8, 80, None));
+        assert_eq!((new.interconnect, new.price_per_gpu_hour.as_str()), (None, "2500.5"));
+        assert_eq!(new.status, Some(ListingStatus::Paused));
+    }
+
+    #[test]
+    fn every_unreadable_field_is_named() {
+        let wrong = ListingForm {
+            gpus: "eight".into(),
+            gpu_memory_gb: "".into(),
+            available_until: "soon".into(),
+            currency: "XXX".into(),
+            status: "open".into(),
+            ..form()
+        };
+        let e = wrong.new_listing(Lang::En).expect_err("refused");
+        let fields: Vec<&str> = e.errors.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["gpu_memory_gb", "gpus", "available_until", "status", "currency"]);
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn an_empty_change_field_changes_nothing() {
+        let wanted = ChangeForm { price_per_gpu_hour: "3000".into(), ..ChangeForm::default() }
+            .change(Lang::Ko)
+            .expect("a change");
+        assert_eq!(wanted.price_per_gpu_hour.as_deref(), Some("3000"));
+        assert!(wanted.gpus.is_none() && wanted.status.is_none() && wanted.available_from.is_none());
+        let refused = ChangeForm { gpus: "6.5".into(), ..ChangeForm::default() }.change(Lang::Ko);
+        assert_eq!(refused.err().map(|e| e.errors[0].field.clone()).as_deref(), Some("gpus"));
+    }
 }
