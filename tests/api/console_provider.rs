@@ -287,6 +287,9 @@ async fn an_outage_reported_on_the_form_credits_the_orders_with_exact_amounts() 
         ("15,000원".into(), "750원".into(), "14,250원".into())
     );
 
+    // A mangled chart link shows the default hours.
+    assert_eq!(get(&app, &mut jar, &format!("/listings/{id}?from=yesterday")).await.status(), 200);
+
     // An outage the API refuses is shown on its form, and records nothing.
     let too_many = [
         ("csrf", csrf.as_str()),
@@ -336,6 +339,11 @@ async fn the_earnings_page_shows_the_apis_figures_exactly() {
         assert!(page.contains(&format!("<td class=\"num\">{shown}</td>")), "{shown}: {page}");
     }
     assert!(page.contains("<strong>8,000원</strong>"), "{page}");
+
+    // A mangled page link still shows the page, from its first line.
+    let (status, first) = text(get(&app, &mut jar, "/earnings?line=many&currency=XXX").await).await;
+    assert_eq!(status, 200);
+    assert!(first.contains("<strong>8,000원</strong>"), "{first}");
 
     // A tenant has no earnings page.
     let mut theirs = Jar::with_session(&s.tenant.token);
