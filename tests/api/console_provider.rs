@@ -526,3 +526,35 @@ async fn an_administrator_creates_and_disables_a_user_who_then_cannot_log_in() {
     assert_eq!(post_form(&app, &mut theirs, "/users", &forged).await.status(), 403);
     assert_eq!(app.count("SELECT count(*) AS n FROM users").await, users_now);
 }
+
+#[tokio::test]
+async fn every_provider_page_of_the_demo_market_shows() {
+    let app = spawn_app().await;
+    let settings = crate::helpers::settings_for(&app.database_url);
+    assert!(gpuhour::demo::seed(&settings, &app.pool).await.expect("the demo seeds").seeded);
+    let admin = app.caller(Role::Admin).await;
+    let (status, users) = json(app.get("/v1/users?limit=500", &admin.token).await).await;
+    assert_eq!(status, 200);
+    let providers: Vec<&Value> =
+        users["data"].as_array().expect("data").iter().filter(|u| u["role"] == "provider").collect();
+    assert!(!providers.is_empty(), "{users:#}");
+    let mut listing_pages = 0;
+    for p in providers {
+        let id = |k: &str| p[k].as_str().expect("id").parse::<uuid::Uuid>().expect("uuid");
+        let token = app.keys.issue(id("id"), id("org_id"), Role::Provider).expect("token");
+        let mut jar = Jar::with_session(&token);
+        let (status, page) = text(get(&app, &mut jar, "/listings").await).await;
+        assert_eq!(status, 200, "{page}");
+        for chunk in page.split("href=\"/listings/").skip(1) {
+            let listing = &chunk[..chunk.find('"').expect("quote")];
+            let (status, shown) = text(get(&app, &mut jar, &format!("/listings/{listing}")).await).await;
+            assert_eq!(status, 200, "{shown}");
+            listing_pages += 1;
+        }
+        let (status, page) = text(get(&app, &mut jar, "/earnings").await).await;
+        assert_eq!(status, 200, "{page}");
+    }
+    assert!(listing_pages > 0);
+    let mut jar = Jar::with_session(&admin.token);
+    assert_eq!(get(&app, &mut jar, "/users").await.status(), 200);
+}
