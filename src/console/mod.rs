@@ -71,5 +71,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(earnings::earnings)
         .service(users::list)
         .service(users::create)
+        .service(users::confirm_disable)
         .service(users::disable_user);
 }

@@ -148,11 +148,7 @@ async fn users_list_page(
                     } @else if u.id == viewer.principal.user_id {
                         span.status { (lang.tr("You", "본인")) }
                     } @else {
-                        form.inline method="post" action={ "/users/" (u.id) "/disable" } {
-                            input type="hidden" name="csrf" value=(viewer.csrf);
-                            input type="hidden" name="idempotency_key" value=(Uuid::new_v4());
-                            button.danger type="submit" aria-label={ (lang.tr("Disable", "비활성화")) " " (u.email) } { (lang.tr("Disable", "비활성화")) }
-                        }
+                        a href={ "/users/" (u.id) "/disable" } aria-label={ (lang.tr("Disable", "비활성화")) " " (u.email) } { (lang.tr("Disable…", "비활성화…")) }
                     }
                 }
             } } }
@@ -229,6 +225,38 @@ pub async fn create(state: web::Data<AppState>, form: ConsoleForm<UserForm>) -> 
         }
         Err(e) => Err(ConsoleError::api(lang, e)),
     }
+}
+
+/// `GET /users/{id}/disable`: what disabling means, and the form that does it.
+#[get("/users/{id}/disable")]
+pub async fn confirm_disable(
+    viewer: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
+    let lang = viewer.lang;
+    admin_only(&viewer)?;
+    let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let (user, org) = crate::auth::store::user_by_id(&mut conn, id)
+        .await
+        .map_err(|e| ConsoleError::api(lang, e.into()))?
+        .ok_or_else(|| ConsoleError::not_found(lang))?;
+    let body = html! {
+        p { strong { (user.email) } " · " (role_label(&user.role, lang)) " · " (org.name) }
+        @if user.disabled_at.is_some() {
+            p.muted { (lang.tr("This user is already disabled.", "이미 비활성화된 사용자입니다.")) }
+        } @else {
+            p { (lang.tr("Disabling ends this user's sessions and tokens at once; they can no longer sign in to the console or the API. Their history stays. The console cannot enable them again.", "비활성화하면 이 사용자의 로그인 세션과 토큰이 즉시 종료되어 콘솔과 API에 더 이상 로그인할 수 없습니다. 기록은 그대로 남습니다. 콘솔에서는 다시 활성화할 수 없습니다.")) }
+            form method="post" action={ "/users/" (user.id) "/disable" } {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="idempotency_key" value=(Uuid::new_v4());
+                button.danger type="submit" { (lang.tr("Disable this user", "이 사용자 비활성화")) }
+            }
+        }
+        p { a href="/users" { (lang.tr("← Back to the users", "← 사용자 목록으로")) } }
+    };
+    Ok(layout::page(&viewer, lang.tr("Disable a user", "사용자 비활성화"), body))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -493,7 +493,17 @@ async fn an_administrator_creates_and_disables_a_user_who_then_cannot_log_in() {
     let mina_id = mina["id"].as_str().expect("id");
 
     let (_, page) = text(get(&app, &mut jar, "/users").await).await;
-    assert!(page.contains(&format!("action=\"/users/{mina_id}/disable\"")), "{page}");
+    assert!(page.contains(&format!("href=\"/users/{mina_id}/disable\"")), "{page}");
+    // Disabling asks first, saying what it means.
+    let (status, page) = text(get(&app, &mut jar, &format!("/users/{mina_id}/disable")).await).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&format!("action=\"/users/{mina_id}/disable\"")) && page.contains("mina@lab.example"),
+        "{page}"
+    );
+    assert!(page.contains("다시 활성화할 수 없습니다"), "{page}");
+    let nobody = uuid::Uuid::now_v7();
+    assert_eq!(get(&app, &mut jar, &format!("/users/{nobody}/disable")).await.status(), 404);
     let disable = [("csrf", csrf.as_str()), ("idempotency_key", "disable-1")];
     let response = post_form(&app, &mut jar, &format!("/users/{mina_id}/disable"), &disable).await;
     assert_eq!((response.status().as_u16(), location(&response)), (303, "/users?disabled=1".to_string()));
