@@ -357,6 +357,24 @@ def pgbench(clients, seconds):
             "cpu_seconds": {"postgres": round(meter.postgres_seconds(), 2), "pgbench": round(pgbench_cpu, 2)}}
 
 
+def print_statements(limit, orders):
+    """Where PostgreSQL's time went in a run: per statement, calls and rows
+    per 1,000 orders, mean time, and share of all statements' time."""
+    rows = psql(
+        "SELECT calls, rows, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3), "
+        "round((100 * total_exec_time / sum(total_exec_time) OVER ())::numeric, 1), "
+        "shared_blks_hit + shared_blks_read, "
+        "regexp_replace(left(query, 110), '\\s+', ' ', 'g') "
+        f"FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{DB}') "
+        f"ORDER BY total_exec_time DESC LIMIT {int(limit)}", DB)
+    k = 1000 / max(orders, 1)
+    print(f"{'calls/1k':>9} {'rows/1k':>8} {'blks/1k':>8} {'mean ms':>8} {'share':>6}  statement", file=sys.stderr)
+    for line in rows.splitlines():
+        calls, n, _total, mean, share, blocks, query = line.split("|", 6)
+        print(f"{int(calls) * k:9.0f} {int(n) * k:8.0f} {int(blocks) * k:8.0f} {float(mean):8.3f} {share:>5}%  {query}",
+              file=sys.stderr)
+
+
 def per_thousand(cpu_seconds, count):
     return round(1000 * cpu_seconds / count, 2) if count else None
 
@@ -371,6 +389,9 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 16 clients, 5 s, 64 tenants, 5 providers (figures mean little)")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench-results", "orders.json"))
+    ap.add_argument("--statements", type=int, default=0, metavar="N",
+                    help="print the N statements that took most of PostgreSQL's time in the headline run "
+                         "(needs pg_stat_statements in shared_preload_libraries; point BENCH_PG at such a server)")
     args = ap.parse_args()
     if args.quick:
         args.clients, args.seconds, args.tenants, args.providers = 16, 5, 64, 5
@@ -411,7 +432,12 @@ def main():
                 second = start_service(binary, env, PORTS[1])
             pids = [first.pid] + ([second.pid] if len(ports) == 2 else [])
             print(f"run {name}: {args.clients} clients, {args.seconds} s", file=sys.stderr)
+            profiling = args.statements and name == "one_programme"
+            if profiling:
+                psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()", DB)
             runs[name] = load(market, ports, args.clients, args.seconds, pids)
+            if profiling:
+                print_statements(args.statements, runs[name]["accepted"])
             checks[name] = check_ledger(binary, env)
     finally:
         for server in (first, second):

@@ -82,22 +82,36 @@ pub async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    check_period(q.from, q.to)?;
-    let limit = pagination::limit(q.limit)?;
-    let before: Option<i64> = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let filter = AuditFilter {
+    let mut conn = state.pool.get().await?;
+    let filter = filter_of(&q);
+    let page = audit_page(&mut conn, q.limit, q.cursor.as_deref(), &filter).await?;
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &page, "audit-log", || Ok(vec![audit_sheet(&page.data, &filter, now)]))
+}
+
+fn filter_of(q: &AuditQuery) -> AuditFilter {
+    AuditFilter {
         user_id: q.user_id,
         org_id: q.org_id,
-        route: q.route,
+        route: q.route.clone(),
         resource_id: q.resource_id,
         from: q.from,
         to: q.to,
-    };
-    let mut conn = state.pool.get().await?;
-    let rows = super::list(&mut conn, &filter, before, limit + 1).await?;
-    let page = pagination::page(rows, limit, |r| r.seq, AuditEntry::from);
-    let now = state.clock.now(&mut conn).await?;
-    spreadsheet::respond(q.format, &page, "audit-log", || Ok(vec![audit_sheet(&page.data, &filter, now)]))
+    }
+}
+
+/// A page of the audit log, newest first (`GET /v1/audit-log`), for the API and the console.
+pub(crate) async fn audit_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+    filter: &AuditFilter,
+) -> Result<Page<AuditEntry>, ApiError> {
+    check_period(filter.from, filter.to)?;
+    let limit = pagination::limit(limit)?;
+    let before: Option<i64> = cursor.map(decode_cursor).transpose()?;
+    let rows = super::list(conn, filter, before, limit + 1).await?;
+    Ok(pagination::page(rows, limit, |r| r.seq, AuditEntry::from))
 }
 
 /// The page as one sheet: a row per record, and a totals row counting them.

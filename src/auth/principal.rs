@@ -29,7 +29,7 @@ crate::ledger::model::text_enum!(Role {
 });
 
 /// The caller of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Principal {
     pub user_id: Uuid,
     pub org_id: Uuid,
@@ -76,6 +76,48 @@ impl FromRequest for Principal {
     }
 }
 
+/// The caller as its verified token names it, not yet checked against the
+/// database. Only for a write that checks it inside its own transaction: the
+/// order group commit checks every caller of a batch in one query
+/// ([`still_current`]) instead of one round trip per request before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenPrincipal(pub Principal);
+
+impl FromRequest for TokenPrincipal {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            bearer_token(req)
+                .and_then(|token| verify_token(req, token))
+                .map(|claims| TokenPrincipal(Principal { user_id: claims.sub, org_id: claims.org, role: claims.role })),
+        )
+    }
+}
+
+/// Of `callers`, those the database still knows as they claim to be: the
+/// user exists, is not disabled, and has the organisation and role its token
+/// names. One query for any number of callers.
+pub async fn still_current(
+    conn: &mut diesel_async::AsyncPgConnection,
+    callers: &[Principal],
+) -> Result<std::collections::HashSet<Principal>, ApiError> {
+    let ids: Vec<Uuid> = callers.iter().map(|p| p.user_id).collect();
+    let known = store::active_users(conn, &ids).await?;
+    Ok(callers.iter().copied().filter(|p| known.iter().any(|u| is_current(p, u))).collect())
+}
+
+/// Whether `user` (id, organisation, role) is the caller `p` claims to be.
+fn is_current(p: &Principal, user: &(Uuid, Uuid, String)) -> bool {
+    user.0 == p.user_id && user.1 == p.org_id && user.2 == p.role.as_str()
+}
+
+/// The refusal of a caller whose user is gone, disabled, or changed.
+pub fn not_current() -> ApiError {
+    ApiError::unauthorized("the token's user does not exist or is disabled")
+}
+
 /// The principal a verified token names, as the database knows it now. The
 /// token is signed, but the user may have been disabled since it was issued,
 /// or changed role: the database has the last word.
@@ -88,7 +130,7 @@ pub async fn load(state: &AppState, claims: super::token::Claims) -> Result<Prin
         {
             Ok(Principal { user_id: claims.sub, org_id: claims.org, role: claims.role })
         }
-        _ => Err(ApiError::unauthorized("the token's user does not exist or is disabled")),
+        _ => Err(not_current()),
     }
 }
 
@@ -122,4 +164,18 @@ pub fn verify_token(req: &HttpRequest, token: &str) -> Result<super::token::Clai
         ApiError::unauthorized(why)
     })?;
     Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_is_current_only_with_its_own_organisation_and_role() {
+        let p = Principal { user_id: Uuid::from_u128(1), org_id: Uuid::from_u128(2), role: Role::Tenant };
+        assert!(is_current(&p, &(p.user_id, p.org_id, "tenant".into())));
+        assert!(!is_current(&p, &(p.user_id, Uuid::from_u128(3), "tenant".into())));
+        assert!(!is_current(&p, &(p.user_id, p.org_id, "provider".into())));
+        assert!(!is_current(&p, &(Uuid::from_u128(4), p.org_id, "tenant".into())));
+    }
 }

@@ -181,6 +181,16 @@ pub async fn user_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<O
         .optional()
 }
 
+/// (id, organisation, role) of each of `ids` that exists and is not disabled.
+pub async fn active_users(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<(Uuid, Uuid, String)>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .filter(users::disabled_at.is_null())
+        .select((users::id, users::org_id, users::role))
+        .load(conn)
+        .await
+}
+
 pub async fn org_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OrgRow>> {
     organisations::table.find(id).select(OrgRow::as_select()).first(conn).await.optional()
 }

@@ -9,16 +9,21 @@
 //! every form write through the same [`crate::http::WriteOp`] (audit record and
 //! idempotency key included).
 
+mod audit;
 mod chart;
+mod claims;
 mod earnings;
 mod error;
+mod finance;
 mod form;
 mod i18n;
 mod layout;
+mod ledger;
 mod listings;
 mod market;
 pub mod money;
 mod orders;
+mod programmes;
 mod session;
 mod users;
 mod wallet;
@@ -62,6 +67,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::show)
         .service(orders::cancel)
         .service(wallet::wallet)
+        .service(programmes::list)
+        .service(programmes::show)
+        .service(programmes::create_grant)
+        .service(programmes::close_grant)
+        .service(claims::list)
+        .service(claims::create)
+        .service(claims::show)
+        .service(claims::submit)
+        .service(claims::pay)
+        .service(ledger::trial_balance)
+        .service(ledger::export)
+        .service(ledger::verify)
+        .service(ledger::account)
+        .service(ledger::entry)
+        .service(audit::audit)
         .service(listings::list)
         .service(listings::create)
         .service(listings::show)

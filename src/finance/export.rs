@@ -182,8 +182,20 @@ pub async fn export_journal(
     principal.require_finance()?;
     check_period(q.from, q.to)?;
     let mut conn = state.pool.get().await?;
-    let rows = rows(&mut conn, q.from, q.to, &state.settings.time_zone).await?;
-    let (body, content_type, name) = match q.format.unwrap_or(Format::Hledger) {
+    export_response(&mut conn, q.from, q.to, &state.settings.time_zone, q.format.unwrap_or(Format::Hledger)).await
+}
+
+/// The journal export as a download (`GET /v1/exports/journal`), for the API
+/// and the console.
+pub async fn export_response(
+    conn: &mut AsyncPgConnection,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    time_zone: &str,
+    format: Format,
+) -> Result<HttpResponse, ApiError> {
+    let rows = rows(conn, from, to, time_zone).await?;
+    let (body, content_type, name) = match format {
         Format::Hledger => (hledger(&rows), ContentType::plaintext(), "gpuhour.journal"),
         Format::Csv => (csv(&rows), ContentType(mime::TEXT_CSV_UTF_8), "gpuhour-journal.csv"),
     };

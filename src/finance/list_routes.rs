@@ -224,8 +224,8 @@ pub async fn list_organisations(
     Ok(HttpResponse::Ok().json(organisations_page(&mut conn, q).await?))
 }
 
-/// One page of organisations, by name (the API's list; the console's users page).
-pub async fn organisations_page(
+/// A page of organisations (`GET /v1/organisations`), for the API and the console.
+pub(crate) async fn organisations_page(
     conn: &mut diesel_async::AsyncPgConnection,
     q: OrganisationListQuery,
 ) -> Result<Page<OrganisationView>, ApiError> {

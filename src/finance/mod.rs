@@ -4,6 +4,7 @@
 pub mod bank;
 pub mod bank_match;
 pub mod bank_routes;
+pub mod burn_down;
 pub mod deposits;
 pub mod export;
 pub mod funding;

@@ -20,6 +20,7 @@ use super::idempotency::{self, IdempotencyKey};
 use super::problem::ApiError;
 use crate::audit::WriteContext;
 use crate::auth::Principal;
+use crate::auth::principal::TokenPrincipal;
 use crate::state::AppState;
 
 /// A request body a write can carry: what it parsed to, and the bytes the
@@ -59,10 +60,29 @@ impl WriteBody for NoBody {
     }
 }
 
+/// How a write learns its caller: [`Principal`] checks the token's user in
+/// the database before the handler runs; [`TokenPrincipal`] only checks the
+/// token, for a write that checks the user in its own transaction.
+pub trait Caller: FromRequest<Error = ApiError> + 'static {
+    fn principal(&self) -> &Principal;
+}
+
+impl Caller for Principal {
+    fn principal(&self) -> &Principal {
+        self
+    }
+}
+
+impl Caller for TokenPrincipal {
+    fn principal(&self) -> &Principal {
+        &self.0
+    }
+}
+
 /// An authenticated write: the caller, its body, and the operation that runs
 /// its effect.
-pub struct Write<B = NoBody> {
-    pub principal: Principal,
+pub struct Write<B = NoBody, P = Principal> {
+    pub principal: P,
     pub body: B,
     pub op: WriteOp,
 }
@@ -126,12 +146,12 @@ impl WriteOp {
     }
 }
 
-impl<B: WriteBody> FromRequest for Write<B> {
+impl<B: WriteBody, P: Caller> FromRequest for Write<B, P> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let principal = Principal::from_request(req, payload);
+        let principal = P::from_request(req, payload);
         let key = IdempotencyKey::from_request(req, payload).into_inner();
         let body = B::from_request(req, payload);
         let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -144,7 +164,7 @@ impl<B: WriteBody> FromRequest for Write<B> {
             let body = body.await?;
             let state = state.ok_or_else(|| ApiError::internal(std::io::Error::other("no application state")))?;
             let fingerprint = idempotency::fingerprint(&req, body.raw());
-            let ctx = WriteContext::new(&req, Some(&principal));
+            let ctx = WriteContext::new(&req, Some(principal.principal()));
             Ok(Write { principal, body, op: WriteOp { state, ctx, key, fingerprint } })
         })
     }

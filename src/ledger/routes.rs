@@ -136,7 +136,16 @@ pub async fn list_accounts(
 async fn find_account(state: &AppState, principal: &Principal, raw_id: &str) -> Result<AccountRow, ApiError> {
     let id = parse_uuid("id", raw_id)?;
     let mut conn = state.pool.get().await?;
-    store::account_by_id(&mut conn, id)
+    visible_account(&mut conn, principal, id).await
+}
+
+/// The account `id` if `principal` may see it (see [`find_account`]).
+pub(crate) async fn visible_account(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<AccountRow, ApiError> {
+    store::account_by_id(conn, id)
         .await?
         .filter(|a| principal.is_finance() || a.org_id == Some(principal.org_id))
         .ok_or_else(|| ApiError::not_found(format!("account {id} does not exist")))
@@ -239,17 +248,28 @@ pub async fn account_postings(
     id: web::Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = pagination::limit(q.limit)?;
-    let after: i64 = q.cursor.as_deref().map(decode_cursor).transpose()?.unwrap_or(0);
     let account = find_account(&state, &principal, &id).await?;
     let mut conn = state.pool.get().await?;
-    let lines = queries::statement(&mut conn, account.id, after, limit + 1).await?;
-    let currency = account.currency.clone();
-    let page = pagination::page(lines, limit, |l| l.seq, |l| statement_view(l, &currency));
+    let page = account_postings_page(&mut conn, &account, q.limit, q.cursor.as_deref()).await?;
     let now = state.clock.now(&mut conn).await?;
     spreadsheet::respond(q.format, &page, &format!("account-{}", account.id), || {
         account_statement_sheet(&account, &page.data, now)
     })
+}
+
+/// A page of an account's postings with the running balance
+/// (`GET /v1/accounts/{id}/postings`), for the API and the console.
+pub(crate) async fn account_postings_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    account: &AccountRow,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Page<StatementLineView>, ApiError> {
+    let limit = pagination::limit(limit)?;
+    let after: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
+    let lines = queries::statement(conn, account.id, after, limit + 1).await?;
+    let currency = account.currency.clone();
+    Ok(pagination::page(lines, limit, |l| l.seq, |l| statement_view(l, &currency)))
 }
 
 /// An account statement page as one sheet: debits and credits apart, the
@@ -403,13 +423,24 @@ pub async fn trial_balance(
     principal.require_finance()?;
     let mut conn = state.pool.get().await?;
     let now = state.clock.now(&mut conn).await?;
-    let rows = queries::trial_balance(&mut conn, q.as_of).await?;
+    let report = trial_balance_report(&mut conn, q.as_of, now).await?;
+    spreadsheet::respond(q.format, &report, "trial-balance", || trial_balance_sheets(&report, now))
+}
+
+/// The trial balance as of `as_of` (now when `None`): every account and the
+/// totals per currency (`GET /v1/reports/trial-balance`), for the API and the console.
+pub(crate) async fn trial_balance_report(
+    conn: &mut diesel_async::AsyncPgConnection,
+    as_of: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<TrialBalance, ApiError> {
+    let rows = queries::trial_balance(conn, as_of).await?;
     let is_memo = |r: &AccountRow| r.account_type == AccountType::Memo.as_str();
     let totals = totals_of(&rows, |r| !is_memo(r))?;
     let memo_totals = totals_of(&rows, is_memo)?;
     let org_ids: Vec<Uuid> =
         rows.iter().filter_map(|r| r.org_id).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    let orgs = crate::finance::names::orgs(&mut conn, &org_ids).await?;
+    let orgs = crate::finance::names::orgs(conn, &org_ids).await?;
     let data = rows
         .into_iter()
         .map(|r| {
@@ -417,8 +448,7 @@ pub async fn trial_balance(
             TrialBalanceRow { account: AccountView::from(r), org }
         })
         .collect();
-    let report = TrialBalance { as_of: q.as_of.unwrap_or(now), data, totals, memo_totals };
-    spreadsheet::respond(q.format, &report, "trial-balance", || trial_balance_sheets(&report, now))
+    Ok(TrialBalance { as_of: as_of.unwrap_or(now), data, totals, memo_totals })
 }
 
 /// Per currency: the money accounts with the `totals` row, then the `budget:`

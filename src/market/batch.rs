@@ -430,17 +430,86 @@ async fn account_ids(
         .collect())
 }
 
-/// Makes sure every hour the candidates ask for has its row, then locks them
-/// all in (listing, hour) order and reads them.
+/// Locks and reads every hour the candidates ask for, in (listing, hour)
+/// order. A listing's hour rows are made with the listing
+/// (`listings::insert`), so this is one statement; an hour found without its
+/// row (a listing stored before rows were made so) gets one here, which the
+/// batch removes again if no order takes it.
 async fn lock_hours(conn: &mut AsyncPgConnection, ready: &[(usize, Candidate<'_>)]) -> Result<HourBook, ApiError> {
     let mut book = HourBook::default();
     if ready.is_empty() {
         return Ok(book);
     }
-    let listing_ids: Vec<Uuid> = ready.iter().map(|(_, c)| c.listing.id).collect();
-    let capacities: Vec<i32> = ready.iter().map(|(_, c)| c.listing.gpus).collect();
-    let starts: Vec<DateTime<Utc>> = ready.iter().map(|(_, c)| c.ask.request.start).collect();
-    let ends: Vec<DateTime<Utc>> = ready.iter().map(|(_, c)| c.ask.request.end).collect();
+    let windows = HourWindows {
+        listing_ids: ready.iter().map(|(_, c)| c.listing.id).collect(),
+        capacities: ready.iter().map(|(_, c)| c.listing.gpus).collect(),
+        starts: ready.iter().map(|(_, c)| c.ask.request.start).collect(),
+        ends: ready.iter().map(|(_, c)| c.ask.request.end).collect(),
+    };
+    let mut rows = lock_hour_rows(conn, &windows).await?;
+    let wanted: usize = ready
+        .iter()
+        .map(|(_, c)| usize::try_from((c.ask.request.end - c.ask.request.start).num_hours()).unwrap_or(0))
+        .sum();
+    let mut made = Vec::new();
+    // Windows that share an hour return its row once per window, so a full
+    // set of rows is exactly one per wanted hour.
+    if rows.len() < wanted {
+        made = make_missing_hours(conn, &windows).await?;
+        rows = lock_hour_rows(conn, &windows).await?;
+    }
+    for r in rows {
+        book.insert(r.listing_id, r.hour, r.capacity, r.reserved);
+    }
+    for (listing_id, hour) in made {
+        book.mark_made_here(listing_id, hour);
+    }
+    Ok(book)
+}
+
+/// The hour windows of a batch's candidates, as parallel arrays for `unnest`.
+struct HourWindows {
+    listing_ids: Vec<Uuid>,
+    capacities: Vec<i32>,
+    starts: Vec<DateTime<Utc>>,
+    ends: Vec<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct HourRow {
+    #[diesel(sql_type = SqlUuid)]
+    listing_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    hour: DateTime<Utc>,
+    #[diesel(sql_type = Int4)]
+    capacity: i32,
+    #[diesel(sql_type = Int4)]
+    reserved: i32,
+}
+
+async fn lock_hour_rows(conn: &mut AsyncPgConnection, windows: &HourWindows) -> Result<Vec<HourRow>, ApiError> {
+    Ok(diesel::sql_query(
+        // Joined from the windows, so each is an index range scan (a filter
+        // over listing_hours read the whole table for every batch). A row two
+        // windows share comes twice; locking it twice is harmless.
+        "SELECT h.listing_id, h.hour, h.capacity, h.reserved \
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(listing_id, s, e) \
+              JOIN listing_hours h ON h.listing_id = w.listing_id AND h.hour >= w.s AND h.hour < w.e \
+         ORDER BY h.listing_id, h.hour \
+         FOR UPDATE OF h",
+    )
+    .bind::<Array<SqlUuid>, _>(&windows.listing_ids)
+    .bind::<Array<Timestamptz>, _>(&windows.starts)
+    .bind::<Array<Timestamptz>, _>(&windows.ends)
+    .load(conn)
+    .await?)
+}
+
+/// Makes the rows the windows lack; answers the (listing, hour) of each made.
+async fn make_missing_hours(
+    conn: &mut AsyncPgConnection,
+    windows: &HourWindows,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, ApiError> {
     #[derive(QueryableByName)]
     struct Made {
         #[diesel(sql_type = SqlUuid)]
@@ -457,45 +526,13 @@ async fn lock_hours(conn: &mut AsyncPgConnection, ready: &[(usize, Candidate<'_>
          ON CONFLICT (listing_id, hour) DO NOTHING \
          RETURNING listing_id, hour",
     )
-    .bind::<Array<SqlUuid>, _>(&listing_ids)
-    .bind::<Array<Int4>, _>(&capacities)
-    .bind::<Array<Timestamptz>, _>(&starts)
-    .bind::<Array<Timestamptz>, _>(&ends)
+    .bind::<Array<SqlUuid>, _>(&windows.listing_ids)
+    .bind::<Array<Int4>, _>(&windows.capacities)
+    .bind::<Array<Timestamptz>, _>(&windows.starts)
+    .bind::<Array<Timestamptz>, _>(&windows.ends)
     .load(conn)
     .await?;
-    #[derive(QueryableByName)]
-    struct Hour {
-        #[diesel(sql_type = SqlUuid)]
-        listing_id: Uuid,
-        #[diesel(sql_type = Timestamptz)]
-        hour: DateTime<Utc>,
-        #[diesel(sql_type = Int4)]
-        capacity: i32,
-        #[diesel(sql_type = Int4)]
-        reserved: i32,
-    }
-    let rows: Vec<Hour> = diesel::sql_query(
-        // Joined from the windows, so each is an index range scan (a filter
-        // over listing_hours read the whole table for every batch). A row two
-        // windows share comes twice; locking it twice is harmless.
-        "SELECT h.listing_id, h.hour, h.capacity, h.reserved \
-         FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w(listing_id, s, e) \
-              JOIN listing_hours h ON h.listing_id = w.listing_id AND h.hour >= w.s AND h.hour < w.e \
-         ORDER BY h.listing_id, h.hour \
-         FOR UPDATE OF h",
-    )
-    .bind::<Array<SqlUuid>, _>(&listing_ids)
-    .bind::<Array<Timestamptz>, _>(&starts)
-    .bind::<Array<Timestamptz>, _>(&ends)
-    .load(conn)
-    .await?;
-    for r in rows {
-        book.insert(r.listing_id, r.hour, r.capacity, r.reserved);
-    }
-    for m in made {
-        book.mark_made_here(m.listing_id, m.hour);
-    }
-    Ok(book)
+    Ok(made.into_iter().map(|m| (m.listing_id, m.hour)).collect())
 }
 
 /// Writes every hour whose reservation changed, in one statement, and removes

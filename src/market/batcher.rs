@@ -178,9 +178,20 @@ async fn place_and_record(
     jobs: &[Job],
 ) -> Result<Vec<Result<Outcome, ApiError>>, ApiError> {
     let now = batching.clock.now(conn).await?;
-    let writes: Vec<&BatchedWrite> = jobs.iter().map(|j| &j.write).collect();
-    let mut answers = idempotency::lock_and_find_many(conn, &writes).await?;
-    let fresh: Vec<usize> = (0..jobs.len()).filter(|&i| answers[i].is_none()).collect();
+    // Callers first: one whose user is gone, disabled or changed learns
+    // nothing, not even whether its key was used.
+    let callers: Vec<_> = jobs.iter().map(|j| j.ask.principal).collect();
+    let current = crate::auth::principal::still_current(conn, &callers).await?;
+    let mut answers: Vec<Option<Result<Outcome, ApiError>>> = jobs
+        .iter()
+        .map(|j| (!current.contains(&j.ask.principal)).then(|| Err(crate::auth::principal::not_current())))
+        .collect();
+    let admitted: Vec<usize> = (0..jobs.len()).filter(|&i| answers[i].is_none()).collect();
+    let writes: Vec<&BatchedWrite> = admitted.iter().map(|&i| &jobs[i].write).collect();
+    for (&i, found) in admitted.iter().zip(idempotency::lock_and_find_many(conn, &writes).await?) {
+        answers[i] = found;
+    }
+    let fresh: Vec<usize> = admitted.into_iter().filter(|&i| answers[i].is_none()).collect();
     let asks: Vec<OrderAsk> = fresh.iter().map(|&i| jobs[i].ask.clone()).collect();
     let placed = batch::place_many(conn, &asks, batching.fee_rate, now).await?;
     let mut bodies = Vec::with_capacity(fresh.len());

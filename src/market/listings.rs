@@ -90,8 +90,30 @@ pub fn visible_to(listing: &ListingRow, principal: &crate::auth::Principal) -> b
         || listing.status == ListingStatus::Active.as_str()
 }
 
+/// Stores a new listing with a row for each hour of its window.
 pub async fn insert(conn: &mut AsyncPgConnection, row: &ListingInsert) -> QueryResult<ListingRow> {
-    diesel::insert_into(listings::table).values(row).returning(ListingRow::as_returning()).get_result(conn).await
+    let listing: ListingRow =
+        diesel::insert_into(listings::table).values(row).returning(ListingRow::as_returning()).get_result(conn).await?;
+    make_hours(conn, &listing).await?;
+    Ok(listing)
+}
+
+/// Makes the row of every hour of `listing`'s window that has none. Hours
+/// are made with the listing rather than by the first order of each hour:
+/// an order then only locks and updates rows (no insert, foreign-key check or
+/// index entry per hour on the path every order takes).
+async fn make_hours(conn: &mut AsyncPgConnection, listing: &ListingRow) -> QueryResult<usize> {
+    diesel::sql_query(
+        "INSERT INTO listing_hours (listing_id, hour, capacity, reserved) \
+         SELECT $1, h, $2, 0 FROM generate_series($3::timestamptz, $4::timestamptz - interval '1 hour', interval '1 hour') AS h \
+         ON CONFLICT (listing_id, hour) DO NOTHING",
+    )
+    .bind::<SqlUuid, _>(listing.id)
+    .bind::<Int4, _>(listing.gpus)
+    .bind::<Timestamptz, _>(listing.available_from)
+    .bind::<Timestamptz, _>(listing.available_until)
+    .execute(conn)
+    .await
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ListingRow>> {
@@ -108,8 +130,15 @@ pub async fn lock_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
     listings::table.find(id).select(ListingRow::as_select()).for_update().first(conn).await.optional()
 }
 
+/// Stores a changed listing; hours its window gained get their rows.
 pub async fn save(conn: &mut AsyncPgConnection, row: &ListingInsert) -> QueryResult<ListingRow> {
-    diesel::update(listings::table.find(row.id)).set(row).returning(ListingRow::as_returning()).get_result(conn).await
+    let listing: ListingRow = diesel::update(listings::table.find(row.id))
+        .set(row)
+        .returning(ListingRow::as_returning())
+        .get_result(conn)
+        .await?;
+    make_hours(conn, &listing).await?;
+    Ok(listing)
 }
 
 /// Adds `gpus` to every hour in [`from`, `until`) of a listing. Fails with the

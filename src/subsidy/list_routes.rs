@@ -44,6 +44,15 @@ pub async fn list_programmes(
     Query(q): Query<ProgrammeListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(programmes_page(&mut conn, q).await?))
+}
+
+/// A page of programmes (`GET /v1/programmes`), for the API and the console.
+pub(crate) async fn programmes_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    q: ProgrammeListQuery,
+) -> Result<Page<ProgrammeView>, ApiError> {
     let limit = pagination::limit(q.limit)?;
     let after: Option<Uuid> = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut query =
@@ -63,9 +72,8 @@ pub async fn list_programmes(
     if let Some(a) = after {
         query = query.filter(programmes::id.gt(a));
     }
-    let mut conn = state.pool.get().await?;
-    let rows: Vec<ProgrammeRow> = query.load(&mut conn).await?;
-    Ok(HttpResponse::Ok().json(pagination::page(rows, limit, |p| p.id, programme_view)))
+    let rows: Vec<ProgrammeRow> = query.load(conn).await?;
+    Ok(pagination::page(rows, limit, |p| p.id, programme_view))
 }
 
 /// A claim as a list shows it (`GET /v1/claims/{id}` has its lines and payments).
@@ -103,6 +111,15 @@ pub async fn list_claims(
     Query(q): Query<ClaimListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(claims_page(&mut conn, q).await?))
+}
+
+/// A page of claims (`GET /v1/claims`), for the API and the console.
+pub(crate) async fn claims_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    q: ClaimListQuery,
+) -> Result<Page<ClaimSummary>, ApiError> {
     let limit = pagination::limit(q.limit)?;
     let after: Option<Uuid> = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut query = claims::table.select(ClaimRow::as_select()).order(claims::id).limit(limit + 1).into_boxed();
@@ -118,16 +135,15 @@ pub async fn list_claims(
     if let Some(a) = after {
         query = query.filter(claims::id.gt(a));
     }
-    let mut conn = state.pool.get().await?;
-    let rows: Vec<ClaimRow> = query.load(&mut conn).await?;
+    let rows: Vec<ClaimRow> = query.load(conn).await?;
     let currencies: std::collections::HashMap<Uuid, String> = programmes::table
         .filter(programmes::id.eq_any(rows.iter().map(|c| c.programme_id).collect::<Vec<_>>()))
         .select((programmes::id, programmes::currency))
-        .load(&mut conn)
+        .load(conn)
         .await?
         .into_iter()
         .collect();
-    Ok(HttpResponse::Ok().json(pagination::page(
+    Ok(pagination::page(
         rows,
         limit,
         |c| c.id,
@@ -147,7 +163,7 @@ pub async fn list_claims(
                 submitted_at: c.submitted_at,
             }
         },
-    )))
+    ))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

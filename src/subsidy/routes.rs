@@ -18,10 +18,10 @@ use crate::auth::model::TenantCategory;
 use crate::auth::{Principal, Role};
 use crate::db::schema::grants;
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
-use crate::http::Write;
 use crate::http::extract::{JsonBody, NoQuery, Query, parse_uuid};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
+use crate::http::{Write, WriteOp};
 use crate::ledger::chart;
 use crate::ledger::store as ledger_store;
 use crate::money::{Currency, format_amount, parse_amount};
@@ -254,14 +254,23 @@ pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: Gr
 ))]
 #[post("/v1/programmes/{id}/grants")]
 pub async fn create_grant(
-    state: web::Data<AppState>,
     write: Write<JsonBody<GrantRequest>>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
-    principal.require_finance()?;
     let programme_id = parse_uuid("id", &id)?;
-    let b = &body.value;
+    grant_write(op, principal, programme_id, &body.value).await
+}
+
+/// Creates a grant (`POST /v1/programmes/{id}/grants`): the API's handler and
+/// the console's form both write through here.
+pub(crate) async fn grant_write(
+    op: WriteOp,
+    principal: Principal,
+    programme_id: Uuid,
+    b: &GrantRequest,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
     let mut errors = Vec::new();
     let rate = b
         .rate
@@ -278,7 +287,7 @@ pub async fn create_grant(
         return Err(ApiError::validation(errors));
     }
     let (raw_amount, tenant, from, until) = (b.amount.clone(), b.tenant_org_id, b.valid_from, b.valid_until);
-    let clock = state.clock;
+    let clock = op.state().clock;
     op.run(StatusCode::CREATED, async move |conn| {
         let programme = programmes::find_programme(conn, programme_id)
             .await?
@@ -298,15 +307,16 @@ pub async fn create_grant(
 #[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     security(("bearer" = [])), responses((status = 200, body = GrantView), (status = 404, body = Problem)))]
 #[post("/v1/grants/{id}/close")]
-pub async fn close_grant(
-    state: web::Data<AppState>,
-    write: Write,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn close_grant(write: Write, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
-    principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
-    let clock = state.clock;
+    close_grant_write(op, principal, id).await
+}
+
+/// Closes a grant (`POST /v1/grants/{id}/close`), for the API and the console.
+pub(crate) async fn close_grant_write(op: WriteOp, principal: Principal, id: Uuid) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let clock = op.state().clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let row = programmes::close_grant(conn, id, principal.actor(), now).await?;
@@ -355,6 +365,16 @@ pub async fn list_grants(
     principal: Principal,
     Query(q): Query<GrantListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(grants_page(&mut conn, &principal, q).await?))
+}
+
+/// A page of the grants `principal` may see (`GET /v1/grants`).
+pub(crate) async fn grants_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    q: GrantListQuery,
+) -> Result<Page<GrantView>, ApiError> {
     principal.require(&[Role::Tenant, Role::Finance, Role::Admin])?;
     let limit = pagination::limit(q.limit)?;
     let after: Option<Uuid> = q.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -370,15 +390,14 @@ pub async fn list_grants(
     if let Some(a) = after {
         query = query.filter(grants::id.gt(a));
     }
-    let mut conn = state.pool.get().await?;
-    let rows: Vec<GrantRow> = query.load(&mut conn).await?;
+    let rows: Vec<GrantRow> = query.load(conn).await?;
     let more = rows.len() as i64 > limit;
     let mut data = Vec::new();
     for row in rows.into_iter().take(limit as usize) {
-        data.push(grant_view(&mut conn, row).await?);
+        data.push(grant_view(conn, row).await?);
     }
     let next_cursor = if more { data.last().map(|g| pagination::encode_cursor(&g.id)) } else { None };
-    Ok(HttpResponse::Ok().json(Page { data, next_cursor }))
+    Ok(Page { data, next_cursor })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -437,13 +456,19 @@ pub async fn month_bounds(
     (status = 201, body = ClaimView), (status = 409, description = "Nothing to claim", body = Problem),
     ))]
 #[post("/v1/claims")]
-pub async fn create_claim(
-    state: web::Data<AppState>,
-    write: Write<JsonBody<ClaimRequest>>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_claim(write: Write<JsonBody<ClaimRequest>>) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
+    claim_write(op, principal, body.value).await
+}
+
+/// Creates a draft claim (`POST /v1/claims`), for the API and the console.
+pub(crate) async fn claim_write(
+    op: WriteOp,
+    principal: Principal,
+    request: ClaimRequest,
+) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let ClaimRequest { programme_id, period_start, period_end, month } = body.value;
+    let ClaimRequest { programme_id, period_start, period_end, month } = request;
     enum Period {
         Instants(DateTime<Utc>, DateTime<Utc>),
         Month(chrono::NaiveDate, chrono::NaiveDate),
@@ -457,8 +482,8 @@ pub async fn create_claim(
         }
         _ => return Err(ApiError::invalid("period_start", "give period_start and period_end, or month")),
     };
-    let zone = state.settings.time_zone.clone();
-    let clock = state.clock;
+    let zone = op.state().settings.time_zone.clone();
+    let clock = op.state().clock;
     op.run(StatusCode::CREATED, async move |conn| {
         let (period_start, period_end) = match period {
             Period::Instants(start, end) => (start, end),
@@ -578,15 +603,16 @@ fn claim_sheets(v: &claims::ClaimView, now: DateTime<Utc>) -> Result<Vec<Sheet>,
 #[utoipa::path(tag = "subsidy", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     security(("bearer" = [])), responses((status = 200, body = ClaimView), (status = 409, body = Problem)))]
 #[post("/v1/claims/{id}/submit")]
-pub async fn submit_claim(
-    state: web::Data<AppState>,
-    write: Write,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn submit_claim(write: Write, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
-    principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
-    let clock = state.clock;
+    submit_claim_write(op, principal, id).await
+}
+
+/// Submits a draft claim (`POST /v1/claims/{id}/submit`), for the API and the console.
+pub(crate) async fn submit_claim_write(op: WriteOp, principal: Principal, id: Uuid) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let clock = op.state().clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let claim = claims::submit(conn, id, principal.actor(), now).await?;
@@ -618,20 +644,29 @@ pub struct PaymentRequest {
 ))]
 #[post("/v1/claims/{id}/payments")]
 pub async fn pay_claim(
-    state: web::Data<AppState>,
     write: Write<JsonBody<PaymentRequest>>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
-    principal.require_finance()?;
     let id = parse_uuid("id", &id)?;
-    let reference = body.value.reference.trim().to_string();
+    payment_write(op, principal, id, &body.value).await
+}
+
+/// Records a claim payment (`POST /v1/claims/{id}/payments`), for the API and the console.
+pub(crate) async fn payment_write(
+    op: WriteOp,
+    principal: Principal,
+    id: Uuid,
+    request: &PaymentRequest,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_finance()?;
+    let reference = request.reference.trim().to_string();
     if reference.is_empty() || reference.chars().count() > 200 {
         return Err(ApiError::invalid("reference", "must be 1 to 200 characters"));
     }
-    let raw_amount = body.value.amount.clone();
-    let allow_duplicate_reference = body.value.allow_duplicate_reference;
-    let clock = state.clock;
+    let raw_amount = request.amount.clone();
+    let allow_duplicate_reference = request.allow_duplicate_reference;
+    let clock = op.state().clock;
     op.run(StatusCode::CREATED, async move |conn| {
         let claim =
             claims::find(conn, id).await?.ok_or_else(|| ApiError::not_found(format!("claim {id} does not exist")))?;

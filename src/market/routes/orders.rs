@@ -8,6 +8,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::principal::TokenPrincipal;
 use crate::auth::{Principal, Role};
 use crate::http::extract::{JsonBody, NoQuery, Query, check_period, parse_uuid};
 use crate::http::pagination::{self, Page, decode_cursor};
@@ -127,9 +128,11 @@ pub async fn one_order_view(
 #[post("/v1/orders")]
 pub async fn create_order(
     batcher: web::Data<crate::market::batcher::OrderBatcher>,
-    write: Write<JsonBody<OrderRequest>>,
+    // The token's user is checked in the batch's transaction, with every
+    // other caller of the batch in one query.
+    write: Write<JsonBody<OrderRequest>, TokenPrincipal>,
 ) -> Result<HttpResponse, ApiError> {
-    let Write { principal, body, op } = write;
+    let Write { principal: TokenPrincipal(principal), body, op } = write;
     principal.require(&[Role::Tenant])?;
     let ask = crate::market::batch::OrderAsk { principal, request: body.value.request() };
     batcher.place(ask, op.into_batched()).await
