@@ -134,20 +134,6 @@ pub async fn load(state: &AppState, claims: super::token::Claims) -> Result<Prin
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_caller_is_current_only_with_its_own_organisation_and_role() {
-        let p = Principal { user_id: Uuid::from_u128(1), org_id: Uuid::from_u128(2), role: Role::Tenant };
-        assert!(is_current(&p, &(p.user_id, p.org_id, "tenant".into())));
-        assert!(!is_current(&p, &(p.user_id, Uuid::from_u128(3), "tenant".into())));
-        assert!(!is_current(&p, &(p.user_id, p.org_id, "provider".into())));
-        assert!(!is_current(&p, &(Uuid::from_u128(4), p.org_id, "tenant".into())));
-    }
-}
-
 fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
     let header =
         req.headers().get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
@@ -178,4 +164,18 @@ pub fn verify_token(req: &HttpRequest, token: &str) -> Result<super::token::Clai
         ApiError::unauthorized(why)
     })?;
     Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_is_current_only_with_its_own_organisation_and_role() {
+        let p = Principal { user_id: Uuid::from_u128(1), org_id: Uuid::from_u128(2), role: Role::Tenant };
+        assert!(is_current(&p, &(p.user_id, p.org_id, "tenant".into())));
+        assert!(!is_current(&p, &(p.user_id, Uuid::from_u128(3), "tenant".into())));
+        assert!(!is_current(&p, &(p.user_id, p.org_id, "provider".into())));
+        assert!(!is_current(&p, &(Uuid::from_u128(4), p.org_id, "tenant".into())));
+    }
 }

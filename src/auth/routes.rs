@@ -267,22 +267,46 @@ pub async fn create_user(
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require(&[Role::Admin])?;
+    let checked = check_new_user(&body.value).await?;
+    let clock = state.clock;
+    op.run(StatusCode::CREATED, async move |conn| {
+        let now = clock.now(conn).await?;
+        insert_user(conn, checked, now).await
+    })
+    .await
+}
+
+/// A new user whose email and password passed the rules, the password hashed.
+pub struct CheckedUser {
+    email: Email,
+    password_hash: String,
+    role: Role,
+    org_id: Option<Uuid>,
+}
+
+/// Checks a new user's email and password by the API's rules and hashes the
+/// password (outside any transaction: hashing is slow on purpose).
+pub async fn check_new_user(new: &NewUser) -> Result<CheckedUser, ApiError> {
     let mut errors = Vec::new();
-    let creds = credentials(&body.value.email, &body.value.password, &mut errors);
+    let creds = credentials(&new.email, &new.password, &mut errors);
     let (email, new_password) = match creds {
         Some(c) if errors.is_empty() => c,
         _ => return Err(ApiError::validation(errors)),
     };
-    let (role, org_id) = (body.value.role, body.value.org_id);
     let password_hash = password::hash(new_password.expose().to_string()).await.map_err(ApiError::internal)?;
-    let clock = state.clock;
-    op.run(StatusCode::CREATED, async move |conn| {
-        let now = clock.now(conn).await?;
-        let org = resolve_org_for(conn, role, org_id, now).await?;
-        let user = store::create_user(conn, org.id, email.as_str(), &password_hash, role, now).await?;
-        Ok(user_view(user, org))
-    })
-    .await
+    Ok(CheckedUser { email, password_hash, role: new.role, org_id: new.org_id })
+}
+
+/// Creates a checked user in its organisation, in the caller's transaction
+/// (the API's `POST /v1/users` and the console's users page).
+pub async fn insert_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: CheckedUser,
+    now: DateTime<Utc>,
+) -> Result<UserView, ApiError> {
+    let org = resolve_org_for(conn, user.role, user.org_id, now).await?;
+    let row = store::create_user(conn, org.id, user.email.as_str(), &user.password_hash, user.role, now).await?;
+    Ok(user_view(row, org))
 }
 
 /// The organisation a new user of `role` joins: the operator for finance and
@@ -334,10 +358,19 @@ pub async fn list_users(
     principal: Principal,
     Query(q): Query<UserListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(users_page(&mut conn, q).await?))
+}
+
+/// One page of users, oldest first (the API's list and the console's).
+pub async fn users_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    q: UserListQuery,
+) -> Result<Page<UserView>, ApiError> {
     use crate::db::schema::{organisations, users};
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
-    principal.require(&[Role::Admin])?;
     let limit = pagination::limit(q.limit)?;
     let after: Option<Uuid> = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut query = users::table
@@ -352,9 +385,8 @@ pub async fn list_users(
     if let Some(after) = after {
         query = query.filter(users::id.gt(after));
     }
-    let mut conn = state.pool.get().await?;
-    let rows: Vec<(UserRow, OrgRow)> = query.load(&mut conn).await?;
-    Ok(HttpResponse::Ok().json(pagination::page(rows, limit, |(u, _)| u.id, |(u, o)| user_view(u, o))))
+    let rows: Vec<(UserRow, OrgRow)> = query.load(conn).await?;
+    Ok(pagination::page(rows, limit, |(u, _)| u.id, |(u, o)| user_view(u, o)))
 }
 
 /// Disables a user: their tokens stop working at once; their history stays.
@@ -372,17 +404,28 @@ pub async fn disable_user(
     let Write { principal, op, .. } = write;
     principal.require(&[Role::Admin])?;
     let id = id.into_inner();
-    if id == principal.user_id {
-        return Err(ApiError::conflict("an administrator cannot disable themselves"));
-    }
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
-        store::disable_user(conn, id, now).await?;
-        let (user, org) = store::user_by_id(conn, id).await?.ok_or_else(|| ApiError::missing("user", id))?;
-        Ok(user_view(user, org))
+        disable(conn, &principal, id, now).await
     })
     .await
+}
+
+/// Disables user `id` on behalf of the administrator `principal`, in the
+/// caller's transaction (the API's and the console's): never oneself.
+pub async fn disable(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<UserView, ApiError> {
+    if id == principal.user_id {
+        return Err(ApiError::conflict("an administrator cannot disable themselves"));
+    }
+    store::disable_user(conn, id, now).await?;
+    let (user, org) = store::user_by_id(conn, id).await?.ok_or_else(|| ApiError::missing("user", id))?;
+    Ok(user_view(user, org))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

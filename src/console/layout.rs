@@ -24,8 +24,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; frame-ancestors 'none
 pub fn home_of(role: Role) -> &'static str {
     match role {
         Role::Tenant => "/market",
+        Role::Provider => "/listings",
         Role::Finance => "/programmes",
-        Role::Provider | Role::Admin => "/overview",
+        Role::Admin => "/users",
     }
 }
 
@@ -37,13 +38,21 @@ fn nav_links(role: Role, lang: Lang) -> Vec<(&'static str, &'static str)> {
             ("/orders", lang.tr("Orders", "주문")),
             ("/wallet", lang.tr("Wallet", "지갑")),
         ],
+        Role::Provider => vec![("/listings", lang.tr("Listings", "상품")), ("/earnings", lang.tr("Earnings", "수익"))],
         Role::Finance => vec![
             ("/programmes", lang.tr("Programmes", "지원 사업")),
             ("/claims", lang.tr("Claims", "청구")),
             ("/ledger", lang.tr("Ledger", "원장")),
             ("/audit", lang.tr("Audit", "감사")),
         ],
-        Role::Provider | Role::Admin => vec![("/overview", lang.tr("Overview", "개요"))],
+        // Administrators may do what finance does (as in the API), and more.
+        Role::Admin => vec![
+            ("/users", lang.tr("Users", "사용자")),
+            ("/programmes", lang.tr("Programmes", "지원 사업")),
+            ("/claims", lang.tr("Claims", "청구")),
+            ("/ledger", lang.tr("Ledger", "원장")),
+            ("/audit", lang.tr("Audit", "감사")),
+        ],
     }
 }
 

@@ -12,17 +12,20 @@
 mod audit;
 mod chart;
 mod claims;
+mod earnings;
 mod error;
 mod finance;
 mod form;
 mod i18n;
 mod layout;
 mod ledger;
+mod listings;
 mod market;
 pub mod money;
 mod orders;
 mod programmes;
 mod session;
+mod users;
 mod wallet;
 
 use actix_web::http::header;
@@ -78,5 +81,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(ledger::verify)
         .service(ledger::account)
         .service(ledger::entry)
-        .service(audit::audit);
+        .service(audit::audit)
+        .service(listings::list)
+        .service(listings::create)
+        .service(listings::show)
+        .service(listings::change)
+        .service(listings::close)
+        .service(listings::report_outage)
+        .service(earnings::earnings)
+        .service(users::list)
+        .service(users::create)
+        .service(users::confirm_disable)
+        .service(users::disable_user);
 }

@@ -60,6 +60,16 @@ pub async fn list_payouts(
     Query(q): Query<PayoutListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(payouts_page(&mut conn, q).await?))
+}
+
+/// One page of payouts, oldest first (the API's list; the console's earnings
+/// page asks for one provider's).
+pub async fn payouts_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    q: PayoutListQuery,
+) -> Result<Page<PayoutSummary>, ApiError> {
     let limit = pagination::limit(q.limit)?;
     let after: Option<Uuid> = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut query = payouts::table
@@ -84,10 +94,9 @@ pub async fn list_payouts(
     if let Some(a) = after {
         query = query.filter(payouts::id.gt(a));
     }
-    let mut conn = state.pool.get().await?;
     type Row = (Uuid, Uuid, Decimal, String, String, Uuid, DateTime<Utc>);
-    let rows: Vec<Row> = query.load(&mut conn).await?;
-    Ok(HttpResponse::Ok().json(pagination::page(
+    let rows: Vec<Row> = query.load(conn).await?;
+    Ok(pagination::page(
         rows,
         limit,
         |r| r.0,
@@ -100,7 +109,7 @@ pub async fn list_payouts(
             journal_entry_id: r.5,
             created_at: r.6,
         },
-    )))
+    ))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, QueryableByName)]

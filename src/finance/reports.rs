@@ -540,64 +540,74 @@ pub async fn statement(
     Query(q): Query<StatementQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let org_id = org_id.into_inner();
-    check_period(q.from, q.to)?;
+    let mut conn = state.pool.get().await?;
+    let statement = org_statement(&mut conn, &state, &principal, org_id, q.from, q.to, q.currency).await?;
+    let now = state.clock.now(&mut conn).await?;
+    spreadsheet::respond(q.format, &statement, &format!("statement-{org_id}"), || statement_sheets(&statement, now))
+}
+
+/// An organisation's statement for [`from`, `to`) (to now without `to`), in
+/// `currency` or all: what `GET /v1/reports/statements/{org_id}` answers, and
+/// the console's earnings page shows. Another organisation's, for anyone but
+/// finance, is not found.
+pub async fn org_statement(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    principal: &Principal,
+    org_id: Uuid,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    currency: Option<Currency>,
+) -> Result<Statement, ApiError> {
+    check_period(from, to)?;
     if !principal.is_finance() && principal.org_id != org_id {
         return Err(ApiError::missing("organisation", org_id));
     }
-    let mut conn = state.pool.get().await?;
-    let org = crate::auth::store::org_by_id(&mut conn, org_id)
-        .await?
-        .ok_or_else(|| ApiError::missing("organisation", org_id))?;
+    let org =
+        crate::auth::store::org_by_id(conn, org_id).await?.ok_or_else(|| ApiError::missing("organisation", org_id))?;
     // Without `to`, everything up to now, the entries of this very instant included.
-    let to = match q.to {
+    let bound = to;
+    let to = match to {
         Some(t) => t,
-        None => state.clock.now(&mut conn).await?,
+        None => state.clock.now(conn).await?,
     };
-    let bound = q.to;
-    let currencies: Vec<Currency> = q.currency.map(|c| vec![c]).unwrap_or_else(|| Currency::ALL.to_vec());
+    let currencies: Vec<Currency> = currency.map(|c| vec![c]).unwrap_or_else(|| Currency::ALL.to_vec());
     let mut sections = Vec::new();
     let mut payout_positions = Vec::new();
     for c in currencies {
         if org.kind == OrgKind::Tenant.as_str() {
-            if let Some(wallet) =
-                ledger_store::account_by_code(&mut conn, &chart::tenant_wallet_code(org.id), c).await?
-            {
-                let (opening, rows) = movements(&mut conn, &[wallet.id], q.from, bound).await?;
+            if let Some(wallet) = ledger_store::account_by_code(conn, &chart::tenant_wallet_code(org.id), c).await? {
+                let (opening, rows) = movements(conn, &[wallet.id], from, bound).await?;
                 push_section(&mut sections, "own_money", c, opening, rows);
             }
-            let spent = grant_spent_accounts(&mut conn, org.id, c).await?;
+            let spent = grant_spent_accounts(conn, org.id, c).await?;
             if !spent.is_empty() {
                 let ids: Vec<Uuid> = spent.iter().map(|a| a.id).collect();
-                let (opening, rows) = movements(&mut conn, &ids, q.from, bound).await?;
+                let (opening, rows) = movements(conn, &ids, from, bound).await?;
                 push_section(&mut sections, "subsidy", c, opening, rows);
             }
         } else if org.kind == OrgKind::Provider.as_str()
-            && let Some(payable) =
-                ledger_store::account_by_code(&mut conn, &chart::provider_payable_code(org.id), c).await?
+            && let Some(payable) = ledger_store::account_by_code(conn, &chart::provider_payable_code(org.id), c).await?
         {
-            let (opening, rows) = movements(&mut conn, &[payable.id], q.from, bound).await?;
+            let (opening, rows) = movements(conn, &[payable.id], from, bound).await?;
             push_section(&mut sections, "payable", c, opening, rows);
             if let Some(receivable) =
-                ledger_store::account_by_code(&mut conn, &chart::provider_receivable_code(org.id), c).await?
+                ledger_store::account_by_code(conn, &chart::provider_receivable_code(org.id), c).await?
             {
                 // Debit-normal: shown positive when the provider owes more.
-                let (opening, mut rows) = movements(&mut conn, &[receivable.id], q.from, bound).await?;
+                let (opening, mut rows) = movements(conn, &[receivable.id], from, bound).await?;
                 rows.iter_mut().for_each(|r| r.amount = -r.amount);
                 push_section(&mut sections, "owed_by_provider", c, -opening, rows);
             }
             if let Some(position) =
-                crate::finance::payouts::current_position(&mut conn, org.id, c, state.settings.payout_advance_rate)
-                    .await?
+                crate::finance::payouts::current_position(conn, org.id, c, state.settings.payout_advance_rate).await?
                 && (position.payable != Decimal::ZERO || position.provider_receivable != Decimal::ZERO)
             {
                 payout_positions.push(position.view(c));
             }
         }
     }
-    let statement =
-        Statement { org_id, org: OrgRef::from(&org), org_kind: org.kind, from: q.from, to, sections, payout_positions };
-    let now = state.clock.now(&mut conn).await?;
-    spreadsheet::respond(q.format, &statement, &format!("statement-{org_id}"), || statement_sheets(&statement, now))
+    Ok(Statement { org_id, org: OrgRef::from(&org), org_kind: org.kind, from, to, sections, payout_positions })
 }
 
 /// A sheet per section: the opening balance, a row per movement with the

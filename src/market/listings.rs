@@ -236,6 +236,46 @@ pub async fn reserved_by_hour(
         .await
 }
 
+/// One of a provider's own listings with the GPU-hours sold in it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct OwnListing {
+    #[diesel(embed)]
+    pub listing: ListingRow,
+    /// GPU-hours reserved by orders, over the whole window.
+    #[diesel(sql_type = BigInt)]
+    pub reserved_gpu_hours: i64,
+}
+
+/// `provider`'s listings, newest first (by id, which is time-ordered), after
+/// the cursor `before`, whatever their status.
+pub async fn of_provider(
+    conn: &mut AsyncPgConnection,
+    provider: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<OwnListing>> {
+    diesel::sql_query(
+        "SELECT l.*, coalesce((SELECT sum(h.reserved) FROM listing_hours h WHERE h.listing_id = l.id), 0)::int8 \
+           AS reserved_gpu_hours \
+         FROM listings l \
+         WHERE l.provider_org_id = $1 AND ($2::uuid IS NULL OR l.id < $2) \
+         ORDER BY l.id DESC LIMIT $3",
+    )
+    .bind::<SqlUuid, _>(provider)
+    .bind::<Nullable<SqlUuid>, _>(before)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// The share of a listing's GPU-hours that is sold, in tenths of a percent
+/// rounded down (display only; `None` for a window without hours).
+pub fn reserved_per_mille(listing: &ListingRow, reserved_gpu_hours: i64) -> Option<i64> {
+    let hours = (listing.available_until - listing.available_from).num_hours();
+    let capacity = hours.checked_mul(i64::from(listing.gpus)).filter(|c| *c > 0)?;
+    reserved_gpu_hours.checked_mul(1000).map(|r| r / capacity)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchSort {
     Price,
@@ -332,4 +372,39 @@ pub async fn search(
         .bind::<Nullable<Int4>, _>(filter.min_memory_gb)
         .load(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(gpus: i32, hours: i64) -> ListingRow {
+        let from: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().expect("instant");
+        ListingRow {
+            id: Uuid::nil(),
+            provider_org_id: Uuid::nil(),
+            gpu_model: "H100".into(),
+            gpu_memory_gb: 80,
+            gpus,
+            region: "kr".into(),
+            interconnect: None,
+            price_per_gpu_hour: Decimal::ONE,
+            currency: "KRW".into(),
+            available_from: from,
+            available_until: from + chrono::TimeDelta::hours(hours),
+            min_hours: 1,
+            status: "active".into(),
+            created_at: from,
+            updated_at: from,
+        }
+    }
+
+    #[test]
+    fn the_reserved_share_is_of_all_gpu_hours_rounded_down() {
+        // 8 GPUs × 72 hours = 576 GPU-hours; 8 sold is 1.38…%.
+        assert_eq!(reserved_per_mille(&listing(8, 72), 8), Some(13));
+        assert_eq!(reserved_per_mille(&listing(8, 72), 576), Some(1000));
+        assert_eq!(reserved_per_mille(&listing(8, 72), 0), Some(0));
+        assert_eq!(reserved_per_mille(&listing(8, 0), 0), None);
+    }
 }

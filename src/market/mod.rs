@@ -5,6 +5,7 @@
 //! - `listings`, `orders`: storage and the order's one transaction;
 //! - `settlement`: what later resolves an order's reservations;
 //! - `charged`: what an order has really cost, read from its postings;
+//! - `revenue`: what a listing earned and what its outages credited, from the same postings;
 //! - `verify`: the order-level invariant (each order charged for its hours, no more);
 //! - `routes`: the HTTP handlers.
 
@@ -14,6 +15,7 @@ pub mod charged;
 pub mod listings;
 pub mod orders;
 pub mod pricing;
+pub mod revenue;
 pub mod routes;
 pub mod schedule;
 pub mod settlement;

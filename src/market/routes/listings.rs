@@ -94,7 +94,18 @@ pub async fn create_listing(
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     principal.require(&[Role::Provider])?;
-    let b = &body.value;
+    let row = new_listing_row(&principal, &body.value)?;
+    let clock = state.clock;
+    op.run(StatusCode::CREATED, async move |conn| {
+        let now = clock.now(conn).await?;
+        Ok(listing_view(insert_listing(conn, row, now).await?, None))
+    })
+    .await
+}
+
+/// The listing `b` describes for `principal`'s organisation, or every field
+/// that is wrong with it (the API's create and the console's form).
+pub fn new_listing_row(principal: &Principal, b: &NewListing) -> Result<ListingInsert, ApiError> {
     let mut errors = Vec::new();
     let gpu_model = text_field(&mut errors, "gpu_model", &b.gpu_model, 100);
     let region = text_field(&mut errors, "region", &b.region, 100);
@@ -113,8 +124,7 @@ pub async fn create_listing(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let clock = state.clock;
-    let row = ListingInsert {
+    Ok(ListingInsert {
         id: Uuid::now_v7(),
         provider_org_id: principal.org_id,
         gpu_model,
@@ -130,14 +140,18 @@ pub async fn create_listing(
         status: status.as_str().to_string(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
-    };
-    op.run(StatusCode::CREATED, async move |conn| {
-        let now = clock.now(conn).await?;
-        refuse_a_past_window(row.available_until, now)?;
-        let row = ListingInsert { created_at: now, updated_at: now, ..row };
-        Ok(listing_view(listings::insert(conn, &row).await?, None))
     })
-    .await
+}
+
+/// Stores a checked new listing as of `now` (refused when its whole window has passed).
+pub async fn insert_listing(
+    conn: &mut diesel_async::AsyncPgConnection,
+    row: ListingInsert,
+    now: DateTime<Utc>,
+) -> Result<ListingRow, ApiError> {
+    refuse_a_past_window(row.available_until, now)?;
+    let row = ListingInsert { created_at: now, updated_at: now, ..row };
+    Ok(listings::insert(conn, &row).await?)
 }
 
 async fn visible_listing(state: &AppState, principal: &Principal, id: Uuid) -> Result<ListingRow, ApiError> {
@@ -194,59 +208,71 @@ pub async fn change_listing(
     let change = body.value;
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
-        let current = listings::lock_for_update(conn, id)
-            .await?
-            .filter(|l| l.provider_org_id == principal.org_id)
-            .ok_or_else(|| ApiError::missing("listing", id))?;
-        if current.status == ListingStatus::Closed.as_str() {
-            return Err(ApiError::conflict("the listing is closed"));
-        }
-        let currency = current.currency()?;
-        let mut errors = Vec::new();
-        let price = match &change.price_per_gpu_hour {
-            Some(raw) => parse_price(&mut errors, raw, currency),
-            None => current.price_per_gpu_hour,
-        };
-        let from = change.available_from.unwrap_or(current.available_from);
-        let until = change.available_until.unwrap_or(current.available_until);
-        let gpus = change.gpus.unwrap_or(current.gpus);
-        let min_hours = change.min_hours.unwrap_or(current.min_hours);
-        check_window(&mut errors, from, until);
-        check_counts(&mut errors, gpus, min_hours);
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
-        let updated_at = clock.now(conn).await?;
-        if until != current.available_until {
-            refuse_a_past_window(until, updated_at)?;
-        }
-        if (from, until) != (current.available_from, current.available_until)
-            && listings::sold_outside(conn, id, from, until).await?
-        {
-            return Err(ApiError::conflict("GPUs are already sold in hours outside the new window"));
-        }
-        if gpus != current.gpus {
-            listings::set_capacity(conn, id, gpus).await.map_err(|e| match e {
-                diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::CheckViolation, _) => {
-                    ApiError::conflict(format!("more than {gpus} GPUs are already sold in some hour"))
-                }
-                other => other.into(),
-            })?;
-        }
-        let status = change.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| current.status.clone());
-        let row = ListingInsert {
-            gpus,
-            price_per_gpu_hour: price,
-            available_from: from,
-            available_until: until,
-            min_hours,
-            status,
-            updated_at,
-            ..current.into()
-        };
-        Ok(listing_view(listings::save(conn, &row).await?, None))
+        let now = clock.now(conn).await?;
+        Ok(listing_view(change_own_listing(conn, &principal, id, &change, now).await?, None))
     })
     .await
+}
+
+/// Applies `change` to `principal`'s own listing `id` (another's is not
+/// found), in the caller's transaction: the API's change and the console's.
+pub async fn change_own_listing(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+    change: &ListingChange,
+    now: DateTime<Utc>,
+) -> Result<ListingRow, ApiError> {
+    let current = listings::lock_for_update(conn, id)
+        .await?
+        .filter(|l| l.provider_org_id == principal.org_id)
+        .ok_or_else(|| ApiError::missing("listing", id))?;
+    if current.status == ListingStatus::Closed.as_str() {
+        return Err(ApiError::conflict("the listing is closed"));
+    }
+    let currency = current.currency()?;
+    let mut errors = Vec::new();
+    let price = match &change.price_per_gpu_hour {
+        Some(raw) => parse_price(&mut errors, raw, currency),
+        None => current.price_per_gpu_hour,
+    };
+    let from = change.available_from.unwrap_or(current.available_from);
+    let until = change.available_until.unwrap_or(current.available_until);
+    let gpus = change.gpus.unwrap_or(current.gpus);
+    let min_hours = change.min_hours.unwrap_or(current.min_hours);
+    check_window(&mut errors, from, until);
+    check_counts(&mut errors, gpus, min_hours);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    if until != current.available_until {
+        refuse_a_past_window(until, now)?;
+    }
+    if (from, until) != (current.available_from, current.available_until)
+        && listings::sold_outside(conn, id, from, until).await?
+    {
+        return Err(ApiError::conflict("GPUs are already sold in hours outside the new window"));
+    }
+    if gpus != current.gpus {
+        listings::set_capacity(conn, id, gpus).await.map_err(|e| match e {
+            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::CheckViolation, _) => {
+                ApiError::conflict(format!("more than {gpus} GPUs are already sold in some hour"))
+            }
+            other => other.into(),
+        })?;
+    }
+    let status = change.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| current.status.clone());
+    let row = ListingInsert {
+        gpus,
+        price_per_gpu_hour: price,
+        available_from: from,
+        available_until: until,
+        min_hours,
+        status,
+        updated_at: now,
+        ..current.into()
+    };
+    Ok(listings::save(conn, &row).await?)
 }
 
 /// Closes one's own listing for good: no new orders; existing ones stand.
@@ -264,16 +290,25 @@ pub async fn close_listing(
     let id = id.into_inner();
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
-        let current = listings::lock_for_update(conn, id)
-            .await?
-            .filter(|l| l.provider_org_id == principal.org_id)
-            .ok_or_else(|| ApiError::missing("listing", id))?;
         let now = clock.now(conn).await?;
-        let row =
-            ListingInsert { status: ListingStatus::Closed.as_str().to_string(), updated_at: now, ..current.into() };
-        Ok(listing_view(listings::save(conn, &row).await?, None))
+        Ok(listing_view(close_own_listing(conn, &principal, id, now).await?, None))
     })
     .await
+}
+
+/// Closes `principal`'s own listing `id` for good (another's is not found).
+pub async fn close_own_listing(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<ListingRow, ApiError> {
+    let current = listings::lock_for_update(conn, id)
+        .await?
+        .filter(|l| l.provider_org_id == principal.org_id)
+        .ok_or_else(|| ApiError::missing("listing", id))?;
+    let row = ListingInsert { status: ListingStatus::Closed.as_str().to_string(), updated_at: now, ..current.into() };
+    Ok(listings::save(conn, &row).await?)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]

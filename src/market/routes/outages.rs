@@ -44,6 +44,17 @@ pub async fn report_outage(
     principal.require(&[Role::Provider])?;
     let id = id.into_inner();
     let NewOutage { start, end, gpus } = body.value;
+    check_outage(start, end, gpus)?;
+    let clock = state.clock;
+    op.run(StatusCode::CREATED, async move |conn| {
+        let now = clock.now(conn).await?;
+        record_outage(conn, &principal, id, NewOutage { start, end, gpus }, now).await
+    })
+    .await
+}
+
+/// An outage report's own rules: whole hours, at most 31 days, at least one GPU.
+pub fn check_outage(start: DateTime<Utc>, end: DateTime<Utc>, gpus: i32) -> Result<(), ApiError> {
     let mut errors = Vec::new();
     if let Some(window) = parse_window(&mut errors, start, end, WindowFields::START_END)
         && window.span() > TimeDelta::days(31)
@@ -56,12 +67,7 @@ pub async fn report_outage(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let clock = state.clock;
-    op.run(StatusCode::CREATED, async move |conn| {
-        let now = clock.now(conn).await?;
-        record_outage(conn, &principal, id, NewOutage { start, end, gpus }, now).await
-    })
-    .await
+    Ok(())
 }
 
 /// Records a provider's outage on its own listing and credits the orders it
