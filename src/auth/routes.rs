@@ -20,7 +20,7 @@ use crate::http::idempotency::{self, IdempotencyKey};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
 use crate::ledger::queries::{AccountFilter, list_accounts};
-use crate::ledger::routes::AccountView;
+use crate::ledger::views::AccountView;
 use crate::state::AppState;
 
 impl From<StoreError> for ApiError {

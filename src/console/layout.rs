@@ -3,12 +3,11 @@
 //! (times in the viewer's zone, redirects, the security headers).
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpRequest, HttpResponse, get};
+use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use maud::{DOCTYPE, Markup, html};
 
-use super::error::ConsoleError;
 use super::i18n::Lang;
 use super::session::Viewer;
 use crate::auth::Role;
@@ -182,21 +181,6 @@ pub fn problem_page(lang: Lang, status: StatusCode, detail: &str) -> HttpRespons
         p { a href="/" { (lang.tr("Back to the start", "처음으로")) } }
     };
     public_page(lang, status, title, "/", body)
-}
-
-/// `/overview`: who is signed in, for roles whose pages are still to come in
-/// the console (their work is in the API, linked from here).
-#[get("/overview")]
-pub async fn overview(viewer: Viewer) -> Result<HttpResponse, ConsoleError> {
-    let lang = viewer.lang;
-    let body = html! {
-        p { (lang.tr("Signed in as", "로그인 역할")) ": " strong { (viewer.principal.role.as_str()) } }
-        p {
-            (lang.tr("The API and its documentation:", "API와 문서:")) " "
-            a href="/docs/" { "/docs/" }
-        }
-    };
-    Ok(page(&viewer, lang.tr("Overview", "개요"), body))
 }
 
 #[cfg(test)]

@@ -59,7 +59,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(session::login)
         .service(session::logout)
         .service(i18n::switch_language)
-        .service(layout::overview)
         .service(market::search)
         .service(market::listing)
         .service(market::buy)

@@ -63,10 +63,7 @@ pub async fn wallet(
         .load(&mut conn)
         .await
         .map_err(|e| fail(e.into()))?;
-    let mut grant_views = Vec::new();
-    for g in grant_rows {
-        grant_views.push(crate::subsidy::routes::grant_view(&mut conn, g).await.map_err(fail)?);
-    }
+    let grant_views = crate::subsidy::routes::grant_views(&mut conn, grant_rows).await.map_err(fail)?;
     let chosen = wallets
         .iter()
         .find(|w| w.currency == form.currency)

@@ -17,5 +17,6 @@ pub mod routes;
 pub mod rules;
 pub mod store;
 pub mod verify;
+pub mod views;
 
 pub use error::LedgerError;

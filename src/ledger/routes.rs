@@ -11,72 +11,20 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::model::{AccountType, Balances, EntryKind, NormalSide};
+use super::model::{AccountType, Balances, EntryKind};
 use super::queries::{self, AccountFilter, StatementLine};
 use super::rules::Movement;
 use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
 use super::verify::VerifyReport;
+pub use super::views::AccountView;
+use super::views::amount_in;
 use crate::auth::Principal;
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::extract::{JsonBody, NoQuery, Query};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError, Write};
-use crate::money::{Currency, format_amount, format_scaled, parse_amount};
+use crate::money::{Currency, parse_amount};
 use crate::state::AppState;
-
-/// Formats an amount of an account's stored currency.
-fn amount_in(value: Decimal, currency: &str) -> String {
-    match currency.parse::<Currency>() {
-        Ok(c) => format_amount(value, c),
-        Err(_) => format_scaled(value, 4),
-    }
-}
-
-/// An account with its four figures (SPEC section 6).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AccountView {
-    pub id: Uuid,
-    pub code: String,
-    #[serde(rename = "type")]
-    pub account_type: String,
-    pub currency: String,
-    pub normal_side: String,
-    pub floor: Option<String>,
-    pub org_id: Option<Uuid>,
-    pub debits_posted: String,
-    pub credits_posted: String,
-    pub debits_pending: String,
-    pub credits_pending: String,
-    /// Posted balance in the account's normal direction.
-    pub balance: String,
-    /// Posted balance less pending withdrawals.
-    pub available: String,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<AccountRow> for AccountView {
-    fn from(row: AccountRow) -> Self {
-        let side: NormalSide = row.normal_side.parse().unwrap_or(NormalSide::Credit);
-        let b = row.balances();
-        let c = row.currency.as_str();
-        AccountView {
-            id: row.id,
-            code: row.code.clone(),
-            account_type: row.account_type.clone(),
-            currency: row.currency.clone(),
-            normal_side: row.normal_side.clone(),
-            floor: row.floor.clone(),
-            org_id: row.org_id,
-            debits_posted: amount_in(b.debits_posted, c),
-            credits_posted: amount_in(b.credits_posted, c),
-            debits_pending: amount_in(b.debits_pending, c),
-            credits_pending: amount_in(b.credits_pending, c),
-            balance: amount_in(b.posted_balance(side), c),
-            available: amount_in(b.available(side), c),
-            created_at: row.created_at,
-        }
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

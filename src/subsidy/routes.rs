@@ -23,7 +23,6 @@ use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError};
 use crate::http::{Write, WriteOp};
 use crate::ledger::chart;
-use crate::ledger::store as ledger_store;
 use crate::money::{Currency, format_amount, parse_amount};
 use crate::state::AppState;
 
@@ -214,33 +213,70 @@ pub struct GrantView {
 }
 
 pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: GrantRow) -> Result<GrantView, ApiError> {
-    let programme = programmes::find_programme(conn, g.programme_id)
+    let mut views = grant_views(conn, vec![g]).await?;
+    views.pop().ok_or_else(|| ApiError::internal(crate::ledger::LedgerError::Corrupt("a grant vanished".into())))
+}
+
+/// The views of `rows`, in their order, in two queries whatever their number:
+/// their programmes (for the currency), then their accounts by code.
+pub(crate) async fn grant_views(
+    conn: &mut diesel_async::AsyncPgConnection,
+    rows: Vec<GrantRow>,
+) -> Result<Vec<GrantView>, ApiError> {
+    use crate::db::schema::{accounts, programmes as programmes_table};
+    use std::collections::HashMap;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let programme_ids: Vec<Uuid> = rows.iter().map(|g| g.programme_id).collect();
+    let currencies: HashMap<Uuid, Currency> = programmes_table::table
+        .filter(programmes_table::id.eq_any(&programme_ids))
+        .select(ProgrammeRow::as_select())
+        .load::<ProgrammeRow>(conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("programme missing"))?;
-    let c = programme.currency()?;
-    let available = ledger_store::account_by_code(conn, &chart::grant_available_code(g.id), c).await?;
-    let spent = ledger_store::account_by_code(conn, &chart::grant_spent_code(g.id), c).await?;
-    let avail = available.map(|a| a.balances().available(crate::ledger::model::NormalSide::Credit)).unwrap_or_default();
-    let (spent_posted, committed) =
-        spent.map(|a| (a.credits_posted - a.debits_posted, a.credits_pending - a.debits_pending)).unwrap_or_default();
-    Ok(GrantView {
-        id: g.id,
-        programme_id: g.programme_id,
-        tenant_org_id: g.tenant_org_id,
-        currency: c.code().to_string(),
-        amount: format_amount(g.amount, c),
-        rate: g.rate.map(|r| r.normalize().to_string()),
-        valid_from: g.valid_from,
-        valid_until: g.valid_until,
-        status: g.status.to_string(),
-        available: format_amount(avail, c),
-        spent: format_amount(spent_posted, c),
-        committed: format_amount(committed, c),
-        released: format_amount(g.released, c),
-        journal_entry_id: g.journal_entry_id,
-        created_at: g.created_at,
-        closed_at: g.closed_at,
-    })
+        .into_iter()
+        .map(|p| Ok((p.id, p.currency()?)))
+        .collect::<Result<_, crate::ledger::LedgerError>>()?;
+    let codes: Vec<String> =
+        rows.iter().flat_map(|g| [chart::grant_available_code(g.id), chart::grant_spent_code(g.id)]).collect();
+    let found: HashMap<(String, String), crate::ledger::store::AccountRow> = accounts::table
+        .filter(accounts::code.eq_any(&codes))
+        .select(crate::ledger::store::AccountRow::as_select())
+        .load::<crate::ledger::store::AccountRow>(conn)
+        .await?
+        .into_iter()
+        .map(|a| ((a.code.clone(), a.currency.clone()), a))
+        .collect();
+    rows.into_iter()
+        .map(|g| {
+            let c = *currencies.get(&g.programme_id).ok_or_else(|| ApiError::missing("programme", g.programme_id))?;
+            let account = |code: String| found.get(&(code, c.code().to_string()));
+            let avail = account(chart::grant_available_code(g.id))
+                .map(|a| a.balances().available(crate::ledger::model::NormalSide::Credit))
+                .unwrap_or_default();
+            let (spent_posted, committed) = account(chart::grant_spent_code(g.id))
+                .map(|a| (a.credits_posted - a.debits_posted, a.credits_pending - a.debits_pending))
+                .unwrap_or_default();
+            Ok(GrantView {
+                id: g.id,
+                programme_id: g.programme_id,
+                tenant_org_id: g.tenant_org_id,
+                currency: c.code().to_string(),
+                amount: format_amount(g.amount, c),
+                rate: g.rate.map(|r| r.normalize().to_string()),
+                valid_from: g.valid_from,
+                valid_until: g.valid_until,
+                status: g.status.to_string(),
+                available: format_amount(avail, c),
+                spent: format_amount(spent_posted, c),
+                committed: format_amount(committed, c),
+                released: format_amount(g.released, c),
+                journal_entry_id: g.journal_entry_id,
+                created_at: g.created_at,
+                closed_at: g.closed_at,
+            })
+        })
+        .collect()
 }
 
 /// Grants part of a programme's budget to a tenant. Over-granting is refused
@@ -385,12 +421,11 @@ pub(crate) async fn grants_page(
     if let Some(a) = after {
         query = query.filter(grants::id.gt(a));
     }
-    let rows: Vec<GrantRow> = query.load(conn).await?;
+    let mut rows: Vec<GrantRow> = query.load(conn).await?;
     let more = rows.len() as i64 > limit;
-    let mut data = Vec::new();
-    for row in rows.into_iter().take(limit as usize) {
-        data.push(grant_view(conn, row).await?);
-    }
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    // One page is three queries: the grants, their programmes, their accounts.
+    let data = grant_views(conn, rows).await?;
     let next_cursor = if more { data.last().map(|g| pagination::encode_cursor(&g.id)) } else { None };
     Ok(Page { data, next_cursor })
 }
