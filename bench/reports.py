@@ -77,6 +77,7 @@ def main():
                GPUHOUR_SETTLE_INTERVAL_SECONDS="0", GPUHOUR_STATEMENT_TIMEOUT_MS="0", RUST_LOG="warn")
     seeded_file = os.path.join(ROOT, "bench-results", "reports-seeded.json")
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    os.makedirs(os.path.dirname(seeded_file), exist_ok=True)
     if not (args.reuse and os.path.exists(seeded_file)):
         psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         print(f"seeding {args.orders} orders", file=sys.stderr)
