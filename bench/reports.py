@@ -93,7 +93,7 @@ def main():
 
     server = start_service(binary, env, PORT)
     try:
-        token = call("/v1/auth/login", body={"email": ADMIN[0], "password": ADMIN[1]})["access_token"]
+        token = call("/v1/auth/token", body={"email": ADMIN[0], "password": ADMIN[1]})["access_token"]
         window = urllib.parse.urlencode({"from": seeded["month_from"], "to": seeded["month_to"]})
         paths = {
             "trial_balance": "/v1/reports/trial-balance",

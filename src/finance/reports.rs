@@ -286,6 +286,19 @@ pub async fn report(
     })
 }
 
+/// Committed and spent per tenant: the sums of the tenants' grants' spent
+/// accounts (credits are what orders drew, debits what credits and
+/// cancellations gave back), for tenants whose grants were ever drawn on.
+const BY_TENANT_FROM_GRANT_ACCOUNTS: &str = "\
+    SELECT g.tenant_org_id::text AS key, \
+           sum(a.credits_pending - a.debits_pending) AS committed, \
+           sum(a.credits_posted - a.debits_posted) AS spent \
+    FROM grants g JOIN accounts a ON a.code = 'budget:grant:' || g.id::text || ':spent' AND a.currency = $2 \
+    WHERE g.programme_id = $1 \
+    GROUP BY 1 \
+    HAVING sum(a.credits_posted + a.debits_posted + a.credits_pending + a.debits_pending) > 0 \
+    ORDER BY 1";
+
 async fn groups(
     conn: &mut AsyncPgConnection,
     programme: Uuid,
@@ -326,6 +339,10 @@ async fn groups(
          SELECT coalesce(s.key, c.key) AS key, coalesce(c.amount, 0) AS committed, coalesce(s.amount, 0) AS spent \
          FROM spent s FULL JOIN committed c ON c.key = s.key ORDER BY 1"
     );
+    // A grant is one tenant's, so by tenant the figures are the grants' own
+    // spent accounts, summed per tenant: as many rows as grants, whatever the
+    // number of orders (the postings' way reads every order's postings).
+    let sql = if matches!(by, GroupBy::Tenant) { BY_TENANT_FROM_GRANT_ACCOUNTS.to_string() } else { sql };
     let query = diesel::sql_query(sql).into_boxed().bind::<SqlUuid, _>(programme).bind::<Text, _>(c.code());
     let rows: Vec<GroupRow> = match by {
         GroupBy::Month => query.bind::<Text, _>(time_zone.to_string()).load(conn).await?,
