@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod demo;
+pub mod events;
 pub mod finance;
 pub mod http;
 pub mod ledger;

@@ -139,6 +139,20 @@ diesel::table! {
 diesel::joinable!(users -> organisations (org_id));
 
 diesel::table! {
+    events (seq) {
+        seq -> Int8,
+        id -> Uuid,
+        txid -> Int8,
+        #[sql_name = "type"]
+        event_type -> Text,
+        occurred_at -> Timestamptz,
+        subject_id -> Uuid,
+        org_ids -> Array<Uuid>,
+        data -> Jsonb,
+    }
+}
+
+diesel::table! {
     listings (id) {
         id -> Uuid,
         provider_org_id -> Uuid,
@@ -464,4 +478,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     bank_statements,
     bank_lines,
     bank_matches,
+    events,
 );

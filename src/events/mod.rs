@@ -1,0 +1,256 @@
+//! Events, from an outbox (issue 12): every state change another system must
+//! act on writes one event row in the change's own transaction, so there is
+//! no event without its change and no change without its event.
+//!
+//! Readers walk the outbox in `(txid, seq)` order and see only rows whose
+//! writing transaction is below the oldest transaction still running
+//! (`pg_snapshot_xmin`). A sequence number alone would not do: a transaction
+//! that took seq 10 can commit after one that took seq 11, and a reader that
+//! had moved past 11 would never see 10. Below the xmin line every writer has
+//! finished, so what a reader has seen never gains a row behind its cursor.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Int8, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::schema::events;
+
+/// What happened. The text is the event's `type` on the wire and in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum EventType {
+    #[serde(rename = "order.reserved")]
+    OrderReserved,
+    #[serde(rename = "order.started")]
+    OrderStarted,
+    #[serde(rename = "order.completed")]
+    OrderCompleted,
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled,
+    #[serde(rename = "order.credited")]
+    OrderCredited,
+    #[serde(rename = "listing.paused")]
+    ListingPaused,
+    #[serde(rename = "listing.closed")]
+    ListingClosed,
+    #[serde(rename = "grant.created")]
+    GrantCreated,
+    #[serde(rename = "grant.closed")]
+    GrantClosed,
+    #[serde(rename = "grant.flagged")]
+    GrantFlagged,
+    #[serde(rename = "grant.reclaimed")]
+    GrantReclaimed,
+    #[serde(rename = "claim.submitted")]
+    ClaimSubmitted,
+    #[serde(rename = "claim.paid")]
+    ClaimPaid,
+    #[serde(rename = "payout.created")]
+    PayoutCreated,
+}
+
+crate::ledger::model::text_enum_sql!(EventType {
+    OrderReserved => "order.reserved",
+    OrderStarted => "order.started",
+    OrderCompleted => "order.completed",
+    OrderCancelled => "order.cancelled",
+    OrderCredited => "order.credited",
+    ListingPaused => "listing.paused",
+    ListingClosed => "listing.closed",
+    GrantCreated => "grant.created",
+    GrantClosed => "grant.closed",
+    GrantFlagged => "grant.flagged",
+    GrantReclaimed => "grant.reclaimed",
+    ClaimSubmitted => "claim.submitted",
+    ClaimPaid => "claim.paid",
+    PayoutCreated => "payout.created",
+});
+
+/// An event to record, in the transaction of the change it reports.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: EventType,
+    pub occurred_at: DateTime<Utc>,
+    /// The order, listing, grant, claim or payout the event is about.
+    pub subject_id: Uuid,
+    /// The organisations that see it (besides finance, which sees all).
+    pub org_ids: Vec<Uuid>,
+    /// The subject as the API shows it, at the moment of the change.
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn new(
+        event_type: EventType,
+        occurred_at: DateTime<Utc>,
+        subject_id: Uuid,
+        org_ids: Vec<Uuid>,
+        data: serde_json::Value,
+    ) -> Self {
+        NewEvent { event_type, occurred_at, subject_id, org_ids, data }
+    }
+}
+
+/// A stored event.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = events)]
+pub struct EventRow {
+    pub seq: i64,
+    pub id: Uuid,
+    pub txid: i64,
+    pub event_type: EventType,
+    pub occurred_at: DateTime<Utc>,
+    pub subject_id: Uuid,
+    pub org_ids: Vec<Uuid>,
+    pub data: serde_json::Value,
+}
+
+impl EventRow {
+    /// Where a reader that has seen this event goes on from.
+    pub fn position(&self) -> Position {
+        Position { txid: self.txid, seq: self.seq }
+    }
+}
+
+/// A place in the outbox: every event at or before it has been seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position {
+    pub txid: i64,
+    pub seq: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct EventInsert<'a> {
+    id: Uuid,
+    event_type: EventType,
+    occurred_at: DateTime<Utc>,
+    subject_id: Uuid,
+    org_ids: &'a [Uuid],
+    data: &'a serde_json::Value,
+}
+
+/// Records `batch` in the caller's transaction, in one statement.
+pub async fn record_many(conn: &mut AsyncPgConnection, batch: &[NewEvent]) -> QueryResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<EventInsert<'_>> = batch
+        .iter()
+        .map(|e| EventInsert {
+            id: Uuid::now_v7(),
+            event_type: e.event_type,
+            occurred_at: e.occurred_at,
+            subject_id: e.subject_id,
+            org_ids: &e.org_ids,
+            data: &e.data,
+        })
+        .collect();
+    diesel::insert_into(events::table).values(&rows).execute(conn).await?;
+    Ok(())
+}
+
+/// Records one event in the caller's transaction.
+pub async fn record(conn: &mut AsyncPgConnection, event: NewEvent) -> QueryResult<()> {
+    record_many(conn, std::slice::from_ref(&event)).await
+}
+
+/// Who reads: one organisation's events, or every event (finance).
+#[derive(Debug, Clone, Copy)]
+pub enum Reader {
+    Organisation(Uuid),
+    Everything,
+}
+
+/// Up to `limit` events after `after` that every writer has finished with,
+/// oldest first, of the given types (all types if empty).
+pub async fn after(
+    conn: &mut AsyncPgConnection,
+    reader: Reader,
+    after: Position,
+    types: &[EventType],
+    limit: i64,
+) -> QueryResult<Vec<EventRow>> {
+    let type_texts: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+    let org = match reader {
+        Reader::Organisation(org) => Some(org),
+        Reader::Everything => None,
+    };
+    diesel::sql_query(
+        "SELECT seq, id, txid, type AS event_type, occurred_at, subject_id, org_ids, data
+         FROM events
+         WHERE (txid, seq) > ($1, $2)
+           AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+           AND (cardinality($3::text[]) = 0 OR type = ANY($3))
+           AND ($4::uuid IS NULL OR org_ids @> ARRAY[$4::uuid])
+         ORDER BY txid, seq
+         LIMIT $5",
+    )
+    .bind::<Int8, _>(after.txid)
+    .bind::<Int8, _>(after.seq)
+    .bind::<Array<Text>, _>(type_texts)
+    .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(org)
+    .bind::<Int8, _>(limit)
+    .load::<EventRowByName>(conn)
+    .await
+    .map(|rows| rows.into_iter().map(EventRow::from).collect())
+}
+
+#[derive(QueryableByName)]
+struct EventRowByName {
+    #[diesel(sql_type = Int8)]
+    seq: i64,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Int8)]
+    txid: i64,
+    #[diesel(sql_type = Text)]
+    event_type: EventType,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    occurred_at: DateTime<Utc>,
+    #[diesel(sql_type = SqlUuid)]
+    subject_id: Uuid,
+    #[diesel(sql_type = Array<SqlUuid>)]
+    org_ids: Vec<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    data: serde_json::Value,
+}
+
+impl From<EventRowByName> for EventRow {
+    fn from(r: EventRowByName) -> Self {
+        EventRow {
+            seq: r.seq,
+            id: r.id,
+            txid: r.txid,
+            event_type: r.event_type,
+            occurred_at: r.occurred_at,
+            subject_id: r.subject_id,
+            org_ids: r.org_ids,
+            data: r.data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_read_back_as_written() {
+        for t in EventType::ALL {
+            assert_eq!(t.as_str().parse::<EventType>(), Ok(*t));
+            assert_eq!(serde_json::to_value(t).ok(), Some(serde_json::Value::String(t.as_str().to_string())));
+        }
+        assert!("order.shipped".parse::<EventType>().is_err());
+    }
+
+    #[test]
+    fn positions_order_by_transaction_then_sequence() {
+        let late_commit = Position { txid: 100, seq: 20 };
+        let early_seq_later_tx = Position { txid: 105, seq: 15 };
+        assert!(late_commit < early_seq_later_tx);
+    }
+}
