@@ -1,87 +1,17 @@
 //! The web console: sessions, CSRF, language, and the tenant's pages — each
 //! checked against what the API says happened.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Duration, Utc};
 use gpuhour::auth::Role;
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
-use reqwest::{Response, StatusCode};
+use reqwest::Response;
+use reqwest::header::SET_COOKIE;
 use serde_json::{Value, json};
 
+use crate::console_helpers::{Jar, browser, field, get, location, post_form, text};
 use crate::helpers::{Caller, TestApp, json, next_hour, spawn_app};
 use crate::market::{deposit, listing};
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A browser's cookie jar, kept by hand so the tests see every Set-Cookie.
-#[derive(Default, Clone)]
-struct Jar(HashMap<String, String>);
-
-impl Jar {
-    fn with_session(token: &str) -> Jar {
-        Jar(HashMap::from([("gpuhour_session".to_string(), token.to_string())]))
-    }
-
-    fn header(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    fn take(&mut self, headers: &HeaderMap) {
-        for cookie in headers.get_all(SET_COOKIE) {
-            let text = cookie.to_str().expect("cookie text");
-            let pair = text.split(';').next().expect("pair");
-            let (name, value) = pair.split_once('=').expect("name=value");
-            if value.is_empty() || text.contains("Max-Age=0") {
-                self.0.remove(name);
-            } else {
-                self.0.insert(name.to_string(), value.to_string());
-            }
-        }
-    }
-}
-
-/// A client that does not follow redirects: each test looks at where it is sent.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
-}
-
-async fn get(app: &TestApp, jar: &mut Jar, path: &str) -> Response {
-    let response = browser().get(app.url(path)).header("cookie", jar.header()).send().await.expect("console request");
-    jar.take(response.headers());
-    response
-}
-
-async fn post_form(app: &TestApp, jar: &mut Jar, path: &str, fields: &[(&str, &str)]) -> Response {
-    let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-    let response = browser()
-        .post(app.url(path))
-        .header("cookie", jar.header())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("console form post");
-    jar.take(response.headers());
-    response
-}
-
-fn location(response: &Response) -> String {
-    response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).expect("Location").to_string()
-}
-
-/// The value of the first `<input name="{name}" value="…">` in a page.
-fn field(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let at = page.find(&marker).unwrap_or_else(|| panic!("no field {name} in the page:\n{page}"));
-    let rest = &page[at + marker.len()..];
-    rest[..rest.find('"').expect("closing quote")].to_string()
-}
-
-async fn text(response: Response) -> (StatusCode, String) {
-    let status = response.status();
-    (status, response.text().await.expect("body"))
-}
 
 async fn signup_tenant(app: &TestApp, email: &str) {
     let body =

@@ -4,27 +4,17 @@
 
 use chrono::{DateTime, Duration, Utc};
 use gpuhour::auth::Role;
-use reqwest::header::LOCATION;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::console_helpers::{self, Jar, browser, field, location};
 use crate::helpers::{Caller, TestApp, json, next_hour, spawn_app};
 use crate::market::{deposit, listing, order_body, set_clock};
 use crate::subsidy::{grant, programme, report, with_grant};
 
-/// A client that does not follow redirects: each test looks at where it is sent.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
-}
-
+/// The page at `path` as the holder of session `token` sees it.
 async fn get(app: &TestApp, token: &str, path: &str) -> Response {
-    browser()
-        .get(app.url(path))
-        .header("cookie", format!("gpuhour_session={token}"))
-        .header("accept-language", "ko-KR")
-        .send()
-        .await
-        .expect("console request")
+    console_helpers::get(app, &mut Jar::with_session(token), path).await
 }
 
 async fn page(app: &TestApp, token: &str, path: &str) -> String {
@@ -36,28 +26,7 @@ async fn page(app: &TestApp, token: &str, path: &str) -> String {
 }
 
 async fn post_form(app: &TestApp, token: &str, path: &str, fields: &[(&str, &str)]) -> Response {
-    let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-    browser()
-        .post(app.url(path))
-        .header("cookie", format!("gpuhour_session={token}"))
-        .header("accept-language", "ko-KR")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("console form post")
-}
-
-fn location(response: &Response) -> String {
-    response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).expect("Location").to_string()
-}
-
-/// The value of the first `<input name="{name}" value="…">` in `html`.
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let at = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in:\n{html}"));
-    let rest = &html[at + marker.len()..];
-    rest[..rest.find('"').expect("closing quote")].to_string()
+    console_helpers::post_form(app, &mut Jar::with_session(token), path, fields).await
 }
 
 /// The form posting to `action`, from its start to its end.

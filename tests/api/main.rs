@@ -12,6 +12,7 @@ mod console_browser;
 mod console_browser_finance;
 mod console_browser_provider;
 mod console_finance;
+mod console_helpers;
 mod console_provider;
 mod corrections;
 mod demo_story;
