@@ -302,42 +302,9 @@ pub fn view(charged: &Charged) -> Result<ChargedView, LedgerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use rust_decimal_macros::dec;
 
-    fn order(tenant_amount: Decimal, subsidy: Decimal, platform_fee: Decimal) -> OrderRow {
-        let now = Utc::now();
-        OrderRow {
-            id: Uuid::nil(),
-            tenant_org_id: Uuid::nil(),
-            placed_by: Uuid::nil(),
-            listing_id: Uuid::nil(),
-            provider_org_id: Uuid::nil(),
-            gpu_model: "H100".into(),
-            region: "kr".into(),
-            gpus: 1,
-            start_at: now,
-            end_at: now,
-            hours: 1,
-            currency: "KRW".into(),
-            unit_price: dec!(1),
-            gpu_hours: 1,
-            subtotal: tenant_amount + subsidy,
-            subsidy,
-            subsidy_rate: dec!(0.8),
-            tenant_amount,
-            platform_fee,
-            fee_rate: Decimal::ZERO,
-            grant_id: None,
-            status: "active".into(),
-            settled_hours: 0,
-            charged_hours: 1,
-            credited_gpu_hours: 0,
-            journal_entry_id: Uuid::nil(),
-            created_at: now,
-            cancelled_at: None,
-        }
-    }
+    use crate::market::orders::sample_order as order;
 
     fn untouched(amount: Decimal) -> PendingOutcome {
         PendingOutcome {

@@ -304,3 +304,40 @@ pub fn hour_index(order: &OrderRow, hour: DateTime<Utc>) -> i32 {
     // Orders last at most MAX_HOURS, so the index fits an i32.
     (hour - order.start_at).num_hours() as i32
 }
+
+/// An order of one GPU-hour with the given amounts, for unit tests of what is
+/// figured from an order's row.
+#[cfg(test)]
+pub(crate) fn sample_order(tenant_amount: Decimal, subsidy: Decimal, platform_fee: Decimal) -> OrderRow {
+    let now = chrono::Utc::now();
+    OrderRow {
+        id: Uuid::nil(),
+        tenant_org_id: Uuid::nil(),
+        placed_by: Uuid::nil(),
+        listing_id: Uuid::nil(),
+        provider_org_id: Uuid::nil(),
+        gpu_model: "H100".into(),
+        region: "kr".into(),
+        gpus: 1,
+        start_at: now,
+        end_at: now,
+        hours: 1,
+        currency: "KRW".into(),
+        unit_price: rust_decimal_macros::dec!(1),
+        gpu_hours: 1,
+        subtotal: tenant_amount + subsidy,
+        subsidy,
+        subsidy_rate: rust_decimal_macros::dec!(0.8),
+        tenant_amount,
+        platform_fee,
+        fee_rate: Decimal::ZERO,
+        grant_id: None,
+        status: "active".into(),
+        settled_hours: 0,
+        charged_hours: 1,
+        credited_gpu_hours: 0,
+        journal_entry_id: Uuid::nil(),
+        created_at: now,
+        cancelled_at: None,
+    }
+}
