@@ -2,7 +2,8 @@
 //! the `reports` benchmark (../shared/BENCH.md), seeded in-process through
 //! the service's own code — organisations, deposits, a programme, grants and
 //! listings as the API makes them, and the orders through the one order path
-//! (`market::batch::place_many`), a thousand per transaction.
+//! (`market::batch::place_many`), a thousand per transaction; then the
+//! month's elapsed hours settled by the settler's own code.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +40,8 @@ pub struct Seeded {
     pub month_to: DateTime<Utc>,
     pub orders_placed: usize,
     pub orders_refused: usize,
+    /// Orders with at least one hour settled by the month's end.
+    pub orders_settled: usize,
     pub seconds: f64,
 }
 
@@ -195,7 +198,12 @@ pub async fn seed(settings: &Settings, orders: usize, tenants: usize) -> Result<
             eprintln!("seed-ledger: {} of {orders} orders ({:.0} s)", placed + refused, began.elapsed().as_secs_f64());
         }
     }
+    // A month of the clock has passed: settle every hour that elapsed in it, as
+    // the background settler would have, so statements and reports carry
+    // settlements beside the orders.
     Clock::advance(conn, start + month).await.map_err(fail)?;
+    let settled = crate::market::settlement::settle_all(&pool, clock).await.map_err(fail)?;
+    eprintln!("seed-ledger: settled {} orders ({:.0} s)", settled.len(), began.elapsed().as_secs_f64());
     let month_from = start;
     Ok(Seeded {
         programme_id: programme.id,
@@ -204,6 +212,7 @@ pub async fn seed(settings: &Settings, orders: usize, tenants: usize) -> Result<
         month_to: month_from + month,
         orders_placed: placed,
         orders_refused: refused,
+        orders_settled: settled.len(),
         seconds: began.elapsed().as_secs_f64(),
     })
 }
