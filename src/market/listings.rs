@@ -100,15 +100,42 @@ pub fn visible_to(listing: &ListingRow, principal: &crate::auth::Principal) -> b
 pub async fn insert(conn: &mut AsyncPgConnection, row: &ListingInsert) -> QueryResult<ListingRow> {
     let listing: ListingRow =
         diesel::insert_into(listings::table).values(row).returning(ListingRow::as_returning()).get_result(conn).await?;
-    make_hours(conn, &listing).await?;
+    make_hours(conn, &listing, listing.available_from, listing.available_until).await?;
     Ok(listing)
 }
 
-/// Makes the row of every hour of `listing`'s window that has none. Hours
+/// The spans a window gained when it changed from `before` to `after`
+/// (each `[from, until)`; none when it only shrank or stayed).
+pub fn gained_spans(
+    before: (DateTime<Utc>, DateTime<Utc>),
+    after: (DateTime<Utc>, DateTime<Utc>),
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let (old_from, old_until) = before;
+    let (new_from, new_until) = after;
+    if new_until <= old_from || new_from >= old_until {
+        // The windows do not meet: the whole new window is new.
+        return vec![after];
+    }
+    let mut spans = Vec::new();
+    if new_from < old_from {
+        spans.push((new_from, old_from));
+    }
+    if new_until > old_until {
+        spans.push((old_until, new_until));
+    }
+    spans
+}
+
+/// Makes the row of every hour in [`from`, `until`) of `listing` that has none. Hours
 /// are made with the listing rather than by the first order of each hour:
 /// an order then only locks and updates rows (no insert, foreign-key check or
 /// index entry per hour on the path every order takes).
-async fn make_hours(conn: &mut AsyncPgConnection, listing: &ListingRow) -> QueryResult<usize> {
+async fn make_hours(
+    conn: &mut AsyncPgConnection,
+    listing: &ListingRow,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> QueryResult<usize> {
     diesel::sql_query(
         "INSERT INTO listing_hours (listing_id, hour, capacity, reserved) \
          SELECT $1, h, $2, 0 FROM generate_series($3::timestamptz, $4::timestamptz - interval '1 hour', interval '1 hour') AS h \
@@ -116,8 +143,8 @@ async fn make_hours(conn: &mut AsyncPgConnection, listing: &ListingRow) -> Query
     )
     .bind::<SqlUuid, _>(listing.id)
     .bind::<Int4, _>(listing.gpus)
-    .bind::<Timestamptz, _>(listing.available_from)
-    .bind::<Timestamptz, _>(listing.available_until)
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(until)
     .execute(conn)
     .await
 }
@@ -136,14 +163,21 @@ pub async fn lock_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
     listings::table.find(id).select(ListingRow::as_select()).for_update().first(conn).await.optional()
 }
 
-/// Stores a changed listing; hours its window gained get their rows.
-pub async fn save(conn: &mut AsyncPgConnection, row: &ListingInsert) -> QueryResult<ListingRow> {
+/// Stores a changed listing whose window was `before`; hours its window
+/// gained get their rows (a change of price or status makes none).
+pub async fn save(
+    conn: &mut AsyncPgConnection,
+    row: &ListingInsert,
+    before: (DateTime<Utc>, DateTime<Utc>),
+) -> QueryResult<ListingRow> {
     let listing: ListingRow = diesel::update(listings::table.find(row.id))
         .set(row)
         .returning(ListingRow::as_returning())
         .get_result(conn)
         .await?;
-    make_hours(conn, &listing).await?;
+    for (from, until) in gained_spans(before, (listing.available_from, listing.available_until)) {
+        make_hours(conn, &listing, from, until).await?;
+    }
     Ok(listing)
 }
 
@@ -377,6 +411,24 @@ pub async fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        format!("2026-12-01T{hour:02}:00:00Z").parse().expect("instant")
+    }
+
+    #[test]
+    fn only_the_hours_a_window_gains_are_made() {
+        // Price or status changed, window the same: nothing to make.
+        assert_eq!(gained_spans((at(2), at(8)), (at(2), at(8))), vec![]);
+        // Shrunk at both ends: nothing to make.
+        assert_eq!(gained_spans((at(2), at(8)), (at(3), at(7))), vec![]);
+        // Grown at both ends: the two new spans, not the hours it had.
+        assert_eq!(gained_spans((at(2), at(8)), (at(0), at(10))), vec![(at(0), at(2)), (at(8), at(10))]);
+        // Moved later, overlapping: the tail.
+        assert_eq!(gained_spans((at(2), at(8)), (at(5), at(12))), vec![(at(8), at(12))]);
+        // Moved past the old window: all of it.
+        assert_eq!(gained_spans((at(2), at(8)), (at(8), at(12))), vec![(at(8), at(12))]);
+    }
 
     fn listing(gpus: i32, hours: i64) -> ListingRow {
         let from: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().expect("instant");

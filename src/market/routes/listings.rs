@@ -262,6 +262,7 @@ pub async fn change_own_listing(
         })?;
     }
     let status = change.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| current.status.clone());
+    let before = (current.available_from, current.available_until);
     let row = ListingInsert {
         gpus,
         price_per_gpu_hour: price,
@@ -272,7 +273,7 @@ pub async fn change_own_listing(
         updated_at: now,
         ..current.into()
     };
-    Ok(listings::save(conn, &row).await?)
+    Ok(listings::save(conn, &row, before).await?)
 }
 
 /// Closes one's own listing for good: no new orders; existing ones stand.
@@ -307,8 +308,9 @@ pub async fn close_own_listing(
         .await?
         .filter(|l| l.provider_org_id == principal.org_id)
         .ok_or_else(|| ApiError::missing("listing", id))?;
+    let before = (current.available_from, current.available_until);
     let row = ListingInsert { status: ListingStatus::Closed.as_str().to_string(), updated_at: now, ..current.into() };
-    Ok(listings::save(conn, &row).await?)
+    Ok(listings::save(conn, &row, before).await?)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
