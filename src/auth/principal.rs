@@ -105,12 +105,19 @@ pub async fn still_current(
 ) -> Result<std::collections::HashSet<Principal>, ApiError> {
     let ids: Vec<Uuid> = callers.iter().map(|p| p.user_id).collect();
     let known = store::active_users(conn, &ids).await?;
-    Ok(callers.iter().copied().filter(|p| known.iter().any(|u| is_current(p, u))).collect())
+    Ok(current_of(callers, &known))
 }
 
-/// Whether `user` (id, organisation, role) is the caller `p` claims to be.
-fn is_current(p: &Principal, user: &(Uuid, Uuid, String)) -> bool {
-    user.0 == p.user_id && user.1 == p.org_id && user.2 == p.role.as_str()
+/// Of `callers`, those whose user is among `known` (id, organisation, role)
+/// as the caller claims it: a map lookup per caller, whatever the batch size.
+fn current_of(callers: &[Principal], known: &[(Uuid, Uuid, String)]) -> std::collections::HashSet<Principal> {
+    let by_id: std::collections::HashMap<Uuid, (Uuid, &str)> =
+        known.iter().map(|(user, org, role)| (*user, (*org, role.as_str()))).collect();
+    callers
+        .iter()
+        .copied()
+        .filter(|p| by_id.get(&p.user_id).is_some_and(|(org, role)| *org == p.org_id && *role == p.role.as_str()))
+        .collect()
 }
 
 /// The refusal of a caller whose user is gone, disabled, or changed.
@@ -173,9 +180,20 @@ mod tests {
     #[test]
     fn a_caller_is_current_only_with_its_own_organisation_and_role() {
         let p = Principal { user_id: Uuid::from_u128(1), org_id: Uuid::from_u128(2), role: Role::Tenant };
-        assert!(is_current(&p, &(p.user_id, p.org_id, "tenant".into())));
-        assert!(!is_current(&p, &(p.user_id, Uuid::from_u128(3), "tenant".into())));
-        assert!(!is_current(&p, &(p.user_id, p.org_id, "provider".into())));
-        assert!(!is_current(&p, &(Uuid::from_u128(4), p.org_id, "tenant".into())));
+        let is_current = |user: (Uuid, Uuid, &str)| current_of(&[p], &[(user.0, user.1, user.2.into())]).contains(&p);
+        assert!(is_current((p.user_id, p.org_id, "tenant")));
+        assert!(!is_current((p.user_id, Uuid::from_u128(3), "tenant")));
+        assert!(!is_current((p.user_id, p.org_id, "provider")));
+        assert!(!is_current((Uuid::from_u128(4), p.org_id, "tenant")));
+    }
+
+    #[test]
+    fn of_a_batch_only_the_callers_still_known_pass() {
+        let caller = |n: u128, role| Principal { user_id: Uuid::from_u128(n), org_id: Uuid::from_u128(100 + n), role };
+        let (a, b, c) = (caller(1, Role::Tenant), caller(2, Role::Tenant), caller(3, Role::Provider));
+        // b was disabled (not among the known), c's role changed to tenant.
+        let known = vec![(a.user_id, a.org_id, "tenant".to_string()), (c.user_id, c.org_id, "tenant".to_string())];
+        let current = current_of(&[a, b, c, a], &known);
+        assert_eq!(current, std::collections::HashSet::from([a]));
     }
 }
