@@ -3,6 +3,7 @@
 //! (`/claims/{id}`), submitting it and recording a payment — each write the
 //! API's own (`POST /v1/claims`, `…/submit`, `…/payments`).
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -10,11 +11,12 @@ use uuid::Uuid;
 
 use super::error::ConsoleError;
 use super::finance::{answer, finance_only, form_key, form_tokens, given, invalid};
-use super::form::ConsoleForm;
+use super::form::{ConsoleForm, problem_box, refused};
 use super::i18n::Lang;
-use super::layout::{self, page, parse_time_input, time};
+use super::layout::{self, page_with_status, parse_time_input, time};
 use super::money::format_money_str;
 use super::session::Viewer;
+use crate::http::{ApiError, FieldError};
 use crate::state::AppState;
 use crate::subsidy::claims::{self, ClaimLine, ClaimView};
 use crate::subsidy::list_routes::{ClaimListQuery, ProgrammeListQuery, claims_page, programmes_page};
@@ -50,8 +52,21 @@ pub async fn list(
     state: web::Data<AppState>,
     form: web::Query<ListForm>,
 ) -> Result<HttpResponse, ConsoleError> {
-    let lang = viewer.lang;
     finance_only(&viewer)?;
+    claims_list(&viewer, &state, &form, &ClaimForm::default(), &[], StatusCode::OK).await
+}
+
+/// The claims page, its new-claim form filled with `draft` and showing
+/// `problems` (a refused claim comes back to it, values kept).
+async fn claims_list(
+    viewer: &Viewer,
+    state: &AppState,
+    form: &ListForm,
+    draft: &ClaimForm,
+    problems: &[String],
+    status: StatusCode,
+) -> Result<HttpResponse, ConsoleError> {
+    let lang = viewer.lang;
     let programme_id = match given(&form.programme_id) {
         Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| invalid(lang, "programme_id", "is not a programme"))?),
         None => None,
@@ -122,23 +137,24 @@ pub async fn list(
         p.muted { (lang.tr(
             "Gathers every settled subsidy of the period not yet claimed into a draft. Give a month, or a start and an end.",
             "기간 중 아직 청구하지 않은 집행 지원금을 모두 모아 초안을 만듭니다. 월을 입력하거나 시작과 종료를 입력하세요.")) }
+        (problem_box(problems))
         form.quote method="post" action="/claims" {
-            (form_tokens(&viewer))
+            (form_tokens(viewer))
             label { (lang.tr("Programme", "지원 사업"))
                 select name="programme_id" required {
-                    @for p in &programmes.data { option value=(p.id) { (p.name) } }
+                    @for p in &programmes.data { option value=(p.id) selected[draft.programme_id == p.id.to_string()] { (p.name) } }
                 }
             }
-            label { (lang.tr("Month", "월")) input type="month" name="month" placeholder="YYYY-MM"; }
-            label { (lang.tr("or from (Seoul time)", "또는 시작 (서울 시간)")) input type="datetime-local" name="period_start"; }
-            label { (lang.tr("until (Seoul time)", "종료 (서울 시간)")) input type="datetime-local" name="period_end"; }
+            label { (lang.tr("Month", "월")) input type="month" name="month" value=(draft.month) placeholder="YYYY-MM"; }
+            label { (lang.tr("or from (Seoul time)", "또는 시작 (서울 시간)")) input type="datetime-local" name="period_start" value=(draft.period_start); }
+            label { (lang.tr("until (Seoul time)", "종료 (서울 시간)")) input type="datetime-local" name="period_end" value=(draft.period_end); }
             button type="submit" { (lang.tr("Create the claim", "청구 만들기")) }
         }
     };
-    Ok(page(&viewer, lang.tr("Claims", "청구"), body))
+    Ok(page_with_status(viewer, status, lang.tr("Claims", "청구"), body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ClaimForm {
     #[serde(default)]
     idempotency_key: String,
@@ -152,27 +168,63 @@ pub struct ClaimForm {
     period_end: String,
 }
 
-/// `POST /claims`: as `POST /v1/claims`, for a month or a period.
+impl ClaimForm {
+    /// The API's request, or the fields that are not what it takes.
+    fn request(&self, lang: Lang) -> Result<ClaimRequest, ApiError> {
+        let mut errors = Vec::new();
+        let programme_id = self.programme_id.trim().parse::<Uuid>().ok();
+        if programme_id.is_none() {
+            errors.push(FieldError::new("programme_id", lang.tr("choose a programme", "지원 사업을 고르세요")));
+        }
+        let mut instant = |raw: &str, field: &str| match given(raw) {
+            None => None,
+            Some(v) => {
+                let parsed = parse_time_input(v);
+                if parsed.is_none() {
+                    errors.push(FieldError::new(
+                        field,
+                        lang.tr("must be a date and time (Seoul)", "날짜와 시간(서울)이어야 합니다"),
+                    ));
+                }
+                parsed
+            }
+        };
+        let period_start = instant(&self.period_start, "period_start");
+        let period_end = instant(&self.period_end, "period_end");
+        match programme_id {
+            Some(programme_id) if errors.is_empty() => {
+                Ok(ClaimRequest { programme_id, period_start, period_end, month: given(&self.month).map(String::from) })
+            }
+            _ => Err(ApiError::validation(errors)),
+        }
+    }
+}
+
+/// `POST /claims`: as `POST /v1/claims`, for a month or a period; a refused
+/// claim comes back to the form with its problems.
 #[post("/claims")]
-pub async fn create(form: ConsoleForm<ClaimForm>) -> Result<HttpResponse, ConsoleError> {
-    let lang = form.viewer.lang;
-    finance_only(&form.viewer)?;
-    let f = &form.value;
-    let programme_id =
-        f.programme_id.trim().parse::<Uuid>().map_err(|_| invalid(lang, "programme_id", "choose a programme"))?;
-    let instant = |raw: &str, field: &str| match given(raw) {
-        None => Ok(None),
-        Some(v) => parse_time_input(v).map(Some).ok_or_else(|| invalid(lang, field, "must be a date and time (Seoul)")),
+pub async fn create(state: web::Data<AppState>, form: ConsoleForm<ClaimForm>) -> Result<HttpResponse, ConsoleError> {
+    let viewer = &form.viewer;
+    let lang = viewer.lang;
+    finance_only(viewer)?;
+    let again = async |e: ApiError| {
+        let status = e.status;
+        let problems = refused(lang, e)?;
+        let filters = ListForm::default();
+        claims_list(viewer, &state, &filters, &form.value, &problems, status).await
     };
-    let request = ClaimRequest {
-        programme_id,
-        period_start: instant(&f.period_start, "period_start")?,
-        period_end: instant(&f.period_end, "period_end")?,
-        month: given(&f.month).map(String::from),
+    let request = match form.value.request(lang) {
+        Ok(request) => request,
+        Err(e) => return again(e).await,
     };
-    let op = form.write_op(form_key(&f.idempotency_key))?;
-    let claim: ClaimView = answer(lang, claim_write(op, form.viewer.principal, request).await).await?;
-    Ok(layout::redirect(&format!("/claims/{}?created=1", claim.id)))
+    let op = form.write_op(form_key(&form.value.idempotency_key))?;
+    match claim_write(op, viewer.principal, request).await {
+        Ok(response) => {
+            let claim: ClaimView = answer(lang, Ok(response)).await?;
+            Ok(layout::redirect(&format!("/claims/{}?created=1", claim.id)))
+        }
+        Err(e) => again(e).await,
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +248,21 @@ pub async fn show(
     let lang = viewer.lang;
     finance_only(&viewer)?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
+    claim_page(&viewer, &state, id, &flags, &PaymentForm::default(), &[], StatusCode::OK).await
+}
+
+/// Claim `id`'s page, its payment form filled with `draft` and showing
+/// `problems` (a refused payment comes back to it, values kept).
+async fn claim_page(
+    viewer: &Viewer,
+    state: &AppState,
+    id: Uuid,
+    flags: &ShowForm,
+    draft: &PaymentForm,
+    problems: &[String],
+    status: StatusCode,
+) -> Result<HttpResponse, ConsoleError> {
+    let lang = viewer.lang;
     let fail = |e: crate::http::ApiError| ConsoleError::api(lang, e);
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
     let claim =
@@ -228,18 +295,19 @@ pub async fn show(
         }
         @if v.status == "draft" {
             form method="post" action={ "/claims/" (v.id) "/submit" } {
-                (form_tokens(&viewer))
+                (form_tokens(viewer))
                 button type="submit" { (lang.tr("Submit to the programme", "사업 기관에 제출")) }
             }
         }
         @if v.status == "submitted" {
-            h2 { (lang.tr("Record a payment", "입금 기록")) }
+            h2 #payment-form { (lang.tr("Record a payment", "입금 기록")) }
+            (problem_box(problems))
             form.quote method="post" action={ "/claims/" (v.id) "/payments" } {
-                (form_tokens(&viewer))
-                label { (lang.tr("Amount received", "입금액")) input type="text" inputmode="decimal" name="amount" value=(v.outstanding) required; }
-                label { (lang.tr("Bank reference", "은행 거래 참조")) input type="text" name="reference" maxlength="200" required; }
+                (form_tokens(viewer))
+                label { (lang.tr("Amount received", "입금액")) input type="text" inputmode="decimal" name="amount" value=(if draft.amount.trim().is_empty() { v.outstanding.clone() } else { draft.amount.clone() }) required; }
+                label { (lang.tr("Bank reference", "은행 거래 참조")) input type="text" name="reference" value=(draft.reference) maxlength="200" required; }
                 label { (lang.tr("Another transfer with a reference already recorded", "이미 기록된 참조의 다른 입금"))
-                    input type="checkbox" name="allow_duplicate_reference" value="true"; }
+                    input type="checkbox" name="allow_duplicate_reference" value="true" checked[draft.allow_duplicate_reference.as_deref() == Some("true")]; }
                 button type="submit" { (lang.tr("Record", "기록")) }
             }
         }
@@ -262,7 +330,7 @@ pub async fn show(
             } }
         }
     };
-    Ok(page(&viewer, lang.tr("Claim", "청구"), body))
+    Ok(page_with_status(viewer, status, lang.tr("Claim", "청구"), body))
 }
 
 fn lines(title: &str, lines: &[ClaimLine], lang: Lang, money: &dyn Fn(&str) -> String) -> Markup {
@@ -301,7 +369,7 @@ pub async fn submit(form: ConsoleForm<KeyForm>, id: web::Path<String>) -> Result
     Ok(layout::redirect(&format!("/claims/{}?submitted=1", claim.id)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct PaymentForm {
     #[serde(default)]
     idempotency_key: String,
@@ -313,11 +381,17 @@ pub struct PaymentForm {
     allow_duplicate_reference: Option<String>,
 }
 
-/// `POST /claims/{id}/payments`: as `POST /v1/claims/{id}/payments`.
+/// `POST /claims/{id}/payments`: as `POST /v1/claims/{id}/payments`; a
+/// refused payment comes back to the claim's form with its problems.
 #[post("/claims/{id}/payments")]
-pub async fn pay(form: ConsoleForm<PaymentForm>, id: web::Path<String>) -> Result<HttpResponse, ConsoleError> {
-    let lang = form.viewer.lang;
-    finance_only(&form.viewer)?;
+pub async fn pay(
+    state: web::Data<AppState>,
+    form: ConsoleForm<PaymentForm>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
+    let viewer = &form.viewer;
+    let lang = viewer.lang;
+    finance_only(viewer)?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
     let f = &form.value;
     let request = PaymentRequest {
@@ -326,6 +400,16 @@ pub async fn pay(form: ConsoleForm<PaymentForm>, id: web::Path<String>) -> Resul
         allow_duplicate_reference: f.allow_duplicate_reference.as_deref() == Some("true"),
     };
     let op = form.write_op(form_key(&f.idempotency_key))?;
-    let claim: ClaimView = answer(lang, payment_write(op, form.viewer.principal, id, &request).await).await?;
-    Ok(layout::redirect(&format!("/claims/{}?paid=1", claim.id)))
+    match payment_write(op, viewer.principal, id, &request).await {
+        Ok(response) => {
+            let claim: ClaimView = answer(lang, Ok(response)).await?;
+            Ok(layout::redirect(&format!("/claims/{}?paid=1", claim.id)))
+        }
+        Err(e) => {
+            let status = e.status;
+            let problems = refused(lang, e)?;
+            let flags = ShowForm::default();
+            claim_page(viewer, &state, id, &flags, f, &problems, status).await
+        }
+    }
 }

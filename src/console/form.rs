@@ -14,9 +14,32 @@ use super::i18n::Lang;
 use super::session::Viewer;
 use crate::audit::WriteContext;
 use crate::auth::TokenKeys;
-use crate::http::WriteOp;
 use crate::http::idempotency::{self, IdempotencyKey};
+use crate::http::{ApiError, WriteOp};
 use crate::state::AppState;
+
+/// The problems of a refused form, shown above it.
+pub fn problem_box(lines: &[String]) -> maud::Markup {
+    maud::html! { @if !lines.is_empty() { div.problem role="alert" { @for line in lines { p { (line) } } } } }
+}
+
+/// The lines a refused write shows on its form: the API's detail and each field's problem.
+pub fn problem_lines(e: &ApiError) -> Vec<String> {
+    let mut lines = vec![e.detail.clone()];
+    lines.extend(e.errors.iter().map(|f| format!("{}: {}", f.field, f.message)));
+    lines
+}
+
+/// A refused write: its lines, to show on its form, when the viewer can fix
+/// it there (bad input, a conflict); a problem page otherwise (not found,
+/// forbidden, a server fault).
+pub fn refused(lang: Lang, e: ApiError) -> Result<Vec<String>, ConsoleError> {
+    if e.status.is_client_error() && e.status != StatusCode::NOT_FOUND && e.status != StatusCode::FORBIDDEN {
+        Ok(problem_lines(&e))
+    } else {
+        Err(ConsoleError::api(lang, e))
+    }
+}
 
 /// A form without fields of its own (sign out, cancel).
 #[derive(Debug, serde::Deserialize)]

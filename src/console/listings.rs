@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::chart;
 use super::error::ConsoleError;
-use super::form::ConsoleForm;
+use super::form::{ConsoleForm, problem_box, refused};
 use super::i18n::Lang;
 use super::layout::{self, page_with_status, time, time_input};
 use super::money::{format_money, format_money_str, format_price};
@@ -67,26 +67,6 @@ fn order_status(status: &str, lang: Lang) -> &'static str {
         "completed" => lang.tr("Completed", "완료"),
         "cancelled" => lang.tr("Cancelled", "취소됨"),
         _ => lang.tr("Unknown", "알 수 없음"),
-    }
-}
-
-fn problem_box(lines: &[String]) -> Markup {
-    html! { @if !lines.is_empty() { div.problem role="alert" { @for line in lines { p { (line) } } } } }
-}
-
-/// The lines a refused write shows on its form: the API's detail and each field's problem.
-fn problem_lines(e: &ApiError) -> Vec<String> {
-    let mut lines = vec![e.detail.clone()];
-    lines.extend(e.errors.iter().map(|f| format!("{}: {}", f.field, f.message)));
-    lines
-}
-
-/// A refused write: shown on its form when the viewer can fix it, a problem page otherwise.
-fn refused(lang: Lang, e: ApiError) -> Result<Vec<String>, ConsoleError> {
-    if e.status.is_client_error() && e.status != StatusCode::NOT_FOUND && e.status != StatusCode::FORBIDDEN {
-        Ok(problem_lines(&e))
-    } else {
-        Err(ConsoleError::api(lang, e))
     }
 }
 

@@ -3,6 +3,7 @@
 //! linked to the postings behind it, a burn-down chart, the breakdowns, and
 //! its grants (use per grant, create, close) through the API's own writes.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
@@ -14,14 +15,15 @@ use uuid::Uuid;
 
 use super::error::ConsoleError;
 use super::finance::{answer, by_category, finance_only, form_key, form_tokens, given, invalid};
-use super::form::ConsoleForm;
+use super::form::{ConsoleForm, problem_box, refused};
 use super::i18n::Lang;
-use super::layout::{self, VIEWER_ZONE, page, parse_time_input, time, time_input};
+use super::layout::{self, VIEWER_ZONE, page, page_with_status, parse_time_input, time, time_input};
 use super::money::format_money_str;
 use super::session::Viewer;
 use crate::finance::burn_down::{BurnPoint, burn_down, daily_movements};
 use crate::finance::list_routes::{OrganisationListQuery, organisations_page};
 use crate::finance::reports::{GroupBy, ProgrammeReport, ReportGroup, report};
+use crate::http::{ApiError, FieldError};
 use crate::ledger::chart;
 use crate::ledger::store as ledger_store;
 use crate::money::{Currency, format_amount};
@@ -169,6 +171,21 @@ pub async fn show(
     let lang = viewer.lang;
     finance_only(&viewer)?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
+    dashboard(&viewer, &state, id, &flags, &GrantForm::default(), &[], StatusCode::OK).await
+}
+
+/// The dashboard of programme `id`, its grant form filled with `draft` and
+/// showing `problems` (a refused grant comes back to it, values kept).
+async fn dashboard(
+    viewer: &Viewer,
+    state: &AppState,
+    id: Uuid,
+    flags: &ShowForm,
+    draft: &GrantForm,
+    problems: &[String],
+    status: StatusCode,
+) -> Result<HttpResponse, ConsoleError> {
+    let lang = viewer.lang;
     let fail = |e: crate::http::ApiError| ConsoleError::api(lang, e);
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
     let programme = find_programme(&mut conn, id)
@@ -185,7 +202,7 @@ pub async fn show(
         breakdowns.push((by, r.groups.unwrap_or_default()));
     }
     let movements = daily_movements(&mut conn, id, c, zone).await.map_err(fail)?;
-    let (first, last) = programme_days(programme.starts_at, programme.ends_at, office_zone(&state));
+    let (first, last) = programme_days(programme.starts_at, programme.ends_at, office_zone(state));
     let points = burn_down(&movements, first, last).unwrap_or_default();
     let grants = grants_page(
         &mut conn,
@@ -251,29 +268,30 @@ pub async fn show(
             (group_table(title, groups, lang, &money))
         }
         h2 #grants { (lang.tr("Grants", "지원금")) }
-        (grant_table(&viewer, &grants.data, &links, &tenant_names, lang))
+        (grant_table(viewer, &grants.data, &links, &tenant_names, lang))
         @if let Some(next) = &grants.next_cursor {
             @let link = form_urlencoded::Serializer::new(String::new()).append_pair("grants_cursor", next).finish();
             p.pager { a href={ "/programmes/" (id) "?" (link) "#grants" } rel="next" { (lang.tr("More grants →", "다음 지원금 →")) } }
         }
-        h3 { (lang.tr("Make a grant", "지원금 배정")) }
+        h3 #grant-form { (lang.tr("Make a grant", "지원금 배정")) }
+        (problem_box(problems))
         form.quote method="post" action={ "/programmes/" (id) "/grants" } {
-            (form_tokens(&viewer))
+            (form_tokens(viewer))
             label { (lang.tr("Tenant", "수요 기업·기관"))
                 select name="tenant_org_id" required {
                     @for t in &tenants.data {
-                        option value=(t.id) { (t.name) @if let Some(cat) = &t.category { " (" (cat) ")" } }
+                        option value=(t.id) selected[draft.tenant_org_id == t.id.to_string()] { (t.name) @if let Some(cat) = &t.category { " (" (cat) ")" } }
                     }
                 }
             }
-            label { (lang.tr("Amount (the most it pays)", "금액 (지원 한도)")) input type="text" inputmode="decimal" name="amount" required; }
-            label { (lang.tr("Rate (optional, e.g. 0.8)", "지원율 (선택, 예: 0.8)")) input type="text" inputmode="decimal" name="rate"; }
-            label { (lang.tr("Valid from (Seoul time)", "시작 (서울 시간)")) input type="datetime-local" name="valid_from" value=(time_input(now)) required; }
-            label { (lang.tr("Valid until (Seoul time)", "종료 (서울 시간)")) input type="datetime-local" name="valid_until" value=(time_input(programme.ends_at)) required; }
+            label { (lang.tr("Amount (the most it pays)", "금액 (지원 한도)")) input type="text" inputmode="decimal" name="amount" value=(draft.amount) required; }
+            label { (lang.tr("Rate (optional, e.g. 0.8)", "지원율 (선택, 예: 0.8)")) input type="text" inputmode="decimal" name="rate" value=(draft.rate); }
+            label { (lang.tr("Valid from (Seoul time)", "시작 (서울 시간)")) input type="datetime-local" name="valid_from" value=(or_default(&draft.valid_from, || time_input(now))) required; }
+            label { (lang.tr("Valid until (Seoul time)", "종료 (서울 시간)")) input type="datetime-local" name="valid_until" value=(or_default(&draft.valid_until, || time_input(programme.ends_at))) required; }
             button type="submit" { (lang.tr("Grant", "배정")) }
         }
     };
-    Ok(page(&viewer, &programme.name, body))
+    Ok(page_with_status(viewer, status, &programme.name, body))
 }
 
 /// The report's figures, each with its exact amount (`data-amount`, as the
@@ -478,7 +496,7 @@ fn grant_table(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct GrantForm {
     #[serde(default)]
     idempotency_key: String,
@@ -494,29 +512,72 @@ pub struct GrantForm {
     valid_until: String,
 }
 
-/// `POST /programmes/{id}/grants`: as `POST /v1/programmes/{id}/grants`.
+/// What a form field shows: what was typed, or the default when nothing was.
+fn or_default(typed: &str, default: impl Fn() -> String) -> String {
+    if typed.trim().is_empty() { default() } else { typed.to_string() }
+}
+
+impl GrantForm {
+    /// The API's request, or the fields that are not what it takes.
+    fn request(&self, lang: Lang) -> Result<GrantRequest, ApiError> {
+        let mut errors = Vec::new();
+        let mut problem =
+            |field: &str, en: &'static str, ko: &'static str| errors.push(FieldError::new(field, lang.tr(en, ko)));
+        let tenant_org_id = self.tenant_org_id.trim().parse::<Uuid>().ok();
+        if tenant_org_id.is_none() {
+            problem("tenant_org_id", "choose a tenant", "수요 기업·기관을 고르세요");
+        }
+        let valid_from = parse_time_input(&self.valid_from);
+        if valid_from.is_none() {
+            problem("valid_from", "must be a date and time (Seoul)", "날짜와 시간(서울)이어야 합니다");
+        }
+        let valid_until = parse_time_input(&self.valid_until);
+        if valid_until.is_none() {
+            problem("valid_until", "must be a date and time (Seoul)", "날짜와 시간(서울)이어야 합니다");
+        }
+        match (tenant_org_id, valid_from, valid_until) {
+            (Some(tenant_org_id), Some(valid_from), Some(valid_until)) if errors.is_empty() => Ok(GrantRequest {
+                tenant_org_id,
+                amount: self.amount.trim().to_string(),
+                rate: given(&self.rate).map(String::from),
+                valid_from,
+                valid_until,
+            }),
+            _ => Err(ApiError::validation(errors)),
+        }
+    }
+}
+
+/// `POST /programmes/{id}/grants`: as `POST /v1/programmes/{id}/grants`; a
+/// refused grant comes back to the dashboard's form with its problems.
 #[post("/programmes/{id}/grants")]
-pub async fn create_grant(form: ConsoleForm<GrantForm>, id: web::Path<String>) -> Result<HttpResponse, ConsoleError> {
-    let lang = form.viewer.lang;
-    finance_only(&form.viewer)?;
+pub async fn create_grant(
+    state: web::Data<AppState>,
+    form: ConsoleForm<GrantForm>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
+    let viewer = &form.viewer;
+    let lang = viewer.lang;
+    finance_only(viewer)?;
     let programme_id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
-    let f = &form.value;
-    let tenant_org_id =
-        f.tenant_org_id.trim().parse::<Uuid>().map_err(|_| invalid(lang, "tenant_org_id", "choose a tenant"))?;
-    let valid_from = parse_time_input(&f.valid_from)
-        .ok_or_else(|| invalid(lang, "valid_from", "must be a date and time (Seoul)"))?;
-    let valid_until = parse_time_input(&f.valid_until)
-        .ok_or_else(|| invalid(lang, "valid_until", "must be a date and time (Seoul)"))?;
-    let request = GrantRequest {
-        tenant_org_id,
-        amount: f.amount.trim().to_string(),
-        rate: given(&f.rate).map(String::from),
-        valid_from,
-        valid_until,
+    let again = async |e: ApiError| {
+        let status = e.status;
+        let problems = refused(lang, e)?;
+        let flags = ShowForm::default();
+        dashboard(viewer, &state, programme_id, &flags, &form.value, &problems, status).await
     };
-    let op = form.write_op(form_key(&f.idempotency_key))?;
-    let grant: GrantView = answer(lang, grant_write(op, form.viewer.principal, programme_id, &request).await).await?;
-    Ok(layout::redirect(&format!("/programmes/{}?granted={}#grants", grant.programme_id, grant.id)))
+    let request = match form.value.request(lang) {
+        Ok(request) => request,
+        Err(e) => return again(e).await,
+    };
+    let op = form.write_op(form_key(&form.value.idempotency_key))?;
+    match grant_write(op, viewer.principal, programme_id, &request).await {
+        Ok(response) => {
+            let grant: GrantView = answer(lang, Ok(response)).await?;
+            Ok(layout::redirect(&format!("/programmes/{}?granted={}#grants", grant.programme_id, grant.id)))
+        }
+        Err(e) => again(e).await,
+    }
 }
 
 #[derive(Debug, Deserialize)]

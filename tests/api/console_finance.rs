@@ -274,8 +274,15 @@ async fn grants_are_made_and_closed_through_the_dashboards_forms() {
         ],
     )
     .await;
+    // It comes back to the dashboard's form, the values as typed.
     assert_eq!(response.status(), 422);
-    assert!(response.text().await.expect("page").contains("amount"));
+    let again = response.text().await.expect("page");
+    let refused_form = form(&again, &action);
+    assert!(again.contains("div class=\"problem\" role=\"alert\""), "{again}");
+    assert!(again.contains("amount: "), "the field's problem is named: {again}");
+    assert_eq!(field(refused_form, "amount"), "12.5");
+    assert!(refused_form.contains(&format!("value=\"{tenant_org}\" selected")), "the tenant stays chosen");
+    assert_eq!(field(refused_form, "valid_from"), from);
     let (_, after) = json(app.get(&format!("/v1/grants?programme_id={programme_id}"), &b.finance).await).await;
     assert_eq!(after["data"].as_array().map(Vec::len), Some(2));
 }
@@ -287,6 +294,16 @@ async fn a_claim_is_created_submitted_and_paid_through_the_forms() {
     let programme_id = id(&b.programme);
     let claims = page(&app, &b.finance, "/claims").await;
     assert!(claims.contains("청구가 없습니다"), "{claims}");
+    // A month that is not one comes back to the form, as typed; no claim is made.
+    let response =
+        submit(&app, &b.finance, "/claims", &claims, &[("programme_id", programme_id), ("month", "2026-13")]).await;
+    assert_eq!(response.status(), 422);
+    let refused = response.text().await.expect("page");
+    assert!(refused.contains("div class=\"problem\" role=\"alert\"") && refused.contains("month"), "{refused}");
+    assert_eq!(field(form(&refused, "/claims"), "month"), "2026-13");
+    assert!(form(&refused, "/claims").contains(&format!("value=\"{programme_id}\" selected")));
+    let (_, none) = json(app.get("/v1/claims", &b.finance).await).await;
+    assert_eq!(none["data"].as_array().map(Vec::len), Some(0));
     let (start, end) = (seoul(b.start), seoul(b.start + Duration::days(1)));
     let response = submit(
         &app,
@@ -334,9 +351,16 @@ async fn a_claim_is_created_submitted_and_paid_through_the_forms() {
     let payment_entry = claim["payments"][0]["journal_entry_id"].as_str().expect("entry");
     assert!(paid.contains(&format!("href=\"/ledger/entries/{payment_entry}\"")));
 
-    // The same reference again is the API's 409, shown as a page; nothing is paid.
+    // The same reference again is the API's 409, shown on the payment form
+    // with what was typed; nothing is paid.
     let again = submit(&app, &b.finance, &pay, &paid, &[("amount", "1603"), ("reference", "MSIT-0001")]).await;
     assert_eq!(again.status(), 409);
+    let again = again.text().await.expect("page");
+    assert!(again.contains("div class=\"problem\" role=\"alert\""), "{again}");
+    assert_eq!(
+        (field(form(&again, &pay), "amount"), field(form(&again, &pay), "reference")),
+        ("1603".into(), "MSIT-0001".into())
+    );
     let (_, claim) = json(app.get(&format!("/v1/claims/{claim_id}"), &b.finance).await).await;
     assert_eq!(claim["paid"], "4000");
 
