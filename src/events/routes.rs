@@ -185,7 +185,8 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(p)).ok(), Some(p));
         // The start of the outbox is a cursor like any other.
         assert_eq!(decode_cursor(&encode_cursor(Position::default())).ok(), Some(Position::default()));
-        for bad in ["", "!!", "bm90IGpzb24", &pagination::encode_cursor(&(-1i64, 5i64)), &pagination::encode_cursor(&"x")]
+        for bad in
+            ["", "!!", "bm90IGpzb24", &pagination::encode_cursor(&(-1i64, 5i64)), &pagination::encode_cursor(&"x")]
         {
             let e = decode_cursor(bad).err().map(|e| (e.status.as_u16(), e.errors[0].field.clone()));
             assert_eq!(e, Some((422, "after".to_string())), "{bad:?}");
