@@ -413,3 +413,31 @@ async fn bad_queries_are_refused_by_name() {
     let (status, _) = json(app.client.get(app.url("/v1/events")).send().await.expect("request")).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn an_order_cancelled_after_it_began_has_started_once() {
+    let app = spawn_app().await;
+    let finance = app.token(Role::Finance).await;
+    let provider = app.caller(Role::Provider).await;
+    let tenant = app.caller(Role::Tenant).await;
+    deposit(&app, &finance, tenant.org_id, "10000").await;
+    let start_at = next_hour(&app, &finance).await;
+    let l = listing(&app, &provider.token, 1, "1000", start_at, 24).await;
+    let order = created(app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 4), None).await, 201).await;
+    // The first hour has begun, and no settler has seen it yet.
+    set_clock(&app, &finance, start_at + Duration::minutes(30)).await;
+    let path = format!("/v1/orders/{}/cancel", order["id"].as_str().expect("id"));
+    let cancelled = created(app.post(&path, &tenant.token, &json!({}), None).await, 200).await;
+    assert_eq!((cancelled["status"].as_str(), cancelled["charged_hours"].as_i64()), (Some("cancelled"), Some(1)));
+    settle(&app, &finance).await;
+    let seen = events(&app, &provider.token, "", 3).await;
+    assert_eq!(
+        kinds(&seen),
+        vec![
+            kind("order.reserved", &order["id"]),
+            kind("order.started", &order["id"]),
+            kind("order.cancelled", &order["id"])
+        ]
+    );
+    assert_eq!(seen[2]["data"], cancelled);
+}
