@@ -243,6 +243,7 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .service(crate::finance::funding::routes::funding_reconciliation)
             .service(crate::finance::funding::routes::funding_report)
             .service(crate::finance::export::export_journal)
+            .configure(crate::events::routes::configure)
             .configure(|cfg| {
                 if sandbox {
                     crate::sandbox::configure(cfg);

@@ -63,7 +63,7 @@ pub async fn wallet(
         .load(&mut conn)
         .await
         .map_err(|e| fail(e.into()))?;
-    let grant_views = crate::subsidy::routes::grant_views(&mut conn, grant_rows).await.map_err(fail)?;
+    let grant_views = crate::subsidy::routes::grant_views(&mut conn, grant_rows).await.map_err(|e| fail(e.into()))?;
     let chosen = wallets
         .iter()
         .find(|w| w.currency == form.currency)

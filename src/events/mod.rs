@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::schema::events;
+use crate::ledger::LedgerError;
+
+pub mod routes;
 
 /// What happened. The text is the event's `type` on the wire and in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, diesel::AsExpression, diesel::FromSqlRow)]
@@ -92,6 +95,13 @@ impl NewEvent {
     ) -> Self {
         NewEvent { event_type, occurred_at, subject_id, org_ids, data }
     }
+}
+
+/// An event's `data`: the subject's API view as JSON. The views are plain
+/// structs of strings, numbers and ids, so this cannot fail in practice; if
+/// it ever did, the change is refused rather than recorded without its event.
+pub fn view_data<T: Serialize>(view: &T) -> Result<serde_json::Value, LedgerError> {
+    serde_json::to_value(view).map_err(|e| LedgerError::Corrupt(format!("an event's data did not serialise: {e}")))
 }
 
 /// A stored event.

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::model::OrgKind;
 use crate::db::schema::payouts;
+use crate::events::{EventType, NewEvent};
 use crate::finance::payout_policy::{PayoutPosition, received_on_claim};
 use crate::http::Write;
 use crate::http::extract::JsonBody;
@@ -212,7 +213,7 @@ pub async fn pay_out(
         .execute(conn)
         .await?;
     let payable_after = entry.postings.last().map(|(_, p)| p.debit_account_balance).unwrap_or_default();
-    Ok(PayoutView {
+    let view = PayoutView {
         id,
         provider_org_id: provider,
         amount: format_amount(amount, currency),
@@ -222,7 +223,10 @@ pub async fn pay_out(
         payable_balance: format_amount(payable_after, currency),
         recovered: format_amount(recover, currency),
         created_at: now,
-    })
+    };
+    let data = crate::events::view_data(&view)?;
+    crate::events::record(conn, NewEvent::new(EventType::PayoutCreated, now, id, vec![provider], data)).await?;
+    Ok(view)
 }
 
 /// Pays a provider what it may be paid now: its posted payable less the

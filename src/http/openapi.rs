@@ -77,6 +77,7 @@ use utoipa::{Modify, OpenApi};
         crate::finance::funding::routes::funding_report,
         crate::finance::funding::routes::funding_reconciliation,
         crate::finance::export::export_journal,
+        crate::events::routes::list_events,
         crate::sandbox::set_clock,
         crate::sandbox::get_clock,
     ),

@@ -28,6 +28,7 @@ use super::orders::{self, OrderAccounts, OrderRow, OrderStatus, Request, Subsidy
 use super::pricing::{Breakdown, SubsidyTerms};
 use crate::auth::Principal;
 use crate::db::schema::{accounts, grants, orders as orders_table, organisations, programmes};
+use crate::events::EventType;
 use crate::http::ApiError;
 use crate::ledger::model::{AccountState, EntryKind};
 use crate::ledger::store::{self as ledger_store, AppliedEntry, NewEntry};
@@ -354,6 +355,16 @@ pub async fn place_many(
         ledger_store::write_entries(conn, &entries, &BTreeMap::new(), &book).await?;
         let rows: Vec<&OrderRow> = accepted.iter().map(|(_, a)| &a.order).collect();
         diesel::insert_into(orders_table::table).values(rows).execute(conn).await?;
+        // One `order.reserved` per accepted order, in one statement: the
+        // views are built from what was just written, without reading it back.
+        let events = accepted
+            .iter()
+            .map(|(_, a)| {
+                let figures = super::charged::when_placed(&a.order)?;
+                super::views::order_event(EventType::OrderReserved, a.order.clone(), now, &figures)
+            })
+            .collect::<Result<Vec<_>, LedgerError>>()?;
+        crate::events::record_many(conn, &events).await?;
     }
     for (i, a) in accepted {
         answers[i] = Some(Ok(a.order));

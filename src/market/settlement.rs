@@ -17,6 +17,7 @@ use super::orders::{self, OrderRow, OrderStatus};
 use super::schedule::{PostingSchedule, hours_begun, hours_elapsed};
 use crate::db::DbPoolError;
 use crate::db::schema::{order_hour_credits, orders as orders_table};
+use crate::events::EventType;
 use crate::ledger::LedgerError;
 use crate::ledger::chart;
 use crate::ledger::model::{Actor, EntryKind};
@@ -97,9 +98,14 @@ pub async fn settle_order(
     }
     let upto = hours_elapsed(order.start_at, now, order.charged_hours);
     let begun = now >= order.start_at;
+    // `order.started` and `order.completed` go with the status changes that
+    // mean them, made under the order's row lock: an order leaves `reserved`
+    // and reaches `completed` once each, whichever settler gets there.
+    let was_reserved = order.status == OrderStatus::Reserved.as_str();
     if upto <= order.settled_hours {
-        if begun && order.status == OrderStatus::Reserved.as_str() {
-            set_progress(conn, order.id, order.settled_hours, OrderStatus::Active).await?;
+        if begun && was_reserved {
+            let row = set_progress(conn, order.id, order.settled_hours, OrderStatus::Active).await?;
+            record_order_events(conn, vec![(EventType::OrderStarted, row)], now).await?;
         }
         return Ok(None);
     }
@@ -107,7 +113,15 @@ pub async fn settle_order(
     let mut pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
     let entry_ids = settle_hours(conn, &order, &credits, &mut pendings, upto).await?;
     let status = if upto >= order.charged_hours { OrderStatus::Completed } else { OrderStatus::Active };
-    set_progress(conn, order.id, upto, status).await?;
+    let row = set_progress(conn, order.id, upto, status).await?;
+    let mut events = Vec::new();
+    if was_reserved {
+        events.push((EventType::OrderStarted, row.clone()));
+    }
+    if status == OrderStatus::Completed {
+        events.push((EventType::OrderCompleted, row));
+    }
+    record_order_events(conn, events, now).await?;
     Ok(Some(Settled {
         order_id: order.id,
         hours: upto - order.settled_hours,
@@ -176,11 +190,31 @@ pub async fn hour_credits_of(conn: &mut AsyncPgConnection, order: &OrderRow) -> 
     Ok(rows.into_iter().map(|(hour, gpus)| (orders::hour_index(order, hour), gpus)).collect())
 }
 
-async fn set_progress(conn: &mut AsyncPgConnection, id: Uuid, settled: i32, status: OrderStatus) -> QueryResult<usize> {
+async fn set_progress(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    settled: i32,
+    status: OrderStatus,
+) -> QueryResult<OrderRow> {
     diesel::update(orders_table::table.find(id))
         .set((orders_table::settled_hours.eq(settled), orders_table::status.eq(status.as_str())))
-        .execute(conn)
+        .returning(OrderRow::as_returning())
+        .get_result(conn)
         .await
+}
+
+/// Records orders' events with their views as of now, in the caller's transaction.
+async fn record_order_events(
+    conn: &mut AsyncPgConnection,
+    events: Vec<(EventType, OrderRow)>,
+    now: DateTime<Utc>,
+) -> Result<(), SettleError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let events = super::views::order_events(conn, events, now).await?;
+    crate::events::record_many(conn, &events).await?;
+    Ok(())
 }
 
 /// Cancels an order (its tenant only; anyone else gets 404). Before the start
@@ -247,6 +281,14 @@ pub async fn cancel(
         .returning(OrderRow::as_returning())
         .get_result(conn)
         .await?;
+    // An order cancelled after its first hour began, before the settler saw
+    // it begin, has started too: it leaves `reserved` here, not there.
+    let mut events = Vec::new();
+    if order.status == OrderStatus::Reserved.as_str() && begun > 0 {
+        events.push((EventType::OrderStarted, updated.clone()));
+    }
+    events.push((EventType::OrderCancelled, updated.clone()));
+    record_order_events(conn, events, now).await?;
     Ok(updated)
 }
 
@@ -358,6 +400,7 @@ pub async fn credit_outage(
 
     let mut entry_ids = Vec::new();
     let mut credits = Vec::new();
+    let mut credited_rows = Vec::new();
     for order in &hit {
         let mut movements = Vec::new();
         // Per hour of the order: GPUs credited before this outage, and after it.
@@ -423,10 +466,12 @@ pub async fn credit_outage(
                 refunded = refund;
             }
         }
-        diesel::update(orders_table::table.find(order.id))
+        let credited_row = diesel::update(orders_table::table.find(order.id))
             .set(orders_table::credited_gpu_hours.eq(orders_table::credited_gpu_hours + lost as i32))
-            .execute(conn)
+            .returning(OrderRow::as_returning())
+            .get_result(conn)
             .await?;
+        credited_rows.push((EventType::OrderCredited, credited_row));
         // Refunds for hours the provider was already paid out for must not
         // leave its payable negative: that part becomes a receivable from the
         // provider, recovered by its next payout.
@@ -479,6 +524,8 @@ pub async fn credit_outage(
             journal_entry_id: entry_id,
         });
     }
+    // Read once every credit is posted, so each view shows its refund.
+    record_order_events(conn, credited_rows, now).await?;
     Ok((entry_ids, credits))
 }
 

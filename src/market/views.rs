@@ -10,7 +10,8 @@ use super::charged::{self, Charged, ChargedView};
 use super::listings::ListingRow;
 use super::orders::OrderRow;
 use super::settlement::{OutageCredit, Settled};
-use crate::http::ApiError;
+use crate::events::{EventType, NewEvent, view_data};
+use crate::ledger::LedgerError;
 use crate::money::format_amount;
 
 use crate::market::routes::unit_price;
@@ -134,7 +135,7 @@ pub struct OrderView {
     pub charged: ChargedView,
 }
 
-pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<OrderView, ApiError> {
+pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<OrderView, LedgerError> {
     let c = o.currency()?;
     let charged = charged::view(charged)?;
     Ok(OrderView {
@@ -166,6 +167,38 @@ pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<
         cancelled_at: o.cancelled_at,
         charged,
     })
+}
+
+/// An order's event: seen by its tenant and its provider (and finance), with
+/// the order's view as of `now` as its data.
+pub fn order_event(
+    event_type: EventType,
+    order: OrderRow,
+    now: DateTime<Utc>,
+    charged: &Charged,
+) -> Result<NewEvent, LedgerError> {
+    let (id, orgs) = (order.id, vec![order.tenant_org_id, order.provider_org_id]);
+    let data = view_data(&order_view(order, now, charged)?)?;
+    Ok(NewEvent::new(event_type, now, id, orgs, data))
+}
+
+/// [`order_event`] for orders whose charged figures are read from the ledger
+/// (in one query for all of them): after a settlement, cancellation or credit,
+/// inside its transaction.
+pub async fn order_events(
+    conn: &mut diesel_async::AsyncPgConnection,
+    events: Vec<(EventType, OrderRow)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<NewEvent>, LedgerError> {
+    let rows: Vec<OrderRow> = events.iter().map(|(_, o)| o.clone()).collect();
+    let figures = charged::charged_of(conn, &rows).await?;
+    events
+        .into_iter()
+        .map(|(t, o)| {
+            let c = figures.get(&o.id).ok_or_else(|| LedgerError::Corrupt(format!("order {} vanished", o.id)))?;
+            order_event(t, o, now, c)
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

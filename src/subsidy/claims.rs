@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::programmes::GrantError;
 use super::programmes::find_programme;
 use crate::db::schema::{claim_items, claim_payments, claims, programmes};
+use crate::events::{EventType, NewEvent};
 use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
@@ -222,6 +223,9 @@ pub async fn submit(
         .await?
         .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("claim without programme".into())))?;
     super::advances::apply(conn, programme_id, programme.currency()?, actor, now).await?;
+    // After the advance is applied, so the view shows what is still outstanding.
+    let data = crate::events::view_data(&view(conn, submitted.clone()).await?)?;
+    crate::events::record(conn, NewEvent::new(EventType::ClaimSubmitted, now, submitted.id, vec![], data)).await?;
     Ok(submitted)
 }
 
@@ -275,17 +279,35 @@ pub async fn pay(
             "duplicate_reference_allowed": true, "same_reference_as_payment": payment}),
     };
     let posted = ledger_store::post_entry(conn, entry).await?;
+    let payment_id = Uuid::now_v7();
     diesel::insert_into(claim_payments::table)
         .values((
-            claim_payments::id.eq(Uuid::now_v7()),
+            claim_payments::id.eq(payment_id),
             claim_payments::claim_id.eq(id),
             claim_payments::amount.eq(amount),
-            claim_payments::reference.eq(reference),
+            claim_payments::reference.eq(&reference),
             claim_payments::journal_entry_id.eq(posted.id),
             claim_payments::created_at.eq(now),
         ))
         .execute(conn)
         .await?;
+    // `claim.paid` for every payment recorded, full or part: the claim's view
+    // (its `paid` and `outstanding` after this payment) and this payment.
+    let payment = ClaimPaymentView {
+        amount: format_amount(amount, currency),
+        reference,
+        journal_entry_id: posted.id,
+        paid_at: now,
+    };
+    let mut data = crate::events::view_data(&view(conn, claim.clone()).await?)?;
+    if let Some(fields) = data.as_object_mut() {
+        let mut payment = crate::events::view_data(&payment)?;
+        if let Some(p) = payment.as_object_mut() {
+            p.insert("id".into(), serde_json::json!(payment_id));
+        }
+        fields.insert("payment".into(), payment);
+    }
+    crate::events::record(conn, NewEvent::new(EventType::ClaimPaid, now, id, vec![], data)).await?;
     Ok(claim)
 }
 

@@ -12,6 +12,7 @@ use super::rules::{Eligibility, rate_category, rate_for, within};
 use crate::auth::Principal;
 use crate::auth::model::OrgKind;
 use crate::db::schema::{grants, programmes};
+use crate::events::{EventType, NewEvent};
 use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::rules::Movement;
 use crate::ledger::store::{self as ledger_store, NewEntry};
@@ -239,7 +240,24 @@ pub async fn create_grant(
         closed_at: None,
     };
     diesel::insert_into(grants::table).values(&row).execute(conn).await?;
+    record_grant_event(conn, EventType::GrantCreated, row.clone(), now).await?;
     Ok(row)
+}
+
+/// A grant's event, seen by its tenant (and finance), with the grant's view
+/// after the change as its data.
+async fn record_grant_event(
+    conn: &mut AsyncPgConnection,
+    event_type: EventType,
+    grant: GrantRow,
+    now: DateTime<Utc>,
+) -> Result<(), GrantError> {
+    let (id, tenant) = (grant.id, grant.tenant_org_id);
+    let mut views = super::routes::grant_views(conn, vec![grant]).await?;
+    let view = views.pop().ok_or_else(|| LedgerError::Corrupt(format!("grant {id} has no view")))?;
+    let data = crate::events::view_data(&view)?;
+    crate::events::record(conn, NewEvent::new(event_type, now, id, vec![tenant], data)).await?;
+    Ok(())
 }
 
 /// Closes a grant: what it has left goes back to the programme in a
@@ -288,6 +306,10 @@ pub async fn close_grant(
         .returning(GrantRow::as_returning())
         .get_result(conn)
         .await?;
+    // Closing again only releases what came back since: the grant closed once.
+    if grant.status != GrantStatus::Closed {
+        record_grant_event(conn, EventType::GrantClosed, row.clone(), now).await?;
+    }
     Ok(row)
 }
 

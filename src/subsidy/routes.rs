@@ -222,7 +222,7 @@ pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: Gr
 pub(crate) async fn grant_views(
     conn: &mut diesel_async::AsyncPgConnection,
     rows: Vec<GrantRow>,
-) -> Result<Vec<GrantView>, ApiError> {
+) -> Result<Vec<GrantView>, programmes::GrantError> {
     use crate::db::schema::{accounts, programmes as programmes_table};
     use std::collections::HashMap;
     if rows.is_empty() {
@@ -249,7 +249,8 @@ pub(crate) async fn grant_views(
         .collect();
     rows.into_iter()
         .map(|g| {
-            let c = *currencies.get(&g.programme_id).ok_or_else(|| ApiError::missing("programme", g.programme_id))?;
+            let c =
+                *currencies.get(&g.programme_id).ok_or(programmes::GrantError::ProgrammeNotFound(g.programme_id))?;
             let account = |code: String| found.get(&(code, c.code().to_string()));
             let avail = account(chart::grant_available_code(g.id))
                 .map(|a| a.balances().available(crate::ledger::model::NormalSide::Credit))

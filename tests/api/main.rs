@@ -17,6 +17,7 @@ mod console_provider;
 mod corrections;
 mod demo_story;
 mod errors;
+mod events;
 mod funding;
 mod idempotency;
 mod ledger_bank;

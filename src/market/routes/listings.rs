@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Principal, Role};
+use crate::events::{EventType, NewEvent, view_data};
 use crate::http::extract::{JsonBody, NoQuery, Query, check_period};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError, Write};
@@ -262,6 +263,7 @@ pub async fn change_own_listing(
         })?;
     }
     let status = change.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| current.status.clone());
+    let was = current.status.clone();
     let before = (current.available_from, current.available_until);
     let row = ListingInsert {
         gpus,
@@ -273,7 +275,30 @@ pub async fn change_own_listing(
         updated_at: now,
         ..current.into()
     };
-    Ok(listings::save(conn, &row, before).await?)
+    let saved = listings::save(conn, &row, before).await?;
+    record_status_change(conn, &was, saved.clone(), now).await?;
+    Ok(saved)
+}
+
+/// `listing.paused` or `listing.closed` when a listing's status becomes
+/// that, seen by its provider; other changes, and a status set again to
+/// what it was, are not events.
+async fn record_status_change(
+    conn: &mut diesel_async::AsyncPgConnection,
+    was: &str,
+    listing: ListingRow,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let event_type = match listing.status.parse::<ListingStatus>() {
+        _ if listing.status == was => return Ok(()),
+        Ok(ListingStatus::Paused) => EventType::ListingPaused,
+        Ok(ListingStatus::Closed) => EventType::ListingClosed,
+        _ => return Ok(()),
+    };
+    let (id, provider) = (listing.id, listing.provider_org_id);
+    let data = view_data(&listing_view(listing, None))?;
+    crate::events::record(conn, NewEvent::new(event_type, now, id, vec![provider], data)).await?;
+    Ok(())
 }
 
 /// Closes one's own listing for good: no new orders; existing ones stand.
@@ -308,9 +333,12 @@ pub async fn close_own_listing(
         .await?
         .filter(|l| l.provider_org_id == principal.org_id)
         .ok_or_else(|| ApiError::missing("listing", id))?;
+    let was = current.status.clone();
     let before = (current.available_from, current.available_until);
     let row = ListingInsert { status: ListingStatus::Closed.as_str().to_string(), updated_at: now, ..current.into() };
-    Ok(listings::save(conn, &row, before).await?)
+    let saved = listings::save(conn, &row, before).await?;
+    record_status_change(conn, &was, saved.clone(), now).await?;
+    Ok(saved)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]

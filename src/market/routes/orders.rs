@@ -113,7 +113,7 @@ pub async fn one_order_view(
     let figures = charged.remove(&order.id).ok_or_else(|| {
         ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} vanished", order.id)))
     })?;
-    order_view(order, now, &figures)
+    Ok(order_view(order, now, &figures)?)
 }
 
 /// Buys GPU-hours: reserves the capacity and writes the order's pending
@@ -227,7 +227,7 @@ pub async fn orders_page(
             let figures = charged.get(&order.id).ok_or_else(|| {
                 ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} has no figures", order.id)))
             })?;
-            order_view(order, now, figures)
+            Ok(order_view(order, now, figures)?)
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let next_cursor = page.next_cursor;
