@@ -193,6 +193,7 @@ pub async fn show(
         GrantListQuery {
             programme_id: Some(id),
             tenant_org_id: None,
+            flagged: None,
             limit: Some(100),
             cursor: given(&flags.grants_cursor).map(String::from),
         },
