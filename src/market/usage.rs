@@ -173,7 +173,11 @@ fn parse_interval(index: usize, input: &IntervalInput, window: &Meterable) -> Re
 /// may resend a batch whose answer it lost. One that overlaps a stored
 /// interval without being identical, or another interval of the request, is
 /// refused: usage is reported once per moment.
-pub fn judge(window: &Meterable, stored: &[Interval], asked: &[IntervalInput]) -> Result<Vec<Interval>, Vec<FieldError>> {
+pub fn judge(
+    window: &Meterable,
+    stored: &[Interval],
+    asked: &[IntervalInput],
+) -> Result<Vec<Interval>, Vec<FieldError>> {
     if asked.is_empty() || asked.len() > MAX_INTERVALS {
         return Err(vec![FieldError::new("intervals", format!("give 1 to {MAX_INTERVALS} intervals"))]);
     }
@@ -370,7 +374,9 @@ async fn metered_by(conn: &mut AsyncPgConnection, sql: String, ids: &[Uuid]) -> 
     let rows: Vec<MeteredRow> = diesel::sql_query(sql).bind::<Array<SqlUuid>, _>(ids).load(conn).await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.key, Metered { used_gpu_seconds: r.used_gpu_seconds, energy_wh: r.energy_wh, intervals: r.intervals }))
+        .map(|r| {
+            (r.key, Metered { used_gpu_seconds: r.used_gpu_seconds, energy_wh: r.energy_wh, intervals: r.intervals })
+        })
         .collect())
 }
 
@@ -420,10 +426,7 @@ pub async fn figures_of_grants(
     .load(conn)
     .await?;
     let reserved: HashMap<Uuid, i64> = reserved.into_iter().map(|r| (r.key, r.gpu_hours)).collect();
-    Ok(grant_ids
-        .iter()
-        .map(|g| (*g, figures(metered.get(g), reserved.get(g).copied().unwrap_or(0))))
-        .collect())
+    Ok(grant_ids.iter().map(|g| (*g, figures(metered.get(g), reserved.get(g).copied().unwrap_or(0)))).collect())
 }
 
 /// Figures of a programme, over the orders its grants funded.
@@ -525,7 +528,10 @@ mod tests {
     #[test]
     fn the_future_and_cancelled_hours_cannot_be_metered() {
         let running = Meterable { now: at(3), ..window() };
-        assert_eq!(fields(judge(&running, &[], &[input(2, 4, 1, "1", "1")]).expect_err("future")), ["intervals[0].end"]);
+        assert_eq!(
+            fields(judge(&running, &[], &[input(2, 4, 1, "1", "1")]).expect_err("future")),
+            ["intervals[0].end"]
+        );
         let cancelled = Meterable { until: at(3), ..window() };
         assert_eq!(
             fields(judge(&cancelled, &[], &[input(3, 4, 1, "1", "1")]).expect_err("cancelled hour")),
@@ -559,12 +565,9 @@ mod tests {
     #[test]
     fn utilisation_is_used_over_reserved_gpu_hours() {
         // 2 GPUs × 10 h reserved; 5 h reported at 2 GPUs × 0.5: 5 GPU-hours used.
-        let intervals: Vec<Interval> = judge(
-            &window(),
-            &[],
-            &(0..5).map(|h| input(h, h + 1, 2, "0.5", "1250.5")).collect::<Vec<_>>(),
-        )
-        .expect("valid");
+        let intervals: Vec<Interval> =
+            judge(&window(), &[], &(0..5).map(|h| input(h, h + 1, 2, "0.5", "1250.5")).collect::<Vec<_>>())
+                .expect("valid");
         let metered = Metered::of(&intervals).expect("sums");
         let f = figures(Some(&metered), 20);
         assert_eq!(f.utilisation, Some("0.25".parse().expect("decimal")));

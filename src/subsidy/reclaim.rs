@@ -193,11 +193,7 @@ async fn judge_and_flag(
         .load::<OrderRow>(conn)
         .await?
         .iter()
-        .map(|o| Held {
-            from: o.start_at,
-            until: crate::market::orders::hour_at(o, o.charged_hours),
-            gpus: o.gpus,
-        })
+        .map(|o| Held { from: o.start_at, until: crate::market::orders::hour_at(o, o.charged_hours), gpus: o.gpus })
         .collect();
     let from = now - TimeDelta::hours(i64::from(rule.window_hours));
     let used: Vec<Used> = order_usage::table
@@ -401,7 +397,10 @@ mod tests {
     fn a_grant_is_judged_only_once_the_window_has_elapsed_since_its_first_order_began() {
         let held = [Held { from: at(0), until: at(100), gpus: 2 }];
         assert_eq!(judge(rule(), at(71), &held, &[]), Verdict::TooEarly);
-        assert_eq!(judge(rule(), at(72), &held, &[]), Verdict::Below { utilisation: Decimal::ZERO, from: at(0), until: at(72) });
+        assert_eq!(
+            judge(rule(), at(72), &held, &[]),
+            Verdict::Below { utilisation: Decimal::ZERO, from: at(0), until: at(72) }
+        );
         assert_eq!(judge(rule(), at(500), &[], &[]), Verdict::TooEarly);
     }
 
