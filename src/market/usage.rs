@@ -300,16 +300,6 @@ pub async fn stored_between(
         .await
 }
 
-/// Every stored interval of an order, by start.
-pub async fn of_order(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Vec<Interval>> {
-    order_usage::table
-        .filter(order_usage::order_id.eq(order_id))
-        .order(order_usage::start)
-        .select(Interval::as_select())
-        .load(conn)
-        .await
-}
-
 #[derive(Insertable)]
 #[diesel(table_name = order_usage)]
 struct NewInterval<'a> {
