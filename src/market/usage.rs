@@ -189,14 +189,20 @@ pub fn judge(
             Err(found) => errors.extend(found),
         }
     }
+    // By start, each against the one reaching furthest so far: every
+    // interval that overlaps an earlier one is named.
     let mut by_start: Vec<&(usize, Interval)> = valid.iter().collect();
-    by_start.sort_by_key(|(_, i)| i.start);
-    for pair in by_start.windows(2) {
-        let ((before, a), (later, b)) = (pair[0], pair[1]);
-        if a.overlaps(b) {
-            let index = (*before).max(*later);
-            let other = (*before).min(*later);
+    by_start.sort_by_key(|(index, i)| (i.start, *index));
+    let mut furthest: Option<&(usize, Interval)> = None;
+    for current in by_start {
+        if let Some(reach) = furthest
+            && reach.1.overlaps(&current.1)
+        {
+            let (index, other) = (reach.0.max(current.0), reach.0.min(current.0));
             errors.push(FieldError::new(format!("intervals[{index}].start"), format!("overlaps intervals[{other}]")));
+        }
+        if furthest.is_none_or(|reach| current.1.end > reach.1.end) {
+            furthest = Some(current);
         }
     }
     let mut fresh = Vec::with_capacity(valid.len());
@@ -540,6 +546,13 @@ mod tests {
         // Two intervals of one request over each other.
         let errors = judge(&window(), &[], &[input(3, 5, 2, "0.5", "1"), input(4, 6, 2, "0.5", "1")]);
         assert_eq!(fields(errors.expect_err("overlap")), ["intervals[1].start"]);
+        // A long one over two short ones names both.
+        let errors = judge(
+            &window(),
+            &[],
+            &[input(3, 4, 2, "0.5", "1"), input(0, 9, 2, "0.5", "1"), input(5, 6, 2, "0.5", "1")],
+        );
+        assert_eq!(fields(errors.expect_err("overlap")), ["intervals[1].start", "intervals[2].start"]);
     }
 
     #[test]

@@ -138,32 +138,34 @@ fn overlap_seconds(a: (DateTime<Utc>, DateTime<Utc>), b: (DateTime<Utc>, DateTim
     if end > start { (end - start).num_seconds() } else { 0 }
 }
 
-/// The rule, as a plain function (see the module's documentation).
-pub fn judge(rule: ReclaimRule, now: DateTime<Utc>, held: &[Held], used: &[Used]) -> Verdict {
+/// The rule, as a plain function (see the module's documentation); `None`
+/// only if a sum overflowed (never with real figures: the job logs it).
+pub fn judge(rule: ReclaimRule, now: DateTime<Utc>, held: &[Held], used: &[Used]) -> Option<Verdict> {
     let window = TimeDelta::hours(i64::from(rule.window_hours));
-    let Some(first) = held.iter().map(|h| h.from).min() else { return Verdict::TooEarly };
+    let Some(first) = held.iter().map(|h| h.from).min() else { return Some(Verdict::TooEarly) };
     if now < first + window {
-        return Verdict::TooEarly;
+        return Some(Verdict::TooEarly);
     }
     let span = (now - window, now);
     let mut reserved = Decimal::ZERO;
     for h in held {
-        reserved += Decimal::from(i64::from(h.gpus) * overlap_seconds((h.from, h.until), span));
+        let gpu_seconds = i64::from(h.gpus).checked_mul(overlap_seconds((h.from, h.until), span))?;
+        reserved = reserved.checked_add(Decimal::from(gpu_seconds))?;
     }
     if reserved.is_zero() {
-        return Verdict::NothingReserved;
+        return Some(Verdict::NothingReserved);
     }
     let mut busy = Decimal::ZERO;
     for u in used {
         let seconds = Decimal::from(overlap_seconds((u.start, u.end), span));
-        busy += Decimal::from(u.gpus_in_use) * u.utilisation * seconds;
+        busy = busy.checked_add(Decimal::from(u.gpus_in_use).checked_mul(u.utilisation)?.checked_mul(seconds)?)?;
     }
-    let utilisation = busy / reserved;
-    if utilisation < rule.below_utilisation {
+    let utilisation = busy.checked_div(reserved)?;
+    Some(if utilisation < rule.below_utilisation {
         Verdict::Below { utilisation, from: span.0, until: span.1 }
     } else {
         Verdict::Within(utilisation)
-    }
+    })
 }
 
 fn flag_reason(rule: ReclaimRule, utilisation: Decimal, from: DateTime<Utc>, until: DateTime<Utc>) -> String {
@@ -207,7 +209,11 @@ async fn judge_and_flag(
         .into_iter()
         .map(|(start, end, gpus_in_use, utilisation)| Used { start, end, gpus_in_use, utilisation })
         .collect();
-    let Verdict::Below { utilisation, from, until } = judge(rule, now, &held, &used) else {
+    let verdict = judge(rule, now, &held, &used);
+    if verdict.is_none() {
+        tracing::warn!(%grant_id, "the reclaim rule's sums overflowed; the grant is not judged");
+    }
+    let Some(Verdict::Below { utilisation, from, until }) = verdict else {
         return Ok(None);
     };
     // Checked again as it is written: another process's job may have flagged
@@ -396,12 +402,12 @@ mod tests {
     #[test]
     fn a_grant_is_judged_only_once_the_window_has_elapsed_since_its_first_order_began() {
         let held = [Held { from: at(0), until: at(100), gpus: 2 }];
-        assert_eq!(judge(rule(), at(71), &held, &[]), Verdict::TooEarly);
+        assert_eq!(judge(rule(), at(71), &held, &[]).expect("sums"), Verdict::TooEarly);
         assert_eq!(
-            judge(rule(), at(72), &held, &[]),
+            judge(rule(), at(72), &held, &[]).expect("sums"),
             Verdict::Below { utilisation: Decimal::ZERO, from: at(0), until: at(72) }
         );
-        assert_eq!(judge(rule(), at(500), &[], &[]), Verdict::TooEarly);
+        assert_eq!(judge(rule(), at(500), &[], &[]).expect("sums"), Verdict::TooEarly);
     }
 
     #[test]
@@ -410,20 +416,26 @@ mod tests {
         let held = [Held { from: at(0), until: at(100), gpus: 2 }];
         // 28.8 GPU-hours used in the window (36 h × 2 × 0.4): 0.2 exactly, not below.
         let exactly = [used(8, 44, 2, "0.4")];
-        assert_eq!(judge(rule(), at(80), &held, &exactly), Verdict::Within("0.2".parse().expect("decimal")));
+        assert_eq!(
+            judge(rule(), at(80), &held, &exactly).expect("sums"),
+            Verdict::Within("0.2".parse().expect("decimal"))
+        );
         // An interval reaching over the window's start counts pro rata: [0, 44) has 36 h inside.
         let straddling = [used(0, 44, 2, "0.4")];
-        assert_eq!(judge(rule(), at(80), &held, &straddling), Verdict::Within("0.2".parse().expect("decimal")));
+        assert_eq!(
+            judge(rule(), at(80), &held, &straddling).expect("sums"),
+            Verdict::Within("0.2".parse().expect("decimal"))
+        );
         // A little less is below.
         let less = [used(8, 43, 2, "0.4")];
-        assert!(matches!(judge(rule(), at(80), &held, &less), Verdict::Below { .. }));
+        assert!(matches!(judge(rule(), at(80), &held, &less).expect("sums"), Verdict::Below { .. }));
     }
 
     #[test]
     fn cancelled_or_ended_hours_reserve_nothing() {
         // The order ended at hour 10; at hour 100 the window [28, 100) holds none of it.
         let held = [Held { from: at(0), until: at(10), gpus: 4 }];
-        assert_eq!(judge(rule(), at(100), &held, &[]), Verdict::NothingReserved);
+        assert_eq!(judge(rule(), at(100), &held, &[]).expect("sums"), Verdict::NothingReserved);
     }
 
     #[test]
