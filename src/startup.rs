@@ -169,8 +169,12 @@ impl Application {
         let settler = self.settler.map(|(clock, interval)| {
             tokio::spawn(crate::market::settlement::run_settler(self.pool.clone(), clock, interval))
         });
+        // Usage partitions ahead and the reclaim rule, on the settler's interval.
+        let usage_jobs = self.settler.map(|(clock, interval)| {
+            tokio::spawn(crate::subsidy::reclaim::run_usage_jobs(self.pool.clone(), clock, interval))
+        });
         let result = self.server.await;
-        if let Some(task) = settler {
+        for task in settler.into_iter().chain(usage_jobs) {
             task.abort();
         }
         result
@@ -231,6 +235,7 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .configure(crate::market::routes::configure)
             .service(crate::finance::deposits::create_deposit)
             .configure(crate::subsidy::routes::configure)
+            .configure(crate::subsidy::reclaim_routes::configure)
             .configure(crate::subsidy::correction_routes::configure)
             .configure(crate::subsidy::advance_routes::configure)
             .configure(crate::subsidy::year_end_routes::configure)

@@ -210,6 +210,7 @@ async fn dashboard(
         GrantListQuery {
             programme_id: Some(id),
             tenant_org_id: None,
+            flagged: None,
             limit: Some(100),
             cursor: given(&flags.grants_cursor).map(String::from),
         },

@@ -258,6 +258,8 @@ diesel::table! {
         created_at -> Timestamptz,
         settled_at -> Nullable<Timestamptz>,
         settlement_entry_id -> Nullable<Uuid>,
+        reclaim_below_utilisation -> Nullable<Numeric>,
+        reclaim_window_hours -> Nullable<Int4>,
     }
 }
 
@@ -276,6 +278,24 @@ diesel::table! {
         released -> Numeric,
         created_at -> Timestamptz,
         closed_at -> Nullable<Timestamptz>,
+        flagged_at -> Nullable<Timestamptz>,
+        flag_reason -> Nullable<Text>,
+        reclaimed_at -> Nullable<Timestamptz>,
+        reclaim_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    order_usage (order_id, start) {
+        order_id -> Uuid,
+        start -> Timestamptz,
+        end -> Timestamptz,
+        gpus_in_use -> Int4,
+        utilisation -> Numeric,
+        memory_used_gb -> Numeric,
+        energy_wh -> Numeric,
+        reported_by -> Nullable<Uuid>,
+        reported_at -> Timestamptz,
     }
 }
 
@@ -479,4 +499,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     bank_lines,
     bank_matches,
     events,
+    order_usage,
 );

@@ -92,6 +92,11 @@ pub struct ProgrammeReport {
     pub outstanding: String,
     /// Spent but not yet in any submitted claim.
     pub unclaimed: String,
+    /// Metered, over the orders its grants funded: GPU-hours used ÷ GPU-hours
+    /// reserved (4 places, half-even); null while none reported usage.
+    pub utilisation: Option<String>,
+    /// Metered: Σ energy_wh ÷ 1000 over those orders, exact; null while none reported.
+    pub energy_kwh: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<ReportGroup>>,
 }
@@ -265,6 +270,7 @@ pub async fn report(
         None => None,
         Some(by) => Some(groups(conn, programme, c, by, time_zone).await?),
     };
+    let usage = crate::market::usage::figures_of_programme(conn, programme).await?;
     Ok(ProgrammeReport {
         programme_id: programme,
         currency: c.code().to_string(),
@@ -282,6 +288,8 @@ pub async fn report(
         advance_unapplied: format_amount(f.advance_unapplied, c),
         outstanding: format_amount(f.claimed - f.paid - f.written_off - f.advance_applied, c),
         unclaimed: format_amount(f.spent - f.claimed, c),
+        utilisation: usage.utilisation_shown(),
+        energy_kwh: usage.energy_kwh_shown(),
         groups,
     })
 }

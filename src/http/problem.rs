@@ -405,6 +405,19 @@ impl From<GrantError> for ApiError {
     }
 }
 
+impl From<crate::subsidy::reclaim::ReclaimError> for ApiError {
+    fn from(e: crate::subsidy::reclaim::ReclaimError) -> Self {
+        use crate::subsidy::reclaim::ReclaimError;
+        match e {
+            ReclaimError::GrantNotFound(_) => ApiError::not_found(e.to_string()),
+            ReclaimError::AlreadyClosed | ReclaimError::OrderPlacedMeanwhile => ApiError::conflict(e.to_string()),
+            ReclaimError::Grant(grant) => ApiError::from(grant),
+            ReclaimError::Settle(settle) => ApiError::from(settle),
+            ReclaimError::Database(db) => ApiError::from(db),
+        }
+    }
+}
+
 impl From<ClaimError> for ApiError {
     fn from(e: ClaimError) -> Self {
         match e {

@@ -7,6 +7,7 @@
 //! - `charged`: what an order has really cost, read from its postings;
 //! - `revenue`: what a listing earned and what its outages credited, from the same postings;
 //! - `verify`: the order-level invariant (each order charged for its hours, no more);
+//! - `usage`: metered usage of orders, and utilisation and energy from it;
 //! - `routes`: the HTTP handlers.
 
 pub mod batch;
@@ -19,5 +20,6 @@ pub mod revenue;
 pub mod routes;
 pub mod schedule;
 pub mod settlement;
+pub mod usage;
 pub mod verify;
 pub mod views;

@@ -133,6 +133,11 @@ pub struct OrderView {
     /// above are the breakdown when it was placed; these account for
     /// settlements, outage credits, refunds and a cancellation.
     pub charged: ChargedView,
+    /// Metered: GPU-hours used ÷ GPU-hours reserved (`gpus × charged_hours`),
+    /// 4 places, half-even; null while no usage is reported (`market::usage`).
+    pub utilisation: Option<String>,
+    /// Metered: Σ reported `energy_wh` ÷ 1000, exact; null while no usage is reported.
+    pub energy_kwh: Option<String>,
 }
 
 pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<OrderView, LedgerError> {
@@ -166,6 +171,8 @@ pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<
         created_at: o.created_at,
         cancelled_at: o.cancelled_at,
         charged,
+        utilisation: None,
+        energy_kwh: None,
     })
 }
 
@@ -199,6 +206,15 @@ pub async fn order_events(
             order_event(t, o, now, c)
         })
         .collect()
+}
+
+impl OrderView {
+    /// The view with the order's metered figures.
+    pub fn with_usage(mut self, figures: &super::usage::UsageFigures) -> Self {
+        self.utilisation = figures.utilisation_shown();
+        self.energy_kwh = figures.energy_kwh_shown();
+        self
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -15,6 +15,8 @@ pub mod correction_routes;
 pub mod corrections;
 pub mod list_routes;
 pub mod programmes;
+pub mod reclaim;
+pub mod reclaim_routes;
 pub mod routes;
 pub mod rules;
 pub mod verify;

@@ -65,6 +65,9 @@ pub struct ProgrammeRow {
     pub journal_entry_id: Uuid,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// The reclaim rule (`subsidy::reclaim`): both or neither.
+    pub reclaim_below_utilisation: Option<Decimal>,
+    pub reclaim_window_hours: Option<i32>,
 }
 
 impl ProgrammeRow {
@@ -115,6 +118,13 @@ pub struct GrantRow {
     pub released: Decimal,
     pub created_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// Set once by the reclaim job when the grant's orders fell below its
+    /// programme's rule (`subsidy::reclaim`).
+    pub flagged_at: Option<DateTime<Utc>>,
+    pub flag_reason: Option<String>,
+    /// Set by `POST /v1/grants/{id}/reclaim`.
+    pub reclaimed_at: Option<DateTime<Utc>>,
+    pub reclaim_reason: Option<String>,
 }
 
 /// A validated programme to create.
@@ -167,6 +177,8 @@ pub async fn create_programme(
         journal_entry_id: posted.id,
         created_by: actor.user_id,
         created_at: now,
+        reclaim_below_utilisation: None,
+        reclaim_window_hours: None,
     };
     diesel::insert_into(programmes::table).values(&row).execute(conn).await?;
     Ok(row)
@@ -238,6 +250,10 @@ pub async fn create_grant(
         released: Decimal::ZERO,
         created_at: now,
         closed_at: None,
+        flagged_at: None,
+        flag_reason: None,
+        reclaimed_at: None,
+        reclaim_reason: None,
     };
     diesel::insert_into(grants::table).values(&row).execute(conn).await?;
     record_grant_event(conn, EventType::GrantCreated, row.clone(), now).await?;

@@ -46,6 +46,12 @@ pub struct ProgrammeRequest {
     pub gpu_models: Option<Vec<String>>,
     pub regions: Option<Vec<String>>,
     pub provider_ids: Option<Vec<Uuid>>,
+    /// The reclaim rule, with `reclaim_window_hours` (both or neither): a
+    /// grant whose orders used less than this fraction of their reserved
+    /// GPU-hours over the window is flagged (`"0.2"`; more than 0, at most 1).
+    pub reclaim_below_utilisation: Option<String>,
+    /// The window the rule looks back over, 1 to 720 hours.
+    pub reclaim_window_hours: Option<i32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -65,6 +71,8 @@ pub struct ProgrammeView {
     pub provider_ids: Option<Vec<Uuid>>,
     pub journal_entry_id: Uuid,
     pub created_at: DateTime<Utc>,
+    pub reclaim_below_utilisation: Option<String>,
+    pub reclaim_window_hours: Option<i32>,
 }
 
 pub(crate) fn programme_view(p: ProgrammeRow) -> Result<ProgrammeView, ApiError> {
@@ -86,6 +94,8 @@ pub(crate) fn programme_view(p: ProgrammeRow) -> Result<ProgrammeView, ApiError>
         provider_ids: p.eligible_provider_ids,
         journal_entry_id: p.journal_entry_id,
         created_at: p.created_at,
+        reclaim_below_utilisation: p.reclaim_below_utilisation.map(|u| u.normalize().to_string()),
+        reclaim_window_hours: p.reclaim_window_hours,
     })
 }
 
@@ -131,6 +141,8 @@ pub async fn create_programme(
     if b.ends_at <= b.starts_at {
         errors.push(FieldError::new("ends_at", "must be after starts_at"));
     }
+    let reclaim_rule =
+        super::reclaim::parse_rule(b.reclaim_below_utilisation.as_deref(), b.reclaim_window_hours, &mut errors);
     let (Some(budget), Some(default_rate), true) = (budget, default_rate, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
@@ -153,7 +165,8 @@ pub async fn create_programme(
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        programme_view(programmes::create_programme(conn, new, principal.actor(), now).await?)
+        let row = programmes::create_programme(conn, new, principal.actor(), now).await?;
+        programme_view(super::reclaim::set_rule(conn, row, reclaim_rule).await?)
     })
     .await
 }
@@ -210,6 +223,17 @@ pub struct GrantView {
     pub journal_entry_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// When the reclaim job found the grant's orders under its programme's rule.
+    pub flagged_at: Option<DateTime<Utc>>,
+    pub flag_reason: Option<String>,
+    /// When finance reclaimed it (`POST /v1/grants/{id}/reclaim`), and why.
+    pub reclaimed_at: Option<DateTime<Utc>>,
+    pub reclaim_reason: Option<String>,
+    /// Metered, over the orders it funded: GPU-hours used ÷ reserved (4
+    /// places, half-even); null while none of them reported usage.
+    pub utilisation: Option<String>,
+    /// Metered: Σ energy_wh ÷ 1000 over its orders; null while none reported.
+    pub energy_kwh: Option<String>,
 }
 
 pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: GrantRow) -> Result<GrantView, ApiError> {
@@ -237,6 +261,8 @@ pub(crate) async fn grant_views(
         .into_iter()
         .map(|p| Ok((p.id, p.currency()?)))
         .collect::<Result<_, crate::ledger::LedgerError>>()?;
+    let grant_ids: Vec<Uuid> = rows.iter().map(|g| g.id).collect();
+    let usage = crate::market::usage::figures_of_grants(conn, &grant_ids).await?;
     let codes: Vec<String> =
         rows.iter().flat_map(|g| [chart::grant_available_code(g.id), chart::grant_spent_code(g.id)]).collect();
     let found: HashMap<(String, String), crate::ledger::store::AccountRow> = accounts::table
@@ -258,6 +284,7 @@ pub(crate) async fn grant_views(
             let (spent_posted, committed) = account(chart::grant_spent_code(g.id))
                 .map(|a| (a.credits_posted - a.debits_posted, a.credits_pending - a.debits_pending))
                 .unwrap_or_default();
+            let metered = usage.get(&g.id).copied().unwrap_or_default();
             Ok(GrantView {
                 id: g.id,
                 programme_id: g.programme_id,
@@ -275,6 +302,12 @@ pub(crate) async fn grant_views(
                 journal_entry_id: g.journal_entry_id,
                 created_at: g.created_at,
                 closed_at: g.closed_at,
+                flagged_at: g.flagged_at,
+                flag_reason: g.flag_reason,
+                reclaimed_at: g.reclaimed_at,
+                reclaim_reason: g.reclaim_reason,
+                utilisation: metered.utilisation_shown(),
+                energy_kwh: metered.energy_kwh_shown(),
             })
         })
         .collect()
@@ -383,6 +416,8 @@ pub async fn get_grant(
 pub struct GrantListQuery {
     pub programme_id: Option<Uuid>,
     pub tenant_org_id: Option<Uuid>,
+    /// `true`: only grants the reclaim job has flagged; `false`: only the others.
+    pub flagged: Option<bool>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -418,6 +453,11 @@ pub(crate) async fn grants_page(
     }
     if let Some(p) = q.programme_id {
         query = query.filter(grants::programme_id.eq(p));
+    }
+    match q.flagged {
+        Some(true) => query = query.filter(grants::flagged_at.is_not_null()),
+        Some(false) => query = query.filter(grants::flagged_at.is_null()),
+        None => {}
     }
     if let Some(a) = after {
         query = query.filter(grants::id.gt(a));

@@ -4,10 +4,12 @@
 mod listings;
 mod orders;
 mod outages;
+mod usage;
 
 pub use listings::*;
 pub use orders::*;
 pub use outages::*;
+pub use usage::*;
 // The views, where the route files always offered them.
 pub use crate::market::views::*;
 
@@ -32,5 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(list_orders)
         .service(get_order)
         .service(cancel_order)
-        .service(run_settlement);
+        .service(run_settlement)
+        .service(report_usage)
+        .service(list_usage);
 }

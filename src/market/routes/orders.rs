@@ -113,7 +113,9 @@ pub async fn one_order_view(
     let figures = charged.remove(&order.id).ok_or_else(|| {
         ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} vanished", order.id)))
     })?;
-    Ok(order_view(order, now, &figures)?)
+    let usage = crate::market::usage::figures_of_orders(conn, std::slice::from_ref(&order)).await?;
+    let metered = usage.get(&order.id).copied().unwrap_or_default();
+    Ok(order_view(order, now, &figures)?.with_usage(&metered))
 }
 
 /// Buys GPU-hours: reserves the capacity and writes the order's pending
@@ -220,6 +222,7 @@ pub async fn orders_page(
     let page = pagination::page(rows, limit, |o| (o.created_at, o.id), |o| o);
     // The whole page's charged figures in one query: no query per order.
     let charged = charged::charged_of(conn, &page.data).await?;
+    let usage = crate::market::usage::figures_of_orders(conn, &page.data).await?;
     let data = page
         .data
         .into_iter()
@@ -227,7 +230,8 @@ pub async fn orders_page(
             let figures = charged.get(&order.id).ok_or_else(|| {
                 ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} has no figures", order.id)))
             })?;
-            Ok(order_view(order, now, figures)?)
+            let metered = usage.get(&order.id).copied().unwrap_or_default();
+            Ok(order_view(order, now, figures)?.with_usage(&metered))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let next_cursor = page.next_cursor;
