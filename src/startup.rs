@@ -173,9 +173,9 @@ impl Application {
         let settler = self.settler.map(|(clock, interval)| {
             tokio::spawn(crate::market::settlement::run_settler(self.pool.clone(), clock, interval))
         });
-        let webhooks = self
-            .webhooks
-            .map(|(config, interval)| tokio::spawn(crate::webhooks::worker::run_worker(self.pool.clone(), config, interval)));
+        let webhooks = self.webhooks.map(|(config, interval)| {
+            tokio::spawn(crate::webhooks::worker::run_worker(self.pool.clone(), config, interval))
+        });
         let result = self.server.await;
         for task in [settler, webhooks].into_iter().flatten() {
             task.abort();

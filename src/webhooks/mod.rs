@@ -100,11 +100,8 @@ mod tests {
 
     #[test]
     fn finance_endpoints_receive_every_organisations_events() {
-        let finance = Subscription {
-            org_id: Uuid::from_u128(9),
-            sees_every_event: true,
-            types: vec![EventType::PayoutCreated],
-        };
+        let finance =
+            Subscription { org_id: Uuid::from_u128(9), sees_every_event: true, types: vec![EventType::PayoutCreated] };
         assert!(finance.receives(EventType::PayoutCreated, &[Uuid::from_u128(2)]));
         assert!(finance.receives(EventType::PayoutCreated, &[]));
         assert!(!finance.receives(EventType::ClaimPaid, &[]));

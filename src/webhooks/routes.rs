@@ -319,7 +319,10 @@ pub async fn disable_endpoint(write: Write, id: web::Path<Uuid>) -> Result<HttpR
     (status = 422, description = "grace_hours outside 0 to 168", body = Problem),
 ))]
 #[post("/v1/webhook-endpoints/{id}/rotate-secret")]
-pub async fn rotate_secret(write: Write<JsonBody<RotateSecret>>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn rotate_secret(
+    write: Write<JsonBody<RotateSecret>>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
     let id = id.into_inner();
     let grace_hours = body.value.grace_hours.unwrap_or(DEFAULT_GRACE_HOURS);
@@ -428,7 +431,9 @@ mod tests {
         assert_eq!(types, vec![EventType::OrderReserved, EventType::ClaimPaid]);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "types[1]");
-        assert!(errors[0].message.starts_with("\"order.shipped\" is not an event type; expected one of order.reserved,"));
+        assert!(
+            errors[0].message.starts_with("\"order.shipped\" is not an event type; expected one of order.reserved,")
+        );
         let mut errors = Vec::new();
         assert!(parse_types(&[], &mut errors).is_empty());
         assert_eq!(errors, vec![FieldError::new("types", "must name at least one event type")]);

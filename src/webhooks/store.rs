@@ -2,8 +2,8 @@
 //! Every function runs in the caller's connection (and transaction, if any).
 
 use chrono::{DateTime, Utc};
-use diesel::{OptionalExtension, QueryResult, QueryableByName};
 use diesel::sql_types::{Array, Bool, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::{OptionalExtension, QueryResult, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -81,7 +81,6 @@ pub async fn insert_endpoint(conn: &mut AsyncPgConnection, new: NewEndpoint<'_>)
     .await
 }
 
-
 #[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = Int8)]
@@ -119,7 +118,6 @@ pub async fn endpoint(
         .await
         .optional()
 }
-
 
 /// `org`'s endpoints after `after`, oldest first, `limit` of them.
 pub async fn endpoints(
@@ -297,9 +295,8 @@ struct PositionRow {
 /// The dispatcher's position, locked until the caller's transaction ends: a
 /// second dispatcher waits here, then goes on from where the first stopped.
 pub async fn lock_dispatch_position(conn: &mut AsyncPgConnection) -> QueryResult<Position> {
-    let row: PositionRow = diesel::sql_query("SELECT txid, seq FROM webhook_dispatch_position FOR UPDATE")
-        .get_result(conn)
-        .await?;
+    let row: PositionRow =
+        diesel::sql_query("SELECT txid, seq FROM webhook_dispatch_position FOR UPDATE").get_result(conn).await?;
     Ok(Position { txid: row.txid, seq: row.seq })
 }
 
@@ -313,9 +310,7 @@ pub async fn save_dispatch_position(conn: &mut AsyncPgConnection, position: Posi
 }
 
 /// Every active endpoint's id and subscription.
-pub async fn active_subscriptions(
-    conn: &mut AsyncPgConnection,
-) -> QueryResult<Vec<(Uuid, super::Subscription)>> {
+pub async fn active_subscriptions(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(Uuid, super::Subscription)>> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = SqlUuid)]
@@ -333,9 +328,7 @@ pub async fn active_subscriptions(
             .await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            (r.id, super::Subscription { org_id: r.org_id, sees_every_event: r.sees_every_event, types: r.types })
-        })
+        .map(|r| (r.id, super::Subscription { org_id: r.org_id, sees_every_event: r.sees_every_event, types: r.types }))
         .collect())
 }
 
@@ -492,4 +485,3 @@ pub async fn record_failure(
     .await?;
     Ok(())
 }
-

@@ -270,8 +270,10 @@ mod tests {
         assert!(check_url("http://hooks.example.com/x", true).is_ok());
         assert_eq!(check_url("ftp://hooks.example.com/x", true), Err(UrlRefusal::NotHttps));
         assert_eq!(check_url("file:///etc/passwd", true), Err(UrlRefusal::NotHttps));
-        assert_eq!(check_url("https://hooks.example.com/gpuhour?x=1", false).map(|u| u.to_string()),
-            Ok("https://hooks.example.com/gpuhour?x=1".to_string()));
+        assert_eq!(
+            check_url("https://hooks.example.com/gpuhour?x=1", false).map(|u| u.to_string()),
+            Ok("https://hooks.example.com/gpuhour?x=1".to_string())
+        );
     }
 
     #[test]

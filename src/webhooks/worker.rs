@@ -61,7 +61,11 @@ impl DeliveryConfig {
     /// sending can take, so only a worker that died loses its lease.
     pub fn lease(&self) -> chrono::Duration {
         let timeout = chrono::Duration::from_std(self.timeout + RESOLVE_TIMEOUT).unwrap_or(chrono::Duration::MAX);
-        timeout.checked_mul(2).unwrap_or(chrono::Duration::MAX).checked_add(&chrono::Duration::seconds(30)).unwrap_or(timeout)
+        timeout
+            .checked_mul(2)
+            .unwrap_or(chrono::Duration::MAX)
+            .checked_add(&chrono::Duration::seconds(30))
+            .unwrap_or(timeout)
     }
 }
 
@@ -189,7 +193,8 @@ pub async fn send(claimed: &Claimed, config: &DeliveryConfig) -> Outcome {
         Ok(body) => body,
         Err(e) => return failed(format!("could not write the body: {e}")),
     };
-    let secrets: Vec<&str> = std::iter::once(claimed.secret.as_str()).chain(claimed.previous_secret.as_deref()).collect();
+    let secrets: Vec<&str> =
+        std::iter::once(claimed.secret.as_str()).chain(claimed.previous_secret.as_deref()).collect();
     let signature = signing::signature_header(Utc::now().timestamp(), &body, &secrets);
     let sent = client
         .post(url)
@@ -206,7 +211,9 @@ pub async fn send(claimed: &Claimed, config: &DeliveryConfig) -> Outcome {
             let mut excerpt = Vec::new();
             while excerpt.len() < EXCERPT_BYTES {
                 match response.chunk().await {
-                    Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - excerpt.len())]),
+                    Ok(Some(chunk)) => {
+                        excerpt.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - excerpt.len())])
+                    }
                     Ok(None) | Err(_) => break,
                 }
             }
@@ -226,7 +233,12 @@ pub async fn send(claimed: &Claimed, config: &DeliveryConfig) -> Outcome {
 
 /// Sends one claimed delivery and records what happened: succeeded, due again
 /// after the schedule's wait, or failed for good.
-async fn attempt(pool: &DbPool, config: &DeliveryConfig, claimed: Claimed, round_now: DateTime<Utc>) -> Result<Outcome, WorkerError> {
+async fn attempt(
+    pool: &DbPool,
+    config: &DeliveryConfig,
+    claimed: Claimed,
+    round_now: DateTime<Utc>,
+) -> Result<Outcome, WorkerError> {
     let outcome = send(&claimed, config).await;
     // The later of the round's time (tests drive it forward) and the time the send ended.
     let now = wall_now().max(round_now);
@@ -235,7 +247,8 @@ async fn attempt(pool: &DbPool, config: &DeliveryConfig, claimed: Claimed, round
         Outcome::Succeeded { status } => store::record_success(&mut conn, claimed.delivery_id, *status, now).await?,
         Outcome::Failed { status, error } => {
             let wait = schedule::retry_delay(claimed.attempt, rand::rng().random());
-            let retry_at = wait.and_then(|w| chrono::Duration::from_std(w).ok()).and_then(|w| now.checked_add_signed(w));
+            let retry_at =
+                wait.and_then(|w| chrono::Duration::from_std(w).ok()).and_then(|w| now.checked_add_signed(w));
             store::record_failure(&mut conn, claimed.delivery_id, claimed.attempt, *status, error, retry_at).await?
         }
     }
@@ -252,13 +265,16 @@ pub struct Round {
     pub failed: usize,
 }
 
-/// One round, as of `now`: dispatch, then claim what is due and send it all
+/// One round, as of `now` (or the wall clock, if later; tests pass a later
+/// time to make retries due): dispatch, then claim what is due and send it all
 /// (at most `concurrency` at once), waiting for every send to end.
 pub async fn run_once(pool: &DbPool, config: &DeliveryConfig, now: DateTime<Utc>) -> Result<Round, WorkerError> {
     let mut conn = pool.get().await?;
     let dispatched = dispatch(&mut conn).await?;
-    let claimed = store::claim_due(&mut conn, now, config.concurrency as i64, config.per_endpoint as i64, config.lease())
-        .await?;
+    // Never earlier than the clock: what was dispatched a moment ago is due.
+    let now = now.max(wall_now());
+    let claimed =
+        store::claim_due(&mut conn, now, config.concurrency as i64, config.per_endpoint as i64, config.lease()).await?;
     drop(conn);
     let outcomes: Vec<Result<Outcome, WorkerError>> = futures_util::stream::iter(claimed)
         .map(|c| attempt(pool, config, c, now))
@@ -306,7 +322,9 @@ async fn tick(pool: &DbPool, config: &DeliveryConfig, slots: &Arc<tokio::sync::S
         tokio::spawn(async move {
             let id = delivery.delivery_id;
             match attempt(&pool, &config, delivery, wall_now()).await {
-                Ok(Outcome::Failed { error, .. }) => tracing::info!(delivery_id = %id, %error, "webhook delivery failed"),
+                Ok(Outcome::Failed { error, .. }) => {
+                    tracing::info!(delivery_id = %id, %error, "webhook delivery failed")
+                }
                 Ok(Outcome::Succeeded { .. }) => {}
                 Err(e) => tracing::warn!(delivery_id = %id, error = ?e, "could not record a webhook delivery"),
             }
@@ -337,20 +355,38 @@ mod tests {
     fn each_event_goes_to_every_endpoint_that_receives_it() {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let endpoints = vec![
-            (Uuid::from_u128(10), Subscription { org_id: a, sees_every_event: false, types: vec![EventType::OrderReserved] }),
-            (Uuid::from_u128(11), Subscription { org_id: b, sees_every_event: false, types: vec![EventType::OrderReserved] }),
-            (Uuid::from_u128(12), Subscription { org_id: Uuid::from_u128(3), sees_every_event: true, types: vec![EventType::OrderReserved, EventType::ClaimPaid] }),
+            (
+                Uuid::from_u128(10),
+                Subscription { org_id: a, sees_every_event: false, types: vec![EventType::OrderReserved] },
+            ),
+            (
+                Uuid::from_u128(11),
+                Subscription { org_id: b, sees_every_event: false, types: vec![EventType::OrderReserved] },
+            ),
+            (
+                Uuid::from_u128(12),
+                Subscription {
+                    org_id: Uuid::from_u128(3),
+                    sees_every_event: true,
+                    types: vec![EventType::OrderReserved, EventType::ClaimPaid],
+                },
+            ),
         ];
         let events = vec![event(EventType::OrderReserved, &[a]), event(EventType::ClaimPaid, &[])];
         assert_eq!(
             deliveries_for(&events, &endpoints),
-            vec![(Uuid::from_u128(10), events[0].id), (Uuid::from_u128(12), events[0].id), (Uuid::from_u128(12), events[1].id)]
+            vec![
+                (Uuid::from_u128(10), events[0].id),
+                (Uuid::from_u128(12), events[0].id),
+                (Uuid::from_u128(12), events[1].id)
+            ]
         );
     }
 
     #[test]
     fn a_lease_outlasts_the_longest_send() {
-        let config = DeliveryConfig { timeout: Duration::from_secs(10), concurrency: 4, per_endpoint: 2, sandbox: false };
+        let config =
+            DeliveryConfig { timeout: Duration::from_secs(10), concurrency: 4, per_endpoint: 2, sandbox: false };
         assert_eq!(config.lease(), chrono::Duration::seconds(60));
     }
 }

@@ -33,4 +33,5 @@ mod periods;
 mod spreadsheets;
 mod subsidy;
 mod timeouts;
+mod webhooks;
 mod year_end;
