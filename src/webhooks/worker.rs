@@ -383,6 +383,26 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_addresses_a_name_resolves_to_are_checked_at_delivery() {
+        // What registration cannot see: a name that resolves to an internal
+        // address when the delivery is made (here `localhost`, from the hosts file).
+        let url = Url::parse("https://localhost:8443/hook").expect("url");
+        let refused = resolve(&url, false).await.expect_err("loopback outside sandbox mode");
+        assert!(refused.starts_with("localhost resolves to "), "{refused}");
+        assert!(refused.ends_with(", a loopback address (127.0.0.0/8, ::1, localhost): not sent"), "{refused}");
+        let allowed = resolve(&url, true).await.expect("loopback in sandbox mode");
+        assert!(allowed.ip().is_loopback() && allowed.port() == 8443, "{allowed}");
+        let literal = Url::parse("https://10.1.2.3/").expect("url");
+        assert_eq!(
+            resolve(&literal, true).await,
+            Err("10.1.2.3 resolves to 10.1.2.3, a private address (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16): not sent"
+                .to_string())
+        );
+        let public = Url::parse("https://93.184.215.14/").expect("url");
+        assert_eq!(resolve(&public, false).await, Ok("93.184.215.14:443".parse().expect("socket address")));
+    }
+
     #[test]
     fn a_lease_outlasts_the_longest_send() {
         let config =

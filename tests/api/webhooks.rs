@@ -603,3 +603,59 @@ async fn registering_and_retrying_are_checked_and_idempotent() {
         json(app.get(&format!("/v1/webhook-endpoints?limit=15&cursor={cursor}"), &tenant.token).await).await;
     assert_eq!((rest["data"].as_array().map(Vec::len), &rest["next_cursor"]), (Some(5), &Value::Null));
 }
+
+#[tokio::test]
+async fn a_delivery_whose_worker_died_mid_send_is_sent_again_when_its_lease_ends() {
+    let app = spawn_app().await;
+    let tenant = app.caller(Role::Tenant).await;
+    let rx = Receiver::start(Mode::Ok).await;
+    endpoint(&app, &tenant.token, &rx.url, &["listing.paused"]).await;
+    let event = record(&app, EventType::ListingPaused, &[tenant.org_id], json!({})).await;
+    let cfg = config(Duration::from_secs(5));
+    while app.count("SELECT count(*) AS n FROM webhook_deliveries").await < 1 {
+        gpuhour::webhooks::worker::dispatch(&mut *app.conn().await).await.expect("dispatch");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A worker claims it, then dies before sending.
+    let now = Utc::now();
+    let claimed =
+        gpuhour::webhooks::store::claim_due(&mut *app.conn().await, now, 10, 4, cfg.lease()).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // While the lease lasts, no other worker sends it.
+    assert_eq!(
+        run_once(&app.pool, &cfg, now + cfg.lease() - chrono::Duration::seconds(1)).await.expect("round"),
+        Round::default()
+    );
+    assert!(rx.received().is_empty());
+    let round = run_once(&app.pool, &cfg, now + cfg.lease()).await.expect("round");
+    assert_eq!((round.succeeded, round.failed), (1, 0));
+    assert_eq!(rx.event_ids(), vec![event.to_string()]);
+    let [d] = deliveries(&app, &tenant.token, "").await.try_into().expect("one delivery");
+    assert_eq!((&d["status"], &d["attempts"]), (&json!("succeeded"), &json!(2)));
+}
+
+#[tokio::test]
+async fn serve_runs_the_worker_and_a_hanging_receiver_does_not_hold_up_the_next_events() {
+    let app = spawn_app_with(|s| {
+        s.webhooks.interval = Some(Duration::from_millis(50));
+        s.webhooks.timeout = Duration::from_secs(5);
+    })
+    .await;
+    let tenant = app.caller(Role::Tenant).await;
+    let hanging = Receiver::start(Mode::Slow(Duration::from_secs(30))).await;
+    let fast = Receiver::start(Mode::Ok).await;
+    endpoint(&app, &tenant.token, &hanging.url, &["order.reserved"]).await;
+    endpoint(&app, &tenant.token, &fast.url, &["order.reserved"]).await;
+    let started = Instant::now();
+    let mut expected = Vec::new();
+    for n in 0..3 {
+        expected.push(record(&app, EventType::OrderReserved, &[tenant.org_id], json!({"n": n})).await.to_string());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    expected.sort();
+    while fast.event_ids() != expected {
+        assert!(started.elapsed() < Duration::from_secs(4), "the fast receiver waited: {:?}", fast.event_ids());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(hanging.received().len(), 3, "the hanging receiver was sent each event too");
+}
