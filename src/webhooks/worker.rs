@@ -60,12 +60,9 @@ impl DeliveryConfig {
     /// How long a claimed delivery is a worker's: longer than resolving and
     /// sending can take, so only a worker that died loses its lease.
     pub fn lease(&self) -> chrono::Duration {
-        let timeout = chrono::Duration::from_std(self.timeout + RESOLVE_TIMEOUT).unwrap_or(chrono::Duration::MAX);
-        timeout
-            .checked_mul(2)
-            .unwrap_or(chrono::Duration::MAX)
-            .checked_add(&chrono::Duration::seconds(30))
-            .unwrap_or(timeout)
+        let longest_send = self.timeout.saturating_add(RESOLVE_TIMEOUT);
+        let lease = longest_send.saturating_mul(2).saturating_add(Duration::from_secs(30));
+        chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
     }
 }
 
