@@ -280,6 +280,29 @@ mod tests {
     }
 
     #[test]
+    fn webhook_settings_default_and_turn_off() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.webhooks, crate::webhooks::WebhookSettings::default());
+        let s = settings(&[
+            ("GPUHOUR_WEBHOOK_INTERVAL_MS", "0"),
+            ("GPUHOUR_WEBHOOK_TIMEOUT_SECONDS", "600"),
+            ("GPUHOUR_WEBHOOK_CONCURRENCY", "0"),
+            ("GPUHOUR_WEBHOOK_PER_ENDPOINT", "2"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.webhooks,
+            crate::webhooks::WebhookSettings {
+                interval: None,
+                timeout: Duration::from_secs(60),
+                concurrency: 1,
+                per_endpoint: 2,
+            }
+        );
+        assert!(matches!(settings(&[("GPUHOUR_WEBHOOK_TIMEOUT_SECONDS", "soon")]), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
     fn debug_output_never_shows_secrets() {
         let s = settings(&[
             ("GPUHOUR_JWT_SECRET", "0123456789abcdef0123456789abcdef-secret"),

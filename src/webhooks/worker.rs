@@ -304,7 +304,10 @@ pub async fn run_worker(pool: DbPool, config: DeliveryConfig, interval: Duration
 
 async fn tick(pool: &DbPool, config: &DeliveryConfig, slots: &Arc<tokio::sync::Semaphore>) -> Result<(), WorkerError> {
     let mut conn = pool.get().await?;
-    dispatch(&mut conn).await?;
+    // Deliveries already made still go out if this dispatch fails.
+    if let Err(e) = dispatch(&mut conn).await {
+        tracing::warn!(error = ?e, "webhook dispatch failed; retrying at the next tick");
+    }
     let free = slots.available_permits();
     if free == 0 {
         return Ok(());
