@@ -244,13 +244,13 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .configure(crate::finance::bank_routes::configure)
             .configure(crate::finance::list_routes::configure)
             .configure(crate::subsidy::list_routes::configure)
+            .configure(crate::webhooks::routes::configure)
             .service(crate::finance::payouts::create_payout)
             .service(crate::finance::reports::programme_report)
             .service(crate::finance::reports::statement)
             .service(crate::finance::funding::routes::funding_reconciliation)
             .service(crate::finance::funding::routes::funding_report)
             .service(crate::finance::export::export_journal)
-            .configure(crate::webhooks::routes::configure)
             .configure(|cfg| {
                 if sandbox {
                     crate::sandbox::configure(cfg);
