@@ -56,6 +56,9 @@ pub struct Settings {
     /// (5,000), `GPUHOUR_IDLE_IN_TRANSACTION_TIMEOUT_MS` (60,000): every pooled
     /// session's limits; 0 turns one off.
     pub session_limits: crate::db::SessionLimits,
+    /// `GPUHOUR_WEBHOOK_INTERVAL_MS`, `GPUHOUR_WEBHOOK_TIMEOUT_SECONDS`,
+    /// `GPUHOUR_WEBHOOK_CONCURRENCY`, `GPUHOUR_WEBHOOK_PER_ENDPOINT`: the webhook worker.
+    pub webhooks: crate::webhooks::WebhookSettings,
     /// `GPUHOUR_ORDER_BATCH_MAX` (default 256) and `GPUHOUR_ORDER_BATCH_WINDOW_US`
     /// (default 1,000): the group commit writes at most this many orders in one
     /// transaction, collected for at most this long once the first arrives.
@@ -200,7 +203,17 @@ impl Settings {
                 }
             },
         };
+        let webhooks = crate::webhooks::WebhookSettings {
+            interval: match parse_number("GPUHOUR_WEBHOOK_INTERVAL_MS", 1_000)? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms.min(3_600_000))),
+            },
+            timeout: Duration::from_secs(parse_number("GPUHOUR_WEBHOOK_TIMEOUT_SECONDS", 10)?.clamp(1, 60)),
+            concurrency: parse_number("GPUHOUR_WEBHOOK_CONCURRENCY", 32)?.clamp(1, 1_024) as usize,
+            per_endpoint: parse_number("GPUHOUR_WEBHOOK_PER_ENDPOINT", 4)?.clamp(1, 1_024) as usize,
+        };
         Ok(Settings {
+            webhooks,
             time_zone,
             payout_advance_rate,
             bank_match_days: parse_number("GPUHOUR_BANK_MATCH_DAYS", 3)?.min(366) as i64,
@@ -264,6 +277,29 @@ mod tests {
         ));
         assert!(matches!(settings(&[("GPUHOUR_DB_POOL_SIZE", "x")]), Err(ConfigError::Invalid { .. })));
         assert!(matches!(settings(&[("GPUHOUR_FEE_RATE", "1.5")]), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn webhook_settings_default_and_turn_off() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.webhooks, crate::webhooks::WebhookSettings::default());
+        let s = settings(&[
+            ("GPUHOUR_WEBHOOK_INTERVAL_MS", "0"),
+            ("GPUHOUR_WEBHOOK_TIMEOUT_SECONDS", "600"),
+            ("GPUHOUR_WEBHOOK_CONCURRENCY", "0"),
+            ("GPUHOUR_WEBHOOK_PER_ENDPOINT", "2"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.webhooks,
+            crate::webhooks::WebhookSettings {
+                interval: None,
+                timeout: Duration::from_secs(60),
+                concurrency: 1,
+                per_endpoint: 2,
+            }
+        );
+        assert!(matches!(settings(&[("GPUHOUR_WEBHOOK_TIMEOUT_SECONDS", "soon")]), Err(ConfigError::Invalid { .. })));
     }
 
     #[test]

@@ -23,3 +23,4 @@ pub mod state;
 pub mod subsidy;
 pub mod telemetry;
 pub mod verify;
+pub mod webhooks;

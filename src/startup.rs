@@ -127,6 +127,7 @@ pub struct Application {
     server: Server,
     pub pool: DbPool,
     settler: Option<(Clock, std::time::Duration)>,
+    webhooks: Option<(crate::webhooks::worker::DeliveryConfig, std::time::Duration)>,
 }
 
 impl Application {
@@ -150,9 +151,12 @@ impl Application {
         let port = listener.local_addr().map_err(|e| StartupError::Bind(settings.bind.clone(), e))?.port();
         let clock = Clock::for_mode(settings.sandbox);
         let settler = settings.settle_interval.map(|interval| (clock, interval));
+        let webhooks = settings.webhooks.interval.map(|interval| {
+            (crate::webhooks::worker::DeliveryConfig::new(&settings.webhooks, settings.sandbox), interval)
+        });
         let state = AppState { pool: pool.clone(), probe, clock, settings: Arc::new(settings) };
         let server = run(listener, state, keys)?;
-        Ok(Application { port, server, pool, settler })
+        Ok(Application { port, server, pool, settler, webhooks })
     }
 
     pub fn port(&self) -> u16 {
@@ -164,7 +168,7 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves, with the background settler alongside, until the server stops.
+    /// Serves, with the background settler and webhook worker alongside, until the server stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let settler = self.settler.map(|(clock, interval)| {
             tokio::spawn(crate::market::settlement::run_settler(self.pool.clone(), clock, interval))
@@ -173,8 +177,11 @@ impl Application {
         let usage_jobs = self.settler.map(|(clock, interval)| {
             tokio::spawn(crate::subsidy::reclaim::run_usage_jobs(self.pool.clone(), clock, interval))
         });
+        let webhooks = self.webhooks.map(|(config, interval)| {
+            tokio::spawn(crate::webhooks::worker::run_worker(self.pool.clone(), config, interval))
+        });
         let result = self.server.await;
-        for task in settler.into_iter().chain(usage_jobs) {
+        for task in [settler, usage_jobs, webhooks].into_iter().flatten() {
             task.abort();
         }
         result
@@ -242,6 +249,7 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .configure(crate::finance::bank_routes::configure)
             .configure(crate::finance::list_routes::configure)
             .configure(crate::subsidy::list_routes::configure)
+            .configure(crate::webhooks::routes::configure)
             .service(crate::finance::payouts::create_payout)
             .service(crate::finance::reports::programme_report)
             .service(crate::finance::reports::statement)

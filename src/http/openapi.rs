@@ -83,6 +83,13 @@ use utoipa::{Modify, OpenApi};
         crate::events::routes::list_events,
         crate::sandbox::set_clock,
         crate::sandbox::get_clock,
+        crate::webhooks::routes::create_endpoint,
+        crate::webhooks::routes::list_endpoints,
+        crate::webhooks::routes::get_endpoint,
+        crate::webhooks::routes::disable_endpoint,
+        crate::webhooks::routes::rotate_secret,
+        crate::webhooks::routes::list_deliveries,
+        crate::webhooks::routes::retry_delivery,
     ),
     components(schemas(
         crate::http::problem::Problem,

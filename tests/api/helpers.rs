@@ -244,6 +244,8 @@ pub fn settings_for(database_url: &str) -> Settings {
     settings.log_json = false;
     // Tests settle explicitly; one test turns the background settler on.
     settings.settle_interval = None;
+    // Webhook tests run the worker's rounds themselves.
+    settings.webhooks.interval = None;
     settings
 }
 

@@ -37,4 +37,5 @@ mod spreadsheets;
 mod subsidy;
 mod timeouts;
 mod usage;
+mod webhooks;
 mod year_end;
