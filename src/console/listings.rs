@@ -208,6 +208,10 @@ impl ListingForm {
             available_until,
             min_hours,
             status,
+            accelerator: None,
+            board_power_w: None,
+            pue: None,
+            performance_tflops: None,
         })
     }
 

@@ -513,6 +513,8 @@ pub async fn create_grant(form: ConsoleForm<GrantForm>, id: web::Path<String>) -
         rate: given(&f.rate).map(String::from),
         valid_from,
         valid_until,
+        project: None,
+        allocation: None,
     };
     let op = form.write_op(form_key(&f.idempotency_key))?;
     let grant: GrantView = answer(lang, grant_write(op, form.viewer.principal, programme_id, &request).await).await?;

@@ -92,6 +92,13 @@ pub struct ProgrammeReport {
     pub outstanding: String,
     /// Spent but not yet in any submitted claim.
     pub unclaimed: String,
+    /// Estimated kWh of the orders drawing on the programme's grants whose
+    /// listings declare power, for the hours charged (null when none do).
+    pub energy_kwh: Option<String>,
+    /// Their kgCO2e, for orders placed where the region's intensity was set.
+    pub co2e_kg: Option<String>,
+    /// Their subtotal ÷ their kWh, in the programme's currency, two fraction digits.
+    pub krw_per_kwh: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<ReportGroup>>,
 }
@@ -261,6 +268,7 @@ pub async fn report(
     .bind::<Text, _>(c.code())
     .get_result(conn)
     .await?;
+    let energy = crate::market::energy::programme_energy(conn, programme).await?;
     let groups = match group_by {
         None => None,
         Some(by) => Some(groups(conn, programme, c, by, time_zone).await?),
@@ -282,6 +290,9 @@ pub async fn report(
         advance_unapplied: format_amount(f.advance_unapplied, c),
         outstanding: format_amount(f.claimed - f.paid - f.written_off - f.advance_applied, c),
         unclaimed: format_amount(f.spent - f.claimed, c),
+        energy_kwh: energy.energy_kwh.map(crate::market::energy::display),
+        co2e_kg: energy.co2e_kg.map(crate::market::energy::display),
+        krw_per_kwh: energy.price_per_kwh().map(|p| p.normalize().to_string()),
         groups,
     })
 }

@@ -260,6 +260,8 @@ mod tests {
             journal_entry_id: Uuid::nil(),
             created_at: now,
             cancelled_at: None,
+            estimated_energy_kwh: None,
+            estimated_co2e_kg: None,
         }
     }
 

@@ -207,6 +207,9 @@ pub async fn cancel(
     // Capacity before ledger: the lock order every writer follows.
     let free_from = orders::hour_at(&order, begun);
     listings::release(conn, order.listing_id, free_from, order.end_at, order.gpus).await?;
+    // The hours freed go back to the grant's allocation, still before the ledger.
+    let voided_gpu_hours = i64::from(order.hours - begun) * i64::from(order.gpus);
+    crate::subsidy::projects::give_back(conn, order.id, voided_gpu_hours).await?;
 
     let currency = order.currency()?;
     let credits = hour_credits_of(conn, &order).await?;

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::charged::{self, Charged, ChargedView};
+use super::energy::{self, Accelerator, Declared};
 use super::listings::ListingRow;
 use super::orders::OrderRow;
 use super::settlement::{OutageCredit, Settled};
@@ -35,6 +36,15 @@ pub struct ListingView {
     /// In search results: GPUs free in every hour of the window asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub free_gpus: Option<i32>,
+    /// What it sells (null when not declared).
+    pub accelerator: Option<Accelerator>,
+    /// Watts per accelerator, as declared.
+    pub board_power_w: Option<i32>,
+    pub pue: Option<String>,
+    /// FP16/BF16 TFLOPS per accelerator, as declared.
+    pub performance_tflops: Option<String>,
+    /// Estimated kWh per GPU-hour (board power × PUE ÷ 1000); null without a declared power.
+    pub kwh_per_gpu_hour: Option<String>,
 }
 
 pub fn listing_view(l: ListingRow, free_gpus: Option<i32>) -> ListingView {
@@ -55,7 +65,20 @@ pub fn listing_view(l: ListingRow, free_gpus: Option<i32>) -> ListingView {
         created_at: l.created_at,
         updated_at: l.updated_at,
         free_gpus,
+        accelerator: accelerator_of(&l.energy),
+        board_power_w: l.energy.board_power_w,
+        pue: l.energy.pue.map(|p| p.normalize().to_string()),
+        performance_tflops: l.energy.performance_tflops.map(|t| t.normalize().to_string()),
+        kwh_per_gpu_hour: l.energy.kwh_per_gpu_hour().map(energy::display),
     }
+}
+
+fn accelerator_of(d: &Declared) -> Option<Accelerator> {
+    Some(Accelerator {
+        kind: d.accelerator_kind.clone()?,
+        vendor: d.accelerator_vendor.clone().unwrap_or_default(),
+        model: d.accelerator_model.clone().unwrap_or_default(),
+    })
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -94,6 +117,10 @@ pub struct QuoteView {
     pub tenant_amount: String,
     pub platform_fee: String,
     pub currency: String,
+    /// Estimated kWh (see `OrderView`); null when the listing declares no power.
+    pub energy_kwh: Option<String>,
+    /// Estimated kgCO2e; null without an estimate or a grid intensity for the region.
+    pub co2e_kg: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -128,6 +155,12 @@ pub struct OrderView {
     pub journal_entry_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// Estimated energy (kWh) from the listing's declared power and PUE when
+    /// placed; null when the listing declares no power.
+    pub energy_kwh: Option<String>,
+    /// That energy's carbon (kgCO2e) at the region's grid intensity; null
+    /// without an estimate or an intensity for the region.
+    pub co2e_kg: Option<String>,
     /// What the order has really cost so far, from the ledger: the figures
     /// above are the breakdown when it was placed; these account for
     /// settlements, outage credits, refunds and a cancellation.
@@ -164,6 +197,8 @@ pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<
         journal_entry_id: o.journal_entry_id,
         created_at: o.created_at,
         cancelled_at: o.cancelled_at,
+        energy_kwh: o.estimated_energy_kwh.map(energy::display),
+        co2e_kg: o.estimated_co2e_kg.map(energy::display),
         charged,
     })
 }

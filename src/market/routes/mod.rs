@@ -1,10 +1,12 @@
 //! HTTP handlers of the marketplace, one file per group of actions; the
 //! views they answer with are in `market::views`.
 
+mod grid;
 mod listings;
 mod orders;
 mod outages;
 
+pub use grid::*;
 pub use listings::*;
 pub use orders::*;
 pub use outages::*;
@@ -32,5 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(list_orders)
         .service(get_order)
         .service(cancel_order)
-        .service(run_settlement);
+        .service(run_settlement)
+        .service(set_grid_intensity)
+        .service(list_grid_intensities);
 }
