@@ -12,9 +12,8 @@
 //!   allocation. The order batch locks the allocations it touches (ascending
 //!   grant id, after the hours and before the accounts) and judges each order
 //!   against what the orders before it left ([`AllocationBook`]).
-//!   A cancellation gives back the GPU-hours it voids; outage credits do not
-//!   (the hours were reserved for the project and the money side is credited;
-//!   see docs/architecture.md).
+//!   A cancellation gives back the GPU-hours it voids, and an outage credit
+//!   the GPU-hours it credits, as both give the money back to the grant.
 //! - A programme may cap what one tenant organisation holds of its budget
 //!   (`max_share_per_org`); a grant past it is refused with 422
 //!   `budget_exhausted` naming the cap and the figures ([`check_share`]).
@@ -438,32 +437,51 @@ pub async fn write_draws(conn: &mut AsyncPgConnection, book: &AllocationBook) ->
     Ok(())
 }
 
-/// Gives back to its allocation the GPU-hours of `order` that a cancellation
-/// voids (`gpu_hours_voided`), in the cancellation's transaction (the order
-/// row is locked; the allocation is locked here, before any account).
-pub async fn give_back(conn: &mut AsyncPgConnection, order: Uuid, gpu_hours_voided: i64) -> QueryResult<()> {
-    if gpu_hours_voided <= 0 {
+/// Gives back to their allocations the GPU-hours orders no longer use
+/// (`(order, gpu_hours)`: what a cancellation voids, what an outage credits),
+/// never more than each order drew. In the caller's transaction, with the
+/// orders' rows locked; the allocations are locked here, in ascending grant
+/// id and before any account, as the order batch locks them.
+pub async fn give_back(conn: &mut AsyncPgConnection, unused: &[(Uuid, i64)]) -> QueryResult<()> {
+    let orders: Vec<Uuid> = unused.iter().filter(|(_, h)| *h > 0).map(|(o, _)| *o).collect();
+    if orders.is_empty() {
         return Ok(());
     }
-    let draw: Option<(Uuid, i64, i64)> = allocation_draws::table
-        .find(order)
-        .select((allocation_draws::grant_id, allocation_draws::gpu_hours, allocation_draws::returned_gpu_hours))
-        .first(conn)
-        .await
-        .optional()?;
-    let Some((grant, drawn, returned)) = draw else { return Ok(()) };
-    let back = gpu_hours_voided.min(drawn - returned);
-    if back <= 0 {
-        return Ok(());
+    let draws: HashMap<Uuid, (Uuid, i64, i64)> = allocation_draws::table
+        .filter(allocation_draws::order_id.eq_any(&orders))
+        .select((
+            allocation_draws::order_id,
+            allocation_draws::grant_id,
+            allocation_draws::gpu_hours,
+            allocation_draws::returned_gpu_hours,
+        ))
+        .load::<(Uuid, Uuid, i64, i64)>(conn)
+        .await?
+        .into_iter()
+        .map(|(o, g, drawn, returned)| (o, (g, drawn, returned)))
+        .collect();
+    let mut by_grant: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut by_order: Vec<(Uuid, i64)> = Vec::new();
+    for (order, hours) in unused {
+        let Some((grant, drawn, returned)) = draws.get(order) else { continue };
+        let back = (*hours).min(drawn - returned);
+        if back > 0 {
+            *by_grant.entry(*grant).or_default() += back;
+            by_order.push((*order, back));
+        }
     }
-    diesel::update(grant_allocations::table.find(grant))
-        .set(grant_allocations::used_gpu_hours.eq(grant_allocations::used_gpu_hours - back))
-        .execute(conn)
-        .await?;
-    diesel::update(allocation_draws::table.find(order))
-        .set(allocation_draws::returned_gpu_hours.eq(allocation_draws::returned_gpu_hours + back))
-        .execute(conn)
-        .await?;
+    for (grant, back) in by_grant {
+        diesel::update(grant_allocations::table.find(grant))
+            .set(grant_allocations::used_gpu_hours.eq(grant_allocations::used_gpu_hours - back))
+            .execute(conn)
+            .await?;
+    }
+    for (order, back) in by_order {
+        diesel::update(allocation_draws::table.find(order))
+            .set(allocation_draws::returned_gpu_hours.eq(allocation_draws::returned_gpu_hours + back))
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 

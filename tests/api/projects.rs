@@ -260,3 +260,36 @@ async fn concurrent_grants_never_cross_the_cap() {
     assert_eq!(app.count("SELECT sum(amount)::int8 AS n FROM grants").await, 90000);
     verify_is_clean(&app, &finance).await;
 }
+
+#[tokio::test]
+async fn an_outage_gives_its_gpu_hours_back_and_a_cancellation_the_rest() {
+    let app = spawn_app().await;
+    let finance = app.token(Role::Finance).await;
+    let provider = app.caller(Role::Provider).await;
+    let start = next_hour(&app, &finance).await;
+    let p = programme(&app, &finance, "100000000", start).await;
+    let tenant = app.tenant("sme").await;
+    deposit(&app, &finance, tenant.org_id, "10000000").await;
+    let extra = json!({"allocation": {"gpu_model": H100, "gpu_hours": 100}});
+    let (_, g) = json(grant_with(&app, &finance, &p, &tenant, "1000000", start, extra).await).await;
+    let l = listing(&app, &provider.token, 8, "1000", start, 48).await;
+    let (status, order) =
+        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 4, start, 10), &g), None).await).await;
+    assert_eq!(status, 201, "{order:#}");
+    // 2 GPUs lost in hours 5 and 6: 4 GPU-hours back.
+    let outage = json!({"start": start + Duration::hours(5), "end": start + Duration::hours(7), "gpus": 2});
+    let lid = l["id"].as_str().expect("id");
+    let (status, credited) =
+        json(app.post(&format!("/v1/listings/{lid}/outages"), &provider.token, &outage, None).await).await;
+    assert_eq!(status, 201, "{credited:#}");
+    assert_eq!(allocation_of(&app, &tenant.token, &g).await["used_gpu_hours"], 36);
+    // Cancelled before it starts: the other 36 come back, not the outage's 4 again.
+    let id = order["id"].as_str().expect("id");
+    let (status, _) = json(app.post(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        allocation_of(&app, &tenant.token, &g).await,
+        json!({"gpu_model": H100, "gpu_hours": 100, "used_gpu_hours": 0, "left_gpu_hours": 100})
+    );
+    verify_is_clean(&app, &finance).await;
+}
