@@ -24,6 +24,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::energy;
 use super::listings::{self, ListingRow};
 use super::orders::{self, OrderAccounts, OrderRow, OrderStatus, Request, SubsidyAccounts};
 use super::pricing::{Breakdown, SubsidyTerms};
@@ -36,7 +37,6 @@ use crate::ledger::{LedgerError, chart};
 use crate::money::Currency;
 use crate::subsidy::programmes::{GrantRow, GrantTerms, ProgrammeRow, category_of, grant_terms};
 use crate::subsidy::projects::{self, AllocationBook};
-use super::energy;
 
 /// One tenant's order, as asked.
 #[derive(Debug, Clone)]
@@ -195,12 +195,8 @@ pub fn judge(
     if let (Some(grant), None) = (drawn, order.grant_id) {
         order.grant_id = Some(grant.grant_id);
     }
-    let estimate = energy::estimate(
-        i64::from(request.gpus),
-        i64::from(hour_count),
-        &listing.energy,
-        candidate.g_co2e_per_kwh,
-    );
+    let estimate =
+        energy::estimate(i64::from(request.gpus), i64::from(hour_count), &listing.energy, candidate.g_co2e_per_kwh);
     order.estimated_energy_kwh = estimate.energy_kwh;
     order.estimated_co2e_kg = estimate.co2e_kg;
     Ok(Accepted { order, entry })

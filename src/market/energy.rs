@@ -169,12 +169,7 @@ pub async fn intensities(
 }
 
 pub async fn intensity(conn: &mut AsyncPgConnection, region: &str) -> QueryResult<Option<Decimal>> {
-    grid_intensities::table
-        .find(region)
-        .select(grid_intensities::g_co2e_per_kwh)
-        .first(conn)
-        .await
-        .optional()
+    grid_intensities::table.find(region).select(grid_intensities::g_co2e_per_kwh).first(conn).await.optional()
 }
 
 pub async fn all_intensities(conn: &mut AsyncPgConnection) -> QueryResult<Vec<GridIntensityRow>> {
@@ -242,7 +237,12 @@ mod tests {
         let mut errors = Vec::new();
         check_declaration(
             &mut errors,
-            &Declaration { accelerator: Some(&tpu), board_power_w: Some(-5), pue: Some("0.9"), performance_tflops: None },
+            &Declaration {
+                accelerator: Some(&tpu),
+                board_power_w: Some(-5),
+                pue: Some("0.9"),
+                performance_tflops: None,
+            },
         );
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["accelerator.kind", "board_power_w", "pue"]);

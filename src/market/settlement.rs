@@ -212,9 +212,8 @@ pub async fn cancel(
     let credits = hour_credits_of(conn, &order).await?;
     // The hours freed go back to the grant's allocation, still before the
     // ledger: less what outages already gave back for those very hours.
-    let voided_gpu_hours: i64 = (begun..order.hours)
-        .map(|h| i64::from(order.gpus - credits.get(&h).copied().unwrap_or(0)).max(0))
-        .sum();
+    let voided_gpu_hours: i64 =
+        (begun..order.hours).map(|h| i64::from(order.gpus - credits.get(&h).copied().unwrap_or(0)).max(0)).sum();
     crate::subsidy::projects::give_back(conn, &[(order.id, voided_gpu_hours)]).await?;
     let mut pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
     // Hours that have fully elapsed settle as the settler would have settled

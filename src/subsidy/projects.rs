@@ -76,7 +76,8 @@ pub fn check_project(errors: &mut Vec<FieldError>, p: &ProjectFields) -> Project
 pub fn check_allocation(errors: &mut Vec<FieldError>, a: &AllocationFields) -> AllocationFields {
     let gpu_model = text(errors, "allocation.gpu_model", &a.gpu_model, 100);
     if !(1..=MAX_ALLOCATION_GPU_HOURS).contains(&a.gpu_hours) {
-        errors.push(FieldError::new("allocation.gpu_hours", format!("must be between 1 and {MAX_ALLOCATION_GPU_HOURS}")));
+        errors
+            .push(FieldError::new("allocation.gpu_hours", format!("must be between 1 and {MAX_ALLOCATION_GPU_HOURS}")));
     }
     AllocationFields { gpu_model, gpu_hours: a.gpu_hours }
 }
@@ -159,8 +160,7 @@ pub async fn enforce_cap(
         .select(diesel::dsl::sum(grants::amount - grants::released))
         .first(conn)
         .await?;
-    check_share(programme.budget, share, held.unwrap_or(Decimal::ZERO), amount)
-        .map_err(|e| share_problem(&e, currency))
+    check_share(programme.budget, share, held.unwrap_or(Decimal::ZERO), amount).map_err(|e| share_problem(&e, currency))
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -219,7 +219,10 @@ pub async fn attach(
         {
             return Err(ApiError::invalid(
                 "project",
-                format!("agreement {} is already the project {:?}: describe it the same way", stored.agreement_number, stored.title),
+                format!(
+                    "agreement {} is already the project {:?}: describe it the same way",
+                    stored.agreement_number, stored.title
+                ),
             ));
         }
         diesel::insert_into(project_grants::table)

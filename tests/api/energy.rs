@@ -77,7 +77,8 @@ async fn declared_figures_give_an_orders_exact_kwh_and_co2e() {
     let (status, order) = json(app.post("/v1/orders", &tenant.token, &body, None).await).await;
     assert_eq!(status, 201, "{order:#}");
     assert_eq!((order["energy_kwh"].as_str(), order["co2e_kg"].as_str()), (Some("70"), Some("31.5")));
-    let (_, again) = json(app.get(&format!("/v1/orders/{}", order["id"].as_str().expect("id")), &tenant.token).await).await;
+    let (_, again) =
+        json(app.get(&format!("/v1/orders/{}", order["id"].as_str().expect("id")), &tenant.token).await).await;
     assert_eq!((again["energy_kwh"].as_str(), again["co2e_kg"].as_str()), (Some("70"), Some("31.5")));
 
     // The programme report: 80,000 won for 70 kWh is 1,142.857… won per kWh.

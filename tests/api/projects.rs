@@ -80,15 +80,22 @@ async fn orders_draw_an_allocation_down_exactly_and_cancellation_gives_hours_bac
 
     // 8 × 8 = 64 > 60: refused, naming the allocation; a quote says the same.
     let too_many = with_grant(order_body(&l, 8, start + Duration::hours(10), 8), &g);
-    let problem = expect_problem(app.post("/v1/quotes", &tenant.token, &too_many, None).await, 422, "budget_exhausted").await;
+    let problem =
+        expect_problem(app.post("/v1/quotes", &tenant.token, &too_many, None).await, 422, "budget_exhausted").await;
     let detail = "the grant's allocation of H100-SXM5-80GB has 60 GPU-hours left; this order needs 64";
     assert_eq!(problem["detail"], detail);
-    let problem = expect_problem(app.post("/v1/orders", &tenant.token, &too_many, None).await, 422, "budget_exhausted").await;
+    let problem =
+        expect_problem(app.post("/v1/orders", &tenant.token, &too_many, None).await, 422, "budget_exhausted").await;
     assert_eq!(problem["detail"], detail);
     // 6 × 10 = 60 fits exactly.
     let (status, second) = json(
-        app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 6, start + Duration::hours(10), 10), &g), None)
-            .await,
+        app.post(
+            "/v1/orders",
+            &tenant.token,
+            &with_grant(order_body(&l, 6, start + Duration::hours(10), 10), &g),
+            None,
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 201, "{second:#}");
@@ -105,9 +112,13 @@ async fn orders_draw_an_allocation_down_exactly_and_cancellation_gives_hours_bac
     });
     let (_, other) = json(app.post("/v1/listings", &provider.token, &a100, None).await).await;
     a100 = with_grant(order_body(&other, 1, start, 1), &g);
-    let problem = expect_problem(app.post("/v1/orders", &tenant.token, &a100, None).await, 422, "validation_failed").await;
+    let problem =
+        expect_problem(app.post("/v1/orders", &tenant.token, &a100, None).await, 422, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "grant_id");
-    assert_eq!(problem["errors"][0]["message"], "the grant's allocation is of H100-SXM5-80GB; this listing sells A100-SXM4-80GB");
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "the grant's allocation is of H100-SXM5-80GB; this listing sells A100-SXM4-80GB"
+    );
 
     // Cancelling the first order before it starts gives its 40 GPU-hours back.
     let id = first["id"].as_str().expect("id");
@@ -157,8 +168,11 @@ async fn grants_of_one_agreement_share_a_project_and_no_one_else_may_use_it() {
     // Invalid fields, every one named; nothing written by any refusal.
     let bad = json!({"project": {"title": "", "principal_investigator": "P", "agreement_number": "A", "purpose": "x"},
         "allocation": {"gpu_model": H100, "gpu_hours": 0}});
-    let problem = expect_problem(grant_with(&app, &finance, &p, &tenant, "1000", start, bad).await, 422, "validation_failed").await;
-    let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    let problem =
+        expect_problem(grant_with(&app, &finance, &p, &tenant, "1000", start, bad).await, 422, "validation_failed")
+            .await;
+    let fields: Vec<&str> =
+        problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
     assert_eq!(fields, vec!["project.title", "allocation.gpu_hours"]);
     assert_eq!(app.count("SELECT count(*) AS n FROM grants").await, 2);
     assert_eq!(app.count("SELECT count(*) AS n FROM projects").await, 1);
@@ -192,7 +206,10 @@ async fn concurrent_orders_never_overdraw_an_allocation() {
         let body: Value = r.json().await.expect("json");
         if status == 422 {
             assert_eq!(body["code"], "budget_exhausted");
-            assert_eq!(body["detail"], "the grant's allocation of H100-SXM5-80GB has 1 GPU-hours left; this order needs 11");
+            assert_eq!(
+                body["detail"],
+                "the grant's allocation of H100-SXM5-80GB has 1 GPU-hours left; this order needs 11"
+            );
         }
         statuses.push(status);
     }
@@ -220,9 +237,12 @@ async fn the_per_organisation_cap_refuses_the_grant_that_crosses_it() {
     let tenant = app.tenant("sme").await;
     let (status, _) = json(grant_with(&app, &finance, &p, &tenant, "60000", start, json!({})).await).await;
     assert_eq!(status, 201);
-    let problem =
-        expect_problem(grant_with(&app, &finance, &p, &tenant, "50000", start, json!({})).await, 422, "budget_exhausted")
-            .await;
+    let problem = expect_problem(
+        grant_with(&app, &finance, &p, &tenant, "50000", start, json!({})).await,
+        422,
+        "budget_exhausted",
+    )
+    .await;
     assert_eq!(
         problem["detail"],
         "max_share_per_org 0.1 caps one organisation at 100000 of this programme; it holds 60000 and this grant asks 50000"
@@ -239,7 +259,8 @@ async fn the_per_organisation_cap_refuses_the_grant_that_crosses_it() {
     for bad in ["0", "1.5", "ten"] {
         let body = json!({"name": "x", "sponsor": "y", "fiscal_year": 2026, "currency": "KRW", "budget": "1000",
             "starts_at": start, "ends_at": start + Duration::days(1), "default_rate": "0.7", "max_share_per_org": bad});
-        let problem = expect_problem(app.post("/v1/programmes", &finance, &body, None).await, 422, "validation_failed").await;
+        let problem =
+            expect_problem(app.post("/v1/programmes", &finance, &body, None).await, 422, "validation_failed").await;
         assert_eq!(problem["errors"][0]["field"], "max_share_per_org");
     }
     let uncapped = programme(&app, &finance, "1000000", start).await;
