@@ -56,6 +56,7 @@ async fn declared_figures_give_an_orders_exact_kwh_and_co2e() {
     assert_eq!((set["region"].as_str(), set["g_co2e_per_kwh"].as_str()), (Some("kr-seoul-1"), Some("450")));
     expect_problem(put_intensity(&app, &provider.token, "kr-seoul-1", "1").await, 403, "forbidden").await;
     expect_problem(put_intensity(&app, &finance, "kr-seoul-1", "-1").await, 422, "validation_failed").await;
+    expect_problem(put_intensity(&app, &finance, "kr%01seoul", "1").await, 422, "validation_failed").await;
     let (_, all) = json(app.get("/v1/grid-intensities", &provider.token).await).await;
     assert_eq!(all["data"].as_array().map(Vec::len), Some(1));
     assert_eq!(all["data"][0]["g_co2e_per_kwh"], "450");
@@ -178,4 +179,15 @@ async fn search_sorts_by_energy_and_price_per_tflops_page_by_page() {
     assert_eq!(walk(&app, token, "price_per_tflops", 2).await, (by_value.clone(), 3));
     assert_eq!(walk(&app, token, "price_per_tflops", 4).await, (by_value, 2));
     expect_problem(app.get("/v1/listings?sort=watts", token).await, 422, "validation_failed").await;
+    // A forged cursor never reaches SQL.
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("[\"1); DROP\", \"{}\"]", uuid::Uuid::now_v7()));
+    let problem = expect_problem(
+        app.get(&format!("/v1/listings?sort=energy&cursor={forged}"), token).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "cursor");
 }

@@ -57,8 +57,8 @@ pub async fn set_grid_intensity(
     let Write { principal, body, op } = write;
     principal.require_finance()?;
     let region = region.into_inner().trim().to_string();
-    if region.is_empty() || region.chars().count() > 100 {
-        return Err(ApiError::invalid("region", "must be 1 to 100 characters"));
+    if region.is_empty() || region.chars().count() > 100 || region.chars().any(char::is_control) {
+        return Err(ApiError::invalid("region", "must be 1 to 100 characters, none of them control characters"));
     }
     let g = energy::parse_intensity(&body.value.g_co2e_per_kwh).map_err(|e| ApiError::invalid("g_co2e_per_kwh", e))?;
     let clock = state.clock;

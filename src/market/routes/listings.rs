@@ -428,7 +428,8 @@ pub async fn search_page(
             SearchSort::Price | SearchSort::PriceDesc => value.parse::<Decimal>().is_ok(),
             SearchSort::AvailableFrom => value.parse::<DateTime<Utc>>().is_ok(),
             // Listings without the figure come last, after the cursor value "-".
-            SearchSort::Energy | SearchSort::PricePerTflops => value == "-" || value.parse::<Decimal>().is_ok(),
+            // A quotient PostgreSQL computed may have more digits than a Decimal holds.
+            SearchSort::Energy | SearchSort::PricePerTflops => value == "-" || is_plain_decimal(value),
         };
         if !valid {
             return Err(ApiError::invalid("cursor", "is not a cursor this list gave out (for this sort)"));
@@ -454,6 +455,19 @@ pub async fn search_page(
         (value, r.listing.id)
     };
     Ok(pagination::page(rows, limit, key, |r| listing_view(r.listing, Some(r.free_gpus))))
+}
+
+/// Digits with at most one point (what `numeric::text` gives for a positive
+/// number): safe to hand to SQL as a `numeric`.
+fn is_plain_decimal(value: &str) -> bool {
+    let mut parts = value.splitn(2, '.');
+    let whole = parts.next().unwrap_or_default();
+    let fraction = parts.next().unwrap_or("0");
+    value.len() <= 200
+        && !whole.is_empty()
+        && !fraction.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -497,4 +511,19 @@ pub async fn availability(
         hour += TimeDelta::hours(1);
     }
     Ok(HttpResponse::Ok().json(Availability { data }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_decimal;
+
+    #[test]
+    fn sort_cursors_carry_plain_decimals_only() {
+        assert!(is_plain_decimal("0.875"));
+        assert!(is_plain_decimal("3.0318342597271349"));
+        assert!(is_plain_decimal("12345678901234567890123456789012.5"));
+        for bad in ["", ".5", "5.", "1e5", "-1", "1.2.3", "1); DROP", "NaN"] {
+            assert!(!is_plain_decimal(bad), "{bad}");
+        }
+    }
 }
