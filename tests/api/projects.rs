@@ -314,3 +314,29 @@ async fn an_outage_gives_its_gpu_hours_back_and_a_cancellation_the_rest() {
     );
     verify_is_clean(&app, &finance).await;
 }
+
+#[tokio::test]
+async fn verify_finds_an_allocation_that_disagrees_with_its_draws() {
+    let app = spawn_app().await;
+    let finance = app.token(Role::Finance).await;
+    let start = next_hour(&app, &finance).await;
+    let p = programme(&app, &finance, "1000000", start).await;
+    let tenant = app.tenant("sme").await;
+    let extra = json!({"allocation": {"gpu_model": H100, "gpu_hours": 50}});
+    let (_, g) = json(grant_with(&app, &finance, &p, &tenant, "1000", start, extra).await).await;
+    verify_is_clean(&app, &finance).await;
+    let mut conn = app.conn().await;
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("UPDATE grant_allocations SET used_gpu_hours = 7"), &mut conn)
+        .await
+        .expect("tamper");
+    let (_, report) = json(app.get("/v1/ledger/verify", &finance).await).await;
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["differences"].as_array().map(Vec::len), Some(1), "{report:#}");
+    let d = &report["differences"][0];
+    assert_eq!((d["invariant"].as_i64(), d["field"].as_str()), (Some(8), Some("used_gpu_hours")));
+    assert_eq!((d["expected"].as_str(), d["actual"].as_str()), (Some("0"), Some("7")));
+    assert_eq!(
+        d["detail"],
+        format!("grant {}: GPU-hours used differ from its orders' draws", g["id"].as_str().expect("id"))
+    );
+}
