@@ -279,6 +279,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
                 status: "active".into(),
                 created_at: start,
                 updated_at: start,
+                energy: Default::default(),
             };
             let listing = write(
                 &mut conn,

@@ -4,7 +4,9 @@
 //! (invariant 5: each order charged for its hours and no more, `market::verify`)
 //! and the claims' (invariant 6: each settled subsidy in one live claim at
 //! most, each claim the sum of its items, `subsidy::verify`) and the closed
-//! periods' (invariant 7: the hash chain over their postings, `ledger::periods`).
+//! periods' (invariant 7: the hash chain over their postings, `ledger::periods`)
+//! and the grants' allocations (invariant 8: GPU-hours used are what orders
+//! drew less what came back, `subsidy::verify`).
 
 use diesel_async::AsyncPgConnection;
 
@@ -17,5 +19,6 @@ pub async fn verify(conn: &mut AsyncPgConnection) -> Result<VerifyReport, Ledger
     differences.extend(crate::market::verify::orders_agree(conn).await?);
     differences.extend(crate::subsidy::verify::claims_agree(conn).await?);
     differences.extend(crate::ledger::periods::chain_agrees(conn).await?);
+    differences.extend(crate::subsidy::verify::allocations_agree(conn).await?);
     Ok(VerifyReport::from(differences))
 }

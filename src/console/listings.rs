@@ -188,6 +188,10 @@ impl ListingForm {
             available_until,
             min_hours,
             status,
+            accelerator: None,
+            board_power_w: None,
+            pue: None,
+            performance_tflops: None,
         })
     }
 

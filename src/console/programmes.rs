@@ -543,6 +543,8 @@ impl GrantForm {
                 rate: given(&self.rate).map(String::from),
                 valid_from,
                 valid_until,
+                project: None,
+                allocation: None,
             }),
             _ => Err(ApiError::validation(errors)),
         }

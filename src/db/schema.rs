@@ -169,6 +169,12 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        accelerator_kind -> Nullable<Text>,
+        accelerator_vendor -> Nullable<Text>,
+        accelerator_model -> Nullable<Text>,
+        board_power_w -> Nullable<Int4>,
+        pue -> Nullable<Numeric>,
+        performance_tflops -> Nullable<Numeric>,
     }
 }
 
@@ -211,6 +217,8 @@ diesel::table! {
         journal_entry_id -> Uuid,
         created_at -> Timestamptz,
         cancelled_at -> Nullable<Timestamptz>,
+        estimated_energy_kwh -> Nullable<Numeric>,
+        estimated_co2e_kg -> Nullable<Numeric>,
     }
 }
 
@@ -500,4 +508,63 @@ diesel::allow_tables_to_appear_in_same_query!(
     bank_matches,
     events,
     order_usage,
+    projects,
+    project_grants,
+    grant_allocations,
+    allocation_draws,
+    programme_caps,
+    grid_intensities,
 );
+
+diesel::table! {
+    projects (id) {
+        id -> Uuid,
+        programme_id -> Uuid,
+        tenant_org_id -> Uuid,
+        title -> Text,
+        principal_investigator -> Text,
+        agreement_number -> Text,
+        purpose -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    project_grants (grant_id) {
+        grant_id -> Uuid,
+        project_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    grant_allocations (grant_id) {
+        grant_id -> Uuid,
+        gpu_model -> Text,
+        gpu_hours -> Int8,
+        used_gpu_hours -> Int8,
+    }
+}
+
+diesel::table! {
+    allocation_draws (order_id) {
+        order_id -> Uuid,
+        grant_id -> Uuid,
+        gpu_hours -> Int8,
+        returned_gpu_hours -> Int8,
+    }
+}
+
+diesel::table! {
+    programme_caps (programme_id) {
+        programme_id -> Uuid,
+        max_share_per_org -> Numeric,
+    }
+}
+
+diesel::table! {
+    grid_intensities (region) {
+        region -> Text,
+        g_co2e_per_kwh -> Numeric,
+        updated_at -> Timestamptz,
+    }
+}

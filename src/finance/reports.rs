@@ -95,8 +95,14 @@ pub struct ProgrammeReport {
     /// Metered, over the orders its grants funded: GPU-hours used ÷ GPU-hours
     /// reserved (4 places, half-even); null while none reported usage.
     pub utilisation: Option<String>,
-    /// Metered: Σ energy_wh ÷ 1000 over those orders, exact; null while none reported.
+    /// kWh of the orders its grants funded: each order's metered energy where
+    /// usage was reported, else its estimate for the hours charged (null when
+    /// no order has either; `market::energy::programme_energy`).
     pub energy_kwh: Option<String>,
+    /// Their kgCO2e, at each order's region's intensity when it was placed.
+    pub co2e_kg: Option<String>,
+    /// Their subtotal ÷ their kWh, in the programme's currency, two fraction digits.
+    pub krw_per_kwh: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<ReportGroup>>,
 }
@@ -266,6 +272,7 @@ pub async fn report(
     .bind::<Text, _>(c.code())
     .get_result(conn)
     .await?;
+    let energy = crate::market::energy::programme_energy(conn, programme).await?;
     let groups = match group_by {
         None => None,
         Some(by) => Some(groups(conn, programme, c, by, time_zone).await?),
@@ -289,7 +296,9 @@ pub async fn report(
         outstanding: format_amount(f.claimed - f.paid - f.written_off - f.advance_applied, c),
         unclaimed: format_amount(f.spent - f.claimed, c),
         utilisation: usage.utilisation_shown(),
-        energy_kwh: usage.energy_kwh_shown(),
+        energy_kwh: energy.energy_kwh.map(crate::market::energy::display),
+        co2e_kg: energy.co2e_kg.map(crate::market::energy::display),
+        krw_per_kwh: energy.price_per_kwh().map(|p| p.normalize().to_string()),
         groups,
     })
 }

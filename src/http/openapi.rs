@@ -41,6 +41,8 @@ use utoipa::{Modify, OpenApi};
         crate::market::routes::run_settlement,
         crate::market::routes::report_usage,
         crate::market::routes::list_usage,
+        crate::market::routes::set_grid_intensity,
+        crate::market::routes::list_grid_intensities,
         crate::finance::deposits::create_deposit,
         crate::subsidy::routes::create_programme,
         crate::subsidy::routes::get_programme,

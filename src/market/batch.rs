@@ -10,7 +10,8 @@
 //! an empty wallet, a spent grant, bad input) is judged as if it had never been
 //! asked for and does not fail its neighbours.
 //!
-//! Locks are taken in the order listings → hours → accounts, and within each
+//! Locks are taken in the order listings → hours → grants' allocations →
+//! accounts, and within each
 //! set by ascending key, as every other writer takes them, so batches of two
 //! processes cannot deadlock with each other or with a cancellation.
 
@@ -23,6 +24,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::energy;
 use super::listings::{self, ListingRow};
 use super::orders::{self, OrderAccounts, OrderRow, OrderStatus, Request, SubsidyAccounts};
 use super::pricing::{Breakdown, SubsidyTerms};
@@ -35,6 +37,7 @@ use crate::ledger::store::{self as ledger_store, AppliedEntry, NewEntry};
 use crate::ledger::{LedgerError, chart};
 use crate::money::Currency;
 use crate::subsidy::programmes::{GrantRow, GrantTerms, ProgrammeRow, category_of, grant_terms};
+use crate::subsidy::projects::{self, AllocationBook};
 
 /// One tenant's order, as asked.
 #[derive(Debug, Clone)]
@@ -131,6 +134,8 @@ pub struct Candidate<'a> {
     pub grant: Option<GrantTerms>,
     pub accounts: OrderAccounts,
     pub subsidy: Option<SubsidyAccounts>,
+    /// The grid intensity of the listing's region (gCO2e/kWh), when set.
+    pub g_co2e_per_kwh: Option<Decimal>,
 }
 
 /// What judging an accepted order produced: its row and its entry.
@@ -146,6 +151,7 @@ pub struct Accepted {
 pub fn judge(
     candidate: &Candidate<'_>,
     hours: &mut HourBook,
+    allocations: &mut AllocationBook,
     book: &mut BTreeMap<Uuid, AccountState>,
     fee_rate: Decimal,
     now: DateTime<Utc>,
@@ -165,6 +171,9 @@ pub fn judge(
         _ => None,
     };
     let (hour_count, breakdown) = orders::quote(request, listing, fee_rate, terms, now)?;
+    if let Some(grant) = &candidate.grant {
+        allocations.check(grant.grant_id, &listing.gpu_model, breakdown.gpu_hours)?;
+    }
     let order_id = Uuid::now_v7();
     let movements = orders::order_movements(&breakdown, &candidate.accounts, candidate.subsidy.as_ref());
     if movements.is_empty() {
@@ -177,7 +186,20 @@ pub fn judge(
         serde_json::json!({ "order_id": order_id, "listing_id": listing.id, "grant_id": request.grant_id });
     let entry = ledger_store::apply_to_book(book, entry)?;
     hours.take(listing.id, request.start, request.end, request.gpus);
-    let order = order_row(order_id, ask, listing, hour_count, &breakdown, entry.id, now)?;
+    let drawn = candidate.grant.as_ref().filter(|g| allocations.has(g.grant_id));
+    if let Some(grant) = drawn {
+        allocations.draw(grant.grant_id, order_id, breakdown.gpu_hours);
+    }
+    let mut order = order_row(order_id, ask, listing, hour_count, &breakdown, entry.id, now)?;
+    // An order drawing on an allocation names its grant even when the grant's
+    // money is spent, so the hours can be given back on cancellation.
+    if let (Some(grant), None) = (drawn, order.grant_id) {
+        order.grant_id = Some(grant.grant_id);
+    }
+    let estimate =
+        energy::estimate(i64::from(request.gpus), i64::from(hour_count), &listing.energy, candidate.g_co2e_per_kwh);
+    order.estimated_energy_kwh = estimate.energy_kwh;
+    order.estimated_co2e_kg = estimate.co2e_kg;
     Ok(Accepted { order, entry })
 }
 
@@ -220,6 +242,8 @@ fn order_row(
         journal_entry_id: entry_id,
         created_at: now,
         cancelled_at: None,
+        estimated_energy_kwh: None,
+        estimated_co2e_kg: None,
     })
 }
 
@@ -293,6 +317,10 @@ pub async fn place_many(
         }
     }
     let ids = account_ids(conn, codes).await?;
+    let regions = sorted_unique(
+        candidates.iter().filter(|c| c.1.energy.board_power_w.is_some()).map(|c| c.1.region.clone()).collect(),
+    );
+    let intensities = energy::intensities(conn, &regions).await?;
     let id_of = |code: String, currency: Currency| {
         ids.get(&(code.clone(), currency))
             .copied()
@@ -320,7 +348,8 @@ pub async fn place_many(
             .transpose();
         match (accounts, subsidy) {
             (Ok(accounts), Ok(subsidy)) => {
-                ready.push((i, Candidate { ask, listing, currency, grant, accounts, subsidy }))
+                let g_co2e_per_kwh = intensities.get(&listing.region).copied();
+                ready.push((i, Candidate { ask, listing, currency, grant, accounts, subsidy, g_co2e_per_kwh }))
             }
             (Err(e), _) | (_, Err(e)) => answers[i] = Some(Err(e)),
         }
@@ -328,6 +357,8 @@ pub async fn place_many(
 
     // Locks: every hour, then every account, each set in ascending order.
     let mut hours = lock_hours(conn, &ready).await?;
+    let allocation_grants = sorted_unique(ready.iter().filter_map(|(_, c)| c.grant.map(|g| g.grant_id)).collect());
+    let mut allocations = projects::lock_allocations(conn, &allocation_grants).await?;
     let mut account_ids: Vec<Uuid> = Vec::new();
     for (_, c) in &ready {
         account_ids.extend([c.accounts.wallet, c.accounts.payable]);
@@ -344,7 +375,7 @@ pub async fn place_many(
     // Judge each order in turn; write what was accepted.
     let mut accepted = Vec::with_capacity(ready.len());
     for (i, candidate) in &ready {
-        match judge(candidate, &mut hours, &mut book, fee_rate, now) {
+        match judge(candidate, &mut hours, &mut allocations, &mut book, fee_rate, now) {
             Ok(a) => accepted.push((*i, a)),
             Err(e) => answers[*i] = Some(Err(e)),
         }
@@ -355,6 +386,7 @@ pub async fn place_many(
         ledger_store::write_entries(conn, &entries, &BTreeMap::new(), &book).await?;
         let rows: Vec<&OrderRow> = accepted.iter().map(|(_, a)| &a.order).collect();
         diesel::insert_into(orders_table::table).values(rows).execute(conn).await?;
+        projects::write_draws(conn, &allocations).await?;
         // One `order.reserved` per accepted order, in one statement: the
         // views are built from what was just written, without reading it back.
         let events = accepted

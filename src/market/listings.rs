@@ -37,6 +37,8 @@ pub struct ListingRow {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[diesel(embed)]
+    pub energy: super::energy::Declared,
 }
 
 impl ListingRow {
@@ -63,6 +65,8 @@ pub struct ListingInsert {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[diesel(embed)]
+    pub energy: super::energy::Declared,
 }
 
 impl From<ListingRow> for ListingInsert {
@@ -83,6 +87,7 @@ impl From<ListingRow> for ListingInsert {
             status: l.status,
             created_at: l.created_at,
             updated_at: l.updated_at,
+            energy: l.energy,
         }
     }
 }
@@ -315,6 +320,10 @@ pub enum SearchSort {
     Price,
     PriceDesc,
     AvailableFrom,
+    /// Estimated kWh per GPU-hour (board power × PUE ÷ 1000), least first.
+    Energy,
+    /// Price per GPU-hour ÷ declared TFLOPS, least first.
+    PricePerTflops,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -338,6 +347,10 @@ pub struct SearchRow {
     pub listing: ListingRow,
     #[diesel(sql_type = Int4)]
     pub free_gpus: i32,
+    /// The sort value as SQL computed it (energy and price per TFLOPS sorts),
+    /// as text, so a cursor compares exactly what the database compares.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub sort_key: Option<String>,
 }
 
 /// The search cursor: the sort value (price or start, as text) and the id.
@@ -353,6 +366,19 @@ pub async fn search(
     after: Option<SearchCursor>,
     limit: i64,
 ) -> QueryResult<Vec<SearchRow>> {
+    // The sort value of the energy and price-per-TFLOPS sorts; NULL (no
+    // figure declared) sorts last, the cursor's "-" standing for it.
+    let key = match sort {
+        SearchSort::Energy => "l.board_power_w * coalesce(l.pue, 1) / 1000",
+        SearchSort::PricePerTflops => "l.price_per_gpu_hour / l.performance_tflops",
+        _ => "NULL::numeric",
+    };
+    // ('-' is never cast: a folded constant cast would fail the query.)
+    let keyed_keyset = format!(
+        "(CASE WHEN $10::text = '-' THEN ({key}) IS NULL AND l.id > $11 \
+          ELSE ({key}) > nullif($10, '-')::numeric OR (({key}) = nullif($10, '-')::numeric AND l.id > $11) \
+               OR ({key}) IS NULL END)"
+    );
     let (order, keyset) = match sort {
         SearchSort::Price => {
             ("l.price_per_gpu_hour ASC, l.id ASC", "(l.price_per_gpu_hour, l.id) > ($10::numeric, $11)")
@@ -363,12 +389,15 @@ pub async fn search(
         SearchSort::AvailableFrom => {
             ("l.available_from ASC, l.id ASC", "(l.available_from, l.id) > ($10::timestamptz, $11)")
         }
+        SearchSort::Energy | SearchSort::PricePerTflops => {
+            ("l.sort_key_n ASC NULLS LAST, l.id ASC", keyed_keyset.as_str())
+        }
     };
     let keyset = if after.is_some() { keyset } else { "$10::text IS NULL AND $11::uuid IS NULL" };
     // The window: the one asked for, or the rest of the listing's own.
     let sql = format!(
         "SELECT * FROM ( \
-           SELECT l.*, l.gpus - coalesce(( \
+           SELECT l.*, ({key}) AS sort_key_n, ({key})::text AS sort_key, l.gpus - coalesce(( \
                SELECT max(h.reserved) FROM listing_hours h \
                WHERE h.listing_id = l.id \
                  AND h.hour >= coalesce($6, greatest(l.available_from, date_trunc('hour', $9::timestamptz))) \
@@ -448,6 +477,7 @@ mod tests {
             status: "active".into(),
             created_at: from,
             updated_at: from,
+            energy: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod batch;
 pub mod batcher;
 pub mod charged;
+pub mod energy;
 pub mod listings;
 pub mod orders;
 pub mod pricing;

@@ -58,6 +58,10 @@ pub struct OrderRow {
     pub journal_entry_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// kWh estimated when placed from the listing's declared power (`market::energy`).
+    pub estimated_energy_kwh: Option<Decimal>,
+    /// kgCO2e of that estimate at the region's grid intensity, when set.
+    pub estimated_co2e_kg: Option<Decimal>,
 }
 
 impl OrderRow {
@@ -339,5 +343,7 @@ pub(crate) fn sample_order(tenant_amount: Decimal, subsidy: Decimal, platform_fe
         journal_entry_id: Uuid::nil(),
         created_at: now,
         cancelled_at: None,
+        estimated_energy_kwh: None,
+        estimated_co2e_kg: None,
     }
 }

@@ -244,6 +244,11 @@ pub async fn cancel(
 
     let currency = order.currency()?;
     let credits = hour_credits_of(conn, &order).await?;
+    // The hours freed go back to the grant's allocation, still before the
+    // ledger: less what outages already gave back for those very hours.
+    let voided_gpu_hours: i64 =
+        (begun..order.hours).map(|h| i64::from(order.gpus - credits.get(&h).copied().unwrap_or(0)).max(0)).sum();
+    crate::subsidy::projects::give_back(conn, &[(order.id, voided_gpu_hours)]).await?;
     let mut pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
     // Hours that have fully elapsed settle as the settler would have settled
     // them, each dated by its hour; the cancellation charges the hour under way.
@@ -397,6 +402,12 @@ pub async fn credit_outage(
         .map(|(o, h, g)| ((o, h), g))
         .collect();
     let credited = allocate(&windows, &already, start, end, gpus);
+    // The GPU-hours lost go back to the grants' allocations, before any account is locked.
+    let mut lost_by_order: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for ((order, _), g) in &credited {
+        *lost_by_order.entry(*order).or_default() += i64::from(*g);
+    }
+    crate::subsidy::projects::give_back(conn, &lost_by_order.into_iter().collect::<Vec<_>>()).await?;
 
     let mut entry_ids = Vec::new();
     let mut credits = Vec::new();

@@ -264,9 +264,9 @@ impl UsageFigures {
         })
     }
 
-    /// `energy_kwh` exactly, without trailing zeros.
+    /// `energy_kwh` as every energy figure is shown (`market::energy::display`).
     pub fn energy_kwh_shown(&self) -> Option<String> {
-        self.energy_kwh.map(|e| e.normalize().to_string())
+        self.energy_kwh.map(super::energy::display)
     }
 }
 

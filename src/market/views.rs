@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::charged::{self, Charged, ChargedView};
+use super::energy::{self, Accelerator, Declared};
 use super::listings::ListingRow;
 use super::orders::OrderRow;
 use super::settlement::{OutageCredit, Settled};
@@ -36,6 +37,15 @@ pub struct ListingView {
     /// In search results: GPUs free in every hour of the window asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub free_gpus: Option<i32>,
+    /// What it sells (null when not declared).
+    pub accelerator: Option<Accelerator>,
+    /// Watts per accelerator, as declared.
+    pub board_power_w: Option<i32>,
+    pub pue: Option<String>,
+    /// FP16/BF16 TFLOPS per accelerator, as declared.
+    pub performance_tflops: Option<String>,
+    /// Estimated kWh per GPU-hour (board power × PUE ÷ 1000); null without a declared power.
+    pub kwh_per_gpu_hour: Option<String>,
 }
 
 pub fn listing_view(l: ListingRow, free_gpus: Option<i32>) -> ListingView {
@@ -56,7 +66,20 @@ pub fn listing_view(l: ListingRow, free_gpus: Option<i32>) -> ListingView {
         created_at: l.created_at,
         updated_at: l.updated_at,
         free_gpus,
+        accelerator: accelerator_of(&l.energy),
+        board_power_w: l.energy.board_power_w,
+        pue: l.energy.pue.map(|p| p.normalize().to_string()),
+        performance_tflops: l.energy.performance_tflops.map(|t| t.normalize().to_string()),
+        kwh_per_gpu_hour: l.energy.kwh_per_gpu_hour().map(energy::display),
     }
+}
+
+fn accelerator_of(d: &Declared) -> Option<Accelerator> {
+    Some(Accelerator {
+        kind: d.accelerator_kind.clone()?,
+        vendor: d.accelerator_vendor.clone().unwrap_or_default(),
+        model: d.accelerator_model.clone().unwrap_or_default(),
+    })
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -95,6 +118,10 @@ pub struct QuoteView {
     pub tenant_amount: String,
     pub platform_fee: String,
     pub currency: String,
+    /// Estimated kWh (see `OrderView`); null when the listing declares no power.
+    pub energy_kwh: Option<String>,
+    /// Estimated kgCO2e; null without an estimate or a grid intensity for the region.
+    pub co2e_kg: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -129,6 +156,16 @@ pub struct OrderView {
     pub journal_entry_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// Energy (kWh): metered (Σ reported `energy_wh` ÷ 1000, exact) once the
+    /// provider has reported usage, else estimated from the listing's declared
+    /// power and PUE when placed; null with neither. 3 places, half-even.
+    pub energy_kwh: Option<String>,
+    /// `metered`, `estimated`, or null: where `energy_kwh` comes from.
+    pub energy_source: Option<String>,
+    /// That energy's carbon (kgCO2e) at the region's grid intensity when the
+    /// order was placed; null without an intensity for the region (or, for
+    /// metered energy, without the declared power the intensity came with).
+    pub co2e_kg: Option<String>,
     /// What the order has really cost so far, from the ledger: the figures
     /// above are the breakdown when it was placed; these account for
     /// settlements, outage credits, refunds and a cancellation.
@@ -136,8 +173,6 @@ pub struct OrderView {
     /// Metered: GPU-hours used ÷ GPU-hours reserved (`gpus × charged_hours`),
     /// 4 places, half-even; null while no usage is reported (`market::usage`).
     pub utilisation: Option<String>,
-    /// Metered: Σ reported `energy_wh` ÷ 1000, exact; null while no usage is reported.
-    pub energy_kwh: Option<String>,
 }
 
 pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<OrderView, LedgerError> {
@@ -170,9 +205,11 @@ pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<
         journal_entry_id: o.journal_entry_id,
         created_at: o.created_at,
         cancelled_at: o.cancelled_at,
+        energy_kwh: o.estimated_energy_kwh.map(energy::display),
+        energy_source: o.estimated_energy_kwh.map(|_| "estimated".to_string()),
+        co2e_kg: o.estimated_co2e_kg.map(energy::display),
         charged,
         utilisation: None,
-        energy_kwh: None,
     })
 }
 
@@ -209,10 +246,15 @@ pub async fn order_events(
 }
 
 impl OrderView {
-    /// The view with the order's metered figures.
-    pub fn with_usage(mut self, figures: &super::usage::UsageFigures) -> Self {
+    /// The view with the order's metered figures: metered energy replaces
+    /// the estimate, its carbon at the intensity the estimate was made with.
+    pub fn with_usage(mut self, figures: &super::usage::UsageFigures, estimate: energy::Estimate) -> Self {
         self.utilisation = figures.utilisation_shown();
-        self.energy_kwh = figures.energy_kwh_shown();
+        if let Some(metered) = figures.energy_kwh {
+            self.energy_kwh = Some(energy::display(metered));
+            self.energy_source = Some("metered".to_string());
+            self.co2e_kg = energy::metered_co2e_kg(metered, estimate).map(energy::display);
+        }
         self
     }
 }

@@ -116,6 +116,7 @@ pub async fn seed(settings: &Settings, orders: usize, tenants: usize) -> Result<
                     status: "active".into(),
                     created_at: start,
                     updated_at: start,
+                    energy: Default::default(),
                 };
                 ids.push(listings::insert(c, &row).await?.id);
             }

@@ -15,6 +15,7 @@ pub mod correction_routes;
 pub mod corrections;
 pub mod list_routes;
 pub mod programmes;
+pub mod projects;
 pub mod reclaim;
 pub mod reclaim_routes;
 pub mod routes;

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::claims::{self, ClaimView};
 use super::programmes::{self, GrantRow, NewGrant, NewProgramme, ProgrammeRow};
+use super::projects::{AllocationFields, AllocationView, ProjectFields, ProjectView, check_allocation, check_project};
 use super::rules::{Eligibility, parse_rate};
 use crate::auth::model::TenantCategory;
 use crate::auth::{Principal, Role};
@@ -52,6 +53,9 @@ pub struct ProgrammeRequest {
     pub reclaim_below_utilisation: Option<String>,
     /// The window the rule looks back over, 1 to 720 hours.
     pub reclaim_window_hours: Option<i32>,
+    /// The anti-concentration rule: the most one tenant organisation may hold
+    /// of the budget across its grants, a fraction in (0, 1], e.g. `"0.1"`.
+    pub max_share_per_org: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -73,6 +77,19 @@ pub struct ProgrammeView {
     pub created_at: DateTime<Utc>,
     pub reclaim_below_utilisation: Option<String>,
     pub reclaim_window_hours: Option<i32>,
+    /// The most one tenant organisation may hold of the budget (null: no cap).
+    pub max_share_per_org: Option<String>,
+}
+
+/// The view of `p` with its per-organisation cap.
+pub(crate) async fn programme_view_with_cap(
+    conn: &mut diesel_async::AsyncPgConnection,
+    p: ProgrammeRow,
+) -> Result<ProgrammeView, ApiError> {
+    let cap = super::projects::caps_of(conn, &[p.id]).await?.get(&p.id).copied();
+    let mut view = programme_view(p)?;
+    view.max_share_per_org = cap.map(|s| s.normalize().to_string());
+    Ok(view)
 }
 
 pub(crate) fn programme_view(p: ProgrammeRow) -> Result<ProgrammeView, ApiError> {
@@ -96,6 +113,7 @@ pub(crate) fn programme_view(p: ProgrammeRow) -> Result<ProgrammeView, ApiError>
         created_at: p.created_at,
         reclaim_below_utilisation: p.reclaim_below_utilisation.map(|u| u.normalize().to_string()),
         reclaim_window_hours: p.reclaim_window_hours,
+        max_share_per_org: None,
     })
 }
 
@@ -143,6 +161,14 @@ pub async fn create_programme(
     }
     let reclaim_rule =
         super::reclaim::parse_rule(b.reclaim_below_utilisation.as_deref(), b.reclaim_window_hours, &mut errors);
+    let max_share = b
+        .max_share_per_org
+        .as_deref()
+        .map(parse_rate)
+        .transpose()
+        .map_err(|e| errors.push(FieldError::new("max_share_per_org", e)))
+        .ok()
+        .flatten();
     let (Some(budget), Some(default_rate), true) = (budget, default_rate, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
@@ -166,7 +192,11 @@ pub async fn create_programme(
     op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
         let row = programmes::create_programme(conn, new, principal.actor(), now).await?;
-        programme_view(super::reclaim::set_rule(conn, row, reclaim_rule).await?)
+        let row = super::reclaim::set_rule(conn, row, reclaim_rule).await?;
+        if let Some(share) = max_share {
+            super::projects::set_cap(conn, row.id, share).await?;
+        }
+        programme_view_with_cap(conn, row).await
     })
     .await
 }
@@ -186,7 +216,7 @@ pub async fn get_programme(
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let p = programmes::find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
-    Ok(HttpResponse::Ok().json(programme_view(p)?))
+    Ok(HttpResponse::Ok().json(programme_view_with_cap(&mut conn, p).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -199,6 +229,13 @@ pub struct GrantRequest {
     pub rate: Option<String>,
     pub valid_from: DateTime<Utc>,
     pub valid_until: DateTime<Utc>,
+    /// The project (과제) the grant funds; grants naming the same agreement
+    /// number in a programme belong to one project.
+    #[serde(default)]
+    pub project: Option<ProjectFields>,
+    /// GPU-hours of one model the grant allocates beside its money cap.
+    #[serde(default)]
+    pub allocation: Option<AllocationFields>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -234,6 +271,9 @@ pub struct GrantView {
     pub utilisation: Option<String>,
     /// Metered: Σ energy_wh ÷ 1000 over its orders; null while none reported.
     pub energy_kwh: Option<String>,
+    pub project: Option<ProjectView>,
+    /// GPU-hours allocated, used by orders (net of cancellations) and left.
+    pub allocation: Option<AllocationView>,
 }
 
 pub(crate) async fn grant_view(conn: &mut diesel_async::AsyncPgConnection, g: GrantRow) -> Result<GrantView, ApiError> {
@@ -273,6 +313,8 @@ pub(crate) async fn grant_views(
         .into_iter()
         .map(|a| ((a.code.clone(), a.currency.clone()), a))
         .collect();
+    let grant_ids: Vec<Uuid> = rows.iter().map(|g| g.id).collect();
+    let (mut projects, mut allocations) = super::projects::views_of(conn, &grant_ids).await?;
     rows.into_iter()
         .map(|g| {
             let c =
@@ -308,6 +350,8 @@ pub(crate) async fn grant_views(
                 reclaim_reason: g.reclaim_reason,
                 utilisation: metered.utilisation_shown(),
                 energy_kwh: metered.energy_kwh_shown(),
+                project: projects.remove(&g.id),
+                allocation: allocations.remove(&g.id),
             })
         })
         .collect()
@@ -348,6 +392,8 @@ pub(crate) async fn grant_write(
     if b.valid_until <= b.valid_from {
         errors.push(FieldError::new("valid_until", "must be after valid_from"));
     }
+    let project = b.project.as_ref().map(|p| check_project(&mut errors, p));
+    let allocation = b.allocation.as_ref().map(|a| check_allocation(&mut errors, a));
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -360,9 +406,11 @@ pub(crate) async fn grant_write(
         let amount =
             parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
+        super::projects::enforce_cap(conn, &programme, tenant, amount).await?;
         let grant =
             NewGrant { programme_id, tenant_org_id: tenant, amount, rate, valid_from: from, valid_until: until };
         let row = programmes::create_grant(conn, grant, principal.actor(), now).await?;
+        super::projects::attach(conn, &row, project.as_ref(), allocation.as_ref(), now).await?;
         grant_view(conn, row).await
     })
     .await

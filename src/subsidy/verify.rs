@@ -53,3 +53,40 @@ pub async fn claims_agree(conn: &mut AsyncPgConnection) -> Result<Vec<Difference
         })
         .collect())
 }
+
+#[derive(QueryableByName)]
+struct AllocationFinding {
+    #[diesel(sql_type = SqlUuid)]
+    grant_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    expected: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    actual: i64,
+}
+
+/// Allocations agree with their draws (invariant 8): each grant's
+/// `used_gpu_hours` is what its orders drew less what came back.
+pub async fn allocations_agree(conn: &mut AsyncPgConnection) -> Result<Vec<Difference>, LedgerError> {
+    let findings: Vec<AllocationFinding> = sql_query(
+        "SELECT a.grant_id, coalesce(sum(d.gpu_hours - d.returned_gpu_hours), 0)::int8 AS expected, \
+                a.used_gpu_hours AS actual \
+         FROM grant_allocations a LEFT JOIN allocation_draws d ON d.grant_id = a.grant_id \
+         GROUP BY a.grant_id, a.used_gpu_hours \
+         HAVING a.used_gpu_hours <> coalesce(sum(d.gpu_hours - d.returned_gpu_hours), 0)",
+    )
+    .load(conn)
+    .await?;
+    Ok(findings
+        .into_iter()
+        .map(|f| Difference {
+            invariant: 8,
+            currency: None,
+            account_id: None,
+            code: None,
+            detail: format!("grant {}: GPU-hours used differ from its orders' draws", f.grant_id),
+            field: Some("used_gpu_hours".into()),
+            expected: Some(f.expected.to_string()),
+            actual: Some(f.actual.to_string()),
+        })
+        .collect())
+}

@@ -212,7 +212,8 @@ async fn an_order_settles_hour_by_hour_with_the_rounding_in_the_last_hour() {
     assert_eq!(
         quote,
         json!({"listing_id": l["id"], "gpus": 1, "hours": 7, "gpu_hours": 7, "unit_price": "1000.5",
-        "subtotal": "7004", "subsidy": "0", "subsidy_rate": "0", "tenant_amount": "7004", "platform_fee": "0", "currency": "KRW"})
+        "subtotal": "7004", "subsidy": "0", "subsidy_rate": "0", "tenant_amount": "7004", "platform_fee": "0", "currency": "KRW",
+        "energy_kwh": null, "co2e_kg": null})
     );
     let (status, order) = json(app.post("/v1/orders", &tenant.token, &body, Some("buy-7")).await).await;
     assert_eq!(status, 201, "{order:#}");

@@ -13,6 +13,7 @@ use crate::events::{EventType, NewEvent, view_data};
 use crate::http::extract::{JsonBody, NoQuery, Query, check_period};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError, Write};
+use crate::market::energy::{Accelerator, Declaration, check_declaration};
 use crate::market::listings::{self, ListingInsert, ListingRow, ListingStatus, SearchFilter, SearchSort};
 use crate::market::orders::{self};
 use crate::market::schedule::{WindowFields, is_whole_hour, parse_window};
@@ -40,6 +41,15 @@ pub struct NewListing {
     pub min_hours: Option<i32>,
     /// `active` (default) or `paused`.
     pub status: Option<ListingStatus>,
+    /// What it sells: `{"kind": "gpu"|"npu", "vendor", "model"}`.
+    pub accelerator: Option<Accelerator>,
+    /// Board power per accelerator, in watts (1 to 100000). Without it, orders
+    /// carry no energy estimate.
+    pub board_power_w: Option<i32>,
+    /// The data centre's PUE, a decimal string from 1 to 10 (e.g. `"1.3"`).
+    pub pue: Option<String>,
+    /// FP16/BF16 TFLOPS per accelerator (decimal string), for `sort=price_per_tflops`.
+    pub performance_tflops: Option<String>,
 }
 
 fn text_field(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) -> String {
@@ -118,6 +128,15 @@ pub fn new_listing_row(principal: &Principal, b: &NewListing) -> Result<ListingI
     check_counts(&mut errors, b.gpus, min_hours);
     check_window(&mut errors, b.available_from, b.available_until);
     let price = parse_price(&mut errors, &b.price_per_gpu_hour, b.currency);
+    let energy = check_declaration(
+        &mut errors,
+        &Declaration {
+            accelerator: b.accelerator.as_ref(),
+            board_power_w: b.board_power_w,
+            pue: b.pue.as_deref(),
+            performance_tflops: b.performance_tflops.as_deref(),
+        },
+    );
     let status = b.status.unwrap_or(ListingStatus::Active);
     if status == ListingStatus::Closed {
         errors.push(FieldError::new("status", "a new listing is active or paused"));
@@ -141,6 +160,7 @@ pub fn new_listing_row(principal: &Principal, b: &NewListing) -> Result<ListingI
         status: status.as_str().to_string(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        energy,
     })
 }
 
@@ -349,6 +369,10 @@ pub enum SortParam {
     PriceDesc,
     #[serde(rename = "available_from")]
     AvailableFrom,
+    #[serde(rename = "energy")]
+    Energy,
+    #[serde(rename = "price_per_tflops")]
+    PricePerTflops,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -368,7 +392,9 @@ pub struct SearchQuery {
     /// remaining window when absent.
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
-    /// `price` (default), `-price` or `available_from`.
+    /// `price` (default), `-price`, `available_from`, `energy` (estimated
+    /// kWh per GPU-hour, least first) or `price_per_tflops` (cheapest per
+    /// declared TFLOPS first). Listings without the figure come last.
     #[param(value_type = Option<String>)]
     pub sort: Option<SortParam>,
     pub limit: Option<i64>,
@@ -422,6 +448,8 @@ pub async fn search_page(
         SortParam::Price => SearchSort::Price,
         SortParam::PriceDesc => SearchSort::PriceDesc,
         SortParam::AvailableFrom => SearchSort::AvailableFrom,
+        SortParam::Energy => SearchSort::Energy,
+        SortParam::PricePerTflops => SearchSort::PricePerTflops,
     };
     let after: Option<listings::SearchCursor> = q.cursor.as_deref().map(decode_cursor).transpose()?;
     // The cursor's sort value goes into SQL as a number or an instant: check it is one.
@@ -429,6 +457,9 @@ pub async fn search_page(
         let valid = match sort {
             SearchSort::Price | SearchSort::PriceDesc => value.parse::<Decimal>().is_ok(),
             SearchSort::AvailableFrom => value.parse::<DateTime<Utc>>().is_ok(),
+            // Listings without the figure come last, after the cursor value "-".
+            // A quotient PostgreSQL computed may have more digits than a Decimal holds.
+            SearchSort::Energy | SearchSort::PricePerTflops => value == "-" || is_plain_decimal(value),
         };
         if !valid {
             return Err(ApiError::invalid("cursor", "is not a cursor this list gave out (for this sort)"));
@@ -449,10 +480,24 @@ pub async fn search_page(
         let value = match sort {
             SearchSort::Price | SearchSort::PriceDesc => r.listing.price_per_gpu_hour.to_string(),
             SearchSort::AvailableFrom => r.listing.available_from.to_rfc3339(),
+            SearchSort::Energy | SearchSort::PricePerTflops => r.sort_key.clone().unwrap_or_else(|| "-".into()),
         };
         (value, r.listing.id)
     };
     Ok(pagination::page(rows, limit, key, |r| listing_view(r.listing, Some(r.free_gpus))))
+}
+
+/// Digits with at most one point (what `numeric::text` gives for a positive
+/// number): safe to hand to SQL as a `numeric`.
+fn is_plain_decimal(value: &str) -> bool {
+    let mut parts = value.splitn(2, '.');
+    let whole = parts.next().unwrap_or_default();
+    let fraction = parts.next().unwrap_or("0");
+    value.len() <= 200
+        && !whole.is_empty()
+        && !fraction.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -496,4 +541,19 @@ pub async fn availability(
         hour += TimeDelta::hours(1);
     }
     Ok(HttpResponse::Ok().json(Availability { data }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_decimal;
+
+    #[test]
+    fn sort_cursors_carry_plain_decimals_only() {
+        assert!(is_plain_decimal("0.875"));
+        assert!(is_plain_decimal("3.0318342597271349"));
+        assert!(is_plain_decimal("12345678901234567890123456789012.5"));
+        for bad in ["", ".5", "5.", "1e5", "-1", "1.2.3", "1); DROP", "NaN"] {
+            assert!(!is_plain_decimal(bad), "{bad}");
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! HTTP handlers of the marketplace, one file per group of actions; the
 //! views they answer with are in `market::views`.
 
+mod grid;
 mod listings;
 mod orders;
 mod outages;
 mod usage;
 
+pub use grid::*;
 pub use listings::*;
 pub use orders::*;
 pub use outages::*;
@@ -36,5 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(cancel_order)
         .service(run_settlement)
         .service(report_usage)
-        .service(list_usage);
+        .service(list_usage)
+        .service(set_grid_intensity)
+        .service(list_grid_intensities);
 }

@@ -14,6 +14,7 @@ use crate::http::extract::{JsonBody, NoQuery, Query, check_period};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, Write};
 use crate::market::charged::{self};
+use crate::market::energy;
 use crate::market::listings::{self};
 use crate::market::orders::{self, OrderFilter, OrderRow, OrderStatus, Request};
 use crate::market::settlement::{self};
@@ -88,6 +89,15 @@ pub async fn quote(
         }
     };
     let (hours, b) = orders::quote(request, &listing, fee_rate, subsidy, now)?;
+    if let Some(grant) = request.grant_id {
+        let allocations = crate::subsidy::projects::unlocked_allocation(conn, grant).await?;
+        allocations.check(grant, &listing.gpu_model, b.gpu_hours)?;
+    }
+    let intensity = match listing.energy.board_power_w {
+        Some(_) => energy::intensity(conn, &listing.region).await?,
+        None => None,
+    };
+    let estimate = energy::estimate(i64::from(request.gpus), i64::from(hours), &listing.energy, intensity);
     Ok(QuoteView {
         listing_id: listing.id,
         gpus: request.gpus,
@@ -100,6 +110,8 @@ pub async fn quote(
         tenant_amount: format_amount(b.tenant_amount, b.currency),
         platform_fee: format_amount(b.platform_fee, b.currency),
         currency: b.currency.code().to_string(),
+        energy_kwh: estimate.energy_kwh.map(energy::display),
+        co2e_kg: estimate.co2e_kg.map(energy::display),
     })
 }
 
@@ -115,7 +127,8 @@ pub async fn one_order_view(
     })?;
     let usage = crate::market::usage::figures_of_orders(conn, std::slice::from_ref(&order)).await?;
     let metered = usage.get(&order.id).copied().unwrap_or_default();
-    Ok(order_view(order, now, &figures)?.with_usage(&metered))
+    let estimate = crate::market::energy::Estimate::of(&order);
+    Ok(order_view(order, now, &figures)?.with_usage(&metered, estimate))
 }
 
 /// Buys GPU-hours: reserves the capacity and writes the order's pending
@@ -231,7 +244,8 @@ pub async fn orders_page(
                 ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("order {} has no figures", order.id)))
             })?;
             let metered = usage.get(&order.id).copied().unwrap_or_default();
-            Ok(order_view(order, now, figures)?.with_usage(&metered))
+            let estimate = crate::market::energy::Estimate::of(&order);
+            Ok(order_view(order, now, figures)?.with_usage(&metered, estimate))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let next_cursor = page.next_cursor;
