@@ -256,9 +256,52 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
         grants.insert(org.id, grant.id);
     }
 
-    // Listings: three per provider.
-    let models = [("H100-SXM5-80GB", 80, 3800), ("H200-SXM-141GB", 141, 5200), ("A100-SXM4-80GB", 80, 2100)];
+    // The grid's carbon intensity where the providers are (one national grid:
+    // Korea's emission factor for electricity, about 0.4567 kgCO2e/kWh), as
+    // finance sets it with `PUT /v1/grid-intensities/{region}`.
     let regions = ["kr-seoul-1", "kr-busan-1", "kr-daejeon-1", "kr-incheon-1", "kr-gwangju-1"];
+    for region in regions {
+        let mut ctx = WriteContext::internal(
+            "/v1/grid-intensities/{region}",
+            format!("/v1/grid-intensities/{region}"),
+            finance_actor,
+            DEMO_REQUEST_ID,
+        );
+        ctx.method = "PUT".into();
+        let row = crate::market::energy::GridIntensityRow {
+            region: region.into(),
+            g_co2e_per_kwh: Decimal::new(4567, 1),
+            updated_at: start,
+        };
+        crate::audit::record_write(
+            &mut conn,
+            &ctx,
+            200,
+            |_| None,
+            async |c| Ok(crate::market::energy::set_intensity(c, &row).await?),
+        )
+        .await
+        .map_err(api)?;
+    }
+
+    // Listings: three per provider, each declaring its accelerators' board
+    // power and the data centre's PUE (so orders carry energy and carbon).
+    let models = [("H100-SXM5-80GB", 80, 3800), ("H200-SXM-141GB", 141, 5200), ("A100-SXM4-80GB", 80, 2100)];
+    let declared = |model: &str| {
+        let (vendor, name, watts, tflops) = match model {
+            "H100-SXM5-80GB" => ("NVIDIA", "H100 SXM5", 700, 989),
+            "H200-SXM-141GB" => ("NVIDIA", "H200 SXM", 700, 989),
+            _ => ("NVIDIA", "A100 SXM4", 400, 312),
+        };
+        crate::market::energy::Declared {
+            accelerator_kind: Some("gpu".into()),
+            accelerator_vendor: Some(vendor.into()),
+            accelerator_model: Some(name.into()),
+            board_power_w: Some(watts),
+            pue: Some(Decimal::new(13, 1)),
+            performance_tflops: Some(Decimal::from(tflops)),
+        }
+    };
     let mut all_listings = Vec::new();
     for (i, (org, user)) in providers.iter().enumerate() {
         let actor = Actor { user_id: Some(user.id), org_id: Some(org.id) };
@@ -279,7 +322,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
                 status: "active".into(),
                 created_at: start,
                 updated_at: start,
-                energy: Default::default(),
+                energy: declared(model),
             };
             let listing = write(
                 &mut conn,

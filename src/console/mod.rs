@@ -70,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(programmes::show)
         .service(programmes::create_grant)
         .service(programmes::close_grant)
+        .service(programmes::reclaim_grant)
         .service(claims::list)
         .service(claims::create)
         .service(claims::show)

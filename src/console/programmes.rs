@@ -30,6 +30,7 @@ use crate::money::{Currency, format_amount};
 use crate::state::AppState;
 use crate::subsidy::list_routes::{ProgrammeListQuery, programmes_page};
 use crate::subsidy::programmes::find_programme;
+use crate::subsidy::reclaim_routes::{ReclaimRequest, ReclaimView, reclaim_write};
 use crate::subsidy::routes::{GrantListQuery, GrantRequest, GrantView, close_grant_write, grant_write, grants_page};
 
 /// The most days a burn-down draws (a programme of a few years at most).
@@ -131,6 +132,8 @@ pub struct ShowForm {
     granted: Option<String>,
     #[serde(default)]
     closed: Option<String>,
+    #[serde(default)]
+    reclaimed: Option<String>,
 }
 
 /// Where a figure's postings are: one account's page, or (when the figure
@@ -171,7 +174,17 @@ pub async fn show(
     let lang = viewer.lang;
     finance_only(&viewer)?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
-    dashboard(&viewer, &state, id, &flags, &GrantForm::default(), &[], StatusCode::OK).await
+    dashboard(&viewer, &state, id, &flags, &GrantForm::default(), Refused::Nothing, StatusCode::OK).await
+}
+
+/// What a dashboard shows after a refused form, by the form.
+#[derive(Clone, Copy)]
+enum Refused<'a> {
+    Nothing,
+    /// The new grant's form, above it.
+    Grant(&'a [String]),
+    /// A grant's reclaim, above the grants table.
+    Reclaim(&'a [String]),
 }
 
 /// The dashboard of programme `id`, its grant form filled with `draft` and
@@ -182,10 +195,15 @@ async fn dashboard(
     id: Uuid,
     flags: &ShowForm,
     draft: &GrantForm,
-    problems: &[String],
+    refused: Refused<'_>,
     status: StatusCode,
 ) -> Result<HttpResponse, ConsoleError> {
     let lang = viewer.lang;
+    let (grant_problems, table_problems) = match refused {
+        Refused::Nothing => (&[][..], &[][..]),
+        Refused::Grant(p) => (p, &[][..]),
+        Refused::Reclaim(p) => (&[][..], p),
+    };
     let fail = |e: crate::http::ApiError| ConsoleError::api(lang, e);
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
     let programme = find_programme(&mut conn, id)
@@ -247,6 +265,7 @@ async fn dashboard(
     let money = |amount: &str| format_money_str(amount, &r.currency, lang);
     let body = html! {
         @if flags.granted.is_some() { p.notice role="status" { (lang.tr("The grant is made.", "지원금을 배정했습니다.")) } }
+        @if flags.reclaimed.is_some() { p.notice role="status" { (lang.tr("The grant is reclaimed: its orders' future hours are cancelled and refunded, and what it had left is back in the programme.", "지원금을 회수했습니다. 주문의 남은 시간은 취소·환불되었고 남은 금액은 사업 예산으로 돌아갔습니다.")) } }
         @if flags.closed.is_some() { p.notice role="status" { (lang.tr("The grant is closed; what it had left is back in the programme.", "지원금을 종료했고 남은 금액은 사업 예산으로 돌아갔습니다.")) } }
         p.muted {
             (programme.sponsor) " · " (lang.tr("fiscal year", "회계연도")) " " (programme.fiscal_year) " · "
@@ -269,13 +288,14 @@ async fn dashboard(
             (group_table(title, groups, lang, &money))
         }
         h2 #grants { (lang.tr("Grants", "지원금")) }
+        (problem_box(table_problems))
         (grant_table(viewer, &grants.data, &links, &tenant_names, lang))
         @if let Some(next) = &grants.next_cursor {
             @let link = form_urlencoded::Serializer::new(String::new()).append_pair("grants_cursor", next).finish();
             p.pager { a href={ "/programmes/" (id) "?" (link) "#grants" } rel="next" { (lang.tr("More grants →", "다음 지원금 →")) } }
         }
         h3 #grant-form { (lang.tr("Make a grant", "지원금 배정")) }
-        (problem_box(problems))
+        (problem_box(grant_problems))
         form.quote method="post" action={ "/programmes/" (id) "/grants" } {
             (form_tokens(viewer))
             label { (lang.tr("Tenant", "수요 기업·기관"))
@@ -486,8 +506,22 @@ fn grant_table(
                                     (form_tokens(viewer))
                                     button.danger type="submit" { (lang.tr("Close", "종료")) }
                                 }
+                                @if let Some(at) = g.flagged_at {
+                                    p data-flagged=(g.id) {
+                                        span.status.status-flagged { (lang.tr("Under-used", "저활용")) } " " (time(at))
+                                        @if let Some(reason) = &g.flag_reason { " · " (reason) }
+                                    }
+                                    form.inline method="post" action={ "/grants/" (g.id) "/reclaim" } {
+                                        (form_tokens(viewer))
+                                        label { (lang.tr("Reason", "사유")) input type="text" name="reason" maxlength="500" required; }
+                                        button.danger type="submit" { (lang.tr("Reclaim", "회수")) }
+                                    }
+                                }
                             } @else {
                                 span.status.status-cancelled { (lang.tr("Closed", "종료됨")) } " " (lang.tr("released", "반환")) " " (money(&g.released))
+                                @if let Some(at) = g.reclaimed_at {
+                                    " · " span.status.status-cancelled data-reclaimed=(g.id) { (lang.tr("Reclaimed", "회수됨")) } " " (time(at))
+                                }
                             }
                         }
                     }
@@ -567,7 +601,7 @@ pub async fn create_grant(
         let status = e.status;
         let problems = refused(lang, e)?;
         let flags = ShowForm::default();
-        dashboard(viewer, &state, programme_id, &flags, &form.value, &problems, status).await
+        dashboard(viewer, &state, programme_id, &flags, &form.value, Refused::Grant(&problems), status).await
     };
     let request = match form.value.request(lang) {
         Ok(request) => request,
@@ -598,6 +632,49 @@ pub async fn close_grant(form: ConsoleForm<KeyForm>, id: web::Path<String>) -> R
     let op = form.write_op(form_key(&form.value.idempotency_key))?;
     let grant: GrantView = answer(lang, close_grant_write(op, form.viewer.principal, id).await).await?;
     Ok(layout::redirect(&format!("/programmes/{}?closed={}#grants", grant.programme_id, grant.id)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReclaimForm {
+    #[serde(default)]
+    idempotency_key: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /grants/{id}/reclaim`: as `POST /v1/grants/{id}/reclaim`; a refused
+/// reclaim (no reason, already closed) comes back to the programme's
+/// dashboard with its problems.
+#[post("/grants/{id}/reclaim")]
+pub async fn reclaim_grant(
+    state: web::Data<AppState>,
+    form: ConsoleForm<ReclaimForm>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
+    let viewer = &form.viewer;
+    let lang = viewer.lang;
+    finance_only(viewer)?;
+    let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
+    let request = ReclaimRequest { reason: form.value.reason.clone() };
+    let op = form.write_op(form_key(&form.value.idempotency_key))?;
+    match reclaim_write(op, viewer.principal, id, &request, state.clock).await {
+        Ok(response) => {
+            let done: ReclaimView = answer(lang, Ok(response)).await?;
+            Ok(layout::redirect(&format!("/programmes/{}?reclaimed={}#grants", done.grant.programme_id, done.grant.id)))
+        }
+        Err(e) => {
+            let status = e.status;
+            let problems = refused(lang, e)?;
+            let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+            let grant = crate::subsidy::programmes::find_grant(&mut conn, id)
+                .await
+                .map_err(|e| ConsoleError::api(lang, e.into()))?
+                .ok_or_else(|| ConsoleError::not_found(lang))?;
+            let flags = ShowForm::default();
+            let shown = Refused::Reclaim(&problems);
+            dashboard(viewer, &state, grant.programme_id, &flags, &GrantForm::default(), shown, status).await
+        }
+    }
 }
 
 #[cfg(test)]

@@ -203,10 +203,24 @@ pub struct NewGrant {
     pub valid_until: DateTime<Utc>,
 }
 
-/// Grants `amount` of a programme's unallocated budget to a tenant. The
-/// unallocated account's floor makes over-granting impossible, whatever runs
-/// at the same time: the loser gets 422 `budget_exhausted` and nothing is written.
+/// Grants `amount` of a programme's unallocated budget to a tenant and
+/// records `grant.created`. The unallocated account's floor makes
+/// over-granting impossible, whatever runs at the same time: the loser gets
+/// 422 `budget_exhausted` and nothing is written.
 pub async fn create_grant(
+    conn: &mut AsyncPgConnection,
+    g: NewGrant,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<GrantRow, GrantError> {
+    let row = insert_grant(conn, g, actor, now).await?;
+    announce_grant(conn, row.clone(), now).await?;
+    Ok(row)
+}
+
+/// [`create_grant`] without its event: for a caller that attaches a project
+/// or an allocation first, then calls [`announce_grant`].
+pub async fn insert_grant(
     conn: &mut AsyncPgConnection,
     g: NewGrant,
     actor: Actor,
@@ -256,8 +270,18 @@ pub async fn create_grant(
         reclaim_reason: None,
     };
     diesel::insert_into(grants::table).values(&row).execute(conn).await?;
-    record_grant_event(conn, EventType::GrantCreated, row.clone(), now).await?;
     Ok(row)
+}
+
+/// Records `grant.created` for a grant made by [`insert_grant`], once what
+/// the grant carries besides (its project, its allocation) is attached, so
+/// that the event's data is the whole grant.
+pub async fn announce_grant(
+    conn: &mut AsyncPgConnection,
+    grant: GrantRow,
+    now: DateTime<Utc>,
+) -> Result<(), GrantError> {
+    record_grant_event(conn, EventType::GrantCreated, grant, now).await
 }
 
 /// A grant's event, seen by its tenant (and finance), with the grant's view

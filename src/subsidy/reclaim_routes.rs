@@ -49,13 +49,23 @@ pub async fn reclaim_grant(
     id: web::Path<uuid::Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let Write { principal, body, op } = write;
+    reclaim_write(op, principal, id.into_inner(), &body.value, state.clock).await
+}
+
+/// The reclaim of grant `id` by `principal`, through `op` (the API's and the
+/// console's form): checks, the write, its audit record and its event.
+pub async fn reclaim_write(
+    op: crate::http::WriteOp,
+    principal: crate::auth::Principal,
+    id: uuid::Uuid,
+    request: &ReclaimRequest,
+    clock: crate::clock::Clock,
+) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    let reason = body.value.reason.trim().to_string();
+    let reason = request.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::invalid("reason", "must be 1 to 500 characters"));
     }
-    let id = id.into_inner();
-    let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
         let done = reclaim::reclaim(conn, id, &reason, principal.actor(), now).await?;

@@ -409,8 +409,9 @@ pub(crate) async fn grant_write(
         super::projects::enforce_cap(conn, &programme, tenant, amount).await?;
         let grant =
             NewGrant { programme_id, tenant_org_id: tenant, amount, rate, valid_from: from, valid_until: until };
-        let row = programmes::create_grant(conn, grant, principal.actor(), now).await?;
+        let row = programmes::insert_grant(conn, grant, principal.actor(), now).await?;
         super::projects::attach(conn, &row, project.as_ref(), allocation.as_ref(), now).await?;
+        programmes::announce_grant(conn, row.clone(), now).await?;
         grant_view(conn, row).await
     })
     .await

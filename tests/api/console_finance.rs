@@ -518,3 +518,65 @@ async fn a_tenant_cannot_open_or_post_to_finance_pages() {
     let missing = get(&app, &b.finance, &format!("/programmes/{}", uuid::Uuid::now_v7())).await;
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn an_under_used_grant_is_shown_flagged_and_reclaimed_through_the_dashboards_form() {
+    let app = spawn_app().await;
+    let finance = app.token(Role::Finance).await;
+    let provider = app.caller(Role::Provider).await;
+    let tenant = app.tenant("sme").await;
+    deposit(&app, &finance, tenant.org_id, "100000").await;
+    let start = next_hour(&app, &finance).await;
+    let mut body = json!({
+        "name": "2026 AI Compute Voucher", "sponsor": "Ministry of Science and ICT", "fiscal_year": 2026,
+        "currency": "KRW", "budget": "1000000", "starts_at": start - Duration::days(1),
+        "ends_at": start + Duration::days(365), "default_rate": "0.7", "rates_by_category": {"sme": "0.8"},
+    });
+    body["reclaim_below_utilisation"] = json!("0.2");
+    body["reclaim_window_hours"] = json!(1);
+    let (_, p) = json(app.post("/v1/programmes", &finance, &body, None).await).await;
+    let g = grant(&app, &finance, &p, &tenant, "100000", start).await;
+    let l = listing(&app, &provider.token, 8, "1000", start, 48).await;
+    let (status, _) =
+        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 2, start, 10), &g), None).await).await;
+    assert_eq!(status, 201);
+    set_clock(&app, &finance, start + Duration::minutes(150)).await;
+    assert_eq!(app.post("/v1/settlements/run", &finance, &json!({}), None).await.status(), 200);
+    let flagged =
+        gpuhour::subsidy::reclaim::flag_grants(&app.pool, gpuhour::clock::Clock::Sandbox).await.expect("the job runs");
+    assert_eq!(flagged.len(), 1);
+
+    let path = format!("/programmes/{}", id(&p));
+    let dashboard = page(&app, &finance, &path).await;
+    assert!(dashboard.contains(&format!("data-flagged=\"{}\"", id(&g))), "{dashboard}");
+    let action = format!("/grants/{}/reclaim", id(&g));
+
+    // No reason: refused on the dashboard, the grant untouched.
+    let response = submit(&app, &finance, &action, &dashboard, &[("reason", " ")]).await;
+    assert_eq!(response.status(), 422);
+    let again = response.text().await.expect("page");
+    assert!(again.contains("div class=\"problem\" role=\"alert\"") && again.contains("reason: "), "{again}");
+    let (_, still) = json(app.get(&format!("/v1/grants/{}", id(&g)), &finance).await).await;
+    assert_eq!(still["status"], "active");
+
+    // With a reason: reclaimed exactly as the API reclaims (3 hours begun
+    // charged, the rest refunded, 95,200 back to the programme).
+    let response = submit(&app, &finance, &action, &again, &[("reason", "idle for the window")]).await;
+    assert_eq!((response.status().as_u16(), location(&response)), (303, format!("{path}?reclaimed={}#grants", id(&g))));
+    let (_, after) = json(app.get(&format!("/v1/grants/{}", id(&g)), &finance).await).await;
+    assert_eq!(
+        (
+            after["status"].as_str(),
+            after["spent"].as_str(),
+            after["released"].as_str(),
+            after["reclaim_reason"].as_str()
+        ),
+        (Some("closed"), Some("4800"), Some("95200"), Some("idle for the window"))
+    );
+    let shown = page(&app, &finance, &location(&response)).await;
+    assert!(shown.contains(&format!("data-reclaimed=\"{}\"", id(&g))), "{shown}");
+    assert!(!shown.contains(&format!("action=\"{action}\"")), "a closed grant has no reclaim form");
+    let api = report(&app, &finance, &p).await;
+    assert_eq!(figure(&shown, "unallocated").0, api["unallocated"].as_str().expect("figure"));
+    assert_eq!(api["unallocated"], "995200");
+}

@@ -70,6 +70,10 @@ async fn orders_draw_an_allocation_down_exactly_and_cancellation_gives_hours_bac
         g["allocation"],
         json!({"gpu_model": H100, "gpu_hours": 100, "used_gpu_hours": 0, "left_gpu_hours": 100})
     );
+    // Its `grant.created` event carries the whole grant, project and allocation included.
+    let (_, events) = json(app.get("/v1/events?types=grant.created", &tenant.token).await).await;
+    assert_eq!(events["data"].as_array().map(Vec::len), Some(1), "{events:#}");
+    assert_eq!(events["data"][0]["data"], g);
 
     let l = listing(&app, &provider.token, 8, "1000", start, 48).await;
     // 4 GPUs × 10 h = 40 GPU-hours.
