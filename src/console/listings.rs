@@ -22,6 +22,7 @@ use super::money::{format_money, format_money_str, format_price};
 use super::session::Viewer;
 use crate::auth::Role;
 use crate::http::{ApiError, FieldError};
+use crate::market::energy::Accelerator;
 use crate::market::listings::{self, ListingRow, ListingStatus};
 use crate::market::revenue::{self, OutageCredits};
 use crate::market::routes::{
@@ -102,6 +103,19 @@ pub struct ListingForm {
     min_hours: String,
     #[serde(default)]
     status: String,
+    /// `gpu` or `npu`; empty: no accelerator declared.
+    #[serde(default)]
+    accelerator_kind: String,
+    #[serde(default)]
+    accelerator_vendor: String,
+    #[serde(default)]
+    accelerator_model: String,
+    #[serde(default)]
+    board_power_w: String,
+    #[serde(default)]
+    pue: String,
+    #[serde(default)]
+    performance_tflops: String,
 }
 
 /// Collects a form field's problem in `errors`.
@@ -171,6 +185,12 @@ impl ListingForm {
         let available_from = f.required_instant("available_from", &self.available_from);
         let available_until = f.required_instant("available_until", &self.available_until);
         let status = f.status(&self.status);
+        let board_power_w = f.number("board_power_w", &self.board_power_w);
+        let accelerator = given(&self.accelerator_kind).map(|kind| Accelerator {
+            kind: kind.to_string(),
+            vendor: self.accelerator_vendor.trim().to_string(),
+            model: self.accelerator_model.trim().to_string(),
+        });
         let currency =
             self.currency.parse::<Currency>().map_err(|e| errors.push(FieldError::new("currency", e.to_string())));
         if !errors.is_empty() {
@@ -188,10 +208,10 @@ impl ListingForm {
             available_until,
             min_hours,
             status,
-            accelerator: None,
-            board_power_w: None,
-            pue: None,
-            performance_tflops: None,
+            accelerator,
+            board_power_w,
+            pue: given(&self.pue).map(str::to_string),
+            performance_tflops: given(&self.performance_tflops).map(str::to_string),
         })
     }
 
@@ -318,6 +338,21 @@ fn create_form(viewer: &Viewer, f: &ListingForm) -> Markup {
                     option value="active" selected[f.status != "paused"] { (status_label("active", lang)) }
                     option value="paused" selected[f.status == "paused"] { (status_label("paused", lang)) }
                 }
+            }
+            fieldset {
+                legend { (lang.tr("Energy (optional: orders then carry kWh and CO2e)", "에너지 (선택: 주문에 kWh와 CO2e가 표시됩니다)")) }
+                label { (lang.tr("Accelerator", "가속기"))
+                    select name="accelerator_kind" {
+                        option value="" selected[f.accelerator_kind.is_empty()] { (lang.tr("Not declared", "미신고")) }
+                        option value="gpu" selected[f.accelerator_kind == "gpu"] { "GPU" }
+                        option value="npu" selected[f.accelerator_kind == "npu"] { "NPU" }
+                    }
+                }
+                label { (lang.tr("Vendor", "제조사")) input type="text" name="accelerator_vendor" value=(f.accelerator_vendor) maxlength="100" placeholder="NVIDIA, Rebellions, FuriosaAI"; }
+                label { (lang.tr("Model", "모델")) input type="text" name="accelerator_model" value=(f.accelerator_model) maxlength="100" placeholder="H100 SXM5"; }
+                label { (lang.tr("Board power per accelerator (W)", "가속기당 보드 전력 (W)")) input type="number" min="1" name="board_power_w" value=(f.board_power_w); }
+                label { (lang.tr("Data centre PUE", "데이터센터 PUE")) input type="text" inputmode="decimal" name="pue" value=(f.pue) placeholder="1.3"; }
+                label { (lang.tr("TFLOPS (FP16/BF16) per accelerator", "가속기당 TFLOPS (FP16/BF16)")) input type="text" inputmode="decimal" name="performance_tflops" value=(f.performance_tflops); }
             }
             button type="submit" { (lang.tr("Create listing", "상품 등록")) }
         }

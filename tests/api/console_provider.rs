@@ -45,6 +45,12 @@ fn new_listing_fields(csrf: &str, key: &str, start: DateTime<Utc>) -> Vec<(&'sta
         ("available_until", seoul_input(start + Duration::hours(72))),
         ("min_hours", "2".into()),
         ("status", "active".into()),
+        ("accelerator_kind", "npu".into()),
+        ("accelerator_vendor", "Rebellions".into()),
+        ("accelerator_model", "ATOM".into()),
+        ("board_power_w", "350".into()),
+        ("pue", "1.2".into()),
+        ("performance_tflops", "128".into()),
     ]
 }
 
@@ -78,6 +84,14 @@ async fn a_provider_creates_changes_pauses_resumes_and_closes_a_listing_through_
     assert!(page.contains("price_per_gpu_hour:") && page.contains("gpus: must be between 1 and 100000"), "{page}");
     assert!(page.contains("value=\"2500.123456789\"") && page.contains("value=\"kr-seoul-1\""), "{page}");
     assert_eq!(listings_of(&app).await, 0);
+    // So does a declaration the API refuses (a PUE below 1), its values kept.
+    let mut wrong = new_listing_fields(&csrf, &key, start);
+    wrong[17].1 = "0.9".into();
+    let (status, page) = text(post_form(&app, &mut jar, "/listings", &pairs(&wrong)).await).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("pue:") && page.contains("name=\"pue\" value=\"0.9\""), "{page}");
+    assert!(page.contains("<option value=\"npu\" selected>"), "{page}");
+    assert_eq!(listings_of(&app).await, 0);
 
     // The right one creates the listing, once, however often it is sent.
     let fields = new_listing_fields(&csrf, &key, start);
@@ -94,6 +108,8 @@ async fn a_provider_creates_changes_pauses_resumes_and_closes_a_listing_through_
         "gpu_model": "H100-SXM5-80GB", "gpu_memory_gb": 80, "gpus": 8, "region": "kr-seoul-1",
         "interconnect": "NVLink", "price_per_gpu_hour": "2500.5", "currency": "KRW", "min_hours": 2,
         "status": "active", "provider_org_id": provider.org_id,
+        "accelerator": {"kind": "npu", "vendor": "Rebellions", "model": "ATOM"},
+        "board_power_w": 350, "pue": "1.2", "performance_tflops": "128", "kwh_per_gpu_hour": "0.42",
     });
     for (k, v) in expected.as_object().expect("object") {
         assert_eq!(&stored[k], v, "{k}");
