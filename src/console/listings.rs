@@ -853,6 +853,7 @@ mod tests {
             available_until: "2026-12-04T09:00".into(),
             min_hours: "".into(),
             status: "paused".into(),
+            ..ListingForm::default()
         }
     }
 
@@ -864,6 +865,7 @@ mod tests {
         assert_eq!((new.gpus, new.gpu_memory_gb, new.min_hours), (8, 80, None));
         assert_eq!((new.interconnect, new.price_per_gpu_hour.as_str()), (None, "2500.5"));
         assert_eq!(new.status, Some(ListingStatus::Paused));
+        assert_eq!((new.accelerator, new.board_power_w, new.pue), (None, None, None), "nothing declared");
     }
 
     #[test]
