@@ -71,7 +71,7 @@ async fn orders_draw_an_allocation_down_exactly_and_cancellation_gives_hours_bac
         json!({"gpu_model": H100, "gpu_hours": 100, "used_gpu_hours": 0, "left_gpu_hours": 100})
     );
     // Its `grant.created` event carries the whole grant, project and allocation included.
-    let (_, events) = json(app.get("/v1/events?types=grant.created", &tenant.token).await).await;
+    let (_, events) = json(app.get("/v1/events?types=grant.created&wait=30", &tenant.token).await).await;
     assert_eq!(events["data"].as_array().map(Vec::len), Some(1), "{events:#}");
     assert_eq!(events["data"][0]["data"], g);
 
