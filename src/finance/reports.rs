@@ -200,11 +200,22 @@ fn programme_sheets(
         ("outstanding", &r.outstanding),
         ("unclaimed", &r.unclaimed),
     ];
+    // Use and energy are not money: shown as the API shows them (text), an
+    // empty cell where the report has none.
+    let per_kwh = format!("{} per kWh", c.code());
+    let use_and_energy = [
+        ("utilisation", &r.utilisation),
+        ("energy kWh", &r.energy_kwh),
+        ("CO2e kg", &r.co2e_kg),
+        (per_kwh.as_str(), &r.krw_per_kwh),
+    ];
+    let mut rows: Vec<Vec<Cell>> = figures.iter().map(|(k, v)| vec![Cell::text(*k), amount_cell(v, c)]).collect();
+    rows.extend(use_and_energy.iter().map(|(k, v)| vec![Cell::text(*k), v.as_deref().map_or(Cell::Empty, Cell::text)]));
     let mut sheets = vec![Sheet {
         name: "Programme".into(),
         header: header.clone(),
         columns: vec!["figure".into(), "amount".into()],
-        rows: figures.iter().map(|(k, v)| vec![Cell::text(*k), amount_cell(v, c)]).collect(),
+        rows,
         totals: None,
     }];
     if let (Some(by), Some(groups)) = (group_by, &r.groups) {

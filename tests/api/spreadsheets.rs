@@ -149,6 +149,11 @@ async fn every_report_downloads_as_csv_and_xlsx_figure_for_figure() {
     {
         assert_eq!(figure(&book["Programme"], &key.replace('_', " ")), norm(&report[key]), "{key}");
     }
+    // Use and energy as the API shows them (the demo's listings declare power).
+    let energy = report["energy_kwh"].as_str().expect("the demo's orders carry energy");
+    assert_eq!(figure(&book["Programme"], "energy kWh"), energy);
+    assert_eq!(figure(&book["Programme"], "CO2e kg"), report["co2e_kg"].as_str().expect("and carbon"));
+    assert_eq!(figure(&book["Programme"], "KRW per kWh"), report["krw_per_kwh"].as_str().expect("and a price"));
     let groups = report["groups"].as_array().expect("groups");
     let rows = table(&book["By tenant"], "tenant");
     assert_eq!(rows.len(), groups.len() + 1, "a row per group and the totals row");
