@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::error::ConsoleError;
 use super::finance::{answer, finance_only, form_key, form_tokens, given, invalid};
-use super::form::{ConsoleForm, problem_box, refused};
+use super::form::{ConsoleForm, KeyForm, problem_box, refused};
 use super::i18n::Lang;
 use super::layout::{self, page_with_status, parse_time_input, time};
 use super::money::format_money_str;
@@ -350,12 +350,6 @@ fn lines(title: &str, lines: &[ClaimLine], lang: Lang, money: &dyn Fn(&str) -> S
             } }
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct KeyForm {
-    #[serde(default)]
-    idempotency_key: String,
 }
 
 /// `POST /claims/{id}/submit`: as `POST /v1/claims/{id}/submit`.

@@ -41,6 +41,13 @@ pub fn refused(lang: Lang, e: ApiError) -> Result<Vec<String>, ConsoleError> {
     }
 }
 
+/// A form whose only field is its idempotency key (close, submit, disable).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    pub idempotency_key: String,
+}
+
 /// A form without fields of its own (sign out, cancel).
 #[derive(Debug, serde::Deserialize)]
 pub struct Empty {}

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::chart;
 use super::error::ConsoleError;
-use super::form::{ConsoleForm, problem_box, refused};
+use super::form::{ConsoleForm, KeyForm, problem_box, refused};
 use super::i18n::Lang;
 use super::layout::{self, page_with_status, time, time_input};
 use super::money::{format_money, format_money_str, format_price};
@@ -742,12 +742,6 @@ async fn change_refused(
         status,
     )
     .await
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct KeyForm {
-    #[serde(default)]
-    idempotency_key: String,
 }
 
 /// `POST /listings/{id}/close`: closes the listing for good, as `POST /v1/listings/{id}/close`.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::error::ConsoleError;
 use super::finance::{answer, by_category, finance_only, form_key, form_tokens, given, invalid};
-use super::form::{ConsoleForm, problem_box, refused};
+use super::form::{ConsoleForm, KeyForm, problem_box, refused};
 use super::i18n::Lang;
 use super::layout::{self, VIEWER_ZONE, page, page_with_status, parse_time_input, time, time_input};
 use super::money::format_money_str;
@@ -615,12 +615,6 @@ pub async fn create_grant(
         }
         Err(e) => again(e).await,
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct KeyForm {
-    #[serde(default)]
-    idempotency_key: String,
 }
 
 /// `POST /grants/{id}/close`: as `POST /v1/grants/{id}/close`.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::ConsoleError;
-use super::form::ConsoleForm;
+use super::form::{ConsoleForm, KeyForm};
 use super::i18n::Lang;
 use super::layout::{self, page_with_status, time};
 use super::session::Viewer;
@@ -257,12 +257,6 @@ pub async fn confirm_disable(
         p { a href="/users" { (lang.tr("← Back to the users", "← 사용자 목록으로")) } }
     };
     Ok(layout::page(&viewer, lang.tr("Disable a user", "사용자 비활성화"), body))
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct KeyForm {
-    #[serde(default)]
-    idempotency_key: String,
 }
 
 /// `POST /users/{id}/disable`: disables the user, as `POST /v1/users/{id}/disable`.

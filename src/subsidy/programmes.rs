@@ -300,6 +300,11 @@ async fn record_grant_event(
     Ok(())
 }
 
+/// Reads grant `id` and locks it for the transaction (closing, reclaiming).
+pub async fn lock_grant(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<GrantRow>> {
+    grants::table.find(id).select(GrantRow::as_select()).for_update().first(conn).await.optional()
+}
+
 /// Closes a grant: what it has left goes back to the programme in a
 /// `grant_release` entry. Closing again releases whatever came back since
 /// (outage refunds); a closed grant funds nothing new.
@@ -309,14 +314,7 @@ pub async fn close_grant(
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<GrantRow, GrantError> {
-    let grant: GrantRow = grants::table
-        .find(grant_id)
-        .select(GrantRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or(GrantError::GrantNotFound(grant_id))?;
+    let grant = lock_grant(conn, grant_id).await?.ok_or(GrantError::GrantNotFound(grant_id))?;
     let programme = find_programme(conn, grant.programme_id)
         .await?
         .ok_or_else(|| LedgerError::Corrupt("grant without programme".into()))?;

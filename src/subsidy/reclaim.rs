@@ -347,14 +347,7 @@ pub async fn reclaim(
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<Reclaimed, ReclaimError> {
-    let grant: GrantRow = grants::table
-        .find(grant_id)
-        .select(GrantRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or(ReclaimError::GrantNotFound(grant_id))?;
+    let grant = super::programmes::lock_grant(conn, grant_id).await?.ok_or(ReclaimError::GrantNotFound(grant_id))?;
     if grant.status != GrantStatus::Active {
         return Err(ReclaimError::AlreadyClosed);
     }
