@@ -1,8 +1,9 @@
 //! The ledger's database code: thin, and always inside the caller's transaction.
 //!
 //! `post_entry` is the one way money moves. It locks the pending remainders and
-//! then the accounts it touches, each set in ascending id order (every writer
-//! takes them in that order, so two writers cannot deadlock), applies the rules
+//! then the accounts it touches — the remainders by ascending id, the accounts
+//! with a floor before those without, each by ascending id (every writer takes
+//! them in that order, so two writers cannot deadlock) — applies the rules
 //! of `rules.rs` in memory, and writes the entry, its postings and the new
 //! figures. The caller commits, so a marketplace order can reserve capacity and
 //! post in one transaction.
@@ -361,6 +362,26 @@ pub fn apply_to_book(book: &mut BTreeMap<Uuid, AccountState>, entry: NewEntry) -
     Ok(AppliedEntry::new(entry, applied))
 }
 
+/// Recomputes, in order, the running balances of entries already applied
+/// against a stand-in for some of their accounts, now that `book` holds those
+/// accounts as locked. The order batch judges its orders with the accounts
+/// that have a floor locked and those without one as stand-ins (they cannot
+/// refuse an order), and locks the latter only to write (`batch.rs`).
+/// `book` must hold the other accounts as they were when the entries were
+/// first applied, so that replaying gives them the same figures.
+pub fn replay(book: &mut BTreeMap<Uuid, AccountState>, entries: &mut [AppliedEntry]) -> Result<(), LedgerError> {
+    for entry in entries {
+        let applied = apply_movements(book, &mut BTreeMap::new(), &entry.entry.movements)?;
+        if applied.len() != entry.postings.len() {
+            return Err(LedgerError::Corrupt(format!("entry {} replayed to other postings", entry.id)));
+        }
+        for ((_, posting), again) in entry.postings.iter_mut().zip(applied) {
+            *posting = again;
+        }
+    }
+    Ok(())
+}
+
 /// Writes applied entries in one statement — the entries, their postings, the
 /// new and changed remainders and every touched account's figures from `book`
 /// — so that the accounts' locks are held for one round trip after the rules
@@ -372,115 +393,238 @@ pub async fn write_entries(
     pendings: &BTreeMap<Uuid, PendingState>,
     book: &BTreeMap<Uuid, AccountState>,
 ) -> Result<(), LedgerError> {
-    use diesel::sql_types::{Int4, Jsonb, Nullable, Text, Timestamptz};
     if entries.is_empty() {
         return Ok(());
     }
-    let entry_ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
-    let entry_kinds: Vec<&str> = entries.iter().map(|e| e.entry.kind.as_str()).collect();
-    let effective: Vec<DateTime<Utc>> = entries.iter().map(|e| e.entry.effective_at).collect();
-    let actor_users: Vec<Option<Uuid>> = entries.iter().map(|e| e.entry.actor.user_id).collect();
-    let actor_orgs: Vec<Option<Uuid>> = entries.iter().map(|e| e.entry.actor.org_id).collect();
-    let memos: Vec<&str> = entries.iter().map(|e| e.entry.memo.as_str()).collect();
-    let references: Vec<Option<&str>> = entries.iter().map(|e| e.entry.reference.as_deref()).collect();
-    let reverses: Vec<Option<Uuid>> = entries.iter().map(|e| e.entry.reverses_entry_id).collect();
-    let metadata: Vec<&serde_json::Value> = entries.iter().map(|e| &e.entry.metadata).collect();
-    let all = || entries.iter().flat_map(|e| e.postings.iter().map(move |(id, p)| (e, *id, p)));
-    let posting_ids: Vec<Uuid> = all().map(|(_, id, _)| id).collect();
-    let posting_entries: Vec<Uuid> = all().map(|(e, _, _)| e.id).collect();
-    let posting_effective: Vec<DateTime<Utc>> = all().map(|(e, _, _)| e.entry.effective_at).collect();
-    let kinds: Vec<&str> = all().map(|(_, _, p)| p.kind.as_str()).collect();
-    let pending_of: Vec<Option<Uuid>> = all().map(|(_, _, p)| p.pending_posting_id).collect();
-    let debits: Vec<Uuid> = all().map(|(_, _, p)| p.debit_account_id).collect();
-    let credits: Vec<Uuid> = all().map(|(_, _, p)| p.credit_account_id).collect();
-    let currencies: Vec<&str> = all().map(|(_, _, p)| p.currency.code()).collect();
-    let amounts: Vec<Decimal> = all().map(|(_, _, p)| p.amount).collect();
-    let debit_balances: Vec<Decimal> = all().map(|(_, _, p)| p.debit_account_balance).collect();
-    let credit_balances: Vec<Decimal> = all().map(|(_, _, p)| p.credit_account_balance).collect();
-    let order: Vec<i32> = (0..posting_ids.len() as i32).collect();
-    let (new_ids, new_remaining): (Vec<Uuid>, Vec<Decimal>) =
-        all().filter(|(_, _, p)| p.kind == PostingKind::Pending).map(|(_, id, p)| (id, p.amount)).unzip();
-    let (resolved_ids, resolved_remaining): (Vec<Uuid>, Vec<Decimal>) =
-        pendings.values().map(|p| (p.posting_id, p.remaining)).unzip();
-    // Only the accounts the entries touch: a batch's book also holds accounts
-    // of orders that were refused.
-    let mut touched: Vec<Uuid> = all().flat_map(|(_, _, p)| [p.debit_account_id, p.credit_account_id]).collect();
-    touched.sort_unstable();
-    touched.dedup();
-    let mut account_ids = Vec::with_capacity(touched.len());
-    let mut figures: [Vec<Decimal>; 4] = Default::default();
-    for id in touched {
-        let account = book.get(&id).ok_or(LedgerError::UnknownAccount(id))?;
-        account_ids.push(id);
-        let b = account.balances;
-        figures[0].push(b.debits_posted);
-        figures[1].push(b.credits_posted);
-        figures[2].push(b.debits_pending);
-        figures[3].push(b.credits_pending);
-    }
-    let [dp, cp, dpe, cpe] = figures;
-    diesel::sql_query(
-        "WITH e AS ( \
-           INSERT INTO journal_entries (id, kind, effective_at, actor_user_id, actor_org_id, memo, reference, \
-                                        reverses_entry_id, metadata) \
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::uuid[], $6::text[], \
-                                $7::text[], $8::uuid[], $9::jsonb[])), \
-         p AS ( \
-           INSERT INTO postings (id, entry_id, kind, pending_posting_id, debit_account_id, credit_account_id, \
-                                 currency, amount, debit_account_balance, credit_account_balance, effective_at) \
-           SELECT v.id, v.entry_id, v.kind, v.pending, v.debit, v.credit, v.currency, v.amount, v.dbal, v.cbal, \
-                  v.effective_at \
-           FROM unnest($10::uuid[], $11::text[], $12::uuid[], $13::uuid[], $14::uuid[], $15::text[], \
-                       $16::numeric[], $17::numeric[], $18::numeric[], $19::int4[], $29::uuid[], \
-                       $30::timestamptz[]) \
-                AS v(id, kind, pending, debit, credit, currency, amount, dbal, cbal, ord, entry_id, effective_at) \
-           ORDER BY v.ord), \
-         r AS ( \
-           INSERT INTO pending_remainders (posting_id, remaining) \
-           SELECT * FROM unnest($20::uuid[], $21::numeric[])), \
-         u AS ( \
-           UPDATE pending_remainders AS t SET remaining = v.remaining \
-           FROM unnest($22::uuid[], $23::numeric[]) AS v(posting_id, remaining) \
-           WHERE t.posting_id = v.posting_id) \
-         UPDATE accounts AS a SET debits_posted = v.dp, credits_posted = v.cp, \
-                debits_pending = v.dpe, credits_pending = v.cpe \
-         FROM unnest($24::uuid[], $25::numeric[], $26::numeric[], $27::numeric[], $28::numeric[]) \
-              AS v(id, dp, cp, dpe, cpe) \
-         WHERE a.id = v.id",
-    )
-    .bind::<Array<SqlUuid>, _>(entry_ids)
-    .bind::<Array<Text>, _>(entry_kinds)
-    .bind::<Array<Timestamptz>, _>(effective)
-    .bind::<Array<Nullable<SqlUuid>>, _>(actor_users)
-    .bind::<Array<Nullable<SqlUuid>>, _>(actor_orgs)
-    .bind::<Array<Text>, _>(memos)
-    .bind::<Array<Nullable<Text>>, _>(references)
-    .bind::<Array<Nullable<SqlUuid>>, _>(reverses)
-    .bind::<Array<Jsonb>, _>(metadata)
-    .bind::<Array<SqlUuid>, _>(posting_ids)
-    .bind::<Array<Text>, _>(kinds)
-    .bind::<Array<Nullable<SqlUuid>>, _>(pending_of)
-    .bind::<Array<SqlUuid>, _>(debits)
-    .bind::<Array<SqlUuid>, _>(credits)
-    .bind::<Array<Text>, _>(currencies)
-    .bind::<Array<Numeric>, _>(amounts)
-    .bind::<Array<Numeric>, _>(debit_balances)
-    .bind::<Array<Numeric>, _>(credit_balances)
-    .bind::<Array<Int4>, _>(order)
-    .bind::<Array<SqlUuid>, _>(new_ids)
-    .bind::<Array<Numeric>, _>(new_remaining)
-    .bind::<Array<SqlUuid>, _>(resolved_ids)
-    .bind::<Array<Numeric>, _>(resolved_remaining)
-    .bind::<Array<SqlUuid>, _>(account_ids)
-    .bind::<Array<Numeric>, _>(dp)
-    .bind::<Array<Numeric>, _>(cp)
-    .bind::<Array<Numeric>, _>(dpe)
-    .bind::<Array<Numeric>, _>(cpe)
-    .bind::<Array<SqlUuid>, _>(posting_entries)
-    .bind::<Array<Timestamptz>, _>(posting_effective)
-    .execute(conn)
-    .await?;
+    let headers = EntryColumns::of(entries);
+    let lines = PostingColumns::of(entries, pendings, book)?;
+    let sql = format!("WITH e AS ({}), {}", EntryColumns::SQL, lines.sql(EntryColumns::PARAMETERS));
+    lines.bind(headers.bind(diesel::sql_query(sql).into_boxed())).execute(conn).await?;
     Ok(())
+}
+
+/// Writes the entries' headers (`journal_entries`) alone: the first half of
+/// `write_entries`, for a caller that must insert rows referring to the
+/// entries before it locks the accounts (the order batch). `write_postings`
+/// writes the rest.
+pub async fn write_entry_headers(conn: &mut AsyncPgConnection, entries: &[AppliedEntry]) -> Result<(), LedgerError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let headers = EntryColumns::of(entries);
+    headers.bind(diesel::sql_query(EntryColumns::SQL).into_boxed()).execute(conn).await?;
+    Ok(())
+}
+
+/// The second half of `write_entries`: the postings, remainders and account
+/// figures of entries whose headers `write_entry_headers` wrote.
+pub async fn write_postings(
+    conn: &mut AsyncPgConnection,
+    entries: &[AppliedEntry],
+    pendings: &BTreeMap<Uuid, PendingState>,
+    book: &BTreeMap<Uuid, AccountState>,
+) -> Result<(), LedgerError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let lines = PostingColumns::of(entries, pendings, book)?;
+    let sql = format!("WITH {}", lines.sql(0));
+    lines.bind(diesel::sql_query(sql).into_boxed()).execute(conn).await?;
+    Ok(())
+}
+
+type BoxedQuery<'a> = diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>;
+
+/// The entries' headers as parallel arrays, for one `unnest` insert.
+struct EntryColumns<'a> {
+    ids: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    effective: Vec<DateTime<Utc>>,
+    actor_users: Vec<Option<Uuid>>,
+    actor_orgs: Vec<Option<Uuid>>,
+    memos: Vec<&'a str>,
+    references: Vec<Option<&'a str>>,
+    reverses: Vec<Option<Uuid>>,
+    metadata: Vec<&'a serde_json::Value>,
+}
+
+impl<'a> EntryColumns<'a> {
+    const PARAMETERS: usize = 9;
+    const SQL: &'static str = "INSERT INTO journal_entries (id, kind, effective_at, actor_user_id, actor_org_id, memo, \
+                                    reference, reverses_entry_id, metadata) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::uuid[], $6::text[], \
+                              $7::text[], $8::uuid[], $9::jsonb[])";
+
+    fn of(entries: &'a [AppliedEntry]) -> Self {
+        EntryColumns {
+            ids: entries.iter().map(|e| e.id).collect(),
+            kinds: entries.iter().map(|e| e.entry.kind.as_str()).collect(),
+            effective: entries.iter().map(|e| e.entry.effective_at).collect(),
+            actor_users: entries.iter().map(|e| e.entry.actor.user_id).collect(),
+            actor_orgs: entries.iter().map(|e| e.entry.actor.org_id).collect(),
+            memos: entries.iter().map(|e| e.entry.memo.as_str()).collect(),
+            references: entries.iter().map(|e| e.entry.reference.as_deref()).collect(),
+            reverses: entries.iter().map(|e| e.entry.reverses_entry_id).collect(),
+            metadata: entries.iter().map(|e| &e.entry.metadata).collect(),
+        }
+    }
+
+    fn bind(self, query: BoxedQuery<'a>) -> BoxedQuery<'a> {
+        use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz};
+        query
+            .bind::<Array<SqlUuid>, _>(self.ids)
+            .bind::<Array<Text>, _>(self.kinds)
+            .bind::<Array<Timestamptz>, _>(self.effective)
+            .bind::<Array<Nullable<SqlUuid>>, _>(self.actor_users)
+            .bind::<Array<Nullable<SqlUuid>>, _>(self.actor_orgs)
+            .bind::<Array<Text>, _>(self.memos)
+            .bind::<Array<Nullable<Text>>, _>(self.references)
+            .bind::<Array<Nullable<SqlUuid>>, _>(self.reverses)
+            .bind::<Array<Jsonb>, _>(self.metadata)
+    }
+}
+
+/// The entries' postings, the remainders they open and resolve, and the
+/// figures of every account they touch, as parallel arrays.
+struct PostingColumns {
+    ids: Vec<Uuid>,
+    entry_ids: Vec<Uuid>,
+    effective: Vec<DateTime<Utc>>,
+    kinds: Vec<&'static str>,
+    pending_of: Vec<Option<Uuid>>,
+    debits: Vec<Uuid>,
+    credits: Vec<Uuid>,
+    currencies: Vec<&'static str>,
+    amounts: Vec<Decimal>,
+    debit_balances: Vec<Decimal>,
+    credit_balances: Vec<Decimal>,
+    order: Vec<i32>,
+    new_remainders: (Vec<Uuid>, Vec<Decimal>),
+    resolved_remainders: (Vec<Uuid>, Vec<Decimal>),
+    account_ids: Vec<Uuid>,
+    figures: [Vec<Decimal>; 4],
+}
+
+impl PostingColumns {
+    fn of(
+        entries: &[AppliedEntry],
+        pendings: &BTreeMap<Uuid, PendingState>,
+        book: &BTreeMap<Uuid, AccountState>,
+    ) -> Result<Self, LedgerError> {
+        let all = || entries.iter().flat_map(|e| e.postings.iter().map(move |(id, p)| (e, *id, p)));
+        // Only the accounts the entries touch: a batch's book also holds
+        // accounts of orders that were refused.
+        let mut touched: Vec<Uuid> = all().flat_map(|(_, _, p)| [p.debit_account_id, p.credit_account_id]).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let mut figures: [Vec<Decimal>; 4] = Default::default();
+        for id in &touched {
+            let b = book.get(id).ok_or(LedgerError::UnknownAccount(*id))?.balances;
+            figures[0].push(b.debits_posted);
+            figures[1].push(b.credits_posted);
+            figures[2].push(b.debits_pending);
+            figures[3].push(b.credits_pending);
+        }
+        let count = all().count();
+        Ok(PostingColumns {
+            ids: all().map(|(_, id, _)| id).collect(),
+            entry_ids: all().map(|(e, _, _)| e.id).collect(),
+            effective: all().map(|(e, _, _)| e.entry.effective_at).collect(),
+            kinds: all().map(|(_, _, p)| p.kind.as_str()).collect(),
+            pending_of: all().map(|(_, _, p)| p.pending_posting_id).collect(),
+            debits: all().map(|(_, _, p)| p.debit_account_id).collect(),
+            credits: all().map(|(_, _, p)| p.credit_account_id).collect(),
+            currencies: all().map(|(_, _, p)| p.currency.code()).collect(),
+            amounts: all().map(|(_, _, p)| p.amount).collect(),
+            debit_balances: all().map(|(_, _, p)| p.debit_account_balance).collect(),
+            credit_balances: all().map(|(_, _, p)| p.credit_account_balance).collect(),
+            order: (0..i32::try_from(count).map_err(|_| LedgerError::Corrupt("too many postings".into()))?).collect(),
+            new_remainders: all()
+                .filter(|(_, _, p)| p.kind == PostingKind::Pending)
+                .map(|(_, id, p)| (id, p.amount))
+                .unzip(),
+            resolved_remainders: pendings.values().map(|p| (p.posting_id, p.remaining)).unzip(),
+            account_ids: touched,
+            figures,
+        })
+    }
+
+    /// The statement's common table expressions and final `UPDATE`, its
+    /// parameters numbered after the `first` ones already bound.
+    fn sql(&self, first: usize) -> String {
+        let p = |n: usize| format!("${}", first + n);
+        format!(
+            "p AS ( \
+               INSERT INTO postings (id, entry_id, kind, pending_posting_id, debit_account_id, credit_account_id, \
+                                     currency, amount, debit_account_balance, credit_account_balance, effective_at) \
+               SELECT v.id, v.entry_id, v.kind, v.pending, v.debit, v.credit, v.currency, v.amount, v.dbal, v.cbal, \
+                      v.effective_at \
+               FROM unnest({}::uuid[], {}::text[], {}::uuid[], {}::uuid[], {}::uuid[], {}::text[], \
+                           {}::numeric[], {}::numeric[], {}::numeric[], {}::int4[], {}::uuid[], {}::timestamptz[]) \
+                    AS v(id, kind, pending, debit, credit, currency, amount, dbal, cbal, ord, entry_id, effective_at) \
+               ORDER BY v.ord), \
+             r AS ( \
+               INSERT INTO pending_remainders (posting_id, remaining) \
+               SELECT * FROM unnest({}::uuid[], {}::numeric[])), \
+             u AS ( \
+               UPDATE pending_remainders AS t SET remaining = v.remaining \
+               FROM unnest({}::uuid[], {}::numeric[]) AS v(posting_id, remaining) \
+               WHERE t.posting_id = v.posting_id) \
+             UPDATE accounts AS a SET debits_posted = v.dp, credits_posted = v.cp, \
+                    debits_pending = v.dpe, credits_pending = v.cpe \
+             FROM unnest({}::uuid[], {}::numeric[], {}::numeric[], {}::numeric[], {}::numeric[]) \
+                  AS v(id, dp, cp, dpe, cpe) \
+             WHERE a.id = v.id",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7),
+            p(8),
+            p(9),
+            p(10),
+            p(11),
+            p(12),
+            p(13),
+            p(14),
+            p(15),
+            p(16),
+            p(17),
+            p(18),
+            p(19),
+            p(20),
+            p(21),
+        )
+    }
+
+    fn bind(self, query: BoxedQuery<'_>) -> BoxedQuery<'_> {
+        use diesel::sql_types::{Int4, Nullable, Text, Timestamptz};
+        let [dp, cp, dpe, cpe] = self.figures;
+        query
+            .bind::<Array<SqlUuid>, _>(self.ids)
+            .bind::<Array<Text>, _>(self.kinds)
+            .bind::<Array<Nullable<SqlUuid>>, _>(self.pending_of)
+            .bind::<Array<SqlUuid>, _>(self.debits)
+            .bind::<Array<SqlUuid>, _>(self.credits)
+            .bind::<Array<Text>, _>(self.currencies)
+            .bind::<Array<Numeric>, _>(self.amounts)
+            .bind::<Array<Numeric>, _>(self.debit_balances)
+            .bind::<Array<Numeric>, _>(self.credit_balances)
+            .bind::<Array<Int4>, _>(self.order)
+            .bind::<Array<SqlUuid>, _>(self.entry_ids)
+            .bind::<Array<Timestamptz>, _>(self.effective)
+            .bind::<Array<SqlUuid>, _>(self.new_remainders.0)
+            .bind::<Array<Numeric>, _>(self.new_remainders.1)
+            .bind::<Array<SqlUuid>, _>(self.resolved_remainders.0)
+            .bind::<Array<Numeric>, _>(self.resolved_remainders.1)
+            .bind::<Array<SqlUuid>, _>(self.account_ids)
+            .bind::<Array<Numeric>, _>(dp)
+            .bind::<Array<Numeric>, _>(cp)
+            .bind::<Array<Numeric>, _>(dpe)
+            .bind::<Array<Numeric>, _>(cpe)
+    }
 }
 
 /// Locks the remainders of the pending postings that `movements` resolve.
@@ -520,16 +664,20 @@ async fn lock_pendings(
         .collect()
 }
 
-/// Locks `ids` (sorted) in ascending order and returns their states. A caller
-/// that must read a balance before deciding what to post (an order reading what
-/// a grant has left) locks with this first; `post_entry` then finds the locks held.
+/// Locks `ids` in the ledger's one order — the accounts with a floor first,
+/// then those without, each by ascending id — and returns their states. A
+/// caller that must read a balance before deciding what to post (an order
+/// reading what a grant has left) locks with this first; `post_entry` then
+/// finds the locks held. A caller that locks in two steps must lock accounts
+/// with a floor in the first and accounts without in the second (the order
+/// batch does), never the other way round.
 pub async fn lock_accounts(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> Result<BTreeMap<Uuid, AccountState>, LedgerError> {
     let rows: Vec<AccountRow> = accounts::table
         .filter(accounts::id.eq_any(ids))
-        .order(accounts::id)
+        .order((accounts::floor.is_null(), accounts::id))
         .select(AccountRow::as_select())
         .for_no_key_update()
         .load(conn)
@@ -633,4 +781,61 @@ pub async fn reverse_entry(
 
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::ledger::rules::normal_side_of;
+
+    fn account(n: u128, account_type: AccountType, floor: Option<Floor>, credits_posted: Decimal) -> AccountState {
+        AccountState {
+            id: Uuid::from_u128(n),
+            code: format!("test:{n}"),
+            currency: Currency::Krw,
+            account_type,
+            normal_side: normal_side_of(account_type),
+            floor,
+            balances: Balances { credits_posted, ..Balances::default() },
+        }
+    }
+
+    /// A batch judges against a stand-in for the payable (no floor), then
+    /// replays against the payable as locked: the wallet's figures come out
+    /// the same, the payable's are the real ones, and a refused order that
+    /// never reached the book changes nothing.
+    #[test]
+    fn replay_gives_the_locked_figures_to_accounts_judged_as_stand_ins() {
+        let wallet = account(1, AccountType::Liability, Some(Floor::NoOverdraft), dec!(100));
+        let stale_payable = account(2, AccountType::Liability, None, dec!(0));
+        let locked_payable = account(2, AccountType::Liability, None, dec!(5000));
+        let (w, p) = (wallet.id, stale_payable.id);
+        let before: BTreeMap<Uuid, AccountState> = [(w, wallet.clone())].into();
+        let mut judging = before.clone();
+        judging.insert(p, stale_payable);
+        let now = Utc::now();
+        let order = |amount| NewEntry::new(EntryKind::Order, now, vec![Movement::posted(w, p, amount)]);
+        let first = apply_to_book(&mut judging, order(dec!(30))).expect("fits");
+        assert!(apply_to_book(&mut judging, order(dec!(80))).is_err(), "70 left in the wallet");
+        let second = apply_to_book(&mut judging, order(dec!(70))).expect("fits exactly");
+        let ids: Vec<Uuid> = [&first, &second].iter().flat_map(|e| e.postings.iter().map(|(id, _)| *id)).collect();
+
+        let mut book = before;
+        book.insert(p, locked_payable);
+        let mut entries = vec![first, second];
+        replay(&mut book, &mut entries).expect("replays");
+
+        let lines: Vec<(Decimal, Decimal)> = entries
+            .iter()
+            .flat_map(|e| &e.postings)
+            .map(|(_, l)| (l.debit_account_balance, l.credit_account_balance))
+            .collect();
+        assert_eq!(lines, vec![(dec!(70), dec!(5030)), (dec!(0), dec!(5100))]);
+        let kept: Vec<Uuid> = entries.iter().flat_map(|e| e.postings.iter().map(|(id, _)| *id)).collect();
+        assert_eq!(kept, ids, "postings keep their ids");
+        assert_eq!(book[&w].balances, judging[&w].balances);
+        assert_eq!(book[&p].balances.credits_posted, dec!(5100));
+    }
 }

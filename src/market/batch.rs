@@ -262,6 +262,58 @@ pub async fn place_many(
     fee_rate: Decimal,
     now: DateTime<Utc>,
 ) -> Result<Vec<Result<OrderRow, ApiError>>, ApiError> {
+    let (answers, postings) = place_many_deferred(conn, asks, fee_rate, now).await?;
+    postings.write(conn).await?;
+    Ok(answers)
+}
+
+/// What `place_many_deferred` leaves for last: the accepted orders' postings
+/// and the figures of the accounts without a floor (a provider's payable, a
+/// programme's receivable, the platform's fees), which many batches share.
+/// Those rows are locked only here, so that a batch holds them for two
+/// statements and its commit, not for all of its work.
+#[must_use = "the orders' money is not written until the postings are"]
+pub struct DeferredPostings {
+    entries: Vec<AppliedEntry>,
+    /// The accounts with a floor the batch locked, as they were before any
+    /// of its orders was judged.
+    locked: BTreeMap<Uuid, AccountState>,
+}
+
+impl DeferredPostings {
+    /// Locks the accounts without a floor the accepted orders touch, works
+    /// out each posting's running balances against their real figures, and
+    /// writes the postings and every touched account's figures.
+    pub async fn write(self, conn: &mut AsyncPgConnection) -> Result<(), ApiError> {
+        let DeferredPostings { mut entries, locked: mut book } = self;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let shared = sorted_unique(
+            entries
+                .iter()
+                .flat_map(|e| e.postings.iter().flat_map(|(_, p)| [p.debit_account_id, p.credit_account_id]))
+                .filter(|id| !book.contains_key(id))
+                .collect(),
+        );
+        book.extend(ledger_store::lock_accounts(conn, &shared).await?);
+        ledger_store::replay(&mut book, &mut entries)?;
+        ledger_store::write_postings(conn, &entries, &BTreeMap::new(), &book).await?;
+        Ok(())
+    }
+}
+
+/// `place_many` up to the postings: judges every order with the accounts that
+/// have a floor locked (a tenant's wallet, a grant's available), writes the
+/// hours, entries, orders, allocation draws and events, and returns the
+/// postings for the caller to write last (`DeferredPostings::write`) in the
+/// same transaction, after anything else it has to write.
+pub async fn place_many_deferred(
+    conn: &mut AsyncPgConnection,
+    asks: &[OrderAsk],
+    fee_rate: Decimal,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Result<OrderRow, ApiError>>, DeferredPostings), ApiError> {
     let mut answers: Vec<Option<Result<OrderRow, ApiError>>> = asks.iter().map(|_| None).collect();
 
     // Listings (shared locks: a listing's window and status hold till commit),
@@ -316,14 +368,15 @@ pub async fn place_many(
             }
         }
     }
-    let ids = account_ids(conn, codes).await?;
+    let known = accounts_by_code(conn, codes).await?;
     let regions = sorted_unique(
         candidates.iter().filter(|c| c.1.energy.board_power_w.is_some()).map(|c| c.1.region.clone()).collect(),
     );
     let intensities = energy::intensities(conn, &regions).await?;
     let id_of = |code: String, currency: Currency| {
-        ids.get(&(code.clone(), currency))
-            .copied()
+        known
+            .get(&(code.clone(), currency))
+            .map(|a| a.id)
             .ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("account {code} {currency} is missing"))))
     };
     let mut ready: Vec<(usize, Candidate<'_>)> = Vec::with_capacity(candidates.len());
@@ -355,22 +408,27 @@ pub async fn place_many(
         }
     }
 
-    // Locks: every hour, then every account, each set in ascending order.
+    // Locks: every hour, every allocation, then the accounts with a floor,
+    // each set in ascending order. Accounts without a floor cannot refuse an
+    // order, so orders are judged against stand-ins for them (their rows read
+    // above, unlocked) and they are locked only to write the postings.
     let mut hours = lock_hours(conn, &ready).await?;
     let allocation_grants = sorted_unique(ready.iter().filter_map(|(_, c)| c.grant.map(|g| g.grant_id)).collect());
     let mut allocations = projects::lock_allocations(conn, &allocation_grants).await?;
-    let mut account_ids: Vec<Uuid> = Vec::new();
+    let mut touched: Vec<Uuid> = Vec::new();
     for (_, c) in &ready {
-        account_ids.extend([c.accounts.wallet, c.accounts.payable]);
-        // Without a fee the fees account is not touched: do not queue on it.
-        if fee_rate > Decimal::ZERO {
-            account_ids.push(c.accounts.fees);
-        }
+        touched.extend([c.accounts.wallet, c.accounts.payable, c.accounts.fees]);
         if let Some(s) = &c.subsidy {
-            account_ids.extend([s.receivable, s.grant_available, s.grant_spent]);
+            touched.extend([s.receivable, s.grant_available, s.grant_spent]);
         }
     }
-    let mut book = ledger_store::lock_accounts(conn, &sorted_unique(account_ids)).await?;
+    let touched = sorted_unique(touched);
+    let stand_ins: BTreeMap<Uuid, AccountState> = known.into_values().map(|a| (a.id, a)).collect();
+    let (with_floor, without_floor): (Vec<Uuid>, Vec<Uuid>) =
+        touched.into_iter().partition(|id| stand_ins.get(id).is_some_and(|a| a.floor.is_some()));
+    let locked = ledger_store::lock_accounts(conn, &with_floor).await?;
+    let mut book = locked.clone();
+    book.extend(without_floor.iter().filter_map(|id| stand_ins.get(id).map(|a| (*id, a.clone()))));
 
     // Judge each order in turn; write what was accepted.
     let mut accepted = Vec::with_capacity(ready.len());
@@ -381,9 +439,9 @@ pub async fn place_many(
         }
     }
     write_hours(conn, &hours).await?;
+    let entries: Vec<AppliedEntry> = accepted.iter().map(|(_, a)| a.entry.clone()).collect();
     if !accepted.is_empty() {
-        let entries: Vec<AppliedEntry> = accepted.iter().map(|(_, a)| a.entry.clone()).collect();
-        ledger_store::write_entries(conn, &entries, &BTreeMap::new(), &book).await?;
+        ledger_store::write_entry_headers(conn, &entries).await?;
         let rows: Vec<&OrderRow> = accepted.iter().map(|(_, a)| &a.order).collect();
         diesel::insert_into(orders_table::table).values(rows).execute(conn).await?;
         projects::write_draws(conn, &allocations).await?;
@@ -401,10 +459,11 @@ pub async fn place_many(
     for (i, a) in accepted {
         answers[i] = Some(Ok(a.order));
     }
-    answers
+    let answers = answers
         .into_iter()
         .map(|a| a.ok_or_else(|| ApiError::internal(LedgerError::Corrupt("an order was not judged".into()))))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((answers, DeferredPostings { entries, locked }))
 }
 
 type GrantRows = (HashMap<Uuid, GrantRow>, HashMap<Uuid, ProgrammeRow>, HashMap<Uuid, Option<String>>);
@@ -447,28 +506,31 @@ async fn read_grant_rows(
     Ok((grant_rows, programme_rows, categories))
 }
 
-/// The ids of accounts by code and currency, in one query. Every such account
-/// is created with its owner, so a missing one means damaged data.
-async fn account_ids(
+/// Accounts by code and currency, in one query, read without locks: their
+/// ids, and stand-ins for judging (see `place_many_deferred`). Every such
+/// account is created with its owner, so a missing one means damaged data.
+async fn accounts_by_code(
     conn: &mut AsyncPgConnection,
     wanted: Vec<(String, Currency)>,
-) -> Result<HashMap<(String, Currency), Uuid>, ApiError> {
+) -> Result<HashMap<(String, Currency), AccountState>, ApiError> {
     let wanted = sorted_unique(wanted.into_iter().map(|(code, c)| (code, c.code().to_string())).collect());
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
     let codes: Vec<&str> = wanted.iter().map(|(code, _)| code.as_str()).collect();
     let currencies = sorted_unique(wanted.iter().map(|(_, c)| c.as_str()).collect());
-    let rows: Vec<(String, String, Uuid)> = accounts::table
+    let rows: Vec<ledger_store::AccountRow> = accounts::table
         .filter(accounts::code.eq_any(codes))
         .filter(accounts::currency.eq_any(currencies))
-        .select((accounts::code, accounts::currency, accounts::id))
+        .select(ledger_store::AccountRow::as_select())
         .load(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(code, currency, id)| currency.parse::<Currency>().ok().map(|c| ((code, c), id)))
-        .collect())
+    rows.iter()
+        .map(|row| {
+            let state = row.state()?;
+            Ok::<_, ApiError>(((state.code.clone(), state.currency), state))
+        })
+        .collect()
 }
 
 /// Locks and reads every hour the candidates ask for, in (listing, hour)

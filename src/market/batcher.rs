@@ -197,7 +197,8 @@ async fn place_and_record(
     }
     let fresh: Vec<usize> = admitted.into_iter().filter(|&i| answers[i].is_none()).collect();
     let asks: Vec<OrderAsk> = fresh.iter().map(|&i| jobs[i].ask.clone()).collect();
-    let placed = batch::place_many(conn, &asks, batching.fee_rate, now).await?;
+    // The postings go last: they lock the accounts many batches share.
+    let (placed, postings) = batch::place_many_deferred(conn, &asks, batching.fee_rate, now).await?;
     let mut bodies = Vec::with_capacity(fresh.len());
     for (&i, result) in fresh.iter().zip(placed) {
         match result {
@@ -213,6 +214,7 @@ async fn place_and_record(
     let records: Vec<_> =
         bodies.iter().map(|(i, body, id)| (&jobs[*i].write, StatusCode::CREATED, body.as_str(), Some(*id))).collect();
     idempotency::record_many(conn, &records).await?;
+    postings.write(conn).await?;
     for (i, body, _) in bodies {
         answers[i] = Some(Ok(Outcome::Fresh(StatusCode::CREATED, body)));
     }

@@ -486,17 +486,26 @@ pub async fn credit_outage(
         // Refunds for hours the provider was already paid out for must not
         // leave its payable negative: that part becomes a receivable from the
         // provider, recovered by its next payout.
+        let mut locked = BTreeMap::new();
         if movements.iter().any(|m| matches!(m, Movement::Transfer { .. })) {
             let codes = [
                 chart::provider_payable_code(order.provider_org_id),
                 chart::provider_receivable_code(order.provider_org_id),
             ];
             let [payable, receivable] = ledger_store::required_account_ids(conn, &codes, currency).await?;
-            // Safe ahead of the order's remainders: only a holder of the order
-            // row (locked above) ever locks those.
-            let mut ids = vec![payable, receivable];
+            // Every account the entry can touch, in one call, so that they are
+            // locked in the ledger's order (an account with a floor, the
+            // tenant's wallet, before the payable). Safe ahead of the order's
+            // remainders: only a holder of the order row (locked above) ever
+            // locks those.
+            let mut ids: Vec<Uuid> = pendings
+                .iter()
+                .flat_map(|p| [p.debit_account_id, p.credit_account_id])
+                .chain([payable, receivable])
+                .collect();
             ids.sort_unstable();
-            let locked = ledger_store::lock_accounts(conn, &ids).await?;
+            ids.dedup();
+            locked = ledger_store::lock_accounts(conn, &ids).await?;
             let before = locked
                 .get(&payable)
                 .map(|a| a.balances.posted_balance(crate::ledger::model::NormalSide::Credit))
@@ -523,7 +532,7 @@ pub async fn credit_outage(
             entry.memo = format!("outage {outage_id}: {lost} GPU-hours of order {} credited", order.id);
             entry.metadata =
                 serde_json::json!({"order_id": order.id, "outage_id": outage_id, "listing_id": listing_id});
-            let id = ledger_store::post_entry(conn, entry).await?.id;
+            let id = ledger_store::post_entry_locked(conn, entry, locked).await?.id;
             entry_ids.push(id);
             Some(id)
         };
