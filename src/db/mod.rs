@@ -2,7 +2,10 @@
 //! migrations. gpuhour uses diesel-async (tokio-postgres underneath, no libpq)
 //! with a deadpool pool, so a request never blocks an executor thread.
 
+mod prepared;
 pub mod schema;
+
+pub use prepared::{PreparedSql, prepared};
 
 use std::time::Duration;
 

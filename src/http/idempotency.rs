@@ -149,7 +149,7 @@ pub async fn lock_and_find_many(
     }
     let mut lock_names: Vec<String> = keyed.iter().map(|(_, (scope, key))| format!("{scope}\u{1f}{key}")).collect();
     lock_names.sort_unstable();
-    diesel::sql_query(
+    crate::db::prepared(
         "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) \
          FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k OFFSET 0) AS sorted",
     )
@@ -171,7 +171,7 @@ pub async fn lock_and_find_many(
     }
     let (scopes, keys): (Vec<&str>, Vec<&str>) =
         keyed.iter().map(|(_, (scope, key))| (scope.as_str(), key.as_str())).unzip();
-    let stored: Vec<Stored> = diesel::sql_query(
+    let stored: Vec<Stored> = crate::db::prepared(
         "SELECT i.scope, i.key, i.request_hash, i.response_status, i.response_body \
          FROM idempotency_keys i JOIN unnest($1::text[], $2::text[]) AS w(scope, key) \
               ON i.scope = w.scope AND i.key = w.key",

@@ -399,7 +399,7 @@ pub async fn write_entries(
     let headers = EntryColumns::of(entries);
     let lines = PostingColumns::of(entries, pendings, book)?;
     let sql = format!("WITH e AS ({}), {}", EntryColumns::SQL, lines.sql(EntryColumns::PARAMETERS));
-    lines.bind(headers.bind(diesel::sql_query(sql).into_boxed())).execute(conn).await?;
+    lines.bind(headers.bind(crate::db::prepared(sql))).execute(conn).await?;
     Ok(())
 }
 
@@ -412,7 +412,7 @@ pub async fn write_entry_headers(conn: &mut AsyncPgConnection, entries: &[Applie
         return Ok(());
     }
     let headers = EntryColumns::of(entries);
-    headers.bind(diesel::sql_query(EntryColumns::SQL).into_boxed()).execute(conn).await?;
+    headers.bind(crate::db::prepared(EntryColumns::SQL)).execute(conn).await?;
     Ok(())
 }
 
@@ -429,11 +429,11 @@ pub async fn write_postings(
     }
     let lines = PostingColumns::of(entries, pendings, book)?;
     let sql = format!("WITH {}", lines.sql(0));
-    lines.bind(diesel::sql_query(sql).into_boxed()).execute(conn).await?;
+    lines.bind(crate::db::prepared(sql)).execute(conn).await?;
     Ok(())
 }
 
-type BoxedQuery<'a> = diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>;
+type BoxedQuery<'a> = crate::db::PreparedSql<'a>;
 
 /// The entries' headers as parallel arrays, for one `unnest` insert.
 struct EntryColumns<'a> {

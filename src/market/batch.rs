@@ -591,7 +591,7 @@ struct HourRow {
 }
 
 async fn lock_hour_rows(conn: &mut AsyncPgConnection, windows: &HourWindows) -> Result<Vec<HourRow>, ApiError> {
-    Ok(diesel::sql_query(
+    Ok(crate::db::prepared(
         // Joined from the windows, so each is an index range scan (a filter
         // over listing_hours read the whole table for every batch). A row two
         // windows share comes twice; locking it twice is harmless.
@@ -644,7 +644,7 @@ async fn make_missing_hours(
 async fn write_hours(conn: &mut AsyncPgConnection, hours: &HourBook) -> Result<(), ApiError> {
     let (unused_listings, unused_hours) = hours.unused();
     if !unused_listings.is_empty() {
-        diesel::sql_query(
+        crate::db::prepared(
             "DELETE FROM listing_hours AS t USING unnest($1::uuid[], $2::timestamptz[]) AS v(listing_id, hour) \
              WHERE t.listing_id = v.listing_id AND t.hour = v.hour",
         )
@@ -657,7 +657,7 @@ async fn write_hours(conn: &mut AsyncPgConnection, hours: &HourBook) -> Result<(
     if listing_ids.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    crate::db::prepared(
         "UPDATE listing_hours AS t SET reserved = v.reserved \
          FROM unnest($1::uuid[], $2::timestamptz[], $3::int4[]) AS v(listing_id, hour, reserved) \
          WHERE t.listing_id = v.listing_id AND t.hour = v.hour",
