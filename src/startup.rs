@@ -10,7 +10,7 @@ use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
 use actix_web_prom::PrometheusMetricsBuilder;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tracing_actix_web::{RequestId, TracingLogger};
-use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{self, TokenKeys};
@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::{self, DbPool, DbSetupError};
 use crate::http::ApiError;
-use crate::http::openapi::ApiDoc;
+use crate::http::openapi::{Sandbox, configure_api};
 use crate::ledger;
 use crate::state::AppState;
 
@@ -199,10 +199,10 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
         .build()
         .map_err(|e| StartupError::Metrics(e.to_string()))?;
     let max_body = state.settings.max_body_bytes;
-    let sandbox = state.settings.sandbox;
+    let sandbox = if state.settings.sandbox { Sandbox::Mounted } else { Sandbox::Absent };
     let state = web::Data::new(state);
     let keys = web::Data::new(keys);
-    let openapi = ApiDoc::openapi();
+    let openapi = crate::http::openapi::document();
     let server = HttpServer::new(move || {
         App::new()
             .wrap_fn(|req, srv| {
@@ -231,37 +231,16 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             .app_data(keys.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(crate::http::extract::path_config())
-            .service(crate::http::health::healthz)
-            .service(crate::http::health::readyz)
+            // Outside the API document, as they are not API: the document
+            // itself and its Swagger UI here, the console's HTML pages below
+            // (`/metrics` is answered by the middleware above).
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
             .service(web::redirect("/docs", "/docs/"))
-            .configure(auth::routes::configure)
-            .service(crate::audit::routes::audit_log)
-            .configure(ledger::routes::configure)
-            .configure(ledger::period_routes::configure)
-            .configure(crate::market::routes::configure)
-            .service(crate::finance::deposits::create_deposit)
-            .configure(crate::subsidy::routes::configure)
-            .configure(crate::subsidy::reclaim_routes::configure)
-            .configure(crate::subsidy::correction_routes::configure)
-            .configure(crate::subsidy::advance_routes::configure)
-            .configure(crate::subsidy::year_end_routes::configure)
-            .configure(crate::finance::bank_routes::configure)
-            .configure(crate::finance::list_routes::configure)
-            .configure(crate::subsidy::list_routes::configure)
-            .configure(crate::webhooks::routes::configure)
-            .service(crate::finance::payouts::create_payout)
-            .service(crate::finance::reports::programme_report)
-            .service(crate::finance::reports::statement)
-            .service(crate::finance::funding::routes::funding_reconciliation)
-            .service(crate::finance::funding::routes::funding_report)
-            .service(crate::finance::export::export_journal)
-            .configure(crate::events::routes::configure)
-            .configure(|cfg| {
-                if sandbox {
-                    crate::sandbox::configure(cfg);
-                }
-            })
+            // The API, from the list the document served above is built from;
+            // the per-worker copy of the document this builds is dropped.
+            .into_utoipa_app()
+            .configure(|cfg| configure_api(cfg, sandbox))
+            .into_app()
             .configure(crate::console::configure)
             .default_service(web::to(not_found))
     })

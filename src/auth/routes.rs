@@ -489,7 +489,7 @@ pub async fn set_category(
     .await
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(signup)
         .service(token)
         .service(me)

@@ -278,7 +278,7 @@ fn reconciliation_sheets(r: &Reconciliation, c: Currency, now: DateTime<Utc>) ->
     ])
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(import_statement)
         .service(list_lines)
         .service(match_line)

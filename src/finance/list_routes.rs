@@ -263,6 +263,6 @@ pub(crate) async fn organisations_page(
     ))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list_payouts).service(list_deposits).service(list_organisations);
 }

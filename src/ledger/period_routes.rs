@@ -68,6 +68,6 @@ pub async fn list_periods(state: web::Data<AppState>, principal: Principal) -> R
     Ok(HttpResponse::Ok().json(PeriodList { data, open_from }))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(close_period).service(list_periods);
 }

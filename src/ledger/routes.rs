@@ -742,7 +742,7 @@ pub async fn reverse_entry(
     .await
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list_accounts)
         .service(get_account)
         .service(account_postings)

@@ -57,6 +57,6 @@ pub async fn get_clock(
     Ok(HttpResponse::Ok().json(ClockView { now: state.clock.now(&mut conn).await? }))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(set_clock).service(get_clock);
 }

@@ -174,6 +174,6 @@ pub async fn withdraw(
     .await
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(void_claim).service(write_off).service(credit_note).service(withdraw);
 }

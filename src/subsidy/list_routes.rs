@@ -165,6 +165,6 @@ pub(crate) async fn claims_page(
     ))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list_programmes).service(list_claims);
 }

@@ -83,6 +83,6 @@ pub async fn reclaim_write(
     .await
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(reclaim_grant);
 }

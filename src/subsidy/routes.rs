@@ -797,7 +797,7 @@ pub(crate) async fn payment_write(
     .await
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(create_programme)
         .service(get_programme)
         .service(create_grant)

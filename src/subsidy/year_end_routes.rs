@@ -302,6 +302,6 @@ fn settlement_sheets(s: &SettlementStatement, c: Currency, now: DateTime<Utc>) -
     ])
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(settle_programme).service(refund_programme).service(settlement_statement);
 }

@@ -29,7 +29,7 @@ const MAX_GRACE_HOURS: i64 = 168;
 /// How long registration waits for a host name to resolve.
 const REGISTRATION_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(create_endpoint)
         .service(list_endpoints)
         .service(get_endpoint)

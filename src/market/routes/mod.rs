@@ -15,7 +15,6 @@ pub use usage::*;
 // The views, where the route files always offered them.
 pub use crate::market::views::*;
 
-use actix_web::web;
 use rust_decimal::Decimal;
 
 /// A unit price, without trailing zeros (`"1000.5"`).
@@ -23,7 +22,7 @@ pub(crate) fn unit_price(value: Decimal) -> String {
     value.normalize().to_string()
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(create_listing)
         .service(search_listings)
         .service(get_listing)
