@@ -530,7 +530,7 @@ async fn orders_are_listed_for_who_may_see_them() {
     assert_eq!(orders("/v1/orders", m.provider.token.clone()).await.data.len(), 2);
     assert_eq!(orders("/v1/orders?status=reserved,active", m.finance.clone()).await.data.len(), 2);
     assert_eq!(orders("/v1/orders?status=completed", m.finance.clone()).await.data.len(), 0);
-    set_clock(&app, &m.finance, start).await;
+    set_clock(app, &m.finance, start).await;
     let active = orders("/v1/orders?status=active", m.finance.clone()).await;
     assert_eq!(active.data.len(), 1, "the first hour of one order has begun");
     expect_problem(app.get("/v1/orders?status=lost", &m.finance).await, 422, "validation_failed").await;
