@@ -12,5 +12,6 @@ pub mod list_routes;
 pub mod names;
 pub mod payout_policy;
 pub mod payouts;
+pub mod report_queries;
 pub mod reports;
 pub mod spreadsheet;

@@ -1,12 +1,12 @@
 //! Finance's reports, every figure derived from the postings: the programme
-//! report and organisations' statements.
+//! report and organisations' statements. Their reads are in
+//! `finance::report_queries`; here the rows are shaped into what the API shows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,11 +15,14 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::auth::model::OrgKind;
 use crate::finance::names::{self, OrgRef};
+use crate::finance::report_queries::{self as queries, GroupRow, MovementRow, Movements, ProgrammeFigures};
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::ApiError;
 use crate::http::extract::{Query, check_period};
-use crate::ledger::chart;
-use crate::ledger::store::{self as ledger_store, AccountRow};
+use crate::ledger::store as ledger_store;
+use crate::ledger::{LedgerError, chart};
+use crate::market::energy::ProgrammeEnergy;
+use crate::market::usage::UsageFigures;
 use crate::money::{Currency, format_amount};
 use crate::state::AppState;
 use crate::subsidy::programmes::find_programme;
@@ -105,44 +108,6 @@ pub struct ProgrammeReport {
     pub krw_per_kwh: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<ReportGroup>>,
-}
-
-#[derive(diesel::QueryableByName)]
-struct Figures {
-    #[diesel(sql_type = Numeric)]
-    budget: Decimal,
-    #[diesel(sql_type = Numeric)]
-    granted: Decimal,
-    #[diesel(sql_type = Numeric)]
-    released: Decimal,
-    #[diesel(sql_type = Numeric)]
-    committed: Decimal,
-    #[diesel(sql_type = Numeric)]
-    spent: Decimal,
-    #[diesel(sql_type = Numeric)]
-    unallocated: Decimal,
-    #[diesel(sql_type = Numeric)]
-    claimed: Decimal,
-    #[diesel(sql_type = Numeric)]
-    paid: Decimal,
-    #[diesel(sql_type = Numeric)]
-    written_off: Decimal,
-    #[diesel(sql_type = Numeric)]
-    advanced: Decimal,
-    #[diesel(sql_type = Numeric)]
-    advance_applied: Decimal,
-    #[diesel(sql_type = Numeric)]
-    advance_unapplied: Decimal,
-}
-
-#[derive(diesel::QueryableByName)]
-struct GroupRow {
-    #[diesel(sql_type = Text)]
-    key: String,
-    #[diesel(sql_type = Numeric)]
-    committed: Decimal,
-    #[diesel(sql_type = Numeric)]
-    spent: Decimal,
 }
 
 /// A programme's figures: budget, granted, committed, spent, released,
@@ -251,44 +216,29 @@ pub async fn report(
     group_by: Option<GroupBy>,
     time_zone: &str,
 ) -> Result<ProgrammeReport, ApiError> {
-    let f: Figures = diesel::sql_query(
-        "WITH g AS (SELECT id FROM grants WHERE programme_id = $1), \
-         spent_accounts AS (SELECT a.* FROM accounts a JOIN g ON a.code = 'budget:grant:' || g.id::text || ':spent' WHERE a.currency = $2), \
-         available_accounts AS (SELECT a.id FROM accounts a JOIN g ON a.code = 'budget:grant:' || g.id::text || ':available' WHERE a.currency = $2), \
-         unallocated AS (SELECT * FROM accounts WHERE code = 'budget:programme:' || $1::text || ':unallocated' AND currency = $2), \
-         appropriation AS (SELECT * FROM accounts WHERE code = 'budget:programme:' || $1::text || ':appropriation' AND currency = $2), \
-         receivable AS (SELECT * FROM accounts WHERE code = 'assets:subsidy-receivable:' || $1::text AND currency = $2), \
-         advance AS (SELECT * FROM accounts WHERE code = 'liabilities:programme:' || $1::text || ':advance' AND currency = $2) \
-         SELECT \
-           coalesce((SELECT debits_posted - credits_posted FROM appropriation), 0) AS budget, \
-           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-                     WHERE e.kind = 'grant' AND p.credit_account_id IN (SELECT id FROM available_accounts)), 0) AS granted, \
-           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-                     WHERE e.kind = 'grant_release' AND p.debit_account_id IN (SELECT id FROM available_accounts)), 0) AS released, \
-           coalesce((SELECT sum(credits_pending - debits_pending) FROM spent_accounts), 0) AS committed, \
-           coalesce((SELECT sum(credits_posted - debits_posted) FROM spent_accounts), 0) AS spent, \
-           coalesce((SELECT credits_posted - debits_posted FROM unallocated), 0) AS unallocated, \
-           coalesce((SELECT sum(amount) FROM claims WHERE programme_id = $1 AND status = 'submitted'), 0) AS claimed, \
-           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-                     WHERE e.kind = 'claim_payment' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS paid, \
-           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-                     WHERE e.kind = 'subsidy_write_off' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS written_off, \
-           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-                     WHERE e.kind = 'advance' AND p.credit_account_id IN (SELECT id FROM advance)), 0) AS advanced, \
-           coalesce((SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-                     WHERE e.kind = 'advance_application' AND p.credit_account_id IN (SELECT id FROM receivable)), 0) AS advance_applied, \
-           coalesce((SELECT credits_posted - debits_posted FROM advance), 0) AS advance_unapplied",
-    )
-    .bind::<SqlUuid, _>(programme)
-    .bind::<Text, _>(c.code())
-    .get_result(conn)
-    .await?;
+    let figures = queries::programme_figures(conn, programme, c).await?;
     let energy = crate::market::energy::programme_energy(conn, programme).await?;
     let groups = match group_by {
         None => None,
         Some(by) => Some(groups(conn, programme, c, by, time_zone).await?),
     };
     let usage = crate::market::usage::figures_of_programme(conn, programme).await?;
+    Ok(programme_report_of(programme, c, &figures, &usage, &energy, groups)?)
+}
+
+/// The report from its sums: outstanding and unclaimed derived from them,
+/// every amount shown with `c`'s places.
+fn programme_report_of(
+    programme: Uuid,
+    c: Currency,
+    f: &ProgrammeFigures,
+    usage: &UsageFigures,
+    energy: &ProgrammeEnergy,
+    groups: Option<Vec<ReportGroup>>,
+) -> Result<ProgrammeReport, LedgerError> {
+    let minus = |a: Decimal, b: Decimal| a.checked_sub(b).ok_or(LedgerError::Overflow);
+    let outstanding = minus(minus(minus(f.claimed, f.paid)?, f.written_off)?, f.advance_applied)?;
+    let unclaimed = minus(f.spent, f.claimed)?;
     Ok(ProgrammeReport {
         programme_id: programme,
         currency: c.code().to_string(),
@@ -304,8 +254,8 @@ pub async fn report(
         advanced: format_amount(f.advanced, c),
         advance_applied: format_amount(f.advance_applied, c),
         advance_unapplied: format_amount(f.advance_unapplied, c),
-        outstanding: format_amount(f.claimed - f.paid - f.written_off - f.advance_applied, c),
-        unclaimed: format_amount(f.spent - f.claimed, c),
+        outstanding: format_amount(outstanding, c),
+        unclaimed: format_amount(unclaimed, c),
         utilisation: usage.utilisation_shown(),
         energy_kwh: energy.energy_kwh.map(crate::market::energy::display),
         co2e_kg: energy.co2e_kg.map(crate::market::energy::display),
@@ -314,19 +264,6 @@ pub async fn report(
     })
 }
 
-/// Committed and spent per tenant: the sums of the tenants' grants' spent
-/// accounts (credits are what orders drew, debits what credits and
-/// cancellations gave back), for tenants whose grants were ever drawn on.
-const BY_TENANT_FROM_GRANT_ACCOUNTS: &str = "\
-    SELECT g.tenant_org_id::text AS key, \
-           sum(a.credits_pending - a.debits_pending) AS committed, \
-           sum(a.credits_posted - a.debits_posted) AS spent \
-    FROM grants g JOIN accounts a ON a.code = 'budget:grant:' || g.id::text || ':spent' AND a.currency = $2 \
-    WHERE g.programme_id = $1 \
-    GROUP BY 1 \
-    HAVING sum(a.credits_posted + a.debits_posted + a.credits_pending + a.debits_pending) > 0 \
-    ORDER BY 1";
-
 async fn groups(
     conn: &mut AsyncPgConnection,
     programme: Uuid,
@@ -334,54 +271,23 @@ async fn groups(
     by: GroupBy,
     time_zone: &str,
 ) -> Result<Vec<ReportGroup>, ApiError> {
-    // Spent is grouped by the month of the hour it paid for (settlements are
-    // dated by their hour); committed by the order's start. Months are the
-    // programme office's (`GPUHOUR_TIME_ZONE`).
-    let (spent_key, committed_key) = match by {
-        GroupBy::Tenant => ("o.tenant_org_id::text", "o.tenant_org_id::text"),
-        GroupBy::Provider => ("o.provider_org_id::text", "o.provider_org_id::text"),
-        GroupBy::GpuModel => ("o.gpu_model", "o.gpu_model"),
-        GroupBy::Month => {
-            ("to_char(p.effective_at AT TIME ZONE $3, 'YYYY-MM')", "to_char(o.start_at AT TIME ZONE $3, 'YYYY-MM')")
-        }
-    };
-    let sql = format!(
-        "WITH spent_accounts AS ( \
-           SELECT a.id FROM grants g JOIN accounts a ON a.code = 'budget:grant:' || g.id::text || ':spent' \
-           WHERE g.programme_id = $1 AND a.currency = $2), \
-         spent AS ( \
-           SELECT {spent_key} AS key, \
-                  sum(CASE WHEN p.credit_account_id IN (SELECT id FROM spent_accounts) THEN p.amount ELSE -p.amount END) AS amount \
-           FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-           JOIN orders o ON o.id = (e.metadata ->> 'order_id')::uuid \
-           WHERE p.kind IN ('posted', 'post_pending') \
-             AND (p.credit_account_id IN (SELECT id FROM spent_accounts) OR p.debit_account_id IN (SELECT id FROM spent_accounts)) \
-           GROUP BY 1), \
-         committed AS ( \
-           SELECT {committed_key} AS key, sum(r.remaining) AS amount \
-           FROM postings p JOIN pending_remainders r ON r.posting_id = p.id \
-           JOIN journal_entries e ON e.id = p.entry_id \
-           JOIN orders o ON o.id = (e.metadata ->> 'order_id')::uuid \
-           WHERE p.kind = 'pending' AND p.credit_account_id IN (SELECT id FROM spent_accounts) AND r.remaining > 0 \
-           GROUP BY 1) \
-         SELECT coalesce(s.key, c.key) AS key, coalesce(c.amount, 0) AS committed, coalesce(s.amount, 0) AS spent \
-         FROM spent s FULL JOIN committed c ON c.key = s.key ORDER BY 1"
-    );
-    // A grant is one tenant's, so by tenant the figures are the grants' own
-    // spent accounts, summed per tenant: as many rows as grants, whatever the
-    // number of orders (the postings' way reads every order's postings).
-    let sql = if matches!(by, GroupBy::Tenant) { BY_TENANT_FROM_GRANT_ACCOUNTS.to_string() } else { sql };
-    let query = diesel::sql_query(sql).into_boxed().bind::<SqlUuid, _>(programme).bind::<Text, _>(c.code());
-    let rows: Vec<GroupRow> = match by {
-        GroupBy::Month => query.bind::<Text, _>(time_zone.to_string()).load(conn).await?,
-        _ => query.load(conn).await?,
-    };
-    let by_org = matches!(by, GroupBy::Tenant | GroupBy::Provider);
-    let ids: Vec<Uuid> =
-        if by_org { rows.iter().filter_map(|r| Uuid::parse_str(&r.key).ok()).collect() } else { vec![] };
-    let orgs = names::orgs(conn, &ids).await?;
-    Ok(rows
-        .into_iter()
+    let rows = queries::group_rows(conn, programme, c, by, time_zone).await?;
+    let orgs = names::orgs(conn, &group_org_ids(&rows, by)).await?;
+    Ok(group_views(rows, c, &orgs))
+}
+
+/// The organisations the groups' keys name, when grouped by tenant or provider.
+fn group_org_ids(rows: &[GroupRow], by: GroupBy) -> Vec<Uuid> {
+    match by {
+        GroupBy::Tenant | GroupBy::Provider => rows.iter().filter_map(|r| Uuid::parse_str(&r.key).ok()).collect(),
+        GroupBy::GpuModel | GroupBy::Month => Vec::new(),
+    }
+}
+
+/// The groups as the report shows them: an organisation's by its name, any
+/// other (or an organisation no longer found) by its key.
+fn group_views(rows: Vec<GroupRow>, c: Currency, orgs: &HashMap<Uuid, OrgRef>) -> Vec<ReportGroup> {
+    rows.into_iter()
         .map(|r| {
             let org = Uuid::parse_str(&r.key).ok().and_then(|id| orgs.get(&id)).cloned();
             ReportGroup {
@@ -392,7 +298,7 @@ async fn groups(
                 spent: format_amount(r.spent, c),
             }
         })
-        .collect())
+        .collect()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -453,68 +359,6 @@ pub struct Statement {
     pub payout_positions: Vec<crate::finance::payout_policy::PayoutPositionView>,
 }
 
-#[derive(diesel::QueryableByName)]
-struct MovementRow {
-    #[diesel(sql_type = Timestamptz)]
-    effective_at: DateTime<Utc>,
-    #[diesel(sql_type = SqlUuid)]
-    entry_id: Uuid,
-    #[diesel(sql_type = Text)]
-    entry_kind: String,
-    #[diesel(sql_type = Text)]
-    memo: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    reference: Option<String>,
-    #[diesel(sql_type = Text)]
-    counter_code: String,
-    /// Signed: positive when the accounts' (credit-normal) balance grows.
-    #[diesel(sql_type = Numeric)]
-    amount: Decimal,
-}
-
-/// Posted movements of a set of credit-normal accounts: the opening balance
-/// before `from`, and each movement in [`from`, `to`), in the order of their
-/// dates (a settlement is dated by the hour it pays for, so it may be recorded
-/// after a later-dated entry), then of recording.
-async fn movements(
-    conn: &mut AsyncPgConnection,
-    accounts: &[Uuid],
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> Result<(Decimal, Vec<MovementRow>), ApiError> {
-    #[derive(diesel::QueryableByName)]
-    struct Opening {
-        #[diesel(sql_type = Numeric)]
-        opening: Decimal,
-    }
-    let opening: Opening = diesel::sql_query(
-        "SELECT coalesce(sum(CASE WHEN credit_account_id = ANY($1) THEN amount ELSE -amount END), 0) AS opening \
-         FROM postings WHERE kind IN ('posted', 'post_pending') \
-           AND (credit_account_id = ANY($1) OR debit_account_id = ANY($1)) \
-           AND $2::timestamptz IS NOT NULL AND effective_at < $2",
-    )
-    .bind::<Array<SqlUuid>, _>(accounts)
-    .bind::<Nullable<Timestamptz>, _>(from)
-    .get_result(conn)
-    .await?;
-    let rows: Vec<MovementRow> = diesel::sql_query(
-        "SELECT p.effective_at, e.id AS entry_id, e.kind AS entry_kind, e.memo, e.reference, ca.code AS counter_code, \
-                CASE WHEN p.credit_account_id = ANY($1) THEN p.amount ELSE -p.amount END AS amount \
-         FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-         JOIN accounts ca ON ca.id = CASE WHEN p.credit_account_id = ANY($1) THEN p.debit_account_id ELSE p.credit_account_id END \
-         WHERE p.kind IN ('posted', 'post_pending') \
-           AND (p.credit_account_id = ANY($1) OR p.debit_account_id = ANY($1)) \
-           AND ($2::timestamptz IS NULL OR p.effective_at >= $2) AND ($3::timestamptz IS NULL OR p.effective_at < $3) \
-         ORDER BY p.effective_at, p.seq",
-    )
-    .bind::<Array<SqlUuid>, _>(accounts)
-    .bind::<Nullable<Timestamptz>, _>(from)
-    .bind::<Nullable<Timestamptz>, _>(to)
-    .load(conn)
-    .await?;
-    Ok((opening.opening, rows))
-}
-
 fn category(section: &str, row: &MovementRow) -> String {
     match (section, row.entry_kind.as_str()) {
         ("payable", "settlement" | "cancellation") if row.counter_code == chart::PLATFORM_FEES => "fee".into(),
@@ -529,44 +373,54 @@ fn push_section(
     sections: &mut Vec<StatementSection>,
     name: &str,
     c: Currency,
-    opening: Decimal,
-    rows: Vec<MovementRow>,
-) {
-    if opening.is_zero() && rows.is_empty() {
-        return;
+    movements: Movements,
+) -> Result<(), LedgerError> {
+    if movements.opening.is_zero() && movements.rows.is_empty() {
+        return Ok(());
     }
-    sections.push(section(name, c, opening, rows));
+    sections.push(section(name, c, movements)?);
+    Ok(())
 }
 
-fn section(name: &str, c: Currency, opening: Decimal, rows: Vec<MovementRow>) -> StatementSection {
+/// The lines with their running balance from the opening, and their sums by category.
+fn section(name: &str, c: Currency, movements: Movements) -> Result<StatementSection, LedgerError> {
+    let Movements { opening, rows } = movements;
+    let plus = |a: Decimal, b: Decimal| a.checked_add(b).ok_or(LedgerError::Overflow);
     let mut balance = opening;
     let mut totals: BTreeMap<String, Decimal> = BTreeMap::new();
-    let lines = rows
-        .into_iter()
-        .map(|r| {
-            balance += r.amount;
-            let cat = category(name, &r);
-            *totals.entry(cat.clone()).or_default() += r.amount;
-            StatementLine {
-                effective_at: r.effective_at,
-                entry_id: r.entry_id,
-                entry_kind: r.entry_kind,
-                category: cat,
-                memo: r.memo,
-                reference: r.reference,
-                amount: format_amount(r.amount, c),
-                balance: format_amount(balance, c),
-            }
-        })
-        .collect();
-    StatementSection {
+    let mut lines = Vec::with_capacity(rows.len());
+    for r in rows {
+        balance = plus(balance, r.amount)?;
+        let cat = category(name, &r);
+        let total = totals.entry(cat.clone()).or_default();
+        *total = plus(*total, r.amount)?;
+        lines.push(StatementLine {
+            effective_at: r.effective_at,
+            entry_id: r.entry_id,
+            entry_kind: r.entry_kind,
+            category: cat,
+            memo: r.memo,
+            reference: r.reference,
+            amount: format_amount(r.amount, c),
+            balance: format_amount(balance, c),
+        });
+    }
+    Ok(StatementSection {
         section: name.into(),
         currency: c.code().into(),
         opening_balance: format_amount(opening, c),
         closing_balance: format_amount(balance, c),
         totals: totals.into_iter().map(|(k, v)| (k, format_amount(v, c))).collect(),
         lines,
-    }
+    })
+}
+
+/// A debit-normal account's movements as a statement shows them: positive
+/// when what is owed grows.
+fn debit_normal(movements: Movements) -> Movements {
+    let Movements { opening, mut rows } = movements;
+    rows.iter_mut().for_each(|r| r.amount = -r.amount);
+    Movements { opening: -opening, rows }
 }
 
 /// An organisation's statement for a period: opening balance, lines, closing
@@ -622,27 +476,25 @@ pub async fn org_statement(
     for c in currencies {
         if org.kind == OrgKind::Tenant.as_str() {
             if let Some(wallet) = ledger_store::account_by_code(conn, &chart::tenant_wallet_code(org.id), c).await? {
-                let (opening, rows) = movements(conn, &[wallet.id], from, bound).await?;
-                push_section(&mut sections, "own_money", c, opening, rows);
+                let movements = queries::movements(conn, &[wallet.id], from, bound).await?;
+                push_section(&mut sections, "own_money", c, movements)?;
             }
-            let spent = grant_spent_accounts(conn, org.id, c).await?;
+            let spent = queries::grant_spent_accounts(conn, org.id, c).await?;
             if !spent.is_empty() {
                 let ids: Vec<Uuid> = spent.iter().map(|a| a.id).collect();
-                let (opening, rows) = movements(conn, &ids, from, bound).await?;
-                push_section(&mut sections, "subsidy", c, opening, rows);
+                let movements = queries::movements(conn, &ids, from, bound).await?;
+                push_section(&mut sections, "subsidy", c, movements)?;
             }
         } else if org.kind == OrgKind::Provider.as_str()
             && let Some(payable) = ledger_store::account_by_code(conn, &chart::provider_payable_code(org.id), c).await?
         {
-            let (opening, rows) = movements(conn, &[payable.id], from, bound).await?;
-            push_section(&mut sections, "payable", c, opening, rows);
+            let movements = queries::movements(conn, &[payable.id], from, bound).await?;
+            push_section(&mut sections, "payable", c, movements)?;
             if let Some(receivable) =
                 ledger_store::account_by_code(conn, &chart::provider_receivable_code(org.id), c).await?
             {
-                // Debit-normal: shown positive when the provider owes more.
-                let (opening, mut rows) = movements(conn, &[receivable.id], from, bound).await?;
-                rows.iter_mut().for_each(|r| r.amount = -r.amount);
-                push_section(&mut sections, "owed_by_provider", c, -opening, rows);
+                let movements = queries::movements(conn, &[receivable.id], from, bound).await?;
+                push_section(&mut sections, "owed_by_provider", c, debit_normal(movements))?;
             }
             if let Some(position) =
                 crate::finance::payouts::current_position(conn, org.id, c, state.settings.payout_advance_rate).await?
@@ -715,19 +567,244 @@ fn statement_sheets(s: &Statement, now: DateTime<Utc>) -> Result<Vec<Sheet>, Api
     Ok(sheets)
 }
 
-async fn grant_spent_accounts(
-    conn: &mut AsyncPgConnection,
-    tenant: Uuid,
-    c: Currency,
-) -> Result<Vec<AccountRow>, ApiError> {
-    use crate::db::schema::grants;
-    use diesel::{ExpressionMethods, QueryDsl};
-    let ids: Vec<Uuid> = grants::table.filter(grants::tenant_org_id.eq(tenant)).select(grants::id).load(conn).await?;
-    let mut accounts = Vec::new();
-    for id in ids {
-        if let Some(a) = ledger_store::account_by_code(conn, &chart::grant_spent_code(id), c).await? {
-            accounts.push(a);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    fn figures() -> ProgrammeFigures {
+        // As the database returns them: numeric(_, 4).
+        ProgrammeFigures {
+            budget: dec!(100000000.0000),
+            granted: dec!(3000000.0000),
+            released: dec!(500000.0000),
+            committed: dec!(120000.0000),
+            spent: dec!(1234567.0000),
+            unallocated: dec!(97500000.0000),
+            claimed: dec!(1000000.0000),
+            paid: dec!(600000.0000),
+            written_off: dec!(50000.0000),
+            advanced: dec!(400000.0000),
+            advance_applied: dec!(250000.0000),
+            advance_unapplied: dec!(150000.0000),
         }
     }
-    Ok(accounts)
+
+    #[test]
+    fn the_programme_report_derives_outstanding_and_unclaimed_from_its_sums() {
+        let id = Uuid::from_u128(7);
+        let usage = UsageFigures { utilisation: Some(dec!(0.25)), energy_kwh: Some(dec!(100)) };
+        let energy =
+            ProgrammeEnergy { energy_kwh: Some(dec!(100)), co2e_kg: Some(dec!(42.5)), subtotal: Some(dec!(12345)) };
+        let r = programme_report_of(id, Currency::Krw, &figures(), &usage, &energy, None).expect("report");
+        assert_eq!(r.programme_id, id);
+        assert_eq!(r.currency, "KRW");
+        let money = [
+            &r.budget,
+            &r.granted,
+            &r.committed,
+            &r.spent,
+            &r.released,
+            &r.unallocated,
+            &r.claimed,
+            &r.paid,
+            &r.written_off,
+            &r.advanced,
+            &r.advance_applied,
+            &r.advance_unapplied,
+        ];
+        assert_eq!(
+            money.map(String::as_str),
+            [
+                "100000000",
+                "3000000",
+                "120000",
+                "1234567",
+                "500000",
+                "97500000",
+                "1000000",
+                "600000",
+                "50000",
+                "400000",
+                "250000",
+                "150000"
+            ]
+        );
+        // 1,000,000 claimed − 600,000 paid − 50,000 written off − 250,000 of advance applied.
+        assert_eq!(r.outstanding, "100000");
+        // 1,234,567 spent − 1,000,000 claimed.
+        assert_eq!(r.unclaimed, "234567");
+        assert_eq!(r.utilisation.as_deref(), Some("0.2500"));
+        assert_eq!((r.energy_kwh.as_deref(), r.co2e_kg.as_deref()), (Some("100"), Some("42.5")));
+        // 12,345 ÷ 100 kWh.
+        assert_eq!(r.krw_per_kwh.as_deref(), Some("123.45"));
+        assert!(r.groups.is_none());
+    }
+
+    #[test]
+    fn a_report_in_dollars_shows_cents_and_a_negative_outstanding_with_its_sign() {
+        let f = ProgrammeFigures {
+            budget: dec!(5000),
+            claimed: dec!(10.1),
+            paid: dec!(12.5),
+            spent: dec!(7.25),
+            ..ProgrammeFigures::default()
+        };
+        let r = programme_report_of(
+            Uuid::nil(),
+            Currency::Usd,
+            &f,
+            &UsageFigures::default(),
+            &ProgrammeEnergy::default(),
+            None,
+        )
+        .expect("report");
+        assert_eq!((r.budget.as_str(), r.claimed.as_str(), r.granted.as_str()), ("5000.00", "10.10", "0.00"));
+        assert_eq!((r.outstanding.as_str(), r.unclaimed.as_str()), ("-2.40", "-2.85"));
+        assert_eq!((r.utilisation, r.energy_kwh, r.co2e_kg, r.krw_per_kwh), (None, None, None, None));
+    }
+
+    #[test]
+    fn a_report_whose_sums_overflow_is_refused_not_wrapped() {
+        let f = ProgrammeFigures { claimed: Decimal::MIN, paid: Decimal::MAX, ..ProgrammeFigures::default() };
+        let r = programme_report_of(
+            Uuid::nil(),
+            Currency::Krw,
+            &f,
+            &UsageFigures::default(),
+            &ProgrammeEnergy::default(),
+            None,
+        );
+        assert_eq!(r.err(), Some(LedgerError::Overflow));
+    }
+
+    fn group(key: &str, committed: Decimal, spent: Decimal) -> GroupRow {
+        GroupRow { key: key.into(), committed, spent }
+    }
+
+    #[test]
+    fn groups_by_organisation_are_named_and_others_keep_their_key() {
+        let known = Uuid::from_u128(1);
+        let gone = Uuid::from_u128(2);
+        let rows = vec![
+            group(&known.to_string(), dec!(1500.0000), dec!(24024.0000)),
+            group(&gone.to_string(), dec!(0), dec!(19219.0000)),
+            group("not-a-uuid", dec!(3), dec!(4)),
+        ];
+        assert_eq!(group_org_ids(&rows, GroupBy::Tenant), vec![known, gone]);
+        assert_eq!(group_org_ids(&rows, GroupBy::Provider), vec![known, gone]);
+        assert!(group_org_ids(&rows, GroupBy::GpuModel).is_empty());
+        assert!(group_org_ids(&rows, GroupBy::Month).is_empty());
+
+        let acme = OrgRef { id: known, name: "ACME".into(), category: Some("sme".into()) };
+        let orgs = HashMap::from([(known, acme.clone())]);
+        let shown: Vec<_> = group_views(rows, Currency::Krw, &orgs)
+            .into_iter()
+            .map(|g| (g.key, g.name, g.org, g.committed, g.spent))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (known.to_string(), "ACME".into(), Some(acme), "1500".into(), "24024".into()),
+                (gone.to_string(), gone.to_string(), None, "0".into(), "19219".into()),
+                ("not-a-uuid".into(), "not-a-uuid".into(), None, "3".into(), "4".into()),
+            ]
+        );
+    }
+
+    fn movement(hour: u32, kind: &str, counter: &str, amount: Decimal) -> MovementRow {
+        MovementRow {
+            effective_at: Utc.with_ymd_and_hms(2026, 11, 2, hour, 0, 0).single().expect("instant"),
+            entry_id: Uuid::from_u128(u128::from(hour)),
+            entry_kind: kind.into(),
+            memo: format!("{kind} at {hour}"),
+            reference: None,
+            counter_code: counter.into(),
+            amount,
+        }
+    }
+
+    #[test]
+    fn a_providers_payable_runs_from_its_opening_and_sums_by_category() {
+        let tenant_wallet = chart::tenant_wallet_code(Uuid::from_u128(9));
+        let movements = Movements {
+            opening: dec!(3000.0000),
+            rows: vec![
+                movement(1, "settlement", &tenant_wallet, dec!(10000.0000)),
+                movement(2, "settlement", chart::PLATFORM_FEES, dec!(-1000.0000)),
+                movement(3, "outage_credit", &tenant_wallet, dec!(-2000.0000)),
+                movement(4, "cancellation", &tenant_wallet, dec!(2500.0000)),
+                movement(5, "payout", "assets:bank", dec!(-5000.0000)),
+            ],
+        };
+        let s = section("payable", Currency::Krw, movements).expect("section");
+        assert_eq!((s.section.as_str(), s.currency.as_str()), ("payable", "KRW"));
+        assert_eq!((s.opening_balance.as_str(), s.closing_balance.as_str()), ("3000", "7500"));
+        let lines: Vec<_> =
+            s.lines.iter().map(|l| (l.category.as_str(), l.amount.as_str(), l.balance.as_str())).collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("earned", "10000", "13000"),
+                ("fee", "-1000", "12000"),
+                ("outage_credit", "-2000", "10000"),
+                ("earned", "2500", "12500"),
+                ("payout", "-5000", "7500"),
+            ]
+        );
+        let totals: Vec<_> = s.totals.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            totals,
+            vec![("earned", "12500"), ("fee", "-1000"), ("outage_credit", "-2000"), ("payout", "-5000")]
+        );
+        assert_eq!(s.lines[0].memo, "settlement at 1");
+        assert_eq!(s.lines[0].entry_kind, "settlement");
+    }
+
+    #[test]
+    fn a_tenants_usage_is_one_category_and_other_kinds_keep_their_name() {
+        let movements = Movements {
+            opening: Decimal::ZERO,
+            rows: vec![
+                movement(1, "deposit", "assets:bank", dec!(100.5)),
+                movement(2, "settlement", "liabilities:payable", dec!(-40.25)),
+                movement(3, "cancellation", "liabilities:payable", dec!(-10)),
+            ],
+        };
+        let s = section("own_money", Currency::Usd, movements).expect("section");
+        assert_eq!((s.opening_balance.as_str(), s.closing_balance.as_str()), ("0.00", "50.25"));
+        let totals: Vec<_> = s.totals.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(totals, vec![("deposit", "100.50"), ("usage", "-50.25")]);
+    }
+
+    #[test]
+    fn a_section_without_opening_or_movement_is_left_out() {
+        let mut sections = Vec::new();
+        push_section(&mut sections, "subsidy", Currency::Krw, Movements { opening: Decimal::ZERO, rows: vec![] })
+            .expect("pushed");
+        assert!(sections.is_empty());
+        push_section(&mut sections, "subsidy", Currency::Krw, Movements { opening: dec!(19219), rows: vec![] })
+            .expect("pushed");
+        let shown: Vec<_> =
+            sections.iter().map(|s| (s.opening_balance.as_str(), s.closing_balance.as_str(), s.lines.len())).collect();
+        assert_eq!(shown, vec![("19219", "19219", 0)]);
+    }
+
+    #[test]
+    fn what_a_provider_owes_is_shown_positive_when_it_grows() {
+        let owed = debit_normal(Movements {
+            opening: dec!(-1601),
+            rows: vec![movement(1, "outage_credit", "liabilities:payable", dec!(-6404))],
+        });
+        let s = section("owed_by_provider", Currency::Krw, owed).expect("section");
+        assert_eq!((s.opening_balance.as_str(), s.closing_balance.as_str()), ("1601", "8005"));
+        assert_eq!(s.lines[0].amount, "6404");
+    }
+
+    #[test]
+    fn a_running_balance_that_overflows_is_refused() {
+        let movements = Movements { opening: Decimal::MAX, rows: vec![movement(1, "deposit", "assets:bank", dec!(1))] };
+        assert_eq!(section("own_money", Currency::Krw, movements).err(), Some(LedgerError::Overflow));
+    }
 }

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Numeric, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -18,7 +18,7 @@ use super::store::AccountRow;
 use crate::db::schema::accounts;
 
 /// One way the ledger disagrees with itself.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Difference {
     /// Which invariant of SPEC section 3 (1: balanced, 2: figures equal postings,
     /// 3: floors, 4: budget agrees with money).
@@ -34,7 +34,7 @@ pub struct Difference {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VerifyReport {
     pub ok: bool,
     pub differences: Vec<Difference>,

@@ -2,6 +2,7 @@
 //! claims first; only the rest waits for cash, and the books agree throughout.
 
 use chrono::Duration;
+use gpuhour::finance::reports::ProgrammeReport;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, expect_problem, json, now, spawn_app, verify_is_clean};
@@ -41,9 +42,8 @@ async fn tranches_settle_claims_first_and_the_rest_waits_for_cash() {
         (submitted["advance_applied"].as_str(), submitted["outstanding"].as_str()),
         (Some("5000"), Some("3000"))
     );
-    let figures = |r: &Value| {
-        ["advanced", "advance_applied", "advance_unapplied", "paid", "outstanding"]
-            .map(|k| r[k].as_str().expect(k).to_string())
+    let figures = |r: &ProgrammeReport| {
+        [&r.advanced, &r.advance_applied, &r.advance_unapplied, &r.paid, &r.outstanding].map(String::clone)
     };
     assert_eq!(figures(&report(&app, &m.finance, &m.programme).await), ["5000", "5000", "0", "0", "3000"]);
     verify_is_clean(&app, &m.finance).await;

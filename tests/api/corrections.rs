@@ -40,7 +40,7 @@ async fn a_credit_note_is_netted_by_the_next_claim() {
     );
     verify_is_clean(&app, &m.finance).await;
     let r = report(&app, &m.finance, &m.programme).await;
-    assert_eq!(r["spent"], "7400");
+    assert_eq!(r.spent, "7400");
     // The claim asks the programme for 8,000 settled less the 600 credited.
     let claim = claim_everything(&app, &m).await;
     assert_eq!((claim["amount"].as_str(), claim["items"].as_i64()), (Some("7400"), Some(11)));
@@ -75,8 +75,8 @@ async fn a_disallowed_amount_is_written_off_and_the_books_still_agree() {
     );
     let r = report(&app, &m.finance, &m.programme).await;
     assert_eq!(
-        (r["claimed"].as_str(), r["paid"].as_str(), r["written_off"].as_str(), r["outstanding"].as_str()),
-        (Some("8000"), Some("7000"), Some("1000"), Some("0"))
+        (r.claimed.as_str(), r.paid.as_str(), r.written_off.as_str(), r.outstanding.as_str()),
+        ("8000", "7000", "1000", "0")
     );
     // The operator bears the disallowed amount: the provider is owed all it earned.
     let (_, after) = json(app.get(&statement, &m.finance).await).await;
@@ -137,7 +137,7 @@ async fn part_of_a_grant_is_withdrawn_back_to_the_programme() {
         post(&app, &m.finance, &path, json!({"amount": "50000", "reason": "project scope reduced"})).await;
     assert_eq!(status, 201, "{grant:#}");
     let r = report(&app, &m.finance, &m.programme).await;
-    assert_eq!((r["released"].as_str(), r["unallocated"].as_str()), (Some("50000"), Some("950000")));
+    assert_eq!((r.released.as_str(), r.unallocated.as_str()), ("50000", "950000"));
     expect_problem(
         app.post(&path, &m.finance, &json!({"amount": "42001", "reason": "more"}), None).await,
         422,

@@ -85,7 +85,7 @@ async fn declared_figures_give_an_orders_exact_kwh_and_co2e() {
     // The programme report: 80,000 won for 70 kWh is 1,142.857… won per kWh.
     let r = report(&app, &finance, &p).await;
     assert_eq!(
-        (r["energy_kwh"].as_str(), r["co2e_kg"].as_str(), r["krw_per_kwh"].as_str()),
+        (r.energy_kwh.as_deref(), r.co2e_kg.as_deref(), r.krw_per_kwh.as_deref()),
         (Some("70"), Some("31.5"), Some("1142.86"))
     );
 
@@ -119,7 +119,7 @@ async fn declared_figures_give_an_orders_exact_kwh_and_co2e() {
     // The report takes the metered figure for that order: 80,000 won ÷ 10.001 kWh.
     let r = report(&app, &finance, &p).await;
     assert_eq!(
-        (r["energy_kwh"].as_str(), r["co2e_kg"].as_str(), r["krw_per_kwh"].as_str()),
+        (r.energy_kwh.as_deref(), r.co2e_kg.as_deref(), r.krw_per_kwh.as_deref()),
         (Some("10.001"), Some("4.5004"), Some("7999.2"))
     );
 

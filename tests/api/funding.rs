@@ -6,11 +6,15 @@
 use chrono::{DateTime, Duration, Utc};
 use gpuhour::auth::Role;
 use gpuhour::finance::funding::{REPORTING_TIME_ZONE, month_of, next_month_start};
+use gpuhour::finance::names::OrgRef;
+use gpuhour::ledger::routes::TrialBalance;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::now;
-use crate::helpers::{Caller, TestApp, expect_problem, json, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Caller, TestApp, expect_problem, json, spawn_app, spawn_app_with, totals_in, trial_balance_row, verify_is_clean,
+};
 use crate::market::{deposit, order_body, set_clock};
 use crate::subsidy::grant;
 
@@ -370,8 +374,7 @@ async fn the_funding_report_splits_public_and_private_money_to_the_won() {
     let (status, check) = json(app.get("/v1/reports/funding/reconciliation", &mk.finance).await).await;
     assert_eq!(status, 200);
     assert_eq!(check, json!({"ok": true, "orders": 5, "differences": []}));
-    let (_, verify) = json(app.get("/v1/ledger/verify", &mk.finance).await).await;
-    assert_eq!(verify, json!({"ok": true, "differences": []}));
+    verify_is_clean(&app, &mk.finance).await;
 }
 
 #[tokio::test]
@@ -595,27 +598,24 @@ async fn every_report_names_its_organisations() {
     assert_eq!(statement["org"], org(&mk.busan, "Busan Compute", None));
 
     // Trial balance rows of per-organisation accounts; null for the others.
-    let (_, tb) = json(app.get("/v1/reports/trial-balance", &mk.finance).await).await;
-    let row = |code: String| {
-        tb["data"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .find(|r| r["code"] == code.as_str() && r["currency"] == "KRW")
-            .cloned()
-            .unwrap_or_else(|| panic!("no row {code}"))
+    let tb: TrialBalance = app.get_as("/v1/reports/trial-balance", &mk.finance).await;
+    let row = |code: String| trial_balance_row(&tb, &code, "KRW").unwrap_or_else(|| panic!("no row {code}"));
+    let org_ref = |caller: &Caller, name: &str, category: Option<&str>| OrgRef {
+        id: caller.org_id,
+        name: name.into(),
+        category: category.map(String::from),
     };
     let wallet = row(format!("liabilities:tenant:{}:wallet", mk.ulsan.org_id));
     assert_eq!(
-        (wallet["org"].clone(), wallet["org_id"].clone(), wallet["balance"].clone()),
-        (org(&mk.ulsan, "Ulsan Shipyards", Some("enterprise")), json!(mk.ulsan.org_id), json!("96400"))
+        (wallet.org.as_ref(), wallet.account.org_id, wallet.account.balance.as_str()),
+        (Some(&org_ref(&mk.ulsan, "Ulsan Shipyards", Some("enterprise"))), Some(mk.ulsan.org_id), "96400")
     );
     assert_eq!(
-        row(format!("liabilities:provider:{}:payable", mk.han_river.org_id))["org"],
-        org(&mk.han_river, "Han River DC", None)
+        row(format!("liabilities:provider:{}:payable", mk.han_river.org_id)).org,
+        Some(org_ref(&mk.han_river, "Han River DC", None))
     );
-    assert_eq!(row("assets:bank".into())["org"], Value::Null);
-    assert_eq!(row(format!("assets:subsidy-receivable:{p1}"))["org"], Value::Null);
+    assert_eq!(row("assets:bank".into()).org, None);
+    assert_eq!(row(format!("assets:subsidy-receivable:{p1}")).org, None);
 }
 
 #[tokio::test]
@@ -628,21 +628,12 @@ async fn the_trial_balance_totals_money_and_memo_accounts_apart() {
     let voucher = json!({"default": "0.7", "by_category": {}});
     let p = programme(&app, &finance, "Budget", "5000000000", voucher, at).await;
     grant(&app, &finance, &p, &tenant, "100000", at).await;
-    let (_, tb) = json(app.get("/v1/reports/trial-balance", &finance).await).await;
-    let krw = |key: &str| -> Value {
-        tb[key].as_array().expect("totals").iter().find(|t| t["currency"] == "KRW").cloned().expect("KRW")
-    };
+    let tb: TrialBalance = app.get_as("/v1/reports/trial-balance", &finance).await;
     // The 5-billion appropriation is public money promised, not money held.
-    assert_eq!(
-        krw("totals"),
-        json!({"currency": "KRW", "debits_posted": "50000", "credits_posted": "50000", "debits_pending": "0", "credits_pending": "0"})
-    );
-    assert_eq!(
-        krw("memo_totals"),
-        json!({"currency": "KRW", "debits_posted": "5000100000", "credits_posted": "5000100000", "debits_pending": "0", "credits_pending": "0"})
-    );
+    assert_eq!(totals_in(&tb.totals, "KRW"), ["50000", "50000", "0", "0"]);
+    assert_eq!(totals_in(&tb.memo_totals, "KRW"), ["5000100000", "5000100000", "0", "0"]);
     // Currencies with no memo account in use still total their money.
-    assert!(tb["totals"].as_array().expect("totals").iter().any(|t| t["currency"] == "USD"));
+    assert!(tb.totals.iter().any(|t| t.currency == "USD"));
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use gpuhour::db::{DbPool, with_database};
 use gpuhour::startup::{Application, prepare_database};
 use reqwest::{Response, StatusCode};
 use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -389,6 +390,23 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// GET `path`, expecting 200, read as the crate's view `T`.
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str, token: &str) -> T {
+        read_as(self.get(path, token).await, 200).await
+    }
+
+    /// POST `body` to `path`, expecting `status`, read as the crate's view `T`.
+    pub async fn post_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+        key: Option<&str>,
+        status: u16,
+    ) -> T {
+        read_as(self.post(path, token, body, key).await, status).await
+    }
+
     pub async fn conn(&self) -> gpuhour::db::PooledConnection {
         self.pool.get().await.expect("connection")
     }
@@ -418,6 +436,25 @@ pub async fn json(response: Response) -> (StatusCode, Value) {
     (status, value)
 }
 
+/// Reads a response as (status, the crate's view `T`): a field the view renames
+/// or retypes breaks the test's compilation, where `body["field"]` would only
+/// fail when run.
+pub async fn typed<T: DeserializeOwned>(response: Response) -> (StatusCode, T) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not a {} ({status}): {e}: {text}", std::any::type_name::<T>()));
+    (status, value)
+}
+
+/// Asserts the response's `status`, then reads it as `T` (the body is shown when either fails).
+pub async fn read_as<T: DeserializeOwned>(response: Response, status: u16) -> T {
+    let got = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(got.as_u16(), status, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not a {}: {e}: {text}", std::any::type_name::<T>()))
+}
+
 /// Asserts a problem+json response with `status` and `code`; returns its body.
 pub async fn expect_problem(response: Response, status: u16, code: &str) -> Value {
     let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(String::from);
@@ -435,19 +472,39 @@ pub fn dec(s: &str) -> Decimal {
 
 /// Asserts that `verify` finds nothing wrong with the books.
 pub async fn verify_is_clean(app: &TestApp, finance: &str) {
-    let (status, report) = json(app.get("/v1/ledger/verify", finance).await).await;
-    assert_eq!(status, 200, "{report:#}");
-    assert_eq!(report, serde_json::json!({"ok": true, "differences": []}));
+    let report: gpuhour::ledger::verify::VerifyReport = app.get_as("/v1/ledger/verify", finance).await;
+    assert_eq!(report, gpuhour::ledger::verify::VerifyReport::from(Vec::new()));
 }
 
 /// The start of the next whole hour after the sandbox clock.
 pub async fn next_hour(app: &TestApp, finance: &str) -> chrono::DateTime<chrono::Utc> {
+    hour_after(now(app, finance).await)
+}
+
+/// The start of the next whole hour after `t`.
+pub fn hour_after(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     use chrono::DurationRound;
-    now(app, finance).await.duration_trunc(chrono::Duration::hours(1)).expect("trunc") + chrono::Duration::hours(1)
+    t.duration_trunc(chrono::Duration::hours(1)).expect("trunc") + chrono::Duration::hours(1)
 }
 
 /// The sandbox clock's time.
 pub async fn now(app: &TestApp, finance: &str) -> chrono::DateTime<chrono::Utc> {
-    let (_, clock) = json(app.get("/v1/sandbox/clock", finance).await).await;
-    clock["now"].as_str().expect("now").parse().expect("instant")
+    let clock: gpuhour::sandbox::ClockView = app.get_as("/v1/sandbox/clock", finance).await;
+    clock.now
+}
+
+/// The trial balance's `totals` (or `memo_totals`) in `currency`: debits and
+/// credits posted, debits and credits pending.
+pub fn totals_in<'a>(totals: &'a [gpuhour::ledger::routes::CurrencyTotals], currency: &str) -> [&'a str; 4] {
+    let t = totals.iter().find(|t| t.currency == currency).unwrap_or_else(|| panic!("no {currency} totals"));
+    [&t.debits_posted, &t.credits_posted, &t.debits_pending, &t.credits_pending].map(String::as_str)
+}
+
+/// The trial balance's row of the account `code` in `currency`, if it has one.
+pub fn trial_balance_row<'a>(
+    tb: &'a gpuhour::ledger::routes::TrialBalance,
+    code: &str,
+    currency: &str,
+) -> Option<&'a gpuhour::ledger::routes::TrialBalanceRow> {
+    tb.data.iter().find(|r| r.account.code == code && r.account.currency == currency)
 }

@@ -4,6 +4,7 @@ use diesel_async::RunQueryDsl;
 use gpuhour::auth::Role;
 use gpuhour::db::transaction;
 use gpuhour::ledger::model::{AccountType, EntryKind, Floor, NormalSide};
+use gpuhour::ledger::routes::TrialBalance;
 use gpuhour::ledger::rules::Movement;
 use gpuhour::ledger::store::{self, NewAccount, NewEntry};
 use gpuhour::ledger::{LedgerError, chart};
@@ -11,7 +12,9 @@ use gpuhour::money::Currency;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, dec, expect_problem, json, spawn_app, verify_is_clean};
+use crate::helpers::{
+    TestApp, dec, expect_problem, json, now, spawn_app, totals_in, trial_balance_row, verify_is_clean,
+};
 
 /// Records an adjustment bank → equity:adjustments in KRW through the API.
 pub async fn adjust(app: &TestApp, token: &str, amount: &str) -> Value {
@@ -269,41 +272,24 @@ async fn the_trial_balance_balances_now_and_as_of_the_past() {
     let app = spawn_app().await;
     let finance = app.token(Role::Finance).await;
     adjust(&app, &finance, "300").await;
-    let (_, clock) = json(app.get("/v1/sandbox/clock", &finance).await).await;
-    let first: chrono::DateTime<chrono::Utc> = clock["now"].as_str().expect("now").parse().expect("t");
+    let first = now(&app, &finance).await;
     let later = first + chrono::Duration::hours(1);
     app.post("/v1/sandbox/clock", &finance, &json!({"now": later}), None).await;
     adjust(&app, &finance, "700").await;
 
-    let krw_totals = |tb: &Value| {
-        tb["totals"].as_array().expect("totals").iter().find(|t| t["currency"] == "KRW").cloned().expect("KRW")
-    };
-    let (status, now) = json(app.get("/v1/reports/trial-balance", &finance).await).await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        krw_totals(&now),
-        json!({"currency": "KRW", "debits_posted": "1000", "credits_posted": "1000", "debits_pending": "0", "credits_pending": "0"})
-    );
+    let now: TrialBalance = app.get_as("/v1/reports/trial-balance", &finance).await;
+    assert_eq!(totals_in(&now.totals, "KRW"), ["1000", "1000", "0", "0"]);
     // `as_of` means "before this instant": the entry made at `later` is not in it,
     // and nothing is in a trial balance as of the first entry's own instant.
     let as_of = later.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (_, past) = json(app.get(&format!("/v1/reports/trial-balance?as_of={as_of}"), &finance).await).await;
-    assert_eq!(krw_totals(&past)["debits_posted"], "300");
+    let past: TrialBalance = app.get_as(&format!("/v1/reports/trial-balance?as_of={as_of}"), &finance).await;
+    assert_eq!(totals_in(&past.totals, "KRW")[0], "300");
     let at_first = first.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let (_, before) = json(app.get(&format!("/v1/reports/trial-balance?as_of={at_first}"), &finance).await).await;
-    let bank_before = before["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .any(|a| a["code"] == "assets:bank" && a["currency"] == "KRW" && a["balance"] != "0");
-    assert!(!bank_before, "{before:#}");
-    let bank = past["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .find(|a| a["code"] == "assets:bank" && a["currency"] == "KRW")
-        .cloned();
-    assert_eq!(bank.expect("bank")["balance"], "300");
+    let before: TrialBalance = app.get_as(&format!("/v1/reports/trial-balance?as_of={at_first}"), &finance).await;
+    let bank_before = trial_balance_row(&before, "assets:bank", "KRW").is_some_and(|r| r.account.balance != "0");
+    assert!(!bank_before, "{before:#?}");
+    let bank = trial_balance_row(&past, "assets:bank", "KRW").expect("bank");
+    assert_eq!(bank.account.balance, "300");
 }
 
 #[tokio::test]

@@ -4,10 +4,15 @@
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 use gpuhour::auth::Role;
+use gpuhour::auth::routes::Me;
+use gpuhour::http::pagination::Page;
+use gpuhour::ledger::views::AccountView;
+use gpuhour::market::views::{Availability, ListingView, OrderView, OutageView, SettlementRun};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Caller, TestApp, expect_problem, json, next_hour, settings_for, spawn_app, spawn_app_with, start, verify_is_clean,
+    Caller, TestApp, expect_problem, json, next_hour, settings_for, spawn_app, spawn_app_with, start, typed,
+    verify_is_clean,
 };
 
 pub async fn set_clock(app: &TestApp, finance: &str, to: DateTime<Utc>) {
@@ -49,26 +54,33 @@ pub fn order_body(listing: &Value, gpus: i32, start: DateTime<Utc>, hours: i64) 
 }
 
 /// A provider's KRW payable, as `/v1/me` shows it.
-pub async fn payable(app: &TestApp, token: &str) -> Value {
-    let (_, me) = json(app.get("/v1/me", token).await).await;
-    me["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .find(|a| a["currency"] == "KRW" && a["code"].as_str().is_some_and(|c| c.ends_with(":payable")))
-        .cloned()
-        .expect("KRW payable")
+pub async fn payable(app: &TestApp, token: &str) -> AccountView {
+    let me: Me = app.get_as("/v1/me", token).await;
+    me.accounts.into_iter().find(|a| a.currency == "KRW" && a.code.ends_with(":payable")).expect("KRW payable")
 }
 
-pub async fn wallet(app: &TestApp, token: &str) -> Value {
-    let (_, me) = json(app.get("/v1/me", token).await).await;
-    me["accounts"].as_array().expect("accounts").iter().find(|a| a["currency"] == "KRW").cloned().expect("KRW wallet")
+pub async fn wallet(app: &TestApp, token: &str) -> AccountView {
+    let me: Me = app.get_as("/v1/me", token).await;
+    me.accounts.into_iter().find(|a| a.currency == "KRW").expect("KRW wallet")
 }
 
-pub async fn settle(app: &TestApp, finance: &str) -> Value {
-    let (status, run) = json(app.post("/v1/settlements/run", finance, &json!({}), None).await).await;
-    assert_eq!(status, 200, "{run:#}");
-    run
+pub async fn settle(app: &TestApp, finance: &str) -> SettlementRun {
+    app.post_as("/v1/settlements/run", finance, &json!({}), None, 200).await
+}
+
+/// The hours of a listing's availability as (hour, reserved, free).
+async fn availability(
+    app: &TestApp,
+    token: &str,
+    listing: &Value,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, i32, i32)> {
+    let t = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let path =
+        format!("/v1/listings/{}/availability?from={}&to={}", listing["id"].as_str().expect("id"), t(from), t(to));
+    let hours: Availability = app.get_as(&path, token).await;
+    hours.data.into_iter().map(|h| (h.hour, h.reserved, h.free)).collect()
 }
 
 struct Market {
@@ -115,25 +127,9 @@ async fn race_for_the_last_eight(apps: &[&TestApp]) {
         }
     }
     assert_eq!((accepted, refused), (8, 42));
-    let (_, hours) = json(
-        app.get(
-            &format!(
-                "/v1/listings/{}/availability?from={}&to={}",
-                l["id"].as_str().expect("id"),
-                start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                (start + Duration::hours(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-            &m.finance,
-        )
-        .await,
-    )
-    .await;
     assert_eq!(
-        hours["data"],
-        json!([
-            {"hour": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "reserved": 10, "free": 0},
-            {"hour": (start + Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "reserved": 0, "free": 10},
-        ])
+        availability(app, &m.finance, &l, start, start + Duration::hours(2)).await,
+        vec![(start, 10, 0), (start + Duration::hours(1), 0, 10)]
     );
     // The ledger's pending postings match the accepted orders to the unit:
     // 9 orders, 10 GPU-hours at 1,000.
@@ -188,10 +184,7 @@ async fn a_wallet_racing_itself_never_goes_below_zero() {
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 10, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 10, "{statuses:?}");
     let w = wallet(&app, &tenant.token).await;
-    assert_eq!(
-        (w["balance"].as_str(), w["debits_pending"].as_str(), w["available"].as_str()),
-        (Some("10000"), Some("10000"), Some("0"))
-    );
+    assert_eq!((w.balance.as_str(), w.debits_pending.as_str(), w.available.as_str()), ("10000", "10000", "0"));
     // Refused orders reserved no capacity.
     let reserved = app.count("SELECT coalesce(sum(reserved), 0)::bigint AS n FROM listing_hours").await;
     assert_eq!(reserved, 10);
@@ -215,13 +208,12 @@ async fn an_order_settles_hour_by_hour_with_the_rounding_in_the_last_hour() {
         "subtotal": "7004", "subsidy": "0", "subsidy_rate": "0", "tenant_amount": "7004", "platform_fee": "0", "currency": "KRW",
         "energy_kwh": null, "co2e_kg": null})
     );
-    let (status, order) = json(app.post("/v1/orders", &tenant.token, &body, Some("buy-7")).await).await;
-    assert_eq!(status, 201, "{order:#}");
+    let order: OrderView = app.post_as("/v1/orders", &tenant.token, &body, Some("buy-7"), 201).await;
     assert_eq!(
-        (order["status"].as_str(), order["subtotal"].as_str(), order["tenant_amount"].as_str()),
-        (Some("reserved"), Some("7004"), Some("7004"))
+        (order.status.as_str(), order.subtotal.as_str(), order.tenant_amount.as_str()),
+        ("reserved", "7004", "7004")
     );
-    let id = order["id"].as_str().expect("id").to_string();
+    let id = order.id;
     let payable_code = format!("liabilities:provider:{}:payable", m.provider.org_id);
     let payable_sql =
         format!("SELECT credits_posted::bigint AS n FROM accounts WHERE code = '{payable_code}' AND currency = 'KRW'");
@@ -244,18 +236,18 @@ async fn an_order_settles_hour_by_hour_with_the_rounding_in_the_last_hour() {
     for hour in 1..=7 {
         set_clock(&app, &m.finance, start + Duration::hours(hour)).await;
         let run = settle(&app, &m.finance).await;
-        assert_eq!((run["orders"].as_u64(), run["hours"].as_u64()), (Some(1), Some(1)), "hour {hour}: {run:#}");
+        assert_eq!((run.orders, run.hours), (1, 1), "hour {hour}: {run:#?}");
         posted.push(payable().await);
         // Settling twice settles nothing twice.
-        assert_eq!(settle(&app, &m.finance).await["orders"], 0);
+        assert_eq!(settle(&app, &m.finance).await.orders, 0);
     }
     assert_eq!(posted, vec![1000, 2000, 3000, 4000, 5000, 6000, 7004]);
-    let (_, order) = json(app.get(&format!("/v1/orders/{id}"), &tenant.token).await).await;
-    assert_eq!((order["status"].as_str(), order["settled_hours"].as_u64()), (Some("completed"), Some(7)));
+    let order: OrderView = app.get_as(&format!("/v1/orders/{id}"), &tenant.token).await;
+    assert_eq!((order.status.as_str(), order.settled_hours), ("completed", 7));
     let w = wallet(&app, &tenant.token).await;
-    assert_eq!((w["balance"].as_str(), w["debits_pending"].as_str()), (Some("92996"), Some("0")));
+    assert_eq!((w.balance.as_str(), w.debits_pending.as_str()), ("92996", "0"));
     // The provider sees what it earned.
-    assert_eq!(crate::market::payable(&app, &m.provider.token).await["balance"], "7004");
+    assert_eq!(crate::market::payable(&app, &m.provider.token).await.balance, "7004");
     assert_eq!(app.count("SELECT count(*) AS n FROM journal_entries WHERE kind = 'settlement'").await, 7);
     verify_is_clean(&app, &m.finance).await;
 }
@@ -267,19 +259,16 @@ async fn cancelling_before_the_start_releases_everything() {
     let tenant = &m.tenants[0];
     let start = next_hour(&app, &m.finance).await + Duration::hours(2);
     let l = listing(&app, &m.provider.token, 4, "1000", start, 24).await;
-    let (_, order) = json(app.post("/v1/orders", &tenant.token, &order_body(&l, 4, start, 5), None).await).await;
-    let id = order["id"].as_str().expect("id");
-    assert_eq!(wallet(&app, &tenant.token).await["available"], "30000");
+    let (_, order): (_, OrderView) =
+        typed(app.post("/v1/orders", &tenant.token, &order_body(&l, 4, start, 5), None).await).await;
+    let id = order.id;
+    assert_eq!(wallet(&app, &tenant.token).await.available, "30000");
 
-    let (status, cancelled) =
-        json(app.post(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None).await).await;
-    assert_eq!(status, 200, "{cancelled:#}");
-    assert_eq!((cancelled["status"].as_str(), cancelled["charged_hours"].as_u64()), (Some("cancelled"), Some(0)));
+    let cancelled: OrderView =
+        app.post_as(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None, 200).await;
+    assert_eq!((cancelled.status.as_str(), cancelled.charged_hours), ("cancelled", 0));
     let w = wallet(&app, &tenant.token).await;
-    assert_eq!(
-        (w["balance"].as_str(), w["available"].as_str(), w["debits_pending"].as_str()),
-        (Some("50000"), Some("50000"), Some("0"))
-    );
+    assert_eq!((w.balance.as_str(), w.available.as_str(), w.debits_pending.as_str()), ("50000", "50000", "0"));
     assert_eq!(app.count("SELECT coalesce(sum(reserved), 0)::bigint AS n FROM listing_hours").await, 0);
     // The freed capacity sells again.
     let (status, _) = json(app.post("/v1/orders", &tenant.token, &order_body(&l, 4, start, 5), None).await).await;
@@ -300,8 +289,9 @@ async fn cancelling_midway_charges_the_hours_begun_only() {
     let tenant = &m.tenants[0];
     let start = next_hour(&app, &m.finance).await;
     let l = listing(&app, &m.provider.token, 2, "1000", start, 24).await;
-    let (_, order) = json(app.post("/v1/orders", &tenant.token, &order_body(&l, 2, start, 5), None).await).await;
-    let id = order["id"].as_str().expect("id");
+    let (_, order): (_, OrderView) =
+        typed(app.post("/v1/orders", &tenant.token, &order_body(&l, 2, start, 5), None).await).await;
+    let id = order.id;
     set_clock(&app, &m.finance, start + Duration::hours(1)).await;
     settle(&app, &m.finance).await;
     // Two and a half hours in: three hours have begun.
@@ -316,32 +306,18 @@ async fn cancelling_midway_charges_the_hours_begun_only() {
     .await;
     expect_problem(app.get(&format!("/v1/orders/{id}"), &m.tenants[1].token).await, 404, "not_found").await;
 
-    let (status, cancelled) =
-        json(app.post(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None).await).await;
-    assert_eq!(status, 200, "{cancelled:#}");
-    assert_eq!((cancelled["charged_hours"].as_u64(), cancelled["settled_hours"].as_u64()), (Some(3), Some(3)));
+    let cancelled: OrderView =
+        app.post_as(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None, 200).await;
+    assert_eq!((cancelled.charged_hours, cancelled.settled_hours), (3, 3));
     let w = wallet(&app, &tenant.token).await;
-    assert_eq!((w["balance"].as_str(), w["debits_pending"].as_str()), (Some("44000"), Some("0")));
+    assert_eq!((w.balance.as_str(), w.debits_pending.as_str()), ("44000", "0"));
     // Hours 4 and 5 are free again; hour 3 is still sold.
-    let (_, hours) = json(
-        app.get(
-            &format!(
-                "/v1/listings/{}/availability?from={}&to={}",
-                l["id"].as_str().expect("id"),
-                (start + Duration::hours(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                (start + Duration::hours(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-            &tenant.token,
-        )
-        .await,
-    )
-    .await;
-    let free: Vec<i64> =
-        hours["data"].as_array().expect("data").iter().map(|h| h["free"].as_i64().expect("free")).collect();
+    let hours = availability(&app, &tenant.token, &l, start + Duration::hours(2), start + Duration::hours(5)).await;
+    let free: Vec<i32> = hours.into_iter().map(|(_, _, free)| free).collect();
     assert_eq!(free, vec![0, 2, 2]);
     // Nothing is left to settle.
     set_clock(&app, &m.finance, start + Duration::hours(6)).await;
-    assert_eq!(settle(&app, &m.finance).await["orders"], 0);
+    assert_eq!(settle(&app, &m.finance).await.orders, 0);
     verify_is_clean(&app, &m.finance).await;
 }
 
@@ -353,50 +329,42 @@ async fn an_outage_credits_settled_and_pending_hours_exactly() {
     let start = next_hour(&app, &m.finance).await;
     let l = listing(&app, &m.provider.token, 2, "1000", start, 24).await;
     // 2 GPUs × 4 hours = 8 GPU-hours at 1,000.
-    let (_, order) = json(app.post("/v1/orders", &tenant.token, &order_body(&l, 2, start, 4), None).await).await;
-    let id = order["id"].as_str().expect("id");
+    let (_, order): (_, OrderView) =
+        typed(app.post("/v1/orders", &tenant.token, &order_body(&l, 2, start, 4), None).await).await;
+    let id = order.id;
     set_clock(&app, &m.finance, start + Duration::hours(2)).await;
     settle(&app, &m.finance).await;
 
     // One GPU down in hours 2 and 3: one hour settled, one not.
     let outage = json!({"start": start + Duration::hours(1), "end": start + Duration::hours(3), "gpus": 1});
     let lid = l["id"].as_str().expect("id");
-    let (status, report) =
-        json(app.post(&format!("/v1/listings/{lid}/outages"), &m.provider.token, &outage, None).await).await;
-    assert_eq!(status, 201, "{report:#}");
-    let credit = |r: &Value| {
-        let c = &r["credits"][0];
-        (
-            c["order_id"].clone(),
-            c["gpu_hours"].clone(),
-            c["voided"].clone(),
-            c["refunded"].clone(),
-            c["journal_entry_id"].is_string(),
-        )
+    let report: OutageView =
+        app.post_as(&format!("/v1/listings/{lid}/outages"), &m.provider.token, &outage, None, 201).await;
+    let credit = |r: &OutageView| {
+        let c = &r.credits[0];
+        (c.order_id, c.gpu_hours, c.voided.clone(), c.refunded.clone(), c.journal_entry_id.is_some())
     };
-    assert_eq!(credit(&report), (json!(id), json!(2), json!("1000"), json!("1000"), true));
+    let one_hour_each = (id, 2, "1000".to_string(), "1000".to_string(), true);
+    assert_eq!(credit(&report), one_hour_each);
     let w = wallet(&app, &tenant.token).await;
-    assert_eq!((w["balance"].as_str(), w["debits_pending"].as_str()), (Some("47000"), Some("3000")));
+    assert_eq!((w.balance.as_str(), w.debits_pending.as_str()), ("47000", "3000"));
     // Both GPUs down then (a second report): only the GPU-hours not yet credited count.
     let both = json!({"start": start + Duration::hours(1), "end": start + Duration::hours(3), "gpus": 2});
-    let (_, second) =
-        json(app.post(&format!("/v1/listings/{lid}/outages"), &m.provider.token, &both, None).await).await;
-    assert_eq!(credit(&second), (json!(id), json!(2), json!("1000"), json!("1000"), true));
+    let (_, second): (_, OutageView) =
+        typed(app.post(&format!("/v1/listings/{lid}/outages"), &m.provider.token, &both, None).await).await;
+    assert_eq!(credit(&second), one_hour_each);
     // Nothing is left to credit in those hours.
-    let (_, third) = json(app.post(&format!("/v1/listings/{lid}/outages"), &m.provider.token, &both, None).await).await;
-    assert_eq!(third["credits"], json!([]));
+    let (_, third): (_, OutageView) =
+        typed(app.post(&format!("/v1/listings/{lid}/outages"), &m.provider.token, &both, None).await).await;
+    assert!(third.credits.is_empty(), "{third:#?}");
 
     set_clock(&app, &m.finance, start + Duration::hours(4)).await;
     settle(&app, &m.finance).await;
     let w = wallet(&app, &tenant.token).await;
-    assert_eq!(
-        (w["balance"].as_str(), w["debits_pending"].as_str()),
-        (Some("46000"), Some("0")),
-        "paid 4 of 8 GPU-hours"
-    );
-    assert_eq!(payable(&app, &m.provider.token).await["balance"], "4000");
-    let (_, order) = json(app.get(&format!("/v1/orders/{id}"), &tenant.token).await).await;
-    assert_eq!((order["status"].as_str(), order["credited_gpu_hours"].as_u64()), (Some("completed"), Some(4)));
+    assert_eq!((w.balance.as_str(), w.debits_pending.as_str()), ("46000", "0"), "paid 4 of 8 GPU-hours");
+    assert_eq!(payable(&app, &m.provider.token).await.balance, "4000");
+    let order: OrderView = app.get_as(&format!("/v1/orders/{id}"), &tenant.token).await;
+    assert_eq!((order.status.as_str(), order.credited_gpu_hours), ("completed", 4));
     verify_is_clean(&app, &m.finance).await;
 }
 
@@ -438,8 +406,9 @@ async fn listings_are_validated_and_owned() {
     assert_eq!(app.count("SELECT count(*) AS n FROM listings").await, 0);
     let (status, l) = json(app.post("/v1/listings", &owner.token, &base, None).await).await;
     assert_eq!(status, 201);
-    assert_eq!(l["price_per_gpu_hour"], "1500");
-    let path = format!("/v1/listings/{}", l["id"].as_str().expect("id"));
+    let made: ListingView = serde_json::from_value(l.clone()).expect("a listing");
+    assert_eq!(made.price_per_gpu_hour, "1500");
+    let path = format!("/v1/listings/{}", made.id);
     // Nor may a change move the whole window into the past.
     let past = json!({"available_from": "1970-01-01T00:00:00Z", "available_until": "1970-01-02T00:00:00Z"});
     let response = app.client.patch(app.url(&path)).bearer_auth(&owner.token).json(&past).send().await.expect("patch");
@@ -469,8 +438,9 @@ async fn listings_are_validated_and_owned() {
         "conflict",
     )
     .await;
-    let (status, grown) = json(shrink(json!({"gpus": 3, "status": "paused"})).await.expect("patch")).await;
-    assert_eq!((status.as_u16(), grown["gpus"].as_i64(), grown["status"].as_str()), (200, Some(3), Some("paused")));
+    let (status, grown): (_, ListingView) =
+        typed(shrink(json!({"gpus": 3, "status": "paused"})).await.expect("patch")).await;
+    assert_eq!((status.as_u16(), grown.gpus, grown.status.as_str()), (200, 3, "paused"));
     // A paused listing takes no orders and is hidden from other organisations:
     // ordering or quoting it answers 404 as reading it does, so its existence
     // does not leak (ordering it was a 409 "the listing is paused").
@@ -499,29 +469,30 @@ async fn search_finds_only_listings_with_the_gpus_free() {
     .await;
     assert_eq!(status, 201);
     let t = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let ids = |page: &Value| -> Vec<String> {
-        page["data"].as_array().expect("data").iter().map(|l| l["id"].as_str().expect("id").to_string()).collect()
-    };
+    let ids = |page: &Page<ListingView>| -> Vec<String> { page.data.iter().map(|l| l.id.to_string()).collect() };
     let id = |l: &Value| l["id"].as_str().expect("id").to_string();
     let token = &m.tenants[0].token;
+    let app = &app;
+    let search =
+        |query: String| async move { app.get_as::<Page<ListingView>>(&format!("/v1/listings?{query}"), token).await };
 
-    let (_, all) = json(app.get("/v1/listings?sort=price", token).await).await;
+    let all = search("sort=price".into()).await;
     assert_eq!(ids(&all), vec![id(&cheap), id(&mid), id(&dear)]);
-    assert_eq!(all["data"][0]["free_gpus"], 0, "sold out in some hour of its window");
+    assert_eq!(all.data[0].free_gpus, Some(0), "sold out in some hour of its window");
     let window = format!("start={}&end={}", t(start + Duration::hours(3)), t(start + Duration::hours(5)));
-    let (_, busy) = json(app.get(&format!("/v1/listings?{window}"), token).await).await;
+    let busy = search(window.clone()).await;
     assert_eq!(ids(&busy), vec![id(&mid), id(&dear)], "the cheap one is sold out then");
-    let (_, six) = json(app.get(&format!("/v1/listings?min_gpus=6&max_price=1500&{window}"), token).await).await;
+    let six = search(format!("min_gpus=6&max_price=1500&{window}")).await;
     assert_eq!(ids(&six), vec![id(&mid)]);
-    assert_eq!(six["data"][0]["free_gpus"], 8);
-    let (_, desc) = json(app.get("/v1/listings?sort=-price&limit=2", token).await).await;
+    assert_eq!(six.data[0].free_gpus, Some(8));
+    let desc = search("sort=-price&limit=2".into()).await;
     assert_eq!(ids(&desc), vec![id(&dear), id(&mid)]);
-    let cursor = desc["next_cursor"].as_str().expect("next");
-    let (_, rest) = json(app.get(&format!("/v1/listings?sort=-price&limit=2&cursor={cursor}"), token).await).await;
+    let cursor = desc.next_cursor.as_deref().expect("next");
+    let rest = search(format!("sort=-price&limit=2&cursor={cursor}")).await;
     assert_eq!(ids(&rest), vec![id(&cheap)]);
-    assert_eq!(rest["next_cursor"], Value::Null);
-    let (_, none) = json(app.get("/v1/listings?gpu_model=B200&region=kr-seoul-1", token).await).await;
-    assert_eq!(none["data"], json!([]));
+    assert_eq!(rest.next_cursor, None);
+    let none = search("gpu_model=B200&region=kr-seoul-1".into()).await;
+    assert!(none.data.is_empty());
     expect_problem(app.get("/v1/listings?sort=cheapest", token).await, 422, "validation_failed").await;
     // A forged cursor (valid base64 JSON, nonsense inside) is refused, not passed to SQL.
     use base64::Engine;
@@ -551,22 +522,19 @@ async fn orders_are_listed_for_who_may_see_them() {
         .await;
         assert_eq!(status, 201);
     }
-    let count = |page: &Value| page["data"].as_array().expect("data").len();
-    let (_, own) = json(app.get("/v1/orders", &m.tenants[0].token).await).await;
-    assert_eq!(count(&own), 1);
-    assert_eq!(own["data"][0]["tenant_org_id"], json!(m.tenants[0].org_id));
-    let (_, provider) = json(app.get("/v1/orders", &m.provider.token).await).await;
-    assert_eq!(count(&provider), 2);
-    let (_, all) = json(app.get("/v1/orders?status=reserved,active", &m.finance).await).await;
-    assert_eq!(count(&all), 2);
-    let (_, done) = json(app.get("/v1/orders?status=completed", &m.finance).await).await;
-    assert_eq!(count(&done), 0);
-    set_clock(&app, &m.finance, start).await;
-    let (_, active) = json(app.get("/v1/orders?status=active", &m.finance).await).await;
-    assert_eq!(count(&active), 1, "the first hour of one order has begun");
+    let app = &app;
+    let orders = |path: &'static str, token: String| async move { app.get_as::<Page<OrderView>>(path, &token).await };
+    let own = orders("/v1/orders", m.tenants[0].token.clone()).await;
+    assert_eq!(own.data.len(), 1);
+    assert_eq!(own.data[0].tenant_org_id, m.tenants[0].org_id);
+    assert_eq!(orders("/v1/orders", m.provider.token.clone()).await.data.len(), 2);
+    assert_eq!(orders("/v1/orders?status=reserved,active", m.finance.clone()).await.data.len(), 2);
+    assert_eq!(orders("/v1/orders?status=completed", m.finance.clone()).await.data.len(), 0);
+    set_clock(app, &m.finance, start).await;
+    let active = orders("/v1/orders?status=active", m.finance.clone()).await;
+    assert_eq!(active.data.len(), 1, "the first hour of one order has begun");
     expect_problem(app.get("/v1/orders?status=lost", &m.finance).await, 422, "validation_failed").await;
-    let (_, other_provider) = json(app.get("/v1/orders", &app.token(Role::Provider).await).await).await;
-    assert_eq!(count(&other_provider), 0);
+    assert_eq!(orders("/v1/orders", app.token(Role::Provider).await).await.data.len(), 0);
 }
 
 #[tokio::test]
@@ -616,13 +584,14 @@ async fn the_background_settler_settles_by_itself() {
     let m = market(&app, 1, "10000").await;
     let start = next_hour(&app, &m.finance).await;
     let l = listing(&app, &m.provider.token, 1, "1000", start, 10).await;
-    let (_, order) = json(app.post("/v1/orders", &m.tenants[0].token, &order_body(&l, 1, start, 2), None).await).await;
+    let (_, order): (_, OrderView) =
+        typed(app.post("/v1/orders", &m.tenants[0].token, &order_body(&l, 1, start, 2), None).await).await;
     set_clock(&app, &m.finance, start + Duration::hours(2)).await;
-    let path = format!("/v1/orders/{}", order["id"].as_str().expect("id"));
+    let path = format!("/v1/orders/{}", order.id);
     let mut status = String::new();
     for _ in 0..50 {
-        let (_, o) = json(app.get(&path, &m.tenants[0].token).await).await;
-        status = o["status"].as_str().expect("status").to_string();
+        let o: OrderView = app.get_as(&path, &m.tenants[0].token).await;
+        status = o.status;
         if status == "completed" {
             break;
         }
@@ -641,26 +610,26 @@ async fn a_settlement_run_honours_its_idempotency_key() {
     let m = market(&app, 1, "100000").await;
     let start = next_hour(&app, &m.finance).await;
     let l = listing(&app, &m.provider.token, 2, "1000", start, 10).await;
-    let (status, order) =
-        json(app.post("/v1/orders", &m.tenants[0].token, &order_body(&l, 1, start, 4), None).await).await;
-    assert_eq!(status, 201, "{order:#}");
-    let order_path = format!("/v1/orders/{}", order["id"].as_str().expect("id"));
+    let order: OrderView =
+        app.post_as("/v1/orders", &m.tenants[0].token, &order_body(&l, 1, start, 4), None, 201).await;
+    let order_path = format!("/v1/orders/{}", order.id);
     set_clock(&app, &m.finance, start + Duration::hours(2)).await;
 
     let empty = json!({});
     let run = || app.post("/v1/settlements/run", &m.finance, &empty, Some("settle-once"));
     let first = run().await;
     assert_eq!(first.headers().get("idempotent-replayed"), None);
-    let (status, first) = json(first).await;
-    assert_eq!((status.as_u16(), first["orders"].as_i64(), first["hours"].as_i64()), (200, Some(1), Some(2)));
+    let (status, first): (_, SettlementRun) = typed(first).await;
+    assert_eq!((status.as_u16(), first.orders, first.hours), (200, 1, 2));
 
     set_clock(&app, &m.finance, start + Duration::hours(3)).await;
     let again = run().await;
     assert_eq!(again.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
-    let (status, again) = json(again).await;
-    assert_eq!((status.as_u16(), &again), (200, &first));
-    let (_, after) = json(app.get(&order_path, &m.finance).await).await;
-    assert_eq!(after["settled_hours"], 2, "the replay settled nothing");
+    let (status, again): (_, SettlementRun) = typed(again).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(serde_json::to_value(&again).expect("json"), serde_json::to_value(&first).expect("json"));
+    let after: OrderView = app.get_as(&order_path, &m.finance).await;
+    assert_eq!(after.settled_hours, 2, "the replay settled nothing");
     let audited = "SELECT count(*) AS n FROM audit_log WHERE route = '/v1/settlements/run'";
     assert_eq!(app.count(audited).await, 1, "one run, one audit record");
 
@@ -673,8 +642,8 @@ async fn a_settlement_run_honours_its_idempotency_key() {
         "idempotency_key_reused",
     )
     .await;
-    let (status, next) =
-        json(app.post("/v1/settlements/run", &m.finance, &json!({}), Some("settle-twice")).await).await;
-    assert_eq!((status.as_u16(), next["hours"].as_i64()), (200, Some(1)));
+    let next: SettlementRun =
+        app.post_as("/v1/settlements/run", &m.finance, &json!({}), Some("settle-twice"), 200).await;
+    assert_eq!(next.hours, 1);
     verify_is_clean(&app, &m.finance).await;
 }

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 use gpuhour::auth::Role;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -32,7 +32,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
 
-use crate::helpers::{Caller, TestApp, json, now, spawn_app_with};
+use crate::helpers::{Caller, TestApp, hour_after, json, now, spawn_app_with};
 
 fn d(v: &Value) -> Decimal {
     v.as_str().unwrap_or_else(|| panic!("a decimal string, got {v}")).parse().expect("decimal")
@@ -360,7 +360,7 @@ async fn world(seed: u64, rng: &mut StdRng) -> World {
         },
         log: vec![format!("fee rate {fee_rate}")],
     };
-    let start = clock.duration_trunc(Duration::hours(1)).expect("hour") + Duration::hours(1);
+    let start = hour_after(clock);
     for provider in 0..2 {
         for _ in 0..3 {
             let gpus = [1, 2, 4][rng.random_range(0..3)];
@@ -419,7 +419,7 @@ async fn order(w: &mut World, rng: &mut StdRng, seed: u64) {
     let l = w.m.listings[listing].clone();
     let gpus = rng.random_range(1..=l.gpus);
     let hours: i32 = rng.random_range(1..=6);
-    let first = w.clock.duration_trunc(Duration::hours(1)).expect("hour") + Duration::hours(1);
+    let first = hour_after(w.clock);
     let start = first + Duration::hours(rng.random_range(0..6));
     let grants: Vec<usize> = (0..w.m.grants.len()).filter(|&g| w.m.grants[g].tenant == tenant).collect();
     let grant =
@@ -808,7 +808,7 @@ async fn regression_outage_then_cancel_within_the_credited_hour() {
     assert_eq!(w.post("/v1/deposits", &w.finance.clone(), body).await.0, 201);
     // Order on the first listing, every GPU of it, 10 hours, half paid by a grant.
     let l = w.m.listings[0].clone();
-    let start = w.clock.duration_trunc(Duration::hours(1)).expect("hour") + Duration::hours(1);
+    let start = hour_after(w.clock);
     let body = json!({"tenant_org_id": w.tenants[0].org_id, "amount": "100000", "rate": "0.5",
         "valid_from": w.clock - Duration::days(1), "valid_until": w.clock + Duration::days(300)});
     let path = format!("/v1/programmes/{}/grants", w.programme["id"].as_str().expect("id"));

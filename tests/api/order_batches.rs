@@ -107,9 +107,9 @@ async fn a_batch_judges_each_order_on_its_own() {
         .await;
     assert_eq!(hours, 2 + 10 + 100, "2 GPUs at h, 1 at h+1, 1 at h+2");
     assert_eq!(app.count("SELECT count(DISTINCT recorded_at) AS n FROM journal_entries WHERE kind = 'order'").await, 1);
-    assert_eq!(wallet(&app, &a.token).await["available"], "3000");
-    assert_eq!(wallet(&app, &b.token).await["available"], "500");
-    assert_eq!(wallet(&app, &e.token).await["available"], "0");
+    assert_eq!(wallet(&app, &a.token).await.available, "3000");
+    assert_eq!(wallet(&app, &b.token).await.available, "500");
+    assert_eq!(wallet(&app, &e.token).await.available, "0");
     let (_, g) = json(app.get(&format!("/v1/grants/{}", g["id"].as_str().expect("id")), &finance).await).await;
     assert_eq!((g["available"].as_str(), g["committed"].as_str()), (Some("200"), Some("800")));
     verify_is_clean(&app, &finance).await;

@@ -4,6 +4,7 @@
 
 use chrono::Duration;
 use gpuhour::auth::Role;
+use gpuhour::market::views::{OrderView, OutageView};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, json, next_hour, spawn_app, verify_is_clean};
@@ -26,39 +27,39 @@ async fn outage_then_cancel(subsidised: bool) {
     if subsidised {
         body = with_grant(body, &grant_at_half(&app, &finance, &p, &tenant, start).await);
     }
-    let (status, order) = json(app.post("/v1/orders", &tenant.token, &body, None).await).await;
-    assert_eq!(status, 201, "{order:#}");
+    let order: OrderView = app.post_as("/v1/orders", &tenant.token, &body, None, 201).await;
     let tenant_share = if subsidised { "5000" } else { "10000" };
-    assert_eq!(order["tenant_amount"], tenant_share);
+    assert_eq!(order.tenant_amount, tenant_share);
 
     set_clock(&app, &finance, start + Duration::minutes(30)).await;
     let outage = json!({"start": start, "end": start + Duration::hours(1), "gpus": 1});
-    let (status, credit) = json(
-        app.post(&format!("/v1/listings/{}/outages", l["id"].as_str().expect("id")), &provider.token, &outage, None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{credit:#}");
+    let credit: OutageView = app
+        .post_as(
+            &format!("/v1/listings/{}/outages", l["id"].as_str().expect("id")),
+            &provider.token,
+            &outage,
+            None,
+            201,
+        )
+        .await;
     let hour_share = if subsidised { "500" } else { "1000" };
-    assert_eq!(credit["credits"][0]["voided"], hour_share);
-    assert_eq!(credit["credits"][0]["refunded"], "0");
+    assert_eq!((credit.credits[0].voided.as_str(), credit.credits[0].refunded.as_str()), (hour_share, "0"));
 
-    let id = order["id"].as_str().expect("id");
-    let (status, cancelled) =
-        json(app.post(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None).await).await;
-    assert_eq!(status, 200, "{cancelled:#}");
-    assert_eq!(cancelled["charged_hours"], 1);
+    let id = order.id;
+    let cancelled: OrderView =
+        app.post_as(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None, 200).await;
+    assert_eq!(cancelled.charged_hours, 1);
 
     // Nobody pays for the lost hour: wallet whole, nothing reserved, nothing earned.
     let w = wallet(&app, &tenant.token).await;
-    assert_eq!((w["balance"].as_str(), w["debits_pending"].as_str()), (Some("100000"), Some("0")), "{w:#}");
+    assert_eq!((w.balance.as_str(), w.debits_pending.as_str()), ("100000", "0"), "{w:#?}");
     let earned = payable(&app, &provider.token).await;
-    assert_eq!((earned["balance"].as_str(), earned["credits_pending"].as_str()), (Some("0"), Some("0")), "{earned:#}");
+    assert_eq!((earned.balance.as_str(), earned.credits_pending.as_str()), ("0", "0"), "{earned:#?}");
     let r = report(&app, &finance, &p).await;
-    assert_eq!((r["spent"].as_str(), r["committed"].as_str()), (Some("0"), Some("0")), "{r:#}");
+    assert_eq!((r.spent.as_str(), r.committed.as_str()), ("0", "0"), "{r:#?}");
     // Later hours settle nothing.
     set_clock(&app, &finance, start + Duration::hours(12)).await;
-    assert_eq!(settle(&app, &finance).await["orders"], 0);
+    assert_eq!(settle(&app, &finance).await.orders, 0);
     verify_is_clean(&app, &finance).await;
 }
 

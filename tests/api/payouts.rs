@@ -5,10 +5,13 @@
 
 use chrono::Duration;
 use gpuhour::auth::Role;
+use gpuhour::ledger::routes::TrialBalance;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use crate::helpers::{Caller, TestApp, expect_problem, json, next_hour, spawn_app, spawn_app_with, verify_is_clean};
+use crate::helpers::{
+    Caller, TestApp, expect_problem, json, next_hour, spawn_app, spawn_app_with, trial_balance_row, verify_is_clean,
+};
 use crate::market::{deposit, listing, order_body, set_clock, settle};
 use crate::subsidy::{programme, with_grant};
 
@@ -26,15 +29,8 @@ async fn position(app: &TestApp, finance: &str, provider: &Caller) -> Value {
 }
 
 async fn krw_balance(app: &TestApp, finance: &str, code: &str) -> Decimal {
-    let (_, tb) = json(app.get("/v1/reports/trial-balance", finance).await).await;
-    let a = tb["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .find(|a| a["code"] == code && a["currency"] == "KRW")
-        .cloned()
-        .expect("account");
-    a["balance"].as_str().expect("balance").parse().expect("decimal")
+    let tb: TrialBalance = app.get_as("/v1/reports/trial-balance", finance).await;
+    trial_balance_row(&tb, code, "KRW").expect("account").account.balance.parse().expect("decimal")
 }
 
 /// A tenant with a 80 % grant buys 1 GPU × 10 hours at 1,000; all settled.

@@ -59,7 +59,7 @@ async fn usage_settled_late_falls_in_the_month_it_was_used_and_every_report_agre
 
     // The settler is two days late.
     set_clock(&app, &finance, boundary + Duration::days(2)).await;
-    assert_eq!(settle(&app, &finance).await["orders"], 1);
+    assert_eq!(settle(&app, &finance).await.orders, 1);
 
     // Months in Seoul: 1,000 of subsidy in each (UTC would put all four hours in one month).
     let kst = FixedOffset::east_opt(9 * 3600).expect("offset");

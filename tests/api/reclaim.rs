@@ -197,12 +197,9 @@ async fn reclaiming_refunds_the_future_hours_exactly_and_closes_the_grant() {
         (&json!("6000"), &json!("2800"), &json!("11200"))
     );
     let w = wallet(&app, &tenant.token).await;
-    assert_eq!(
-        (w["balance"].as_str(), w["available"].as_str(), w["debits_pending"].as_str()),
-        (Some("98800"), Some("98800"), Some("0"))
-    );
+    assert_eq!((w.balance.as_str(), w.available.as_str(), w.debits_pending.as_str()), ("98800", "98800", "0"));
     let pay = payable(&app, &provider.token).await;
-    assert_eq!((pay["credits_posted"].as_str(), pay["credits_pending"].as_str()), (Some("6000"), Some("0")));
+    assert_eq!((pay.credits_posted.as_str(), pay.credits_pending.as_str()), ("6000", "0"));
     let grant_after = &reclaimed["grant"];
     assert_eq!(
         (
@@ -237,6 +234,6 @@ async fn reclaiming_refunds_the_future_hours_exactly_and_closes_the_grant() {
     assert_eq!((status.as_u16(), &replay), (200, &reclaimed));
     expect_problem(app.post(&path, &finance, &json!({"reason": "again"}), None).await, 409, "conflict").await;
     assert_eq!(events(&app, "grant.reclaimed").await, 1);
-    assert_eq!(wallet(&app, &tenant.token).await["balance"], "98800");
+    assert_eq!(wallet(&app, &tenant.token).await.balance, "98800");
     verify_is_clean(&app, &finance).await;
 }

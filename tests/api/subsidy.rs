@@ -5,9 +5,16 @@ use chrono::{DateTime, Duration, Utc};
 use diesel_async::RunQueryDsl;
 use futures::future::join_all;
 use gpuhour::auth::Role;
+use gpuhour::finance::names::OrgRef;
+use gpuhour::finance::payouts::PayoutView;
+use gpuhour::finance::reports::{ProgrammeReport, ReportGroup, Statement};
+use gpuhour::ledger::routes::{EntryView, TrialBalance};
+use gpuhour::market::views::{OrderView, QuoteView, SettlementRun};
+use gpuhour::subsidy::claims::{ClaimLine, ClaimView};
+use gpuhour::subsidy::routes::GrantView;
 use serde_json::{Value, json};
 
-use crate::helpers::{Caller, TestApp, expect_problem, json, next_hour, spawn_app, verify_is_clean};
+use crate::helpers::{Caller, TestApp, expect_problem, json, next_hour, read_as, spawn_app, typed, verify_is_clean};
 use crate::market::{deposit, listing, order_body, set_clock};
 
 pub async fn programme(app: &TestApp, finance: &str, budget: &str, at: DateTime<Utc>) -> Value {
@@ -53,39 +60,38 @@ async fn the_co_payment_follows_the_category_and_the_cap() {
     let start = next_hour(&app, &finance).await;
     let p = programme(&app, &finance, "100000000", start).await;
     let l = listing(&app, &provider.token, 8, "1000.5", start, 48).await;
-    let split = |q: &Value| {
-        (q["subtotal"].clone(), q["subsidy"].clone(), q["subsidy_rate"].clone(), q["tenant_amount"].clone())
-    };
     for (category, subsidy, rate, tenant_pays) in
         [("sme", "5603", "0.8", "1401"), ("university", "6303", "0.9", "701"), ("enterprise", "4902", "0.7", "2102")]
     {
         let tenant = app.tenant(category).await;
         let g = grant(&app, &finance, &p, &tenant, "1000000", start).await;
-        let (status, q) =
-            json(app.post("/v1/quotes", &tenant.token, &with_grant(order_body(&l, 1, start, 7), &g), None).await).await;
-        assert_eq!(status, 200, "{q:#}");
-        assert_eq!(split(&q), (json!("7004"), json!(subsidy), json!(rate), json!(tenant_pays)), "{category}");
+        let q: QuoteView =
+            app.post_as("/v1/quotes", &tenant.token, &with_grant(order_body(&l, 1, start, 7), &g), None, 200).await;
+        assert_eq!(
+            (q.subtotal.as_str(), q.subsidy.as_str(), q.subsidy_rate.as_str(), q.tenant_amount.as_str()),
+            ("7004", subsidy, rate, tenant_pays),
+            "{category}"
+        );
     }
+    let split =
+        |o: &OrderView| (o.subtotal.clone(), o.subsidy.clone(), o.subsidy_rate.clone(), o.tenant_amount.clone());
+    let strings = |a: &str, b: &str, c: &str, d: &str| (a.to_string(), b.to_string(), c.to_string(), d.to_string());
 
     // At and across the cap: the grant pays what it has left, the tenant the rest.
     let tenant = app.tenant("sme").await;
     deposit(&app, &finance, tenant.org_id, "100000").await;
     let g = grant(&app, &finance, &p, &tenant, "5000", start).await;
-    let (status, first) =
-        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 1, start, 7), &g), None).await).await;
-    assert_eq!(status, 201, "{first:#}");
-    assert_eq!(split(&first), (json!("7004"), json!("5000"), json!("0.8"), json!("2004")));
-    let (_, second) = json(
+    let first: OrderView =
+        app.post_as("/v1/orders", &tenant.token, &with_grant(order_body(&l, 1, start, 7), &g), None, 201).await;
+    assert_eq!(split(&first), strings("7004", "5000", "0.8", "2004"));
+    let (_, second): (_, OrderView) = typed(
         app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 1, start + Duration::hours(7), 7), &g), None)
             .await,
     )
     .await;
-    assert_eq!(split(&second), (json!("7004"), json!("0"), json!("0.8"), json!("7004")));
-    let (_, g) = json(app.get(&format!("/v1/grants/{}", g["id"].as_str().expect("id")), &tenant.token).await).await;
-    assert_eq!(
-        (g["available"].as_str(), g["committed"].as_str(), g["spent"].as_str()),
-        (Some("0"), Some("5000"), Some("0"))
-    );
+    assert_eq!(split(&second), strings("7004", "0", "0.8", "7004"));
+    let g: GrantView = app.get_as(&format!("/v1/grants/{}", g["id"].as_str().expect("id")), &tenant.token).await;
+    assert_eq!((g.available.as_str(), g.committed.as_str(), g.spent.as_str()), ("0", "5000", "0"));
     verify_is_clean(&app, &finance).await;
 }
 
@@ -105,8 +111,8 @@ async fn thirty_orders_race_for_a_nearly_exhausted_grant() {
         (0..30).map(|i| with_grant(order_body(&l, 1, start + Duration::hours(i), 1), &g)).collect();
     let responses = join_all(bodies.iter().map(|b| app.post("/v1/orders", &tenant.token, b, None))).await;
     assert_grant_split_under_contention(responses).await;
-    let (_, g) = json(app.get(&format!("/v1/grants/{}", g["id"].as_str().expect("id")), &finance).await).await;
-    assert_eq!((g["available"].as_str(), g["committed"].as_str()), (Some("0"), Some("20000")));
+    let g: GrantView = app.get_as(&format!("/v1/grants/{}", g["id"].as_str().expect("id")), &finance).await;
+    assert_eq!((g.available.as_str(), g.committed.as_str()), ("0", "20000"));
     verify_is_clean(&app, &finance).await;
 }
 
@@ -138,9 +144,8 @@ async fn over_granting_under_concurrency_fails_without_writing() {
     assert_eq!(granted, 6);
     assert_eq!(app.count("SELECT count(*) AS n FROM grants").await, 6);
     assert_eq!(app.count("SELECT count(*) AS n FROM journal_entries WHERE kind = 'grant'").await, 6);
-    let (_, report) =
-        json(app.get(&format!("/v1/reports/programmes/{}", p["id"].as_str().expect("id")), &finance).await).await;
-    assert_eq!((report["granted"].as_str(), report["unallocated"].as_str()), (Some("90000"), Some("10000")));
+    let r = report(&app, &finance, &p).await;
+    assert_eq!((r.granted.as_str(), r.unallocated.as_str()), ("90000", "10000"));
     verify_is_clean(&app, &finance).await;
 }
 
@@ -176,33 +181,24 @@ async fn grants_are_checked_before_they_pay() {
     late["listing_id"] = late_listing["id"].clone();
     expect_problem(app.post("/v1/orders", &bob.token, &late, None).await, 422, "validation_failed").await;
     // Closed: what is left goes back to the programme, and it funds nothing new.
-    let (status, closed) = json(
-        app.post(&format!("/v1/grants/{}/close", bobs["id"].as_str().expect("id")), &finance, &json!({}), None).await,
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        (closed["status"].as_str(), closed["released"].as_str(), closed["available"].as_str()),
-        (Some("closed"), Some("10000"), Some("0"))
-    );
+    let closed: GrantView = app
+        .post_as(&format!("/v1/grants/{}/close", bobs["id"].as_str().expect("id")), &finance, &json!({}), None, 200)
+        .await;
+    assert_eq!((closed.status.as_str(), closed.released.as_str(), closed.available.as_str()), ("closed", "10000", "0"));
     expect_problem(
         app.post("/v1/orders", &bob.token, &with_grant(order_body(&l, 1, start, 1), &bobs), None).await,
         422,
         "validation_failed",
     )
     .await;
-    let (_, report) =
-        json(app.get(&format!("/v1/reports/programmes/{}", p["id"].as_str().expect("id")), &finance).await).await;
-    assert_eq!(
-        (report["granted"].as_str(), report["released"].as_str(), report["unallocated"].as_str()),
-        (Some("20000"), Some("10000"), Some("990000"))
-    );
+    let r = report(&app, &finance, &p).await;
+    assert_eq!((r.granted.as_str(), r.released.as_str(), r.unallocated.as_str()), ("20000", "10000", "990000"));
     assert_eq!(app.count("SELECT count(*) AS n FROM orders").await, 0);
     verify_is_clean(&app, &finance).await;
 }
 
 /// Postings of an entry as (debit code, credit code, kind, amount).
-async fn entry_lines(app: &TestApp, entry_id: &str) -> Vec<(String, String, String, String)> {
+async fn entry_lines(app: &TestApp, entry_id: impl std::fmt::Display) -> Vec<(String, String, String, String)> {
     let mut conn = app.conn().await;
     #[derive(diesel::QueryableByName)]
     struct Line {
@@ -240,18 +236,57 @@ fn l(d: &str, c: &str, k: &str, a: &str) -> (String, String, String, String) {
     (d.into(), c.into(), k.into(), a.into())
 }
 
-pub async fn report(app: &TestApp, finance: &str, programme: &Value) -> Value {
-    let (_, r) =
-        json(app.get(&format!("/v1/reports/programmes/{}", programme["id"].as_str().expect("id")), finance).await)
-            .await;
-    r
+pub async fn report(app: &TestApp, finance: &str, programme: &Value) -> ProgrammeReport {
+    app.get_as(&format!("/v1/reports/programmes/{}", programme["id"].as_str().expect("id")), finance).await
 }
 
-fn figures(r: &Value) -> Vec<&str> {
-    ["budget", "granted", "committed", "spent", "released", "unallocated", "claimed", "paid", "outstanding"]
-        .iter()
-        .map(|k| r[*k].as_str().expect("figure"))
-        .collect()
+/// A money figure of the report by its name in the API (the console shows
+/// the same names), so a test can walk a list of them.
+pub fn report_figure<'a>(r: &'a ProgrammeReport, name: &str) -> &'a str {
+    match name {
+        "budget" => &r.budget,
+        "granted" => &r.granted,
+        "committed" => &r.committed,
+        "spent" => &r.spent,
+        "released" => &r.released,
+        "unallocated" => &r.unallocated,
+        "claimed" => &r.claimed,
+        "paid" => &r.paid,
+        "written_off" => &r.written_off,
+        "advanced" => &r.advanced,
+        "advance_applied" => &r.advance_applied,
+        "advance_unapplied" => &r.advance_unapplied,
+        "outstanding" => &r.outstanding,
+        "unclaimed" => &r.unclaimed,
+        other => panic!("the programme report has no figure {other}"),
+    }
+}
+
+fn figures(r: &ProgrammeReport) -> Vec<&str> {
+    vec![
+        &r.budget,
+        &r.granted,
+        &r.committed,
+        &r.spent,
+        &r.released,
+        &r.unallocated,
+        &r.claimed,
+        &r.paid,
+        &r.outstanding,
+    ]
+    .into_iter()
+    .map(String::as_str)
+    .collect()
+}
+
+/// A group of the report: key, name, organisation, committed, spent.
+fn group(g: &ReportGroup) -> (&str, &str, Option<&OrgRef>, &str, &str) {
+    (&g.key, &g.name, g.org.as_ref(), &g.committed, &g.spent)
+}
+
+/// A claim's line: organisation id, organisation, amount.
+fn claim_line(l: &ClaimLine) -> (uuid::Uuid, Option<&OrgRef>, &str) {
+    (l.org_id, l.org.as_ref(), &l.amount)
 }
 
 pub struct Cycle {
@@ -282,11 +317,10 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
 
     deposit(app, &finance, tenant.org_id, "50000").await;
     let l7 = listing(app, &provider.token, 4, "1000.5", start, 48).await;
-    let (status, order) =
-        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l7, 1, start, 7), &g), None).await).await;
-    assert_eq!(status, 201, "{order:#}");
+    let order: OrderView =
+        app.post_as("/v1/orders", &tenant.token, &with_grant(order_body(&l7, 1, start, 7), &g), None, 201).await;
     assert_eq!(
-        lines(entry_lines(app, order["journal_entry_id"].as_str().expect("entry")).await),
+        lines(entry_lines(app, order.journal_entry_id).await),
         vec![
             l("liabilities:tenant:wallet", "liabilities:provider:payable", "pending", "1401"),
             l("assets:subsidy-receivable", "liabilities:provider:payable", "pending", "5603"),
@@ -299,15 +333,10 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
     );
 
     set_clock(app, &finance, start + Duration::hours(7)).await;
-    let (_, run) = json(app.post("/v1/settlements/run", &finance, &json!({}), None).await).await;
+    let (_, run): (_, SettlementRun) = typed(app.post("/v1/settlements/run", &finance, &json!({}), None).await).await;
     // One settlement entry per hour, dated at the hour it pays for: six hours
     // of floor(amount ÷ 7), the last taking the remainder.
-    let settlements: Vec<&str> = run["settled"][0]["journal_entry_ids"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .map(|e| e.as_str().expect("entry id"))
-        .collect();
+    let settlements = &run.settled[0].journal_entry_ids;
     assert_eq!(settlements.len(), 7);
     for (hour, settlement) in settlements.iter().enumerate() {
         let (tenant_share, subsidy_share) = if hour < 6 { ("200", "800") } else { ("201", "803") };
@@ -319,9 +348,8 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
                 l("budget:grant:available", "budget:grant:spent", "post_pending", subsidy_share),
             ]
         );
-        let (_, entry) = json(app.get(&format!("/v1/journal-entries/{settlement}"), &finance).await).await;
-        let dated: DateTime<Utc> = entry["effective_at"].as_str().expect("effective_at").parse().expect("instant");
-        assert_eq!(dated, start + Duration::hours(hour as i64));
+        let entry: EntryView = app.get_as(&format!("/v1/journal-entries/{settlement}"), &finance).await;
+        assert_eq!(entry.effective_at, start + Duration::hours(hour as i64));
     }
     assert_eq!(
         figures(&report(app, &finance, &p).await),
@@ -329,47 +357,47 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
     );
 
     let claim_body = json!({"programme_id": p["id"], "period_start": start, "period_end": start + Duration::days(1)});
-    let (status, claim) = json(app.post("/v1/claims", &finance, &claim_body, None).await).await;
-    assert_eq!(status, 201, "{claim:#}");
+    let claim: ClaimView = app.post_as("/v1/claims", &finance, &claim_body, None, 201).await;
     assert_eq!(
-        (claim["amount"].as_str(), claim["status"].as_str(), claim["items"].as_i64()),
-        (Some("5603"), Some("draft"), Some(7)),
+        (claim.amount.as_str(), claim.status.as_str(), claim.items),
+        ("5603", "draft", 7),
         "one item per hour's settled receivable posting"
     );
-    let provider_org = json!({"id": provider.org_id, "name": "Test Provider", "category": null});
-    let tenant_org = json!({"id": tenant.org_id, "name": "Tenant", "category": "sme"});
-    assert_eq!(claim["lines_by_provider"], json!([{"org_id": provider.org_id, "org": provider_org, "amount": "5603"}]));
-    assert_eq!(claim["lines_by_tenant"], json!([{"org_id": tenant.org_id, "org": tenant_org, "amount": "5603"}]));
+    let provider_org = OrgRef { id: provider.org_id, name: "Test Provider".into(), category: None };
+    let tenant_org = OrgRef { id: tenant.org_id, name: "Tenant".into(), category: Some("sme".into()) };
+    let by_provider: Vec<_> = claim.lines_by_provider.iter().map(claim_line).collect();
+    assert_eq!(by_provider, vec![(provider.org_id, Some(&provider_org), "5603")]);
+    let by_tenant: Vec<_> = claim.lines_by_tenant.iter().map(claim_line).collect();
+    assert_eq!(by_tenant, vec![(tenant.org_id, Some(&tenant_org), "5603")]);
     // A settled subsidy is claimed exactly once.
     expect_problem(app.post("/v1/claims", &finance, &claim_body, None).await, 409, "conflict").await;
-    let claim_path = format!("/v1/claims/{}", claim["id"].as_str().expect("id"));
+    let claim_path = format!("/v1/claims/{}", claim.id);
     expect_problem(
         app.post(&format!("{claim_path}/payments"), &finance, &json!({"amount": "1", "reference": "x"}), None).await,
         409,
         "conflict",
     )
     .await;
-    let (_, submitted) = json(app.post(&format!("{claim_path}/submit"), &finance, &json!({}), None).await).await;
-    assert_eq!(submitted["status"], "submitted");
+    let (_, submitted): (_, ClaimView) =
+        typed(app.post(&format!("{claim_path}/submit"), &finance, &json!({}), None).await).await;
+    assert_eq!(submitted.status, "submitted");
     assert_eq!(
         figures(&report(app, &finance, &p).await),
         vec!["1000000", "100000", "0", "5603", "0", "900000", "5603", "0", "5603"]
     );
 
-    let (status, paid) = json(
-        app.post(
+    let paid: ClaimView = app
+        .post_as(
             &format!("{claim_path}/payments"),
             &finance,
             &json!({"amount": "4000", "reference": "MSIT-0001"}),
             None,
+            201,
         )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{paid:#}");
-    assert_eq!((paid["paid"].as_str(), paid["outstanding"].as_str()), (Some("4000"), Some("1603")));
+        .await;
+    assert_eq!((paid.paid.as_str(), paid.outstanding.as_str()), ("4000", "1603"));
     assert_eq!(
-        lines(entry_lines(app, paid["payments"][0]["journal_entry_id"].as_str().expect("entry")).await),
+        lines(entry_lines(app, paid.payments[0].journal_entry_id).await),
         vec![l("assets:bank", "assets:subsidy-receivable", "posted", "4000")]
     );
     assert_eq!(
@@ -378,62 +406,52 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
     );
     // A second payment overpays: the difference shows, negative, as outstanding.
     let second = json!({"amount": "2000", "reference": "MSIT-0002"});
-    let (status, over) = json(app.post(&format!("{claim_path}/payments"), &finance, &second, None).await).await;
-    assert_eq!(status, 201, "{over:#}");
-    assert_eq!((over["paid"].as_str(), over["outstanding"].as_str()), (Some("6000"), Some("-397")));
+    let over: ClaimView = app.post_as(&format!("{claim_path}/payments"), &finance, &second, None, 201).await;
+    assert_eq!((over.paid.as_str(), over.outstanding.as_str()), ("6000", "-397"));
     assert_eq!(
         figures(&report(app, &finance, &p).await),
         vec!["1000000", "100000", "0", "5603", "0", "900000", "5603", "6000", "-397"]
     );
-    let (_, grouped) = json(
-        app.get(&format!("/v1/reports/programmes/{}?group_by=tenant", p["id"].as_str().expect("id")), &finance).await,
-    )
-    .await;
+    let grouped: ProgrammeReport = app
+        .get_as(&format!("/v1/reports/programmes/{}?group_by=tenant", p["id"].as_str().expect("id")), &finance)
+        .await;
+    let tenant_key = tenant.org_id.to_string();
     assert_eq!(
-        grouped["groups"],
-        json!([{"key": tenant.org_id.to_string(), "name": "Tenant", "org": tenant_org, "committed": "0", "spent": "5603"}])
+        grouped.groups.iter().flatten().map(group).collect::<Vec<_>>(),
+        vec![(tenant_key.as_str(), "Tenant", Some(&tenant_org), "0", "5603")]
     );
-    let (_, by_model) = json(
-        app.get(&format!("/v1/reports/programmes/{}?group_by=gpu_model", p["id"].as_str().expect("id")), &finance)
-            .await,
-    )
-    .await;
+    let by_model: ProgrammeReport = app
+        .get_as(&format!("/v1/reports/programmes/{}?group_by=gpu_model", p["id"].as_str().expect("id")), &finance)
+        .await;
     assert_eq!(
-        by_model["groups"],
-        json!([{"key": "H100-SXM5-80GB", "name": "H100-SXM5-80GB", "committed": "0", "spent": "5603"}])
+        by_model.groups.iter().flatten().map(group).collect::<Vec<_>>(),
+        vec![("H100-SXM5-80GB", "H100-SXM5-80GB", None, "0", "5603")]
     );
 
     // Payouts: never more than the posted payable (7,004).
     let too_much = json!({"provider_org_id": provider.org_id, "amount": "7005", "currency": "KRW", "reference": "P-1"});
     expect_problem(app.post("/v1/payouts", &finance, &too_much, None).await, 422, "validation_failed").await;
     let payout = json!({"provider_org_id": provider.org_id, "amount": "7004", "currency": "KRW", "reference": "P-1"});
-    let (status, paid_out) = json(app.post("/v1/payouts", &finance, &payout, None).await).await;
-    assert_eq!(status, 201, "{paid_out:#}");
-    assert_eq!(paid_out["payable_balance"], "0");
+    let paid_out: PayoutView = app.post_as("/v1/payouts", &finance, &payout, None, 201).await;
+    assert_eq!(paid_out.payable_balance, "0");
     assert_eq!(
-        lines(entry_lines(app, paid_out["journal_entry_id"].as_str().expect("entry")).await),
+        lines(entry_lines(app, paid_out.journal_entry_id).await),
         vec![l("liabilities:provider:payable", "assets:bank", "posted", "7004")]
     );
 
     // Statements: the tenant's own money and the subsidy apart; the provider's earnings and payout.
-    let (_, statement) =
-        json(app.get(&format!("/v1/reports/statements/{}?currency=KRW", tenant.org_id), &tenant.token).await).await;
-    let sections: Vec<(&str, &str, &str)> = statement["sections"]
-        .as_array()
-        .expect("sections")
+    let statement: Statement =
+        app.get_as(&format!("/v1/reports/statements/{}?currency=KRW", tenant.org_id), &tenant.token).await;
+    let sections: Vec<(&str, &str, &str)> = statement
+        .sections
         .iter()
-        .map(|s| {
-            (
-                s["section"].as_str().expect("s"),
-                s["opening_balance"].as_str().expect("o"),
-                s["closing_balance"].as_str().expect("c"),
-            )
-        })
+        .map(|s| (s.section.as_str(), s.opening_balance.as_str(), s.closing_balance.as_str()))
         .collect();
     assert_eq!(sections, vec![("own_money", "0", "48599"), ("subsidy", "0", "5603")]);
-    let (_, ps) =
-        json(app.get(&format!("/v1/reports/statements/{}?currency=KRW", provider.org_id), &provider.token).await).await;
-    assert_eq!(ps["sections"][0]["totals"], json!({"earned": "7004", "payout": "-7004"}));
+    let ps: Statement =
+        app.get_as(&format!("/v1/reports/statements/{}?currency=KRW", provider.org_id), &provider.token).await;
+    let totals: Vec<(&str, &str)> = ps.sections[0].totals.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(totals, vec![("earned", "7004"), ("payout", "-7004")]);
     expect_problem(
         app.get(&format!("/v1/reports/statements/{}", provider.org_id), &tenant.token).await,
         404,
@@ -478,16 +496,16 @@ async fn the_hledger_export_agrees_with_the_trial_balance() {
         .collect();
     from_hledger.sort();
 
-    let (_, tb) = json(app.get("/v1/reports/trial-balance", &cycle.finance).await).await;
-    let mut from_ledger: Vec<(String, String)> = tb["data"]
-        .as_array()
-        .expect("data")
+    let tb: TrialBalance = app.get_as("/v1/reports/trial-balance", &cycle.finance).await;
+    let mut from_ledger: Vec<(String, String)> = tb
+        .data
         .iter()
+        .map(|row| &row.account)
         .filter_map(|a| {
-            let debits: rust_decimal::Decimal = a["debits_posted"].as_str()?.parse().ok()?;
-            let credits: rust_decimal::Decimal = a["credits_posted"].as_str()?.parse().ok()?;
+            let debits: rust_decimal::Decimal = a.debits_posted.parse().expect("debits");
+            let credits: rust_decimal::Decimal = a.credits_posted.parse().expect("credits");
             let net = debits - credits;
-            let key = format!("{} {}", a["code"].as_str()?, a["currency"].as_str()?);
+            let key = format!("{} {}", a.code, a.currency);
             (!net.is_zero()).then(|| (key, net.normalize().to_string()))
         })
         .collect();
@@ -559,10 +577,9 @@ async fn the_database_refuses_to_change_claim_items_and_payments() {
 pub async fn assert_grant_split_under_contention(responses: Vec<reqwest::Response>) {
     let mut subsidies = Vec::new();
     for response in responses {
-        let (status, order) = json(response).await;
-        assert_eq!(status, 201, "{order:#}");
-        let subsidy: i64 = order["subsidy"].as_str().expect("subsidy").parse().expect("number");
-        let paid: i64 = order["tenant_amount"].as_str().expect("paid").parse().expect("number");
+        let order: OrderView = read_as(response, 201).await;
+        let subsidy: i64 = order.subsidy.parse().expect("number");
+        let paid: i64 = order.tenant_amount.parse().expect("number");
         assert_eq!(subsidy + paid, 10_000, "the tenant pays what the grant cannot");
         subsidies.push(subsidy);
     }
