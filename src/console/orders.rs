@@ -17,8 +17,8 @@ use super::money::{format_money_str, format_price};
 use super::session::Viewer;
 use crate::auth::Role;
 use crate::http::ApiError;
-use crate::market::routes::{OrderListQuery, OrderView, one_order_view, orders_page};
 use crate::market::orders::OrderStatus;
+use crate::market::routes::{OrderListQuery, OrderView, one_order_view, orders_page};
 use crate::market::{orders, settlement};
 use crate::state::AppState;
 

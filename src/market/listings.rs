@@ -12,7 +12,16 @@ use crate::ledger::model::text_enum_sql;
 use crate::money::Currency;
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema, diesel::AsExpression, diesel::FromSqlRow,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
 )]
 #[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "snake_case")]
@@ -94,9 +103,7 @@ impl From<ListingRow> for ListingInsert {
 /// any; everyone else only active ones. A listing they may not see answers 404
 /// to every route — reading, quoting or ordering — so its existence does not leak.
 pub fn visible_to(listing: &ListingRow, principal: &crate::auth::Principal) -> bool {
-    principal.is_finance()
-        || listing.provider_org_id == principal.org_id
-        || listing.status == ListingStatus::Active
+    principal.is_finance() || listing.provider_org_id == principal.org_id || listing.status == ListingStatus::Active
 }
 
 /// Stores a new listing with a row for each hour of its window.

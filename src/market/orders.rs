@@ -16,7 +16,16 @@ use crate::ledger::rules::Movement;
 use crate::money::Currency;
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema, diesel::AsExpression, diesel::FromSqlRow,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
 )]
 #[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "snake_case")]
@@ -70,11 +79,7 @@ pub struct OrderRow {
 impl OrderRow {
     /// The status as of `now`: a reserved order whose first hour has begun is active.
     pub fn status_at(&self, now: DateTime<Utc>) -> OrderStatus {
-        if self.status == OrderStatus::Reserved && now >= self.start_at {
-            OrderStatus::Active
-        } else {
-            self.status
-        }
+        if self.status == OrderStatus::Reserved && now >= self.start_at { OrderStatus::Active } else { self.status }
     }
 }
 
@@ -270,9 +275,13 @@ pub async fn list(
         let mut any: Option<Condition> = None;
         for status in statuses {
             let this: Condition = match status {
-                OrderStatus::Reserved => Box::new(orders::status.eq(OrderStatus::Reserved).and(orders::start_at.gt(now))),
+                OrderStatus::Reserved => {
+                    Box::new(orders::status.eq(OrderStatus::Reserved).and(orders::start_at.gt(now)))
+                }
                 OrderStatus::Active => Box::new(
-                    orders::status.eq(OrderStatus::Active).or(orders::status.eq(OrderStatus::Reserved).and(orders::start_at.le(now))),
+                    orders::status
+                        .eq(OrderStatus::Active)
+                        .or(orders::status.eq(OrderStatus::Reserved).and(orders::start_at.le(now))),
                 ),
                 other => Box::new(orders::status.eq(*other)),
             };

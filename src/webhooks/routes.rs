@@ -384,8 +384,7 @@ pub async fn list_deliveries(
     {
         return Err(ApiError::missing("webhook endpoint", endpoint));
     }
-    let rows =
-        store::deliveries(&mut conn, principal.org_id, q.endpoint_id, status, after, limit + 1).await?;
+    let rows = store::deliveries(&mut conn, principal.org_id, q.endpoint_id, status, after, limit + 1).await?;
     Ok(HttpResponse::Ok().json(pagination::page(rows, limit, |r| r.id, WebhookDeliveryView::from)))
 }
 

@@ -700,7 +700,10 @@ async fn a_damaged_stored_currency_or_status_is_an_internal_error_never_a_defaul
     let id = order["id"].as_str().expect("id").to_string();
     let path = format!("/v1/orders/{id}");
     let (status, read) = json(app.get(&path, &tenant.token).await).await;
-    assert_eq!((status.as_u16(), read["currency"].as_str(), read["status"].as_str()), (200, Some("KRW"), Some("reserved")));
+    assert_eq!(
+        (status.as_u16(), read["currency"].as_str(), read["status"].as_str()),
+        (200, Some("KRW"), Some("reserved"))
+    );
 
     let mut conn = app.conn().await;
     let text: String = diesel::select(Currency::Jpy.into_sql::<Text>()).get_result(&mut conn).await.expect("query");

@@ -226,12 +226,7 @@ pub async fn reconcile(conn: &mut AsyncPgConnection) -> Result<Reconciliation, A
     for c in Currency::ALL {
         let node = report.get(&c).cloned().unwrap_or_default();
         let zero = LedgerSums::default();
-        differences.extend(total_differences(
-            c,
-            "settled",
-            &node.tally.settled,
-            settled.get(&c).unwrap_or(&zero),
-        ));
+        differences.extend(total_differences(c, "settled", &node.tally.settled, settled.get(&c).unwrap_or(&zero)));
         differences.extend(total_differences(
             c,
             "committed",
