@@ -11,8 +11,24 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The currencies gpuhour keeps accounts in. Adding one is a line here: every
-/// owner's accounts are created per supported currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+/// owner's accounts are created per supported currency. Stored as its code in
+/// `text` columns (a code it does not know fails the row's read).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum Currency {
     #[serde(rename = "KRW")]
     Krw,
@@ -50,6 +66,8 @@ impl Currency {
     }
 }
 
+crate::ledger::model::text_enum_sql!(Currency via code);
+
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
@@ -68,10 +86,10 @@ impl FromStr for Currency {
     }
 }
 
-/// A currency read back from a row: the one way stored codes become
-/// [`Currency`]. A code gpuhour does not know is corrupt data — an internal
-/// error, logged — never silently another currency. `owner` names the row
-/// (`order 0190…`) for the log.
+/// A currency code read outside a typed row (typed rows hold a [`Currency`],
+/// which diesel reads). A code gpuhour does not know is corrupt data — an
+/// internal error, logged — never silently another currency. `owner` names
+/// the row (`order 0190…`) for the log.
 pub fn stored_currency(code: &str, owner: impl fmt::Display) -> Result<Currency, crate::ledger::LedgerError> {
     code.parse().map_err(|_| crate::ledger::LedgerError::Corrupt(format!("{owner} has an invalid currency {code:?}")))
 }

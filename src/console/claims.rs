@@ -14,24 +14,23 @@ use super::finance::{answer, finance_only, form_key, form_tokens, given, invalid
 use super::form::{ConsoleForm, KeyForm, problem_box, refused};
 use super::i18n::Lang;
 use super::layout::{self, page_with_status, parse_time_input, time};
-use super::money::format_money_str;
+use super::money::{format_money_in, format_money_str};
 use super::session::Viewer;
 use crate::http::{ApiError, FieldError};
 use crate::state::AppState;
-use crate::subsidy::claims::{self, ClaimLine, ClaimView};
+use crate::subsidy::claims::{self, ClaimLine, ClaimStatus, ClaimView};
 use crate::subsidy::list_routes::{ClaimListQuery, ProgrammeListQuery, claims_page, programmes_page};
 use crate::subsidy::routes::{ClaimRequest, PaymentRequest, claim_write, payment_write, submit_claim_write};
 
-fn status_label(status: &str, lang: Lang) -> &'static str {
+fn status_label(status: ClaimStatus, lang: Lang) -> &'static str {
     match status {
-        "draft" => lang.tr("Draft", "작성 중"),
-        "submitted" => lang.tr("Submitted", "제출됨"),
-        "void" => lang.tr("Void", "무효"),
-        _ => lang.tr("Unknown", "알 수 없음"),
+        ClaimStatus::Draft => lang.tr("Draft", "작성 중"),
+        ClaimStatus::Submitted => lang.tr("Submitted", "제출됨"),
+        ClaimStatus::Void => lang.tr("Void", "무효"),
     }
 }
 
-fn status_badge(status: &str, lang: Lang) -> Markup {
+fn status_badge(status: ClaimStatus, lang: Lang) -> Markup {
     html! { span class={ "status status-" (status) } data-status=(status) { (status_label(status, lang)) } }
 }
 
@@ -105,7 +104,7 @@ async fn claims_list(
             label { (lang.tr("Status", "상태"))
                 select name="status" {
                     option value="" { (lang.tr("All", "전체")) }
-                    @for s in ["draft", "submitted", "void"] { option value=(s) selected[form.status == s] { (status_label(s, lang)) } }
+                    @for s in ClaimStatus::ALL { option value=(s) selected[form.status == s.as_str()] { (status_label(*s, lang)) } }
                 }
             }
             button type="submit" { (lang.tr("Show", "보기")) }
@@ -123,7 +122,7 @@ async fn claims_list(
                 tbody { @for c in &found.data { tr {
                     td { a href={ "/claims/" (c.id) } { (time(c.period_start)) " – " (time(c.period_end)) } }
                     td { (name_of(c.programme_id)) }
-                    td { (status_badge(&c.status, lang)) }
+                    td { (status_badge(c.status, lang)) }
                     td.num { (format_money_str(&c.amount, &currency_of(c.programme_id), lang)) }
                 } } }
             } }
@@ -272,14 +271,14 @@ async fn claim_page(
         .await
         .map_err(|e| fail(e.into()))?
         .ok_or_else(|| ConsoleError::not_found(lang))?;
-    let money = |a: &str| format_money_str(a, &v.currency, lang);
+    let money = |a: &str| format_money_in(a, v.currency, lang);
     let body = html! {
         @if flags.created.is_some() { p.notice role="status" { (lang.tr("The claim is drafted.", "청구 초안을 만들었습니다.")) } }
         @if flags.submitted.is_some() { p.notice role="status" { (lang.tr("The claim is submitted.", "청구를 제출했습니다.")) } }
         @if flags.paid.is_some() { p.notice role="status" { (lang.tr("The payment is recorded.", "입금을 기록했습니다.")) } }
         p {
             a href={ "/programmes/" (programme.id) } { (programme.name) } " · "
-            (time(v.period_start)) " – " (time(v.period_end)) " · " (status_badge(&v.status, lang))
+            (time(v.period_start)) " – " (time(v.period_end)) " · " (status_badge(v.status, lang))
             " · " (v.items) " " (lang.tr("items", "건"))
         }
         dl.figures {
@@ -293,13 +292,13 @@ async fn claim_page(
                 div { dt { (label) } dd data-figure=(key) data-amount=(amount) { (money(amount)) } }
             }
         }
-        @if v.status == "draft" {
+        @if v.status == ClaimStatus::Draft {
             form method="post" action={ "/claims/" (v.id) "/submit" } {
                 (form_tokens(viewer))
                 button type="submit" { (lang.tr("Submit to the programme", "사업 기관에 제출")) }
             }
         }
-        @if v.status == "submitted" {
+        @if v.status == ClaimStatus::Submitted {
             h2 #payment-form { (lang.tr("Record a payment", "입금 기록")) }
             (problem_box(problems))
             form.quote method="post" action={ "/claims/" (v.id) "/payments" } {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::error::ConsoleError;
 use super::layout::{page, time};
-use super::money::{format_money, format_money_str};
+use super::money::{format_money, format_money_in, format_money_str};
 use super::session::Viewer;
 use crate::auth::Role;
 use crate::finance::list_routes::{PayoutListQuery, payouts_page};
@@ -198,17 +198,17 @@ pub async fn earnings(
                 } }
                 tbody {
                     @if start == 0 {
-                        tr { td {} td {} td { (lang.tr("Opening balance", "기초 잔액")) } td.num {} td.num { (format_money_str(&section.opening_balance, &section.currency, lang)) } }
+                        tr { td {} td {} td { (lang.tr("Opening balance", "기초 잔액")) } td.num {} td.num { (format_money_in(&section.opening_balance, section.currency, lang)) } }
                     }
                     @for line in &section.lines[start..end] { tr {
                         td { (time(line.effective_at)) }
                         td { (category(&line.category)) }
                         td { (line.memo) }
-                        td.num { (format_money_str(&line.amount, &section.currency, lang)) }
-                        td.num { (format_money_str(&line.balance, &section.currency, lang)) }
+                        td.num { (format_money_in(&line.amount, section.currency, lang)) }
+                        td.num { (format_money_in(&line.balance, section.currency, lang)) }
                     } }
                     @if end == section.lines.len() {
-                        tr.closing { td {} td {} th scope="row" { (lang.tr("Closing balance", "기말 잔액")) } td.num {} td.num { strong { (format_money_str(&section.closing_balance, &section.currency, lang)) } } }
+                        tr.closing { td {} td {} th scope="row" { (lang.tr("Closing balance", "기말 잔액")) } td.num {} td.num { strong { (format_money_in(&section.closing_balance, section.currency, lang)) } } }
                     }
                 }
             } }

@@ -18,7 +18,7 @@ use super::error::ConsoleError;
 use super::form::{ConsoleForm, KeyForm, problem_box, refused};
 use super::i18n::Lang;
 use super::layout::{self, page_with_status, time, time_input};
-use super::money::{format_money, format_money_str, format_price};
+use super::money::{format_money, format_money_str, format_unit_price};
 use super::session::Viewer;
 use crate::auth::Role;
 use crate::http::{ApiError, FieldError};
@@ -48,27 +48,16 @@ fn given(raw: &str) -> Option<&str> {
     (!raw.is_empty()).then_some(raw)
 }
 
-fn status_label(status: &str, lang: Lang) -> &'static str {
+fn status_label(status: ListingStatus, lang: Lang) -> &'static str {
     match status {
-        "active" => lang.tr("On sale", "판매 중"),
-        "paused" => lang.tr("Paused", "일시 중지"),
-        "closed" => lang.tr("Closed", "종료됨"),
-        _ => lang.tr("Unknown", "알 수 없음"),
+        ListingStatus::Active => lang.tr("On sale", "판매 중"),
+        ListingStatus::Paused => lang.tr("Paused", "일시 중지"),
+        ListingStatus::Closed => lang.tr("Closed", "종료됨"),
     }
 }
 
-fn status_badge(status: &str, lang: Lang) -> Markup {
+fn status_badge(status: ListingStatus, lang: Lang) -> Markup {
     html! { span class={ "status status-" (status) } { (status_label(status, lang)) } }
-}
-
-fn order_status(status: &str, lang: Lang) -> &'static str {
-    match status {
-        "reserved" => lang.tr("Reserved", "예약됨"),
-        "active" => lang.tr("Running", "사용 중"),
-        "completed" => lang.tr("Completed", "완료"),
-        "cancelled" => lang.tr("Cancelled", "취소됨"),
-        _ => lang.tr("Unknown", "알 수 없음"),
-    }
 }
 
 fn form_key(raw: &str) -> Option<String> {
@@ -160,16 +149,11 @@ impl Fields<'_> {
     }
 
     fn status(&mut self, raw: &str) -> Option<ListingStatus> {
-        match given(raw) {
-            None => None,
-            Some("active") => Some(ListingStatus::Active),
-            Some("paused") => Some(ListingStatus::Paused),
-            Some("closed") => Some(ListingStatus::Closed),
-            Some(_) => {
-                self.errors.push(FieldError::new("status", self.lang.tr("is not a status", "상태가 아닙니다")));
-                None
-            }
+        let status = given(raw)?.parse::<ListingStatus>().ok();
+        if status.is_none() {
+            self.errors.push(FieldError::new("status", self.lang.tr("is not a status", "상태가 아닙니다")));
         }
+        status
     }
 }
 
@@ -191,11 +175,16 @@ impl ListingForm {
             vendor: self.accelerator_vendor.trim().to_string(),
             model: self.accelerator_model.trim().to_string(),
         });
-        let currency =
-            self.currency.parse::<Currency>().map_err(|e| errors.push(FieldError::new("currency", e.to_string())));
-        if !errors.is_empty() {
+        let currency = match self.currency.parse::<Currency>() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(FieldError::new("currency", e.to_string()));
+                None
+            }
+        };
+        let Some(currency) = currency.filter(|_| errors.is_empty()) else {
             return Err(ApiError::validation(errors));
-        }
+        };
         Ok(NewListing {
             gpu_model: self.gpu_model.clone(),
             gpu_memory_gb,
@@ -203,7 +192,7 @@ impl ListingForm {
             region: self.region.clone(),
             interconnect: given(&self.interconnect).map(str::to_string),
             price_per_gpu_hour: self.price_per_gpu_hour.trim().to_string(),
-            currency: currency.unwrap_or(Currency::Krw),
+            currency,
             available_from,
             available_until,
             min_hours,
@@ -293,9 +282,9 @@ async fn listings_page(
                     td { a href={ "/listings/" (l.id) } { (l.gpu_model) } }
                     td.num { (l.gpus) }
                     td { (l.region) }
-                    td.num { (format_price(&l.price_per_gpu_hour.normalize().to_string(), &l.currency, lang)) }
+                    td.num { (format_unit_price(l.price_per_gpu_hour, l.currency, lang)) }
                     td { (time(l.available_from)) " – " (time(l.available_until)) }
-                    td { (status_badge(&l.status, lang)) }
+                    td { (status_badge(l.status, lang)) }
                     td.num { @match listings::reserved_per_mille(l, own.reserved_gpu_hours) {
                         Some(p) => { (p / 10) "." (p % 10) "%" }
                         None => { "–" }
@@ -335,8 +324,9 @@ fn create_form(viewer: &Viewer, f: &ListingForm) -> Markup {
             label { (lang.tr("Fewest hours per order", "주문당 최소 시간")) input type="number" min="1" name="min_hours" value=(f.min_hours); }
             label { (lang.tr("Status", "상태"))
                 select name="status" {
-                    option value="active" selected[f.status != "paused"] { (status_label("active", lang)) }
-                    option value="paused" selected[f.status == "paused"] { (status_label("paused", lang)) }
+                    @for s in [ListingStatus::Active, ListingStatus::Paused] {
+                        option value=(s) selected[f.status == s.as_str()] { (status_label(s, lang)) }
+                    }
                 }
             }
             fieldset {
@@ -461,7 +451,7 @@ async fn listing_page(
     let fail = |e: ApiError| ConsoleError::api(lang, e);
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
     let now = state.clock.now(&mut conn).await.map_err(|e| fail(e.into()))?;
-    let currency: Currency = listing.currency().map_err(|e| fail(e.into()))?;
+    let currency: Currency = listing.currency;
 
     // Utilisation: a month of hours at a time; by default from a week ago (or
     // the window's start), so what has just been used shows with what is to come.
@@ -507,7 +497,7 @@ async fn listing_page(
     let credits = revenue::outage_credits(&mut conn, &order_ids).await.map_err(fail)?;
     let money = |amount: rust_decimal::Decimal| format_money(amount, currency, lang);
     let id = listing.id;
-    let open = listing.status != ListingStatus::Closed.as_str();
+    let open = listing.status != ListingStatus::Closed;
     let title = format!("{} · {}", listing.gpu_model, listing.region);
     let chart_link = |at: DateTime<Utc>| -> String {
         let at: String = form_urlencoded::byte_serialize(at.to_rfc3339().as_bytes()).collect();
@@ -519,10 +509,10 @@ async fn listing_page(
         @if query.closed.is_some() { div.notice role="status" { p { (lang.tr("The listing is closed.", "상품 판매를 종료했습니다.")) } } }
         @if query.outage.is_some() { div.notice role="status" { p { (lang.tr("The outage is recorded and the orders it hit are credited.", "장애가 기록되었고 영향을 받은 주문에 보상했습니다.")) } } }
         dl.figures {
-            div { dt { (lang.tr("Status", "상태")) } dd { (status_badge(&listing.status, lang)) } }
+            div { dt { (lang.tr("Status", "상태")) } dd { (status_badge(listing.status, lang)) } }
             div { dt { (lang.tr("GPUs", "GPU")) } dd { (listing.gpus) " × " (listing.gpu_model) } }
             div { dt { (lang.tr("Memory per GPU", "GPU당 메모리")) } dd { (listing.gpu_memory_gb) " GB" } }
-            div { dt { (lang.tr("Per GPU-hour", "GPU·시간당")) } dd { (format_price(&listing.price_per_gpu_hour.normalize().to_string(), &listing.currency, lang)) } }
+            div { dt { (lang.tr("Per GPU-hour", "GPU·시간당")) } dd { (format_unit_price(listing.price_per_gpu_hour, listing.currency, lang)) } }
             div { dt { (lang.tr("Window (Seoul time)", "판매 기간 (서울 시간)")) } dd { (time(listing.available_from)) " – " (time(listing.available_until)) } }
             div { dt { (lang.tr("Fewest hours per order", "주문당 최소 시간")) } dd { (listing.min_hours) } }
         }
@@ -559,7 +549,7 @@ async fn listing_page(
                     td { (time(o.created_at)) }
                     td.num { (o.gpus) }
                     td { (time(o.start)) " – " (time(o.end)) }
-                    td { span class={ "status status-" (o.status) } { (order_status(&o.status, lang)) } }
+                    td { span class={ "status status-" (o.status) } { (super::orders::status_label(o.status, lang)) } }
                     td.num { (format_money_str(&o.charged.subtotal, &o.currency, lang)) }
                     td.num { (o.credited_gpu_hours) }
                 } } }
@@ -630,7 +620,7 @@ async fn listing_page(
                 form.inline method="post" action={ "/listings/" (id) "/change" } {
                     input type="hidden" name="csrf" value=(viewer.csrf);
                     input type="hidden" name="idempotency_key" value=(Uuid::new_v4());
-                    @if listing.status == ListingStatus::Active.as_str() {
+                    @if listing.status == ListingStatus::Active {
                         input type="hidden" name="status" value="paused";
                         button.pause type="submit" { (lang.tr("Pause sales", "판매 일시 중지")) }
                     } @else {

@@ -15,7 +15,7 @@ use super::error::ConsoleError;
 use super::form::ConsoleForm;
 use super::i18n::Lang;
 use super::layout::{self, page, time, time_input};
-use super::money::{format_money_str, format_price};
+use super::money::{format_money_str, format_price, format_unit_price};
 use super::session::Viewer;
 use crate::auth::Role;
 use crate::http::ApiError;
@@ -285,7 +285,7 @@ async fn active_grants(state: &AppState, viewer: &Viewer) -> Result<Vec<GrantRow
     let mut conn = state.pool.get().await?;
     Ok(grants::table
         .filter(grants::tenant_org_id.eq(viewer.principal.org_id))
-        .filter(grants::status.eq("active"))
+        .filter(grants::status.eq(crate::subsidy::programmes::GrantStatus::Active))
         .select(GrantRow::as_select())
         .order(grants::id)
         .load(&mut conn)
@@ -342,7 +342,7 @@ pub async fn listing(
     let title = format!("{} · {}", listing.gpu_model, listing.region);
     let body = html! {
         dl.figures {
-            div { dt { (lang.tr("Per GPU-hour", "GPU·시간당")) } dd { (format_price(&listing.price_per_gpu_hour.normalize().to_string(), &listing.currency, lang)) } }
+            div { dt { (lang.tr("Per GPU-hour", "GPU·시간당")) } dd { (format_unit_price(listing.price_per_gpu_hour, listing.currency, lang)) } }
             div { dt { (lang.tr("GPUs", "GPU 수")) } dd { (listing.gpus) " × " (listing.gpu_memory_gb) " GB" } }
             div { dt { (lang.tr("Available", "사용 가능 기간")) } dd { (time(listing.available_from)) " – " (time(listing.available_until)) } }
             div { dt { (lang.tr("Shortest order", "최소 주문")) } dd { (listing.min_hours) " " (lang.tr("hours", "시간")) } }

@@ -28,9 +28,17 @@ pub fn format_money(amount: Decimal, currency: Currency, lang: Lang) -> String {
 /// A stored amount string (`"1234.50"`, as the API's views carry it) in
 /// `currency`'s code, formatted; shown as it is when it is not an amount.
 pub fn format_money_str(amount: &str, currency: &str, lang: Lang) -> String {
-    match (amount.parse::<Decimal>(), currency.parse::<Currency>()) {
-        (Ok(value), Ok(currency)) => format_money(value, currency, lang),
-        _ => format!("{amount} {currency}"),
+    match currency.parse::<Currency>() {
+        Ok(c) => format_money_in(amount, c, lang),
+        Err(_) => format!("{amount} {currency}"),
+    }
+}
+
+/// [`format_money_str`] for a view that carries its currency as a [`Currency`].
+pub fn format_money_in(amount: &str, currency: Currency, lang: Lang) -> String {
+    match amount.parse::<Decimal>() {
+        Ok(value) => format_money(value, currency, lang),
+        Err(_) => format!("{amount} {currency}"),
     }
 }
 
@@ -39,17 +47,20 @@ pub fn format_money_str(amount: &str, currency: &str, lang: Lang) -> String {
 /// for show would misstate it.
 pub fn format_price(price: &str, currency: &str, lang: Lang) -> String {
     match (price.parse::<Decimal>(), currency.parse::<Currency>()) {
-        (Ok(value), Ok(c)) => {
-            let places = value.normalize().scale().max(c.minor_units());
-            let digits = grouped(value, places);
-            let sign = if value.is_sign_negative() { "-" } else { "" };
-            // The currency's own format with the price's digits.
-            let template = format_money(Decimal::ZERO, c, lang);
-            let zero = grouped(Decimal::ZERO, c.minor_units());
-            format!("{sign}{}", template.replacen(&zero, &digits, 1))
-        }
+        (Ok(value), Ok(c)) => format_unit_price(value, c, lang),
         _ => format!("{price} {currency}"),
     }
+}
+
+/// [`format_price`] of a row's price and currency.
+pub fn format_unit_price(price: Decimal, c: Currency, lang: Lang) -> String {
+    let places = price.normalize().scale().max(c.minor_units());
+    let digits = grouped(price, places);
+    let sign = if price.is_sign_negative() { "-" } else { "" };
+    // The currency's own format with the price's digits.
+    let template = format_money(Decimal::ZERO, c, lang);
+    let zero = grouped(Decimal::ZERO, c.minor_units());
+    format!("{sign}{}", template.replacen(&zero, &digits, 1))
 }
 
 /// The magnitude of `amount` with `places` fraction digits (half away from
@@ -109,6 +120,8 @@ mod tests {
         assert_eq!(format_price("2500000", "KRW", Lang::En), "₩2,500,000");
         assert_eq!(format_price("1.2345", "USD", Lang::En), "$1.2345");
         assert_eq!(format_price("3", "USD", Lang::Ko), "3.00달러");
+        assert_eq!(format_unit_price(rust_decimal_macros::dec!(1000.50), Currency::Krw, Lang::Ko), "1,000.5원");
+        assert_eq!(format_money_in("1234.5", Currency::Usd, Lang::En), "$1,234.50");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::money::{format_money_str, format_price};
 use super::session::Viewer;
 use crate::auth::Role;
 use crate::http::ApiError;
+use crate::market::orders::OrderStatus;
 use crate::market::routes::{OrderListQuery, OrderView, one_order_view, orders_page};
 use crate::market::{orders, settlement};
 use crate::state::AppState;
@@ -29,17 +30,16 @@ pub struct ListForm {
     cursor: String,
 }
 
-fn status_label(status: &str, lang: Lang) -> &'static str {
+pub(super) fn status_label(status: OrderStatus, lang: Lang) -> &'static str {
     match status {
-        "reserved" => lang.tr("Reserved", "예약됨"),
-        "active" => lang.tr("Running", "사용 중"),
-        "completed" => lang.tr("Completed", "완료"),
-        "cancelled" => lang.tr("Cancelled", "취소됨"),
-        _ => lang.tr("Unknown", "알 수 없음"),
+        OrderStatus::Reserved => lang.tr("Reserved", "예약됨"),
+        OrderStatus::Active => lang.tr("Running", "사용 중"),
+        OrderStatus::Completed => lang.tr("Completed", "완료"),
+        OrderStatus::Cancelled => lang.tr("Cancelled", "취소됨"),
     }
 }
 
-fn status_badge(status: &str, lang: Lang) -> Markup {
+fn status_badge(status: OrderStatus, lang: Lang) -> Markup {
     html! { span class={ "status status-" (status) } { (status_label(status, lang)) } }
 }
 
@@ -68,8 +68,8 @@ pub async fn list(
             label { (lang.tr("Status", "상태"))
                 select name="status" {
                     option value="" { (lang.tr("All", "전체")) }
-                    @for s in ["reserved", "active", "completed", "cancelled"] {
-                        option value=(s) selected[form.status == s] { (status_label(s, lang)) }
+                    @for s in OrderStatus::ALL {
+                        option value=(s) selected[form.status == s.as_str()] { (status_label(*s, lang)) }
                     }
                 }
             }
@@ -93,7 +93,7 @@ pub async fn list(
                     td { a href={ "/orders/" (o.id) } { (time(o.created_at)) } }
                     td { (o.gpus) " × " (o.gpu_model) " · " (o.region) }
                     td { (time(o.start)) " – " (time(o.end)) }
-                    td { (status_badge(&o.status, lang)) }
+                    td { (status_badge(o.status, lang)) }
                     td.num { (format_money_str(&o.charged.subsidy.total, &o.currency, lang)) }
                     td.num { (format_money_str(&o.charged.tenant.total, &o.currency, lang)) }
                 } } }
@@ -177,7 +177,7 @@ pub async fn show(
         .filter(|o| orders::visible_to(o, &viewer.principal))
         .ok_or_else(|| ConsoleError::not_found(lang))?;
     let view = one_order_view(&mut conn, order, now).await.map_err(|e| ConsoleError::api(lang, e))?;
-    let cancellable = matches!(view.status.as_str(), "reserved" | "active");
+    let cancellable = matches!(view.status, OrderStatus::Reserved | OrderStatus::Active);
     let preview = if cancellable { Some(cancel_preview(&mut conn, &viewer, id, now).await) } else { None };
     let money = |amount: &str| format_money_str(amount, &view.currency, lang);
     let money_dec = |amount: Decimal| format_money_str(&amount.to_string(), &view.currency, lang);
@@ -185,7 +185,7 @@ pub async fn show(
         @if flags.placed.is_some() { div.notice role="status" { p { (lang.tr("Your order is placed.", "주문이 완료되었습니다.")) } } }
         @if flags.cancelled.is_some() { div.notice role="status" { p { (lang.tr("Your order is cancelled.", "주문이 취소되었습니다.")) } } }
         dl.figures {
-            div { dt { (lang.tr("Status", "상태")) } dd { (status_badge(&view.status, lang)) } }
+            div { dt { (lang.tr("Status", "상태")) } dd { (status_badge(view.status, lang)) } }
             div { dt { (lang.tr("GPUs", "GPU")) } dd { (view.gpus) " × " (view.gpu_model) } }
             div { dt { (lang.tr("Region", "지역")) } dd { (view.region) } }
             div { dt { (lang.tr("Hours (Seoul time)", "사용 시간 (서울 시간)")) } dd { (time(view.start)) " – " (time(view.end)) } }

@@ -29,7 +29,7 @@ use crate::ledger::store as ledger_store;
 use crate::money::{Currency, format_amount};
 use crate::state::AppState;
 use crate::subsidy::list_routes::{ProgrammeListQuery, programmes_page};
-use crate::subsidy::programmes::find_programme;
+use crate::subsidy::programmes::{GrantStatus, find_programme};
 use crate::subsidy::reclaim_routes::{ReclaimRequest, ReclaimView, reclaim_write};
 use crate::subsidy::routes::{GrantListQuery, GrantRequest, GrantView, close_grant_write, grant_write, grants_page};
 
@@ -210,7 +210,7 @@ async fn dashboard(
         .await
         .map_err(|e| fail(e.into()))?
         .ok_or_else(|| ConsoleError::not_found(lang))?;
-    let c = programme.currency().map_err(|e| fail(e.into()))?;
+    let c = programme.currency;
     let zone = &state.settings.time_zone;
     // The programme report, as `GET /v1/reports/programmes/{id}?group_by=…` answers it.
     let by_tenant = report(&mut conn, id, c, Some(GroupBy::Tenant), zone).await.map_err(fail)?;
@@ -500,7 +500,7 @@ fn grant_table(
                         td.num { (money(&g.committed)) }
                         td.num { @if let Some(id) = accounts.and_then(|a| a.1) { a href={ "/ledger/accounts/" (id) } { (money(&g.available)) } } @else { (money(&g.available)) } }
                         td {
-                            @if g.status == "active" {
+                            @if g.status == GrantStatus::Active {
                                 span.status.status-active { (lang.tr("Active", "유효")) } " "
                                 form.inline method="post" action={ "/grants/" (g.id) "/close" } {
                                     (form_tokens(viewer))

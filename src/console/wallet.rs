@@ -19,7 +19,7 @@ use crate::ledger::model::NormalSide;
 use crate::ledger::queries::{AccountFilter, list_accounts, statement};
 use crate::money::Currency;
 use crate::state::AppState;
-use crate::subsidy::programmes::GrantRow;
+use crate::subsidy::programmes::{GrantRow, GrantStatus};
 
 /// Statement lines per page.
 const STATEMENT_PAGE: i64 = 50;
@@ -101,7 +101,7 @@ pub async fn wallet(
             section.grant {
                 h3 { (lang.tr("Grant", "지원금")) " " (format_money_str(&g.amount, &g.currency, lang)) " · "
                     (lang.tr("valid until", "유효 기한")) " " (time(g.valid_until))
-                    @if g.status != "active" { " · " (lang.tr("closed", "종료됨")) } }
+                    @if g.status != GrantStatus::Active { " · " (lang.tr("closed", "종료됨")) } }
                 (chart::gauge(dec(&g.spent), dec(&g.committed), dec(&g.amount), lang.tr("Grant use", "지원금 사용")))
                 p.legend {
                     span.used { (lang.tr("Used", "사용")) " " (format_money_str(&g.spent, &g.currency, lang)) } " · "

@@ -18,8 +18,30 @@ use uuid::Uuid;
 use super::bank_match::{Candidate, Line, Outcome, match_lines};
 use crate::db::schema::{bank_lines, bank_matches, bank_statements};
 use crate::http::{ApiError, FieldError};
-use crate::ledger::model::Actor;
+use crate::ledger::model::{Actor, text_enum, text_enum_sql};
 use crate::money::{Currency, format_amount, parse_amount};
+
+/// A match between a line and an entry: suggested by the matcher (awaiting a
+/// person) or confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum MatchState {
+    Suggested,
+    Confirmed,
+}
+text_enum_sql!(MatchState { Suggested => "suggested", Confirmed => "confirmed" });
+
+/// Where a line stands, from its live matches (not stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BankLineStatus {
+    /// A confirmed match.
+    Matched,
+    /// Only suggestions, awaiting a person.
+    Suggested,
+    Unmatched,
+}
+text_enum!(BankLineStatus { Matched => "matched", Suggested => "suggested", Unmatched => "unmatched" });
 
 /// Which column of the file holds each field (the default layout's names).
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
@@ -128,7 +150,7 @@ pub struct BankLineView {
     pub reference: String,
     pub bank_ref: String,
     /// `matched`, `suggested` (awaiting a person) or `unmatched`.
-    pub status: String,
+    pub status: BankLineStatus,
     /// The journal entries it is matched (or suggested) to.
     pub journal_entry_ids: Vec<Uuid>,
 }
@@ -155,47 +177,49 @@ struct LineRow {
     row_number: i32,
     value_date: NaiveDate,
     amount: Decimal,
-    currency: String,
+    currency: Currency,
     counterparty: String,
     reference: String,
     bank_ref: String,
 }
 
 /// Live matches per line: (state, entry).
-async fn live_matches(conn: &mut AsyncPgConnection, lines: &[Uuid]) -> QueryResult<HashMap<Uuid, Vec<(String, Uuid)>>> {
-    let rows: Vec<(Uuid, String, Uuid)> = bank_matches::table
+async fn live_matches(
+    conn: &mut AsyncPgConnection,
+    lines: &[Uuid],
+) -> QueryResult<HashMap<Uuid, Vec<(MatchState, Uuid)>>> {
+    let rows: Vec<(Uuid, MatchState, Uuid)> = bank_matches::table
         .filter(bank_matches::bank_line_id.eq_any(lines))
         .filter(bank_matches::removed_at.is_null())
         .order(bank_matches::created_at)
         .select((bank_matches::bank_line_id, bank_matches::state, bank_matches::journal_entry_id))
         .load(conn)
         .await?;
-    let mut by_line: HashMap<Uuid, Vec<(String, Uuid)>> = HashMap::new();
+    let mut by_line: HashMap<Uuid, Vec<(MatchState, Uuid)>> = HashMap::new();
     for (line, state, entry) in rows {
         by_line.entry(line).or_default().push((state, entry));
     }
     Ok(by_line)
 }
 
-fn view(row: LineRow, matches: &[(String, Uuid)]) -> BankLineView {
-    let currency: Option<Currency> = row.currency.parse().ok();
-    let status = if matches.iter().any(|(s, _)| s == "confirmed") {
-        "matched"
+fn view(row: LineRow, matches: &[(MatchState, Uuid)]) -> BankLineView {
+    let status = if matches.iter().any(|(s, _)| *s == MatchState::Confirmed) {
+        BankLineStatus::Matched
     } else if matches.is_empty() {
-        "unmatched"
+        BankLineStatus::Unmatched
     } else {
-        "suggested"
+        BankLineStatus::Suggested
     };
     BankLineView {
         id: row.id,
         row_number: row.row_number,
         date: row.value_date,
-        amount: currency.map_or_else(|| row.amount.normalize().to_string(), |c| format_amount(row.amount, c)),
-        currency: row.currency,
+        amount: format_amount(row.amount, row.currency),
+        currency: row.currency.code().to_string(),
         counterparty: row.counterparty,
         reference: row.reference,
         bank_ref: row.bank_ref,
-        status: status.into(),
+        status,
         journal_entry_ids: matches.iter().map(|(_, e)| *e).collect(),
     }
 }
@@ -256,7 +280,7 @@ pub async fn import(
                 bank_lines::row_number.eq(l.row as i32),
                 bank_lines::value_date.eq(l.date),
                 bank_lines::amount.eq(l.amount),
-                bank_lines::currency.eq(l.currency.code()),
+                bank_lines::currency.eq(l.currency),
                 bank_lines::counterparty.eq(&l.counterparty),
                 bank_lines::reference.eq(&l.reference),
                 bank_lines::bank_ref.eq(&l.bank_ref),
@@ -285,7 +309,7 @@ struct CandidateRow {
     #[diesel(sql_type = Numeric)]
     amount: Decimal,
     #[diesel(sql_type = Text)]
-    currency: String,
+    currency: Currency,
     #[diesel(sql_type = Nullable<Text>)]
     reference: Option<String>,
 }
@@ -331,34 +355,30 @@ pub async fn run_matcher(
     }
     let lines: Vec<Line> = open
         .iter()
-        .filter_map(|r| {
-            Some(Line {
-                id: r.id,
-                date: r.value_date,
-                amount: r.amount,
-                currency: r.currency.parse().ok()?,
-                reference: r.reference.clone(),
-                bank_ref: r.bank_ref.clone(),
-            })
+        .map(|r| Line {
+            id: r.id,
+            date: r.value_date,
+            amount: r.amount,
+            currency: r.currency,
+            reference: r.reference.clone(),
+            bank_ref: r.bank_ref.clone(),
         })
         .collect();
     let candidates: Vec<Candidate> = candidates(conn, zone)
         .await?
         .into_iter()
-        .filter_map(|c| {
-            Some(Candidate {
-                entry_id: c.entry_id,
-                date: c.day,
-                amount: c.amount,
-                currency: c.currency.parse().ok()?,
-                reference: c.reference,
-            })
+        .map(|c| Candidate {
+            entry_id: c.entry_id,
+            date: c.day,
+            amount: c.amount,
+            currency: c.currency,
+            reference: c.reference,
         })
         .collect();
     for (line, outcome) in match_lines(&lines, &candidates, tolerance_days) {
         let (entries, state, method) = match outcome {
-            Outcome::Matched { entries, method } => (entries, "confirmed", method),
-            Outcome::Suggested { entry } => (vec![entry], "suggested", "amount_date"),
+            Outcome::Matched { entries, method } => (entries, MatchState::Confirmed, method),
+            Outcome::Suggested { entry } => (vec![entry], MatchState::Suggested, "amount_date"),
             Outcome::Unmatched => continue,
         };
         for entry in entries {
@@ -372,7 +392,7 @@ async fn insert_match(
     conn: &mut AsyncPgConnection,
     line: Uuid,
     entry: Uuid,
-    state: &str,
+    state: MatchState,
     method: &str,
     actor: Actor,
     now: DateTime<Utc>,
@@ -425,16 +445,16 @@ pub async fn match_line(
     let line = lock_line(conn, line_id).await?;
     let live = live_matches(conn, &[line_id]).await?.remove(&line_id).unwrap_or_default();
     if entries.is_empty() {
-        let suggested: Vec<Uuid> = live.iter().filter(|(s, _)| s == "suggested").map(|(_, e)| *e).collect();
+        let suggested: Vec<Uuid> = live.iter().filter(|(s, _)| *s == MatchState::Suggested).map(|(_, e)| *e).collect();
         if suggested.is_empty() {
             return Err(ApiError::invalid("journal_entry_ids", "nothing is suggested for this line: name the entries"));
         }
         remove_live(conn, line_id, actor, now).await?;
         for e in suggested {
-            insert_match(conn, line_id, e, "confirmed", "manual", actor, now).await?;
+            insert_match(conn, line_id, e, MatchState::Confirmed, "manual", actor, now).await?;
         }
     } else {
-        if live.iter().any(|(s, _)| s == "confirmed") {
+        if live.iter().any(|(s, _)| *s == MatchState::Confirmed) {
             return Err(ApiError::conflict("the line is already matched: unmatch it first"));
         }
         let all = bank_amounts(conn).await?;
@@ -462,7 +482,7 @@ pub async fn match_line(
         }
         remove_live(conn, line_id, actor, now).await?;
         for e in entries {
-            insert_match(conn, line_id, e, "confirmed", "manual", actor, now).await?;
+            insert_match(conn, line_id, e, MatchState::Confirmed, "manual", actor, now).await?;
         }
     }
     Ok(line_views(conn, &[line_id]).await?.remove(0))
@@ -475,7 +495,7 @@ async fn lines_matched_to(conn: &mut AsyncPgConnection, entry: Uuid) -> QueryRes
                 .filter(bank_matches::bank_line_id.eq(bank_lines::id))
                 .filter(bank_matches::journal_entry_id.eq(entry))
                 .filter(bank_matches::removed_at.is_null())
-                .filter(bank_matches::state.eq("confirmed")),
+                .filter(bank_matches::state.eq(MatchState::Confirmed)),
         ))
         .select(bank_lines::amount)
         .load(conn)
@@ -484,7 +504,7 @@ async fn lines_matched_to(conn: &mut AsyncPgConnection, entry: Uuid) -> QueryRes
 }
 
 /// Every entry's effect on the bank (signed) and its currency.
-async fn bank_amounts(conn: &mut AsyncPgConnection) -> QueryResult<HashMap<Uuid, (Decimal, String)>> {
+async fn bank_amounts(conn: &mut AsyncPgConnection) -> QueryResult<HashMap<Uuid, (Decimal, Currency)>> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = SqlUuid)]
@@ -492,7 +512,7 @@ async fn bank_amounts(conn: &mut AsyncPgConnection) -> QueryResult<HashMap<Uuid,
         #[diesel(sql_type = Numeric)]
         amount: Decimal,
         #[diesel(sql_type = Text)]
-        currency: String,
+        currency: Currency,
     }
     let rows: Vec<Row> = diesel::sql_query(
         "SELECT p.entry_id, p.currency, sum(CASE WHEN p.debit_account_id = a.id THEN p.amount ELSE -p.amount END) AS amount \
@@ -534,13 +554,10 @@ pub async fn book_deposit(
     if line.amount <= Decimal::ZERO {
         return Err(ApiError::conflict("only a receipt can be booked as a deposit"));
     }
-    let currency: Currency = line
-        .currency
-        .parse()
-        .map_err(|_| ApiError::internal(crate::ledger::LedgerError::Corrupt("bank line currency".into())))?;
+    let currency = line.currency;
     let deposit =
         super::deposits::deposit(conn, tenant, line.amount, currency, line.bank_ref.clone(), actor, now).await?;
-    insert_match(conn, line_id, deposit.id, "confirmed", "deposit", actor, now).await?;
+    insert_match(conn, line_id, deposit.id, MatchState::Confirmed, "deposit", actor, now).await?;
     Ok(line_views(conn, &[line_id]).await?.remove(0))
 }
 
@@ -590,7 +607,7 @@ pub async fn reconciliation(
     .get_result(conn)
     .await?;
     let lines: Vec<LineRow> = bank_lines::table
-        .filter(bank_lines::currency.eq(currency.code()))
+        .filter(bank_lines::currency.eq(currency))
         .filter(bank_lines::value_date.lt(cut.day))
         .order((bank_lines::value_date, bank_lines::row_number))
         .select(LineRow::as_select())
@@ -605,7 +622,7 @@ pub async fn reconciliation(
             let m = matches.get(&l.id).cloned().unwrap_or_default();
             view(l, &m)
         })
-        .filter(|v| v.status != "matched")
+        .filter(|v| v.status != BankLineStatus::Matched)
         .collect();
     #[derive(QueryableByName)]
     struct EntryRow {
@@ -661,7 +678,10 @@ pub async fn reconciliation(
 }
 
 /// Lines by status, for people working through them.
-pub async fn list_lines(conn: &mut AsyncPgConnection, status: Option<&str>) -> Result<Vec<BankLineView>, ApiError> {
+pub async fn list_lines(
+    conn: &mut AsyncPgConnection,
+    status: Option<BankLineStatus>,
+) -> Result<Vec<BankLineView>, ApiError> {
     let ids: Vec<Uuid> = bank_lines::table.select(bank_lines::id).load(conn).await?;
     let all = line_views(conn, &ids).await?;
     let mut by_date: BTreeMap<(NaiveDate, i32, Uuid), BankLineView> = BTreeMap::new();

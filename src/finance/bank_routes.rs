@@ -63,13 +63,14 @@ pub async fn list_lines(
     Query(q): Query<LineQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_finance()?;
-    if let Some(s) = q.status.as_deref()
-        && !["matched", "suggested", "unmatched"].contains(&s)
-    {
-        return Err(ApiError::invalid("status", "must be matched, suggested or unmatched"));
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<bank::BankLineStatus>)
+        .transpose()
+        .map_err(|_| ApiError::invalid("status", "must be matched, suggested or unmatched"))?;
     let mut conn = state.pool.get().await?;
-    Ok(HttpResponse::Ok().json(LineList { data: bank::list_lines(&mut conn, q.status.as_deref()).await? }))
+    Ok(HttpResponse::Ok().json(LineList { data: bank::list_lines(&mut conn, status).await? }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -236,7 +237,7 @@ fn reconciliation_sheets(r: &Reconciliation, c: Currency, now: DateTime<Utc>) ->
                         Cell::text(&l.bank_ref),
                         Cell::text(&l.reference),
                         Cell::text(&l.counterparty),
-                        Cell::text(&l.status),
+                        Cell::text(l.status.as_str()),
                         amount_cell(&l.amount, c),
                     ]
                 })

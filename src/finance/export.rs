@@ -18,7 +18,7 @@ use super::spreadsheet::{Cell, csv_table};
 use crate::auth::Principal;
 use crate::http::ApiError;
 use crate::http::extract::{Query, check_period};
-use crate::money::{Currency, format_amount, format_scaled};
+use crate::money::{Currency, format_amount};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct ExportRow {
     #[diesel(sql_type = Text)]
     pub credit_code: String,
     #[diesel(sql_type = Text)]
-    pub currency: String,
+    pub currency: Currency,
     #[diesel(sql_type = Numeric)]
     pub amount: Decimal,
 }
@@ -82,13 +82,6 @@ pub async fn rows(
     .await?)
 }
 
-fn amount_text(amount: Decimal, currency: &str) -> String {
-    match currency.parse::<Currency>() {
-        Ok(c) => format_amount(amount, c),
-        Err(_) => format_scaled(amount, 4),
-    }
-}
-
 /// Text safe on one hledger line: no newlines, no `;` (which starts a comment).
 fn one_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() || c == ';' { ' ' } else { c }).collect()
@@ -114,7 +107,7 @@ pub fn hledger(rows: &[ExportRow]) -> String {
                 r.entry_kind
             );
         }
-        let amount = amount_text(r.amount, &r.currency);
+        let amount = format_amount(r.amount, r.currency);
         let _ = writeln!(out, "    {}    {} {}", r.debit_code, amount, r.currency);
         let _ = writeln!(out, "    {}    -{} {}", r.credit_code, amount, r.currency);
     }
@@ -138,10 +131,6 @@ pub fn csv(rows: &[ExportRow]) -> String {
     csv_table(
         &columns,
         rows.iter().map(|r| {
-            let amount = match r.currency.parse::<Currency>() {
-                Ok(c) => Cell::Amount(r.amount, c),
-                Err(_) => Cell::text(format_scaled(r.amount, 4)),
-            };
             vec![
                 Cell::text(r.entry_id.to_string()),
                 Cell::text(&r.entry_kind),
@@ -149,8 +138,8 @@ pub fn csv(rows: &[ExportRow]) -> String {
                 Cell::text(r.posting_id.to_string()),
                 Cell::text(&r.debit_code),
                 Cell::text(&r.credit_code),
-                amount,
-                Cell::text(&r.currency),
+                Cell::Amount(r.amount, r.currency),
+                Cell::text(r.currency.code()),
                 Cell::text(&r.memo),
                 Cell::text(r.reference.as_deref().unwrap_or("")),
             ]
@@ -213,7 +202,7 @@ mod tests {
     use super::*;
     use rust_decimal_macros::dec;
 
-    fn row(entry: u128, code_d: &str, code_c: &str, amount: Decimal, currency: &str) -> ExportRow {
+    fn row(entry: u128, code_d: &str, code_c: &str, amount: Decimal, currency: Currency) -> ExportRow {
         ExportRow {
             seq: 1,
             entry_id: Uuid::from_u128(entry),
@@ -225,14 +214,14 @@ mod tests {
             posting_id: Uuid::from_u128(9),
             debit_code: code_d.into(),
             credit_code: code_c.into(),
-            currency: currency.into(),
+            currency,
             amount,
         }
     }
 
     #[test]
     fn hledger_lines_balance_and_keep_the_currency_precision() {
-        let text = hledger(&[row(1, "assets:bank", "liabilities:tenant:x:wallet", dec!(12.5), "USD")]);
+        let text = hledger(&[row(1, "assets:bank", "liabilities:tenant:x:wallet", dec!(12.5), Currency::Usd)]);
         assert!(text.contains("2026-03-01 (wire-1) deposit | deposit  from \"ACME\" next\n"), "{text}");
         assert!(text.contains("    assets:bank    12.50 USD\n"), "{text}");
         assert!(text.contains("    liabilities:tenant:x:wallet    -12.50 USD\n"), "{text}");
@@ -240,7 +229,7 @@ mod tests {
 
     #[test]
     fn csv_quotes_what_needs_quoting() {
-        let text = csv(&[row(1, "assets:bank", "equity:adjustments", dec!(1000), "KRW")]);
+        let text = csv(&[row(1, "assets:bank", "equity:adjustments", dec!(1000), Currency::Krw)]);
         let expected_row = format!(
             "{},deposit,2026-03-01T10:00:00.000000Z,{},assets:bank,equity:adjustments,1000,KRW,\"deposit; from \"\"ACME\"\"\nnext\",wire-1\n",
             Uuid::from_u128(1),

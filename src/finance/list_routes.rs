@@ -20,13 +20,6 @@ use crate::http::pagination::{self, Page, decode_cursor};
 use crate::money::{Currency, format_amount};
 use crate::state::AppState;
 
-fn amount(value: Decimal, currency: &str) -> String {
-    match currency.parse::<Currency>() {
-        Ok(c) => format_amount(value, c),
-        Err(_) => value.normalize().to_string(),
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PayoutSummary {
     pub id: Uuid,
@@ -89,12 +82,12 @@ pub async fn payouts_page(
         query = query.filter(payouts::provider_org_id.eq(p));
     }
     if let Some(c) = q.currency {
-        query = query.filter(payouts::currency.eq(c.code()));
+        query = query.filter(payouts::currency.eq(c));
     }
     if let Some(a) = after {
         query = query.filter(payouts::id.gt(a));
     }
-    type Row = (Uuid, Uuid, Decimal, String, String, Uuid, DateTime<Utc>);
+    type Row = (Uuid, Uuid, Decimal, Currency, String, Uuid, DateTime<Utc>);
     let rows: Vec<Row> = query.load(conn).await?;
     Ok(pagination::page(
         rows,
@@ -103,8 +96,8 @@ pub async fn payouts_page(
         |r| PayoutSummary {
             id: r.0,
             provider_org_id: r.1,
-            amount: amount(r.2, &r.3),
-            currency: r.3,
+            amount: format_amount(r.2, r.3),
+            currency: r.3.code().to_string(),
             reference: r.4,
             journal_entry_id: r.5,
             created_at: r.6,
@@ -122,7 +115,8 @@ pub struct DepositSummary {
     #[diesel(sql_type = Text)]
     pub amount: String,
     #[diesel(sql_type = Text)]
-    pub currency: String,
+    #[schema(value_type = String)]
+    pub currency: Currency,
     #[diesel(sql_type = Nullable<Text>)]
     pub reference: Option<String>,
     #[diesel(sql_type = Timestamptz)]
@@ -180,7 +174,7 @@ pub async fn list_deposits(
         limit,
         |r| r.seq,
         |mut r| {
-            r.amount = amount(r.raw_amount, &r.currency);
+            r.amount = format_amount(r.raw_amount, r.currency);
             r
         },
     )))

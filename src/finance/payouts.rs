@@ -205,7 +205,7 @@ pub async fn pay_out(
             payouts::id.eq(id),
             payouts::provider_org_id.eq(provider),
             payouts::amount.eq(amount),
-            payouts::currency.eq(currency.code()),
+            payouts::currency.eq(currency),
             payouts::reference.eq(&reference),
             payouts::journal_entry_id.eq(entry.id),
             payouts::created_at.eq(now),

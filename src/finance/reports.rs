@@ -127,7 +127,7 @@ pub async fn programme_report(
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     let programme = find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
-    let c = programme.currency()?;
+    let c = programme.currency;
     let report = report(&mut conn, programme.id, c, q.group_by, &state.settings.time_zone).await?;
     let now = state.clock.now(&mut conn).await?;
     spreadsheet::respond(q.format, &report, &format!("programme-{id}"), || {
@@ -336,7 +336,7 @@ pub struct StatementSection {
     /// `payable` (what the operator owes a provider) or `owed_by_provider` (its
     /// receivable: outage credits for hours already paid out).
     pub section: String,
-    pub currency: String,
+    pub currency: Currency,
     pub opening_balance: String,
     pub closing_balance: String,
     /// Sum of the lines by category.
@@ -407,7 +407,7 @@ fn section(name: &str, c: Currency, movements: Movements) -> Result<StatementSec
     }
     Ok(StatementSection {
         section: name.into(),
-        currency: c.code().into(),
+        currency: c,
         opening_balance: format_amount(opening, c),
         closing_balance: format_amount(balance, c),
         totals: totals.into_iter().map(|(k, v)| (k, format_amount(v, c))).collect(),
@@ -512,7 +512,7 @@ pub async fn org_statement(
 fn statement_sheets(s: &Statement, now: DateTime<Utc>) -> Result<Vec<Sheet>, ApiError> {
     let mut sheets = Vec::with_capacity(s.sections.len());
     for section in &s.sections {
-        let c: Currency = section.currency.parse().map_err(ApiError::internal)?;
+        let c = section.currency;
         let header = spreadsheet::header_block(
             "organisation statement",
             now,

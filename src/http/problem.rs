@@ -513,7 +513,7 @@ mod tests {
             (409, "capacity_unavailable", "the listing has 4 GPUs".into())
         );
         assert_eq!(
-            answer(OrderError::ListingClosed("paused".into())),
+            answer(OrderError::ListingClosed(crate::market::listings::ListingStatus::Paused)),
             (409, "conflict", "the listing is paused and takes no orders".into())
         );
         let e: ApiError = OrderError::Invalid(vec![FieldError::new("start", "a"), FieldError::new("gpus", "b")]).into();
@@ -549,7 +549,7 @@ mod tests {
         let id = uuid::Uuid::nil();
         assert_eq!(answer(SettleError::OrderNotFound(id)), (404, "not_found", format!("order {id} does not exist")));
         assert_eq!(
-            answer(SettleError::AlreadyEnded("cancelled".into())),
+            answer(SettleError::AlreadyEnded(crate::market::orders::OrderStatus::Cancelled)),
             (409, "conflict", "the order is already cancelled".into())
         );
         assert_eq!(answer(SettleError::NothingLeftToCancel).0, 409);

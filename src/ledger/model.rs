@@ -48,14 +48,20 @@ pub(crate) use text_enum;
 /// corrupt row fails loudly instead of passing as some other status) and
 /// write its `as_str`. The enum derives `AsExpression` and `FromSqlRow` with
 /// `#[diesel(sql_type = diesel::sql_types::Text)]`.
+///
+/// `text_enum_sql!(Name via method)` adds only the column mapping, for a type
+/// that already has `FromStr` and a `fn method(self) -> &'static str` giving
+/// its text (`Currency` and its `code`).
 macro_rules! text_enum_sql {
     ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $crate::ledger::model::text_enum!($name { $($variant => $text),+ });
-
+        $crate::ledger::model::text_enum_sql!($name via as_str);
+    };
+    ($name:ident via $to_text:ident) => {
         impl ::diesel::deserialize::FromSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
             fn from_sql(bytes: ::diesel::pg::PgValue<'_>) -> ::diesel::deserialize::Result<Self> {
                 let text = <String as ::diesel::deserialize::FromSql<::diesel::sql_types::Text, ::diesel::pg::Pg>>::from_sql(bytes)?;
-                text.parse::<$name>().map_err(Into::into)
+                $crate::ledger::model::stored_text(&text, stringify!($name), $name::$to_text)
             }
         }
 
@@ -64,12 +70,28 @@ macro_rules! text_enum_sql {
                 &'b self,
                 out: &mut ::diesel::serialize::Output<'b, '_, ::diesel::pg::Pg>,
             ) -> ::diesel::serialize::Result {
-                <str as ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg>>::to_sql(self.as_str(), out)
+                <str as ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg>>::to_sql(self.$to_text(), out)
             }
         }
     };
 }
 pub(crate) use text_enum_sql;
+
+/// Reads a stored text as `T` (for [`text_enum_sql!`]): only a text `T`
+/// writes itself as is accepted, so a damaged value (unknown, or in another
+/// case or with spaces `FromStr` would forgive) fails the row's read instead
+/// of passing as some value. `name` names the type for the log.
+pub fn stored_text<T>(text: &str, name: &str, to_text: fn(T) -> &'static str) -> diesel::deserialize::Result<T>
+where
+    T: std::str::FromStr + Copy,
+    T::Err: std::fmt::Display,
+{
+    match text.parse::<T>() {
+        Ok(value) if to_text(value) == text => Ok(value),
+        Ok(_) => Err(format!("stored {name} {text:?} is not written as gpuhour writes it").into()),
+        Err(e) => Err(format!("stored {name}: {e}").into()),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -239,5 +261,47 @@ mod tests {
             assert_eq!(t.as_str().parse::<AccountType>(), Ok(*t));
         }
         assert!("Deposit".parse::<EntryKind>().is_err());
+    }
+
+    /// A fieldless enum mapped by the macro, as the domain enums are.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    enum Shade {
+        Light,
+        Dark,
+    }
+    text_enum_sql!(Shade { Light => "light", Dark => "dark" });
+
+    #[test]
+    fn a_stored_text_reads_back_as_the_value_that_wrote_it() {
+        for shade in Shade::ALL {
+            assert_eq!(stored_text(shade.as_str(), "Shade", Shade::as_str).ok(), Some(*shade));
+        }
+        for currency in Currency::ALL {
+            assert_eq!(stored_text(currency.code(), "Currency", Currency::code).ok(), Some(currency));
+        }
+        for status in crate::market::orders::OrderStatus::ALL {
+            assert_eq!(
+                stored_text(status.as_str(), "OrderStatus", crate::market::orders::OrderStatus::as_str).ok(),
+                Some(*status)
+            );
+        }
+    }
+
+    #[test]
+    fn a_stored_text_outside_the_enum_is_refused_never_defaulted() {
+        let refused = |text: &str| stored_text(text, "Shade", Shade::as_str).map_err(|e| e.to_string());
+        assert_eq!(
+            refused("grey"),
+            Err(r#"stored Shade: unknown Shade "grey": expected one of light, dark"#.to_string())
+        );
+        assert!(refused("Light").is_err());
+        assert!(refused("").is_err());
+        let currency = |text: &str| stored_text(text, "Currency", Currency::code).map_err(|e| e.to_string());
+        // `FromStr` forgives the spaces a person types; a stored code must be exact.
+        assert_eq!(" KRW".parse::<Currency>(), Ok(Currency::Krw));
+        assert_eq!(currency(" KRW"), Err(r#"stored Currency " KRW" is not written as gpuhour writes it"#.to_string()));
+        assert!(currency("krw").is_err());
+        assert!(currency("XYZ").is_err());
     }
 }

@@ -225,7 +225,7 @@ fn order_row(
         start_at: request.start,
         end_at: request.end,
         hours,
-        currency: breakdown.currency.code().to_string(),
+        currency: breakdown.currency,
         unit_price: breakdown.unit_price,
         gpu_hours: i32::try_from(breakdown.gpu_hours).map_err(|_| ApiError::invalid("gpus", "too many GPU-hours"))?,
         subtotal: breakdown.subtotal,
@@ -235,7 +235,7 @@ fn order_row(
         platform_fee: breakdown.platform_fee,
         fee_rate: breakdown.fee_rate,
         grant_id: if breakdown.subsidy > Decimal::ZERO { request.grant_id } else { None },
-        status: OrderStatus::Reserved.as_str().to_string(),
+        status: OrderStatus::Reserved,
         settled_hours: 0,
         charged_hours: hours,
         credited_gpu_hours: 0,
@@ -352,7 +352,7 @@ pub async fn place_many_deferred(
                 }
             };
             orders::check_request(&ask.request, listing, now)?;
-            let currency = listing.currency()?;
+            let currency = listing.currency;
             Ok((listing, currency, grant))
         });
         match prepared {

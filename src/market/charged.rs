@@ -106,7 +106,7 @@ impl Charged {
 /// which must be the ones its breakdown made: the tenant's, then the subsidy's
 /// and the grant's, then the fee's, the zero ones left out.
 pub fn charged(order: &OrderRow, postings: &[PendingOutcome]) -> Result<Charged, LedgerError> {
-    let currency = order.currency()?;
+    let currency = order.currency;
     let mut expected = Vec::with_capacity(4);
     if order.tenant_amount > Decimal::ZERO {
         expected.push(("tenant", order.tenant_amount));

@@ -8,16 +8,29 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::db::schema::{listing_hours, listings};
-use crate::ledger::model::text_enum;
+use crate::ledger::model::text_enum_sql;
+use crate::money::Currency;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "snake_case")]
 pub enum ListingStatus {
     Active,
     Paused,
     Closed,
 }
-text_enum!(ListingStatus { Active => "active", Paused => "paused", Closed => "closed" });
+text_enum_sql!(ListingStatus { Active => "active", Paused => "paused", Closed => "closed" });
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName, PartialEq)]
 #[diesel(table_name = listings, check_for_backend(diesel::pg::Pg))]
@@ -30,21 +43,15 @@ pub struct ListingRow {
     pub region: String,
     pub interconnect: Option<String>,
     pub price_per_gpu_hour: Decimal,
-    pub currency: String,
+    pub currency: Currency,
     pub available_from: DateTime<Utc>,
     pub available_until: DateTime<Utc>,
     pub min_hours: i32,
-    pub status: String,
+    pub status: ListingStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[diesel(embed)]
     pub energy: super::energy::Declared,
-}
-
-impl ListingRow {
-    pub fn currency(&self) -> Result<crate::money::Currency, crate::ledger::LedgerError> {
-        crate::money::stored_currency(&self.currency, format_args!("listing {}", self.id))
-    }
 }
 
 #[derive(Debug, Clone, Insertable, AsChangeset)]
@@ -58,11 +65,11 @@ pub struct ListingInsert {
     pub region: String,
     pub interconnect: Option<String>,
     pub price_per_gpu_hour: Decimal,
-    pub currency: String,
+    pub currency: Currency,
     pub available_from: DateTime<Utc>,
     pub available_until: DateTime<Utc>,
     pub min_hours: i32,
-    pub status: String,
+    pub status: ListingStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[diesel(embed)]
@@ -96,9 +103,7 @@ impl From<ListingRow> for ListingInsert {
 /// any; everyone else only active ones. A listing they may not see answers 404
 /// to every route — reading, quoting or ordering — so its existence does not leak.
 pub fn visible_to(listing: &ListingRow, principal: &crate::auth::Principal) -> bool {
-    principal.is_finance()
-        || listing.provider_org_id == principal.org_id
-        || listing.status == ListingStatus::Active.as_str()
+    principal.is_finance() || listing.provider_org_id == principal.org_id || listing.status == ListingStatus::Active
 }
 
 /// Stores a new listing with a row for each hour of its window.
@@ -330,7 +335,7 @@ pub enum SearchSort {
 pub struct SearchFilter {
     pub gpu_model: Option<String>,
     pub region: Option<String>,
-    pub currency: Option<String>,
+    pub currency: Option<Currency>,
     pub max_price: Option<Decimal>,
     /// Memory per GPU, at least.
     pub min_memory_gb: Option<i32>,
@@ -470,11 +475,11 @@ mod tests {
             region: "kr".into(),
             interconnect: None,
             price_per_gpu_hour: Decimal::ONE,
-            currency: "KRW".into(),
+            currency: Currency::Krw,
             available_from: from,
             available_until: from + chrono::TimeDelta::hours(hours),
             min_hours: 1,
-            status: "active".into(),
+            status: ListingStatus::Active,
             created_at: from,
             updated_at: from,
             energy: Default::default(),

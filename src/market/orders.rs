@@ -15,7 +15,19 @@ use crate::ledger::LedgerError;
 use crate::ledger::rules::Movement;
 use crate::money::Currency;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Reserved,
@@ -23,7 +35,7 @@ pub enum OrderStatus {
     Completed,
     Cancelled,
 }
-crate::ledger::model::text_enum!(OrderStatus {
+crate::ledger::model::text_enum_sql!(OrderStatus {
     Reserved => "reserved", Active => "active", Completed => "completed", Cancelled => "cancelled",
 });
 
@@ -41,7 +53,7 @@ pub struct OrderRow {
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
     pub hours: i32,
-    pub currency: String,
+    pub currency: Currency,
     pub unit_price: Decimal,
     pub gpu_hours: i32,
     pub subtotal: Decimal,
@@ -51,7 +63,7 @@ pub struct OrderRow {
     pub platform_fee: Decimal,
     pub fee_rate: Decimal,
     pub grant_id: Option<Uuid>,
-    pub status: String,
+    pub status: OrderStatus,
     pub settled_hours: i32,
     pub charged_hours: i32,
     pub credited_gpu_hours: i32,
@@ -65,17 +77,9 @@ pub struct OrderRow {
 }
 
 impl OrderRow {
-    pub fn currency(&self) -> Result<Currency, LedgerError> {
-        crate::money::stored_currency(&self.currency, format_args!("order {}", self.id))
-    }
-
     /// The status as of `now`: a reserved order whose first hour has begun is active.
-    pub fn status_at(&self, now: DateTime<Utc>) -> String {
-        if self.status == OrderStatus::Reserved.as_str() && now >= self.start_at {
-            OrderStatus::Active.as_str().to_string()
-        } else {
-            self.status.clone()
-        }
+    pub fn status_at(&self, now: DateTime<Utc>) -> OrderStatus {
+        if self.status == OrderStatus::Reserved && now >= self.start_at { OrderStatus::Active } else { self.status }
     }
 }
 
@@ -87,7 +91,7 @@ pub enum OrderError {
     #[error("{}", describe_fields(.0))]
     Invalid(Vec<FieldError>),
     #[error("the listing is {0} and takes no orders")]
-    ListingClosed(String),
+    ListingClosed(ListingStatus),
     #[error("the listing has {0} GPUs")]
     MoreGpusThanListed(i32),
     #[error("not enough GPUs are free on this listing for every hour asked")]
@@ -125,7 +129,7 @@ pub fn purchase<'a>(request: &Request, listing: &'a ListingRow) -> Option<crate:
         gpu_model: &listing.gpu_model,
         region: &listing.region,
         provider_org_id: listing.provider_org_id,
-        currency: &listing.currency,
+        currency: listing.currency,
     })
 }
 
@@ -147,8 +151,8 @@ pub fn check_request(request: &Request, listing: &ListingRow, now: DateTime<Utc>
     if hours > MAX_HOURS {
         return Err(OrderError::invalid("end", format!("an order lasts at most {MAX_HOURS} hours")));
     }
-    if listing.status != ListingStatus::Active.as_str() {
-        return Err(OrderError::ListingClosed(listing.status.clone()));
+    if listing.status != ListingStatus::Active {
+        return Err(OrderError::ListingClosed(listing.status));
     }
     if request.start < now {
         return Err(OrderError::invalid("start", "must not be in the past"));
@@ -173,7 +177,7 @@ pub fn quote(
     now: DateTime<Utc>,
 ) -> Result<(i32, Breakdown), OrderError> {
     let hours = check_request(request, listing, now)?;
-    let currency = listing.currency()?;
+    let currency = listing.currency;
     let breakdown = pricing::price(
         listing.price_per_gpu_hour,
         i64::from(request.gpus),
@@ -271,11 +275,15 @@ pub async fn list(
         let mut any: Option<Condition> = None;
         for status in statuses {
             let this: Condition = match status {
-                OrderStatus::Reserved => Box::new(orders::status.eq("reserved").and(orders::start_at.gt(now))),
+                OrderStatus::Reserved => {
+                    Box::new(orders::status.eq(OrderStatus::Reserved).and(orders::start_at.gt(now)))
+                }
                 OrderStatus::Active => Box::new(
-                    orders::status.eq("active").or(orders::status.eq("reserved").and(orders::start_at.le(now))),
+                    orders::status
+                        .eq(OrderStatus::Active)
+                        .or(orders::status.eq(OrderStatus::Reserved).and(orders::start_at.le(now))),
                 ),
-                other => Box::new(orders::status.eq(other.as_str())),
+                other => Box::new(orders::status.eq(*other)),
             };
             any = Some(match any {
                 None => this,
@@ -326,7 +334,7 @@ pub(crate) fn sample_order(tenant_amount: Decimal, subsidy: Decimal, platform_fe
         start_at: now,
         end_at: now,
         hours: 1,
-        currency: "KRW".into(),
+        currency: Currency::Krw,
         unit_price: rust_decimal_macros::dec!(1),
         gpu_hours: 1,
         subtotal: tenant_amount + subsidy,
@@ -336,7 +344,7 @@ pub(crate) fn sample_order(tenant_amount: Decimal, subsidy: Decimal, platform_fe
         platform_fee,
         fee_rate: Decimal::ZERO,
         grant_id: None,
-        status: "active".into(),
+        status: OrderStatus::Active,
         settled_hours: 0,
         charged_hours: 1,
         credited_gpu_hours: 0,

@@ -32,7 +32,7 @@ pub enum SettleError {
     #[error("order {0} does not exist")]
     OrderNotFound(Uuid),
     #[error("the order is already {0}")]
-    AlreadyEnded(String),
+    AlreadyEnded(OrderStatus),
     #[error("every hour of this order has begun: there is nothing left to cancel")]
     NothingLeftToCancel,
     #[error(transparent)]
@@ -50,7 +50,7 @@ pub struct Settled {
     /// Hours settled by this run.
     pub hours: i32,
     pub settled_hours: i32,
-    pub status: String,
+    pub status: OrderStatus,
     /// One `settlement` entry per hour settled, dated at the hour's start (the
     /// hour it pays for); an hour whose shares were all credited has none.
     pub journal_entry_ids: Vec<Uuid>,
@@ -93,7 +93,7 @@ pub async fn settle_order(
         .await
         .optional()?;
     let Some(order) = order else { return Ok(None) };
-    if order.status != OrderStatus::Reserved.as_str() && order.status != OrderStatus::Active.as_str() {
+    if order.status != OrderStatus::Reserved && order.status != OrderStatus::Active {
         return Ok(None);
     }
     let upto = hours_elapsed(order.start_at, now, order.charged_hours);
@@ -101,7 +101,7 @@ pub async fn settle_order(
     // `order.started` and `order.completed` go with the status changes that
     // mean them, made under the order's row lock: an order leaves `reserved`
     // and reaches `completed` once each, whichever settler gets there.
-    let was_reserved = order.status == OrderStatus::Reserved.as_str();
+    let was_reserved = order.status == OrderStatus::Reserved;
     if upto <= order.settled_hours {
         if begun && was_reserved {
             let row = set_progress(conn, order.id, order.settled_hours, OrderStatus::Active).await?;
@@ -126,7 +126,7 @@ pub async fn settle_order(
         order_id: order.id,
         hours: upto - order.settled_hours,
         settled_hours: upto,
-        status: status.as_str().to_string(),
+        status,
         journal_entry_ids: entry_ids,
     }))
 }
@@ -142,7 +142,7 @@ async fn settle_hours(
     pendings: &mut [ledger_store::PendingProgress],
     upto: i32,
 ) -> Result<Vec<Uuid>, SettleError> {
-    let currency = order.currency()?;
+    let currency = order.currency;
     if order.settled_hours >= upto.min(order.hours) {
         return Ok(Vec::new());
     }
@@ -197,7 +197,7 @@ async fn set_progress(
     status: OrderStatus,
 ) -> QueryResult<OrderRow> {
     diesel::update(orders_table::table.find(id))
-        .set((orders_table::settled_hours.eq(settled), orders_table::status.eq(status.as_str())))
+        .set((orders_table::settled_hours.eq(settled), orders_table::status.eq(status)))
         .returning(OrderRow::as_returning())
         .get_result(conn)
         .await
@@ -231,8 +231,8 @@ pub async fn cancel(
         .await?
         .filter(|o| o.tenant_org_id == tenant_org)
         .ok_or(SettleError::OrderNotFound(order_id))?;
-    if order.status == OrderStatus::Cancelled.as_str() || order.status == OrderStatus::Completed.as_str() {
-        return Err(SettleError::AlreadyEnded(order.status.clone()));
+    if order.status == OrderStatus::Cancelled || order.status == OrderStatus::Completed {
+        return Err(SettleError::AlreadyEnded(order.status));
     }
     let begun = hours_begun(order.start_at, now, order.hours);
     if begun >= order.hours {
@@ -242,7 +242,7 @@ pub async fn cancel(
     let free_from = orders::hour_at(&order, begun);
     listings::release(conn, order.listing_id, free_from, order.end_at, order.gpus).await?;
 
-    let currency = order.currency()?;
+    let currency = order.currency;
     let credits = hour_credits_of(conn, &order).await?;
     // The hours freed go back to the grant's allocation, still before the
     // ledger: less what outages already gave back for those very hours.
@@ -278,7 +278,7 @@ pub async fn cancel(
     }
     let updated = diesel::update(orders_table::table.find(order.id))
         .set((
-            orders_table::status.eq(OrderStatus::Cancelled.as_str()),
+            orders_table::status.eq(OrderStatus::Cancelled),
             orders_table::charged_hours.eq(begun),
             orders_table::settled_hours.eq(begun),
             orders_table::cancelled_at.eq(now),
@@ -289,7 +289,7 @@ pub async fn cancel(
     // An order cancelled after its first hour began, before the settler saw
     // it begin, has started too: it leaves `reserved` here, not there.
     let mut events = Vec::new();
-    if order.status == OrderStatus::Reserved.as_str() && begun > 0 {
+    if order.status == OrderStatus::Reserved && begun > 0 {
         events.push((EventType::OrderStarted, updated.clone()));
     }
     events.push((EventType::OrderCancelled, updated.clone()));
@@ -438,7 +438,7 @@ pub async fn credit_outage(
         if lost == 0 {
             continue;
         }
-        let currency = order.currency()?;
+        let currency = order.currency;
         let no_credits = BTreeMap::new();
         let pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
         let (mut voided, mut refunded) = (Decimal::ZERO, Decimal::ZERO);

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::charged::{self, Charged, ChargedView};
 use super::energy::{self, Accelerator, Declared};
-use super::listings::ListingRow;
-use super::orders::OrderRow;
+use super::listings::{ListingRow, ListingStatus};
+use super::orders::{OrderRow, OrderStatus};
 use super::settlement::{OutageCredit, Settled};
 use crate::events::{EventType, NewEvent, view_data};
 use crate::ledger::LedgerError;
@@ -31,7 +31,7 @@ pub struct ListingView {
     pub available_from: DateTime<Utc>,
     pub available_until: DateTime<Utc>,
     pub min_hours: i32,
-    pub status: String,
+    pub status: ListingStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// In search results: GPUs free in every hour of the window asked for.
@@ -58,7 +58,7 @@ pub fn listing_view(l: ListingRow, free_gpus: Option<i32>) -> ListingView {
         region: l.region,
         interconnect: l.interconnect,
         price_per_gpu_hour: unit_price(l.price_per_gpu_hour),
-        currency: l.currency,
+        currency: l.currency.code().to_string(),
         available_from: l.available_from,
         available_until: l.available_until,
         min_hours: l.min_hours,
@@ -128,7 +128,7 @@ pub struct QuoteView {
 pub struct OrderView {
     pub id: Uuid,
     /// `reserved`, `active`, `completed` or `cancelled`.
-    pub status: String,
+    pub status: OrderStatus,
     pub listing_id: Uuid,
     pub tenant_org_id: Uuid,
     pub provider_org_id: Uuid,
@@ -176,7 +176,7 @@ pub struct OrderView {
 }
 
 pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<OrderView, LedgerError> {
-    let c = o.currency()?;
+    let c = o.currency;
     let charged = charged::view(charged)?;
     Ok(OrderView {
         id: o.id,
@@ -197,7 +197,7 @@ pub fn order_view(o: OrderRow, now: DateTime<Utc>, charged: &Charged) -> Result<
         subsidy_rate: o.subsidy_rate.normalize().to_string(),
         tenant_amount: format_amount(o.tenant_amount, c),
         platform_fee: format_amount(o.platform_fee, c),
-        currency: o.currency,
+        currency: c.code().to_string(),
         grant_id: o.grant_id,
         settled_hours: o.settled_hours,
         charged_hours: o.charged_hours,

@@ -55,7 +55,7 @@ pub async fn record_advance(
             .await?
             .ok_or_else(|| ApiError::missing("programme", programme_id))?;
         let amount =
-            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+            parse_amount(&raw_amount, programme.currency).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         if received_at > now {
             return Err(ApiError::invalid("received_at", "must not be in the future"));

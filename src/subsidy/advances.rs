@@ -53,7 +53,7 @@ pub async fn record(
     lock_programme(conn, programme_id).await?;
     super::year_end::ensure_open(conn, programme_id).await?;
     let programme = find_programme(conn, programme_id).await?.ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
-    let currency = programme.currency()?;
+    let currency = programme.currency;
     let seen = programme_advances::table
         .filter(programme_advances::programme_id.eq(programme_id))
         .filter(programme_advances::reference.eq(&reference))

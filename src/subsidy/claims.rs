@@ -55,8 +55,11 @@ pub enum ClaimError {
 
 /// A claim is drafted, then submitted to the programme (which pays on it); a
 /// draft may be voided instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, diesel::AsExpression, diesel::FromSqlRow,
+)]
 #[diesel(sql_type = diesel::sql_types::Text)]
+#[serde(rename_all = "snake_case")]
 pub enum ClaimStatus {
     Draft,
     Submitted,
@@ -118,7 +121,7 @@ pub async fn create_claim(
     super::year_end::ensure_open(conn, programme_id).await?;
     let programme = find_programme(conn, programme_id).await?.ok_or(ClaimError::ProgrammeNotFound(programme_id))?;
     let receivable =
-        ledger_store::account_by_code(conn, &chart::subsidy_receivable_code(programme.id), programme.currency()?)
+        ledger_store::account_by_code(conn, &chart::subsidy_receivable_code(programme.id), programme.currency)
             .await?
             .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("programme accounts are missing".into())))?;
     // Settled subsidy (positive), and what went back to the programme:
@@ -222,7 +225,7 @@ pub async fn submit(
     let programme = find_programme(conn, programme_id)
         .await?
         .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("claim without programme".into())))?;
-    super::advances::apply(conn, programme_id, programme.currency()?, actor, now).await?;
+    super::advances::apply(conn, programme_id, programme.currency, actor, now).await?;
     // After the advance is applied, so the view shows what is still outstanding.
     let data = crate::events::view_data(&view(conn, submitted.clone()).await?)?;
     crate::events::record(conn, NewEvent::new(EventType::ClaimSubmitted, now, submitted.id, vec![], data)).await?;
@@ -259,7 +262,7 @@ pub async fn pay(
     let programme = find_programme(conn, claim.programme_id)
         .await?
         .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("claim without programme".into())))?;
-    let currency = programme.currency()?;
+    let currency = programme.currency;
     crate::money::parse_amount(&amount.to_string(), currency).map_err(|e| ClaimError::InvalidAmount(e.to_string()))?;
     let duplicate_of = earlier_payment_with(conn, &reference).await?;
     if let Some((payment, claim_of_payment)) = duplicate_of
@@ -357,8 +360,8 @@ pub struct ClaimView {
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     /// `draft`, `submitted` or `void` (a voided draft: its postings are claimable again).
-    pub status: String,
-    pub currency: String,
+    pub status: ClaimStatus,
+    pub currency: Currency,
     /// What is claimed: settled subsidy less outage refunds.
     pub amount: String,
     pub paid: String,
@@ -384,7 +387,7 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
     let programme = find_programme(conn, claim.programme_id)
         .await?
         .ok_or_else(|| ClaimError::from(LedgerError::Corrupt("claim without programme".into())))?;
-    let currency: Currency = programme.currency()?;
+    let currency: Currency = programme.currency;
     let items: Vec<(Uuid, Uuid, Decimal)> = claim_items::table
         .filter(claim_items::claim_id.eq(claim.id))
         .select((claim_items::provider_org_id, claim_items::tenant_org_id, claim_items::amount))
@@ -444,8 +447,8 @@ pub async fn view(conn: &mut AsyncPgConnection, claim: ClaimRow) -> Result<Claim
         programme_id: claim.programme_id,
         period_start: claim.period_start,
         period_end: claim.period_end,
-        status: claim.status.to_string(),
-        currency: currency.code().to_string(),
+        status: claim.status,
+        currency,
         amount: format_amount(claim.amount, currency),
         paid: format_amount(paid, currency),
         written_off: format_amount(written_off, currency),

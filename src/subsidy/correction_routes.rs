@@ -102,7 +102,7 @@ pub async fn write_off(
             .await?
             .ok_or_else(|| ApiError::not_found("programme missing"))?;
         let amount =
-            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+            parse_amount(&raw_amount, programme.currency).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let claim = corrections::write_off(conn, id, amount, reason, principal.actor(), now).await?;
         Ok(claims::view(conn, claim).await?)
@@ -135,7 +135,7 @@ pub async fn credit_note(
             .await?
             .ok_or_else(|| ApiError::missing("programme", programme_id))?;
         let amount =
-            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+            parse_amount(&raw_amount, programme.currency).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let note = NewCreditNote { programme_id, grant_id, provider_org_id, order_id, amount, reason };
         Ok(corrections::credit_note(conn, note, principal.actor(), now).await?)
@@ -166,7 +166,7 @@ pub async fn withdraw(
             .await?
             .ok_or_else(|| ApiError::not_found("programme missing"))?;
         let amount =
-            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+            parse_amount(&raw_amount, programme.currency).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let row = corrections::withdraw(conn, id, amount, reason, principal.actor(), now).await?;
         grant_view(conn, row).await

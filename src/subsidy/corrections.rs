@@ -137,7 +137,7 @@ pub async fn write_off(
     let programme = find_programme(conn, claim.programme_id)
         .await?
         .ok_or_else(|| LedgerError::Corrupt("claim without programme".into()))?;
-    let currency = programme.currency()?;
+    let currency = programme.currency;
     let open = super::advances::outstanding(conn, &claim).await?;
     if amount > open {
         return Err(invalid(
@@ -208,7 +208,7 @@ pub async fn credit_note(
     let programme =
         find_programme(conn, note.programme_id).await?.ok_or(CorrectionError::ProgrammeNotFound(note.programme_id))?;
     super::year_end::ensure_open(conn, programme.id).await?;
-    let currency: Currency = programme.currency()?;
+    let currency: Currency = programme.currency;
     let grant = match lock_grant(conn, note.grant_id).await {
         Ok(grant) if grant.programme_id == programme.id => grant,
         Ok(_) | Err(CorrectionError::GrantNotFound(_)) => {
@@ -327,7 +327,7 @@ pub async fn withdraw(
         .await?
         .ok_or_else(|| LedgerError::Corrupt("grant without programme".into()))?;
     super::year_end::ensure_open(conn, programme.id).await?;
-    let currency = programme.currency()?;
+    let currency = programme.currency;
     let codes = [chart::grant_available_code(grant.id), chart::unallocated_code(programme.id)];
     let [available, unallocated] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut ids = vec![available, unallocated];

@@ -61,7 +61,7 @@ pub(crate) async fn programmes_page(
         query = query.filter(programmes::fiscal_year.eq(y));
     }
     if let Some(c) = q.currency {
-        query = query.filter(programmes::currency.eq(c.code()));
+        query = query.filter(programmes::currency.eq(c));
     }
     match q.status.as_deref() {
         None => {}
@@ -83,7 +83,7 @@ pub struct ClaimSummary {
     pub programme_id: Uuid,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
-    pub status: String,
+    pub status: super::claims::ClaimStatus,
     pub amount: String,
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
@@ -135,7 +135,7 @@ pub(crate) async fn claims_page(
         query = query.filter(claims::id.gt(a));
     }
     let rows: Vec<ClaimRow> = query.load(conn).await?;
-    let currencies: std::collections::HashMap<Uuid, String> = programmes::table
+    let currencies: std::collections::HashMap<Uuid, Currency> = programmes::table
         .filter(programmes::id.eq_any(rows.iter().map(|c| c.programme_id).collect::<Vec<_>>()))
         .select((programmes::id, programmes::currency))
         .load(conn)
@@ -147,7 +147,7 @@ pub(crate) async fn claims_page(
         limit,
         |c| c.id,
         |c| {
-            let amount = match currencies.get(&c.programme_id).and_then(|x| x.parse::<Currency>().ok()) {
+            let amount = match currencies.get(&c.programme_id).copied() {
                 Some(currency) => format_amount(c.amount, currency),
                 None => c.amount.normalize().to_string(),
             };
@@ -156,7 +156,7 @@ pub(crate) async fn claims_page(
                 programme_id: c.programme_id,
                 period_start: c.period_start,
                 period_end: c.period_end,
-                status: c.status.to_string(),
+                status: c.status,
                 amount,
                 created_at: c.created_at,
                 submitted_at: c.submitted_at,

@@ -53,7 +53,7 @@ pub struct ProgrammeRow {
     pub name: String,
     pub sponsor: String,
     pub fiscal_year: i32,
-    pub currency: String,
+    pub currency: Currency,
     pub budget: Decimal,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -71,10 +71,6 @@ pub struct ProgrammeRow {
 }
 
 impl ProgrammeRow {
-    pub fn currency(&self) -> Result<Currency, LedgerError> {
-        crate::money::stored_currency(&self.currency, format_args!("programme {}", self.id))
-    }
-
     pub fn rates(&self) -> BTreeMap<String, Decimal> {
         serde_json::from_value::<BTreeMap<String, String>>(self.rates_by_category.clone())
             .unwrap_or_default()
@@ -94,8 +90,20 @@ impl ProgrammeRow {
 
 /// A grant funds orders while active; closed, what it had left went back to
 /// its programme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
 #[diesel(sql_type = diesel::sql_types::Text)]
+#[serde(rename_all = "snake_case")]
 pub enum GrantStatus {
     Active,
     Closed,
@@ -165,7 +173,7 @@ pub async fn create_programme(
         name: p.name,
         sponsor: p.sponsor,
         fiscal_year: p.fiscal_year,
-        currency: p.currency.code().to_string(),
+        currency: p.currency,
         budget: p.budget,
         starts_at: p.starts_at,
         ends_at: p.ends_at,
@@ -228,7 +236,7 @@ pub async fn insert_grant(
 ) -> Result<GrantRow, GrantError> {
     let programme = find_programme(conn, g.programme_id).await?.ok_or(GrantError::ProgrammeNotFound(g.programme_id))?;
     super::year_end::ensure_open(conn, programme.id).await?;
-    let currency = programme.currency()?;
+    let currency = programme.currency;
     crate::auth::store::org_by_id(conn, g.tenant_org_id)
         .await?
         .filter(|o| o.kind == OrgKind::Tenant.as_str())
@@ -318,7 +326,7 @@ pub async fn close_grant(
     let programme = find_programme(conn, grant.programme_id)
         .await?
         .ok_or_else(|| LedgerError::Corrupt("grant without programme".into()))?;
-    let currency = programme.currency()?;
+    let currency = programme.currency;
     let codes = [chart::grant_available_code(grant.id), chart::unallocated_code(programme.id)];
     let [available_id, unallocated_id] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut sorted = vec![available_id, unallocated_id];
@@ -388,7 +396,7 @@ pub struct Purchase<'a> {
     pub gpu_model: &'a str,
     pub region: &'a str,
     pub provider_org_id: Uuid,
-    pub currency: &'a str,
+    pub currency: Currency,
 }
 
 /// The subsidy side of an order naming a grant: checks that the grant is the
@@ -428,7 +436,7 @@ pub fn grant_terms(
         .check(purchase.gpu_model, purchase.region, purchase.provider_org_id)
         .map_err(grant_problem)?;
     let rate = rate_for(grant.rate, &programme.rates(), programme.default_rate, tenant_category);
-    Ok(GrantTerms { grant_id, programme_id: programme.id, rate, currency: programme.currency()? })
+    Ok(GrantTerms { grant_id, programme_id: programme.id, rate, currency: programme.currency })
 }
 
 /// The category a tenant organisation's rate is chosen by, if any.

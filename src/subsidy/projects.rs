@@ -153,7 +153,7 @@ pub async fn enforce_cap(
         .await
         .optional()?;
     let Some(share) = share else { return Ok(()) };
-    let currency = programme.currency()?;
+    let currency = programme.currency;
     let held: Option<Decimal> = grants::table
         .filter(grants::programme_id.eq(programme.id))
         .filter(grants::tenant_org_id.eq(tenant))

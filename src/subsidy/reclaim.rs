@@ -329,7 +329,7 @@ async fn orders_with_future_hours(
 ) -> QueryResult<Vec<Uuid>> {
     orders::table
         .filter(orders::grant_id.eq(grant_id))
-        .filter(orders::status.eq_any([OrderStatus::Reserved.as_str(), OrderStatus::Active.as_str()]))
+        .filter(orders::status.eq_any([OrderStatus::Reserved, OrderStatus::Active]))
         // The last hour begins at end − 1 h (an hour under way counts as
         // begun): before that instant some hour is still to come.
         .filter(orders::end_at.gt(now + TimeDelta::hours(1)))

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::claims::{self, ClaimView};
-use super::programmes::{self, GrantRow, NewGrant, NewProgramme, ProgrammeRow};
+use super::programmes::{self, GrantRow, GrantStatus, NewGrant, NewProgramme, ProgrammeRow};
 use super::projects::{AllocationFields, AllocationView, ProjectFields, ProjectView, check_allocation, check_project};
 use super::rules::{Eligibility, parse_rate};
 use crate::auth::model::TenantCategory;
@@ -93,7 +93,7 @@ pub(crate) async fn programme_view_with_cap(
 }
 
 pub(crate) fn programme_view(p: ProgrammeRow) -> Result<ProgrammeView, ApiError> {
-    let c = p.currency()?;
+    let c = p.currency;
     let rates = p.rates().into_iter().map(|(k, v)| (k, v.normalize().to_string())).collect();
     Ok(ProgrammeView {
         id: p.id,
@@ -101,7 +101,7 @@ pub(crate) fn programme_view(p: ProgrammeRow) -> Result<ProgrammeView, ApiError>
         sponsor: p.sponsor,
         fiscal_year: p.fiscal_year,
         budget: format_amount(p.budget, c),
-        currency: p.currency,
+        currency: c.code().to_string(),
         starts_at: p.starts_at,
         ends_at: p.ends_at,
         default_rate: p.default_rate.normalize().to_string(),
@@ -249,7 +249,7 @@ pub struct GrantView {
     pub valid_from: DateTime<Utc>,
     pub valid_until: DateTime<Utc>,
     /// `active` or `closed`.
-    pub status: String,
+    pub status: GrantStatus,
     /// What the grant may still fund.
     pub available: String,
     /// What it has funded (settled).
@@ -299,8 +299,8 @@ pub(crate) async fn grant_views(
         .load::<ProgrammeRow>(conn)
         .await?
         .into_iter()
-        .map(|p| Ok((p.id, p.currency()?)))
-        .collect::<Result<_, crate::ledger::LedgerError>>()?;
+        .map(|p| (p.id, p.currency))
+        .collect();
     let grant_ids: Vec<Uuid> = rows.iter().map(|g| g.id).collect();
     let usage = crate::market::usage::figures_of_grants(conn, &grant_ids).await?;
     let codes: Vec<String> =
@@ -336,7 +336,7 @@ pub(crate) async fn grant_views(
                 rate: g.rate.map(|r| r.normalize().to_string()),
                 valid_from: g.valid_from,
                 valid_until: g.valid_until,
-                status: g.status.to_string(),
+                status: g.status,
                 available: format_amount(avail, c),
                 spent: format_amount(spent_posted, c),
                 committed: format_amount(committed, c),
@@ -404,7 +404,7 @@ pub(crate) async fn grant_write(
             .await?
             .ok_or_else(|| ApiError::missing("programme", programme_id))?;
         let amount =
-            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+            parse_amount(&raw_amount, programme.currency).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         super::projects::enforce_cap(conn, &programme, tenant, amount).await?;
         let grant =
@@ -650,7 +650,7 @@ pub async fn get_claim(
 /// The claim's sheets: its figures; its lines by provider and by tenant, each
 /// totalling the claimed amount; its payments.
 fn claim_sheets(v: &claims::ClaimView, now: DateTime<Utc>) -> Result<Vec<Sheet>, ApiError> {
-    let c: Currency = v.currency.parse().map_err(ApiError::internal)?;
+    let c = v.currency;
     let header = spreadsheet::header_block(
         "subsidy claim",
         now,
@@ -659,7 +659,7 @@ fn claim_sheets(v: &claims::ClaimView, now: DateTime<Utc>) -> Result<Vec<Sheet>,
             ("claim", v.id.to_string()),
             ("programme", v.programme_id.to_string()),
             ("period", format!("{} to {}", v.period_start.to_rfc3339(), v.period_end.to_rfc3339())),
-            ("status", v.status.clone()),
+            ("status", v.status.to_string()),
             ("currency", c.code().into()),
         ],
     );
@@ -789,7 +789,7 @@ pub(crate) async fn payment_write(
             .await?
             .ok_or_else(|| ApiError::not_found("programme missing"))?;
         let amount =
-            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+            parse_amount(&raw_amount, programme.currency).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         let claim = claims::pay(conn, id, amount, reference, allow_duplicate_reference, principal.actor(), now).await?;
         Ok(claims::view(conn, claim).await?)

@@ -102,7 +102,7 @@ pub async fn settle(
     if now < programme.ends_at {
         return Err(YearEndError::StillRunning(programme.ends_at));
     }
-    let currency: Currency = programme.currency()?;
+    let currency: Currency = programme.currency;
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -215,7 +215,7 @@ pub async fn refund(
     if settled.is_none() {
         return Err(YearEndError::NotSettled);
     }
-    let currency = programme.currency()?;
+    let currency = programme.currency;
     let seen = programme_refunds::table
         .filter(programme_refunds::programme_id.eq(programme_id))
         .filter(programme_refunds::reference.eq(&reference))

@@ -86,7 +86,7 @@ pub async fn refund_programme(
         let programme =
             programmes::find_programme(conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
         let amount =
-            parse_amount(&raw_amount, programme.currency()?).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+            parse_amount(&raw_amount, programme.currency).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
         let now = clock.now(conn).await?;
         Ok(year_end::refund(conn, id, amount, reference, principal.actor(), now).await?)
     })
@@ -98,7 +98,7 @@ pub async fn refund_programme(
 pub struct GrantLine {
     pub grant_id: Uuid,
     pub tenant_org_id: Uuid,
-    pub status: String,
+    pub status: super::programmes::GrantStatus,
     pub amount: String,
     pub spent: String,
     pub released: String,
@@ -152,7 +152,7 @@ pub async fn settlement_statement(
     let mut conn = state.pool.get().await?;
     let programme =
         programmes::find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
-    let c = programme.currency()?;
+    let c = programme.currency;
     let zone = state.settings.time_zone.clone();
     let settled_at: Option<DateTime<Utc>> =
         programmes_table::table.find(id).select(programmes_table::settled_at).first(&mut conn).await?;
@@ -188,7 +188,7 @@ pub async fn settlement_statement(
         by_grant.push(GrantLine {
             grant_id: g.id,
             tenant_org_id: g.tenant_org_id,
-            status: g.status.to_string(),
+            status: g.status,
             amount: format_amount(g.amount, c),
             spent: format_amount(spent, c),
             released: format_amount(g.released, c),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::store::{self, DeliveryRow, EndpointRow};
+use super::store::{self, DeliveryRow, DeliveryStatus, EndpointRow, EndpointStatus};
 use super::{signing, url_rules, wall_now};
 use crate::auth::Principal;
 use crate::events::EventType;
@@ -58,7 +58,7 @@ pub struct WebhookEndpointView {
     pub types: Vec<EventType>,
     pub description: Option<String>,
     /// `active` or `disabled`.
-    pub status: String,
+    pub status: EndpointStatus,
     pub created_at: DateTime<Utc>,
     pub disabled_at: Option<DateTime<Utc>>,
     pub secret_rotated_at: Option<DateTime<Utc>>,
@@ -106,7 +106,7 @@ pub struct WebhookDeliveryView {
     pub event_id: Uuid,
     pub event_type: String,
     /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     /// When it is next tried (while pending; during a send, when its lease ends).
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -372,19 +372,19 @@ pub async fn list_deliveries(
 ) -> Result<HttpResponse, ApiError> {
     let limit = pagination::limit(q.limit)?;
     let after: Option<Uuid> = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    if let Some(status) = q.status.as_deref()
-        && !["pending", "succeeded", "failed"].contains(&status)
-    {
-        return Err(ApiError::invalid("status", "must be pending, succeeded or failed"));
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<DeliveryStatus>)
+        .transpose()
+        .map_err(|_| ApiError::invalid("status", "must be pending, succeeded or failed"))?;
     let mut conn = state.pool.get().await?;
     if let Some(endpoint) = q.endpoint_id
         && store::endpoint(&mut conn, principal.org_id, endpoint, false).await?.is_none()
     {
         return Err(ApiError::missing("webhook endpoint", endpoint));
     }
-    let rows =
-        store::deliveries(&mut conn, principal.org_id, q.endpoint_id, q.status.as_deref(), after, limit + 1).await?;
+    let rows = store::deliveries(&mut conn, principal.org_id, q.endpoint_id, status, after, limit + 1).await?;
     Ok(HttpResponse::Ok().json(pagination::page(rows, limit, |r| r.id, WebhookDeliveryView::from)))
 }
 
@@ -406,7 +406,7 @@ pub async fn retry_delivery(write: Write, id: web::Path<Uuid>) -> Result<HttpRes
         if !endpoint_active {
             return Err(ApiError::conflict(format!("the endpoint of webhook delivery {id} is disabled")));
         }
-        if delivery.status != "failed" {
+        if delivery.status != DeliveryStatus::Failed {
             return Err(ApiError::conflict(format!(
                 "webhook delivery {id} is {}: only a failed delivery can be retried",
                 delivery.status

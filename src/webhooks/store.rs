@@ -8,6 +8,50 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::events::{EventType, Position};
+use crate::ledger::model::text_enum_sql;
+
+/// An endpoint receives deliveries while active; disabled is for good.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = Text)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointStatus {
+    Active,
+    Disabled,
+}
+text_enum_sql!(EndpointStatus { Active => "active", Disabled => "disabled" });
+
+/// A delivery is pending until an attempt succeeds or its attempts run out.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = Text)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+text_enum_sql!(DeliveryStatus { Pending => "pending", Succeeded => "succeeded", Failed => "failed" });
 
 /// An endpoint as stored.
 #[derive(Debug, Clone, QueryableByName)]
@@ -33,7 +77,7 @@ pub struct EndpointRow {
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub secret_rotated_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Text)]
-    pub status: String,
+    pub status: EndpointStatus,
     #[diesel(sql_type = Timestamptz)]
     pub created_at: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -42,12 +86,9 @@ pub struct EndpointRow {
 
 impl EndpointRow {
     pub fn is_active(&self) -> bool {
-        self.status == ACTIVE
+        self.status == EndpointStatus::Active
     }
 }
-
-pub const ACTIVE: &str = "active";
-pub const DISABLED: &str = "disabled";
 
 const ENDPOINT_COLUMNS: &str = "id, org_id, url, types, description, sees_every_event, secret, previous_secret, \
      previous_secret_expires_at, secret_rotated_at, status, created_at, disabled_at";
@@ -191,7 +232,7 @@ pub struct DeliveryRow {
     #[diesel(sql_type = Text)]
     pub event_type: EventType,
     #[diesel(sql_type = Text)]
-    pub status: String,
+    pub status: DeliveryStatus,
     #[diesel(sql_type = Int4)]
     pub attempts: i32,
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -216,7 +257,7 @@ pub async fn deliveries(
     conn: &mut AsyncPgConnection,
     org: Uuid,
     endpoint_id: Option<Uuid>,
-    status: Option<&str>,
+    status: Option<DeliveryStatus>,
     after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<DeliveryRow>> {

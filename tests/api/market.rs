@@ -647,3 +647,55 @@ async fn a_settlement_run_honours_its_idempotency_key() {
     assert_eq!(next.hours, 1);
     verify_is_clean(&app, &m.finance).await;
 }
+
+/// Rows hold their currency and status as values diesel reads: what was
+/// written reads back, and a damaged stored text is an internal error (logged)
+/// — never won, never some other status.
+#[tokio::test]
+async fn a_damaged_stored_currency_or_status_is_an_internal_error_never_a_default() {
+    use diesel::IntoSql;
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    use gpuhour::market::orders::OrderStatus;
+    use gpuhour::money::Currency;
+
+    let app = spawn_app().await;
+    let m = market(&app, 1, "50000").await;
+    let tenant = &m.tenants[0];
+    let start = next_hour(&app, &m.finance).await + Duration::hours(2);
+    let l = listing(&app, &m.provider.token, 4, "1000", start, 24).await;
+    let (status, order) = json(app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start, 2), None).await).await;
+    assert_eq!(status, 201, "{order:#}");
+    let id = order["id"].as_str().expect("id").to_string();
+    let path = format!("/v1/orders/{id}");
+    let (status, read) = json(app.get(&path, &tenant.token).await).await;
+    assert_eq!(
+        (status.as_u16(), read["currency"].as_str(), read["status"].as_str()),
+        (200, Some("KRW"), Some("reserved"))
+    );
+
+    let mut conn = app.conn().await;
+    let text: String = diesel::select(Currency::Jpy.into_sql::<Text>()).get_result(&mut conn).await.expect("query");
+    assert_eq!(text, "JPY", "a currency is stored as its code");
+    let back: OrderStatus = diesel::select("cancelled".into_sql::<Text>()).get_result(&mut conn).await.expect("query");
+    assert_eq!(back, OrderStatus::Cancelled);
+    let unknown = diesel::select("lost".into_sql::<Text>()).get_result::<OrderStatus>(&mut conn).await;
+    assert!(matches!(unknown, Err(diesel::result::Error::DeserializationError(_))), "{unknown:?}");
+
+    let damage = |sql: String| {
+        let pool = app.pool.clone();
+        async move {
+            let mut conn = pool.get().await.expect("connection");
+            diesel::sql_query(sql).execute(&mut conn).await.expect("damage");
+        }
+    };
+    for (column, value) in [("currency", "krw"), ("currency", "XYZ"), ("status", "lost")] {
+        damage("ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_status_check".into()).await;
+        damage(format!("UPDATE orders SET {column} = '{value}' WHERE id = '{id}'")).await;
+        expect_problem(app.get(&path, &tenant.token).await, 500, "internal_error").await;
+        expect_problem(app.get("/v1/orders", &tenant.token).await, 500, "internal_error").await;
+        damage(format!("UPDATE orders SET currency = 'KRW', status = 'reserved' WHERE id = '{id}'")).await;
+    }
+    let (status, read) = json(app.get(&path, &tenant.token).await).await;
+    assert_eq!((status.as_u16(), read["currency"].as_str()), (200, Some("KRW")), "repaired, it reads again");
+}

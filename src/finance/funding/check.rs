@@ -156,7 +156,7 @@ async fn outcomes(conn: &mut AsyncPgConnection) -> QueryResult<HashMap<Uuid, Out
 #[derive(QueryableByName)]
 struct SumsRow {
     #[diesel(sql_type = Text)]
-    currency: String,
+    currency: Currency,
     #[diesel(sql_type = Numeric)]
     private: Decimal,
     #[diesel(sql_type = Numeric)]
@@ -184,7 +184,7 @@ const BY_SOURCE: &str = "\
 
 async fn ledger_sums(
     conn: &mut AsyncPgConnection,
-) -> QueryResult<(HashMap<String, LedgerSums>, HashMap<String, LedgerSums>)> {
+) -> QueryResult<(HashMap<Currency, LedgerSums>, HashMap<Currency, LedgerSums>)> {
     let settled: Vec<SumsRow> = diesel::sql_query(format!(
         "SELECT p.currency, {} \
          FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
@@ -226,24 +226,18 @@ pub async fn reconcile(conn: &mut AsyncPgConnection) -> Result<Reconciliation, A
     for c in Currency::ALL {
         let node = report.get(&c).cloned().unwrap_or_default();
         let zero = LedgerSums::default();
-        differences.extend(total_differences(
-            c,
-            "settled",
-            &node.tally.settled,
-            settled.get(c.code()).unwrap_or(&zero),
-        ));
+        differences.extend(total_differences(c, "settled", &node.tally.settled, settled.get(&c).unwrap_or(&zero)));
         differences.extend(total_differences(
             c,
             "committed",
             &node.tally.committed,
-            committed.get(c.code()).unwrap_or(&zero),
+            committed.get(&c).unwrap_or(&zero),
         ));
     }
 
-    let all: Vec<(Uuid, String)> =
+    let all: Vec<(Uuid, Currency)> =
         programmes::table.select((programmes::id, programmes::currency)).order(programmes::id).load(conn).await?;
-    for (id, currency) in all {
-        let Ok(c) = currency.parse::<Currency>() else { continue };
+    for (id, c) in all {
         let programme = crate::finance::reports::report(conn, id, c, None, crate::config::DEFAULT_TIME_ZONE).await?;
         let group = report
             .get(&c)

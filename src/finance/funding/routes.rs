@@ -156,7 +156,7 @@ pub async fn funding_report(
     let mut currency = q.currency;
     if let Some(id) = q.programme_id {
         let programme = find_programme(&mut conn, id).await?.ok_or_else(|| ApiError::missing("programme", id))?;
-        let own = programme.currency()?;
+        let own = programme.currency;
         if currency.is_some_and(|c| c != own) {
             return Err(ApiError::invalid("currency", format!("programme {id} is in {own}")));
         }

@@ -31,7 +31,7 @@ struct OrderLine {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
     #[diesel(sql_type = Text)]
-    currency: String,
+    currency: Currency,
     #[diesel(sql_type = SqlUuid)]
     tenant_id: Uuid,
     #[diesel(sql_type = Text)]
@@ -123,10 +123,7 @@ pub async fn load(conn: &mut AsyncPgConnection, scope: &Scope) -> Result<Vec<Ord
     lines
         .into_iter()
         .map(|o| {
-            let currency: Currency = o
-                .currency
-                .parse()
-                .map_err(|_| LedgerError::Corrupt(format!("order {} has an invalid currency", o.id)))?;
+            let currency = o.currency;
             let postings = postings.remove(&o.id).unwrap_or_default();
             let programme = postings.iter().find_map(|p| match p.source {
                 Source::Public { programme } => Some(ProgrammeRef {

@@ -153,11 +153,11 @@ pub fn new_listing_row(principal: &Principal, b: &NewListing) -> Result<ListingI
         region,
         interconnect,
         price_per_gpu_hour: price,
-        currency: b.currency.code().to_string(),
+        currency: b.currency,
         available_from: b.available_from,
         available_until: b.available_until,
         min_hours,
-        status: status.as_str().to_string(),
+        status,
         created_at: Utc::now(),
         updated_at: Utc::now(),
         energy,
@@ -248,10 +248,10 @@ pub async fn change_own_listing(
         .await?
         .filter(|l| l.provider_org_id == principal.org_id)
         .ok_or_else(|| ApiError::missing("listing", id))?;
-    if current.status == ListingStatus::Closed.as_str() {
+    if current.status == ListingStatus::Closed {
         return Err(ApiError::conflict("the listing is closed"));
     }
-    let currency = current.currency()?;
+    let currency = current.currency;
     let mut errors = Vec::new();
     let price = match &change.price_per_gpu_hour {
         Some(raw) => parse_price(&mut errors, raw, currency),
@@ -282,8 +282,8 @@ pub async fn change_own_listing(
             other => other.into(),
         })?;
     }
-    let status = change.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| current.status.clone());
-    let was = current.status.clone();
+    let status = change.status.unwrap_or(current.status);
+    let was = current.status;
     let before = (current.available_from, current.available_until);
     let row = ListingInsert {
         gpus,
@@ -296,7 +296,7 @@ pub async fn change_own_listing(
         ..current.into()
     };
     let saved = listings::save(conn, &row, before).await?;
-    record_status_change(conn, &was, saved.clone(), now).await?;
+    record_status_change(conn, was, saved.clone(), now).await?;
     Ok(saved)
 }
 
@@ -305,15 +305,15 @@ pub async fn change_own_listing(
 /// what it was, are not events.
 async fn record_status_change(
     conn: &mut diesel_async::AsyncPgConnection,
-    was: &str,
+    was: ListingStatus,
     listing: ListingRow,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let event_type = match listing.status.parse::<ListingStatus>() {
+    let event_type = match listing.status {
         _ if listing.status == was => return Ok(()),
-        Ok(ListingStatus::Paused) => EventType::ListingPaused,
-        Ok(ListingStatus::Closed) => EventType::ListingClosed,
-        _ => return Ok(()),
+        ListingStatus::Paused => EventType::ListingPaused,
+        ListingStatus::Closed => EventType::ListingClosed,
+        ListingStatus::Active => return Ok(()),
     };
     let (id, provider) = (listing.id, listing.provider_org_id);
     let data = view_data(&listing_view(listing, None))?;
@@ -353,11 +353,11 @@ pub async fn close_own_listing(
         .await?
         .filter(|l| l.provider_org_id == principal.org_id)
         .ok_or_else(|| ApiError::missing("listing", id))?;
-    let was = current.status.clone();
+    let was = current.status;
     let before = (current.available_from, current.available_until);
-    let row = ListingInsert { status: ListingStatus::Closed.as_str().to_string(), updated_at: now, ..current.into() };
+    let row = ListingInsert { status: ListingStatus::Closed, updated_at: now, ..current.into() };
     let saved = listings::save(conn, &row, before).await?;
-    record_status_change(conn, &was, saved.clone(), now).await?;
+    record_status_change(conn, was, saved.clone(), now).await?;
     Ok(saved)
 }
 
@@ -468,7 +468,7 @@ pub async fn search_page(
     let filter = SearchFilter {
         gpu_model: q.gpu_model,
         region: q.region,
-        currency: q.currency.map(|c| c.code().to_string()),
+        currency: q.currency,
         max_price,
         min_memory_gb: q.min_memory_gb,
         min_gpus,
