@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         crate::auth::routes::create_user,
         crate::auth::routes::list_users,
         crate::auth::routes::disable_user,
+        crate::auth::routes::enable_user,
         crate::auth::routes::set_category,
         crate::audit::routes::audit_log,
         crate::market::routes::create_listing,
