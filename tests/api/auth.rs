@@ -407,8 +407,7 @@ async fn an_enabled_user_logs_in_anew_but_their_old_tokens_stay_refused() {
     .await;
     let not_an_id = app.post("/v1/users/not-a-user/enable", &admin.token, &json!({}), None).await;
     expect_problem(not_an_id, 422, "validation_failed").await;
-    let audited =
-        app.count(&format!("SELECT count(*) AS n FROM audit_log WHERE route = '/v1/users/{id}/enable'")).await;
+    let audited = app.count("SELECT count(*) AS n FROM audit_log WHERE route = '/v1/users/{id}/enable'").await;
     assert_eq!(audited, 2, "each enabling that answered 200 is audited, the replay is not");
 
     // A user whose email was registered again while they were disabled
