@@ -344,7 +344,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
     for _ in 0..320 {
         let (org, user, _) = &tenants[rng.random_range(0..tenants.len())];
         let listing = &all_listings[rng.random_range(0..all_listings.len())];
-        let principal = Principal { user_id: user.id, org_id: org.id, role: Role::Tenant };
+        let principal = Principal { user_id: user.id, org_id: org.id, role: Role::Tenant, token_issued_at: None };
         let begin = start + Duration::hours(rng.random_range(0..24 * 20));
         let request = Request {
             listing_id: listing.id,
@@ -416,7 +416,8 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
             // The provider of an order that ran on day 3 or later loses its GPUs for two hours.
             let provider = providers.iter().find(|(org, _)| org.id == hit.provider_org_id);
             if let Some((org, user)) = provider {
-                let reporter = Principal { user_id: user.id, org_id: org.id, role: Role::Provider };
+                let reporter =
+                    Principal { user_id: user.id, org_id: org.id, role: Role::Provider, token_issued_at: None };
                 let outage = NewOutage { start: hit.start_at, end: hit.start_at + Duration::hours(2), gpus: hit.gpus };
                 let path = format!("/v1/listings/{}/outages", hit.listing_id);
                 write(

@@ -59,7 +59,9 @@ pub async fn login(
             let mut conn = state.pool.get().await?;
             throttle::record_login(&mut conn, &email, address, known, now).await?;
             let role: Role = user.role.parse().map_err(|e: String| ApiError::internal(std::io::Error::other(e)))?;
-            let access_token = keys.issue(user.id, user.org_id, role).map_err(ApiError::internal)?;
+            let access_token = keys
+                .issue_not_before(user.id, user.org_id, role, user.tokens_not_before)
+                .map_err(ApiError::internal)?;
             tracing::info!(user_id = %user.id, "token issued");
             Ok(IssuedToken { access_token, role, expires_in: keys.ttl.as_secs() })
         }

@@ -34,9 +34,17 @@ pub struct Principal {
     pub user_id: Uuid,
     pub org_id: Uuid,
     pub role: Role,
+    /// The `iat` of the token the caller came with (whole seconds); `None` for
+    /// a principal the service makes itself (the demo, the sandbox seed).
+    pub token_issued_at: Option<i64>,
 }
 
 impl Principal {
+    /// The caller a verified token names, not yet checked against the database.
+    pub fn of_token(claims: &super::token::Claims) -> Self {
+        Principal { user_id: claims.sub, org_id: claims.org, role: claims.role, token_issued_at: Some(claims.iat) }
+    }
+
     /// Refuses (403) a caller whose role is not in `allowed`.
     pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
         if allowed.contains(&self.role) {
@@ -91,14 +99,15 @@ impl FromRequest for TokenPrincipal {
         std::future::ready(
             bearer_token(req)
                 .and_then(|token| verify_token(req, token))
-                .map(|claims| TokenPrincipal(Principal { user_id: claims.sub, org_id: claims.org, role: claims.role })),
+                .map(|claims| TokenPrincipal(Principal::of_token(&claims))),
         )
     }
 }
 
 /// Of `callers`, those the database still knows as they claim to be: the
-/// user exists, is not disabled, and has the organisation and role its token
-/// names. One query for any number of callers.
+/// user exists, is not disabled, has the organisation and role its token
+/// names, and the token is not older than the user's `tokens_not_before`.
+/// One query for any number of callers.
 pub async fn still_current(
     conn: &mut diesel_async::AsyncPgConnection,
     callers: &[Principal],
@@ -108,16 +117,29 @@ pub async fn still_current(
     Ok(current_of(callers, &known))
 }
 
-/// Of `callers`, those whose user is among `known` (id, organisation, role)
-/// as the caller claims it: a map lookup per caller, whatever the batch size.
-fn current_of(callers: &[Principal], known: &[(Uuid, Uuid, String)]) -> std::collections::HashSet<Principal> {
-    let by_id: std::collections::HashMap<Uuid, (Uuid, &str)> =
-        known.iter().map(|(user, org, role)| (*user, (*org, role.as_str()))).collect();
+/// Of `callers`, those whose user is among `known` as the caller claims it:
+/// a map lookup per caller, whatever the batch size.
+fn current_of(callers: &[Principal], known: &[store::CurrentUser]) -> std::collections::HashSet<Principal> {
+    let by_id: std::collections::HashMap<Uuid, &store::CurrentUser> = known.iter().map(|user| (user.0, user)).collect();
     callers
         .iter()
         .copied()
-        .filter(|p| by_id.get(&p.user_id).is_some_and(|(org, role)| *org == p.org_id && *role == p.role.as_str()))
+        .filter(|p| {
+            by_id.get(&p.user_id).is_some_and(|(_, org, role, not_before)| {
+                *org == p.org_id && role == p.role.as_str() && !issued_too_early(p.token_issued_at, *not_before)
+            })
+        })
         .collect()
+}
+
+/// Whether a token issued at `issued_at` (its `iat`) predates the user's
+/// `tokens_not_before`: such a token was issued before the user was disabled,
+/// and stays refused after they are enabled again.
+fn issued_too_early(issued_at: Option<i64>, not_before: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+    match (issued_at, not_before) {
+        (Some(iat), Some(not_before)) => iat < not_before.timestamp(),
+        _ => false,
+    }
 }
 
 /// The refusal of a caller whose user is gone, disabled, or changed.
@@ -126,16 +148,21 @@ pub fn not_current() -> ApiError {
 }
 
 /// The principal a verified token names, as the database knows it now. The
-/// token is signed, but the user may have been disabled since it was issued,
-/// or changed role: the database has the last word.
+/// token is signed, but the user may have been disabled since it was issued
+/// (and perhaps enabled again: the token stays refused), or changed role: the
+/// database has the last word.
 pub async fn load(state: &AppState, claims: super::token::Claims) -> Result<Principal, ApiError> {
     let mut conn = state.pool.get().await?;
     let current = store::user_by_id(&mut conn, claims.sub).await?;
+    let principal = Principal::of_token(&claims);
     match current {
         Some((user, _))
-            if user.disabled_at.is_none() && user.org_id == claims.org && user.role == claims.role.as_str() =>
+            if user.disabled_at.is_none()
+                && user.org_id == claims.org
+                && user.role == claims.role.as_str()
+                && !issued_too_early(principal.token_issued_at, user.tokens_not_before) =>
         {
-            Ok(Principal { user_id: claims.sub, org_id: claims.org, role: claims.role })
+            Ok(principal)
         }
         _ => Err(not_current()),
     }
@@ -179,8 +206,14 @@ mod tests {
 
     #[test]
     fn a_caller_is_current_only_with_its_own_organisation_and_role() {
-        let p = Principal { user_id: Uuid::from_u128(1), org_id: Uuid::from_u128(2), role: Role::Tenant };
-        let is_current = |user: (Uuid, Uuid, &str)| current_of(&[p], &[(user.0, user.1, user.2.into())]).contains(&p);
+        let p = Principal {
+            user_id: Uuid::from_u128(1),
+            org_id: Uuid::from_u128(2),
+            role: Role::Tenant,
+            token_issued_at: Some(1_000),
+        };
+        let is_current =
+            |user: (Uuid, Uuid, &str)| current_of(&[p], &[(user.0, user.1, user.2.into(), None)]).contains(&p);
         assert!(is_current((p.user_id, p.org_id, "tenant")));
         assert!(!is_current((p.user_id, Uuid::from_u128(3), "tenant")));
         assert!(!is_current((p.user_id, p.org_id, "provider")));
@@ -189,11 +222,35 @@ mod tests {
 
     #[test]
     fn of_a_batch_only_the_callers_still_known_pass() {
-        let caller = |n: u128, role| Principal { user_id: Uuid::from_u128(n), org_id: Uuid::from_u128(100 + n), role };
+        let caller = |n: u128, role| Principal {
+            user_id: Uuid::from_u128(n),
+            org_id: Uuid::from_u128(100 + n),
+            role,
+            token_issued_at: Some(1_000),
+        };
         let (a, b, c) = (caller(1, Role::Tenant), caller(2, Role::Tenant), caller(3, Role::Provider));
         // b was disabled (not among the known), c's role changed to tenant.
-        let known = vec![(a.user_id, a.org_id, "tenant".to_string()), (c.user_id, c.org_id, "tenant".to_string())];
+        let known =
+            vec![(a.user_id, a.org_id, "tenant".to_string(), None), (c.user_id, c.org_id, "tenant".to_string(), None)];
         let current = current_of(&[a, b, c, a], &known);
         assert_eq!(current, std::collections::HashSet::from([a]));
+    }
+
+    #[test]
+    fn a_token_issued_before_the_users_tokens_not_before_is_refused() {
+        let at = |secs| chrono::DateTime::from_timestamp(secs, 0);
+        let p = Principal {
+            user_id: Uuid::from_u128(1),
+            org_id: Uuid::from_u128(2),
+            role: Role::Tenant,
+            token_issued_at: Some(1_000),
+        };
+        let known = |not_before| vec![(p.user_id, p.org_id, "tenant".to_string(), not_before)];
+        assert!(current_of(&[p], &known(None)).contains(&p));
+        assert!(current_of(&[p], &known(at(1_000))).contains(&p));
+        assert!(!current_of(&[p], &known(at(1_001))).contains(&p));
+        // A principal the service made itself carries no token to refuse.
+        let own = Principal { token_issued_at: None, ..p };
+        assert!(current_of(&[own], &known(at(1_001))).contains(&own));
     }
 }

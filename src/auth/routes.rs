@@ -423,7 +423,42 @@ pub async fn disable(
     if id == principal.user_id {
         return Err(ApiError::conflict("an administrator cannot disable themselves"));
     }
-    store::disable_user(conn, id, now).await?;
+    // Tokens carry wall-clock time (see `TokenKeys::issue`), so the instant
+    // they are refused before is wall-clock time too, not the sandbox clock's.
+    store::disable_user(conn, id, now, Utc::now()).await?;
+    let (user, org) = store::user_by_id(conn, id).await?.ok_or_else(|| ApiError::missing("user", id))?;
+    Ok(user_view(user, org))
+}
+
+/// Enables a disabled user again: they may log in, but every token issued
+/// before they were disabled stays refused. Enabling an enabled user changes
+/// nothing. Roles: admin.
+#[utoipa::path(tag = "auth", params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("bearer" = [])), responses(
+    (status = 200, body = UserView),
+    (status = 403, body = crate::http::problem::Problem),
+    (status = 404, body = crate::http::problem::Problem),
+    (status = 409, description = "Another active user has the user's email", body = crate::http::problem::Problem),
+))]
+#[post("/v1/users/{id}/enable")]
+pub async fn enable_user(write: Write, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let Write { principal, op, .. } = write;
+    principal.require(&[Role::Admin])?;
+    let id = id.into_inner();
+    op.run(StatusCode::OK, async move |conn| enable(conn, id).await).await
+}
+
+/// Enables user `id` again, in the caller's transaction (the API's and the
+/// console's).
+pub async fn enable(conn: &mut diesel_async::AsyncPgConnection, id: Uuid) -> Result<UserView, ApiError> {
+    match store::enable_user(conn, id).await {
+        Ok(_) => {}
+        // Their email was registered again while they were disabled.
+        Err(e) if crate::ledger::store::is_unique_violation(&e) => {
+            return Err(ApiError::conflict("another active user has this user's email"));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let (user, org) = store::user_by_id(conn, id).await?.ok_or_else(|| ApiError::missing("user", id))?;
     Ok(user_view(user, org))
 }
@@ -496,5 +531,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(create_user)
         .service(list_users)
         .service(disable_user)
+        .service(enable_user)
         .service(set_category);
 }

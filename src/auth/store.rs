@@ -33,6 +33,9 @@ pub struct UserRow {
     pub role: String,
     pub created_at: DateTime<Utc>,
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Tokens issued (`iat`) before this whole second are refused: set when
+    /// the user is disabled, so that enabling them again revives no old token.
+    pub tokens_not_before: Option<DateTime<Utc>>,
 }
 
 pub const OPERATOR_NAME: &str = "gpuhour operator";
@@ -131,6 +134,7 @@ pub async fn create_user(
         role: role.as_str().to_string(),
         created_at: now,
         disabled_at: None,
+        tokens_not_before: None,
     };
     let inserted = diesel::insert_into(users::table)
         .values((
@@ -181,12 +185,16 @@ pub async fn user_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<O
         .optional()
 }
 
-/// (id, organisation, role) of each of `ids` that exists and is not disabled.
-pub async fn active_users(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<(Uuid, Uuid, String)>> {
+/// A user as a token is checked against: id, organisation, role, and the
+/// instant before which their tokens are refused.
+pub type CurrentUser = (Uuid, Uuid, String, Option<DateTime<Utc>>);
+
+/// Each of `ids` that exists and is not disabled.
+pub async fn active_users(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<CurrentUser>> {
     users::table
         .filter(users::id.eq_any(ids))
         .filter(users::disabled_at.is_null())
-        .select((users::id, users::org_id, users::role))
+        .select((users::id, users::org_id, users::role, users::tokens_not_before))
         .load(conn)
         .await
 }
@@ -218,10 +226,33 @@ pub async fn any_admin(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
     .await
 }
 
-/// Disables a user: their tokens stop working at once; their history stays.
-pub async fn disable_user(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<usize> {
+/// Disables a user: their tokens stop working at once, and every token issued
+/// up to now (`tokens_from`, wall-clock time) stays refused should they be
+/// enabled again; their history stays. Disabling a disabled user changes nothing.
+pub async fn disable_user(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+    tokens_from: DateTime<Utc>,
+) -> QueryResult<usize> {
     diesel::update(users::table.filter(users::id.eq(id)).filter(users::disabled_at.is_null()))
-        .set(users::disabled_at.eq(now))
+        .set((users::disabled_at.eq(now), users::tokens_not_before.eq(next_whole_second(tokens_from))))
         .execute(conn)
         .await
+}
+
+/// Enables a disabled user again; their tokens from before stay refused.
+/// Enabling an enabled user changes nothing.
+pub async fn enable_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::update(users::table.filter(users::id.eq(id)).filter(users::disabled_at.is_not_null()))
+        .set(users::disabled_at.eq(None::<DateTime<Utc>>))
+        .execute(conn)
+        .await
+}
+
+/// The whole second after `at`. A token's `iat` counts whole seconds, so a
+/// token issued in the same second as `at` (before or after it) has an `iat`
+/// below this and is refused.
+pub fn next_whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp().saturating_add(1), 0).unwrap_or(at)
 }

@@ -72,14 +72,28 @@ impl TokenKeys {
     /// Issues a token valid for `ttl` from now (wall-clock time: token lifetimes
     /// are security, not business time, so the sandbox clock does not apply).
     pub fn issue(&self, user: Uuid, org: Uuid, role: Role) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_not_before(user, org, role, None)
+    }
+
+    /// Issues a token as [`TokenKeys::issue`] does, but with an `iat` no
+    /// earlier than the user's `tokens_not_before`: a user enabled again
+    /// within the second they were disabled in gets a token that works.
+    pub fn issue_not_before(
+        &self,
+        user: Uuid,
+        org: Uuid,
+        role: Role,
+        not_before: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
+        let iat = not_before.map_or(now, |at| at.timestamp().max(now));
         let claims = Claims {
             sub: user,
             org,
             role,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
-            iat: now,
+            iat,
             exp: now + self.ttl.as_secs() as i64,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)

@@ -92,5 +92,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(users::list)
         .service(users::create)
         .service(users::confirm_disable)
-        .service(users::disable_user);
+        .service(users::disable_user)
+        .service(users::enable_user);
 }

@@ -1,6 +1,7 @@
 //! The administrator's users page (`/users`): every user, a form to create
-//! one and a button to disable one — through the same rules, audit record and
-//! idempotency as `POST /v1/users` and `POST /v1/users/{id}/disable`.
+//! one and buttons to disable and enable one — through the same rules, audit
+//! record and idempotency as `POST /v1/users`, `POST /v1/users/{id}/disable`
+//! and `POST /v1/users/{id}/enable`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
@@ -14,7 +15,7 @@ use super::i18n::Lang;
 use super::layout::{self, page_with_status, time};
 use super::session::Viewer;
 use crate::auth::Role;
-use crate::auth::routes::{NewUser, UserListQuery, check_new_user, disable, insert_user, users_page};
+use crate::auth::routes::{NewUser, UserListQuery, check_new_user, disable, enable, insert_user, users_page};
 use crate::finance::list_routes::{OrganisationListQuery, organisations_page};
 use crate::http::{ApiError, FieldError};
 use crate::state::AppState;
@@ -46,6 +47,8 @@ pub struct UsersQuery {
     created: Option<String>,
     #[serde(default)]
     disabled: Option<String>,
+    #[serde(default)]
+    enabled: Option<String>,
 }
 
 /// The create form's fields, as typed.
@@ -129,6 +132,7 @@ async fn users_list_page(
     let body = html! {
         @if query.created.is_some() { div.notice role="status" { p { (lang.tr("The user is created.", "사용자를 만들었습니다.")) } } }
         @if query.disabled.is_some() { div.notice role="status" { p { (lang.tr("The user is disabled: their sessions have ended.", "사용자를 비활성화했습니다. 로그인 세션이 모두 종료되었습니다.")) } } }
+        @if query.enabled.is_some() { div.notice role="status" { p { (lang.tr("The user is enabled: they may sign in again; their old sessions stay ended.", "사용자를 다시 활성화했습니다. 다시 로그인할 수 있으며, 이전 로그인 세션은 종료된 채로 남습니다.")) } } }
         div.table-wrap { table {
             thead { tr {
                 th scope="col" { (lang.tr("Email", "이메일")) }
@@ -145,6 +149,12 @@ async fn users_list_page(
                 td {
                     @if let Some(at) = u.disabled_at {
                         span.status.status-cancelled { (lang.tr("Disabled", "비활성")) " " (time(at)) }
+                        " "
+                        form.inline method="post" action={ "/users/" (u.id) "/enable" } {
+                            input type="hidden" name="csrf" value=(viewer.csrf);
+                            input type="hidden" name="idempotency_key" value=(Uuid::new_v4());
+                            button type="submit" aria-label={ (lang.tr("Enable", "활성화")) " " (u.email) } { (lang.tr("Enable", "활성화")) }
+                        }
                     } @else if u.id == viewer.principal.user_id {
                         span.status { (lang.tr("You", "본인")) }
                     } @else {
@@ -247,7 +257,7 @@ pub async fn confirm_disable(
         @if user.disabled_at.is_some() {
             p.muted { (lang.tr("This user is already disabled.", "이미 비활성화된 사용자입니다.")) }
         } @else {
-            p { (lang.tr("Disabling ends this user's sessions and tokens at once; they can no longer sign in to the console or the API. Their history stays. The console cannot enable them again.", "비활성화하면 이 사용자의 로그인 세션과 토큰이 즉시 종료되어 콘솔과 API에 더 이상 로그인할 수 없습니다. 기록은 그대로 남습니다. 콘솔에서는 다시 활성화할 수 없습니다.")) }
+            p { (lang.tr("Disabling ends this user's sessions and tokens at once; they can no longer sign in to the console or the API. Their history stays. Enabled again, they may sign in anew; the sessions and tokens ended now stay ended.", "비활성화하면 이 사용자의 로그인 세션과 토큰이 즉시 종료되어 콘솔과 API에 더 이상 로그인할 수 없습니다. 기록은 그대로 남습니다. 다시 활성화하면 새로 로그인할 수 있지만, 지금 종료되는 세션과 토큰은 되살아나지 않습니다.")) }
             form method="post" action={ "/users/" (user.id) "/disable" } {
                 input type="hidden" name="csrf" value=(viewer.csrf);
                 input type="hidden" name="idempotency_key" value=(Uuid::new_v4());
@@ -275,4 +285,17 @@ pub async fn disable_user(form: ConsoleForm<KeyForm>, id: web::Path<String>) -> 
     .await
     .map_err(|e| ConsoleError::api(lang, e))?;
     Ok(layout::redirect("/users?disabled=1"))
+}
+
+/// `POST /users/{id}/enable`: enables the user again, as `POST /v1/users/{id}/enable`.
+#[post("/users/{id}/enable")]
+pub async fn enable_user(form: ConsoleForm<KeyForm>, id: web::Path<String>) -> Result<HttpResponse, ConsoleError> {
+    let lang = form.viewer.lang;
+    admin_only(&form.viewer)?;
+    let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
+    let op = form.write_op(form_key(&form.value.idempotency_key))?;
+    op.run_answer(StatusCode::OK, async move |conn| enable(conn, id).await)
+        .await
+        .map_err(|e| ConsoleError::api(lang, e))?;
+    Ok(layout::redirect("/users?enabled=1"))
 }

@@ -99,6 +99,7 @@ diesel::table! {
         role -> Text,
         created_at -> Timestamptz,
         disabled_at -> Nullable<Timestamptz>,
+        tokens_not_before -> Nullable<Timestamptz>,
     }
 }
 

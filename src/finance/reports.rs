@@ -739,7 +739,7 @@ mod tests {
             ],
         };
         let s = section("payable", Currency::Krw, movements).expect("section");
-        assert_eq!((s.section.as_str(), s.currency.as_str()), ("payable", "KRW"));
+        assert_eq!((s.section.as_str(), s.currency.code()), ("payable", "KRW"));
         assert_eq!((s.opening_balance.as_str(), s.closing_balance.as_str()), ("3000", "7500"));
         let lines: Vec<_> =
             s.lines.iter().map(|l| (l.category.as_str(), l.amount.as_str(), l.balance.as_str())).collect();

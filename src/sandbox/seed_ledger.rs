@@ -159,7 +159,10 @@ pub async fn seed(settings: &Settings, orders: usize, tenants: usize) -> Result<
                 valid_until: start + Duration::days(60),
             };
             let grant = programmes::create_grant(c, grant, finance, start).await?;
-            Ok::<_, ApiError>((Principal { user_id: user.id, org_id: org.id, role: Role::Tenant }, grant.id))
+            Ok::<_, ApiError>((
+                Principal { user_id: user.id, org_id: org.id, role: Role::Tenant, token_issued_at: None },
+                grant.id,
+            ))
         })
         .await?;
         tenant_rows.push(row);

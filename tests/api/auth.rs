@@ -360,6 +360,66 @@ async fn forged_expired_and_stale_tokens_are_401() {
 }
 
 #[tokio::test]
+async fn an_enabled_user_logs_in_anew_but_their_old_tokens_stay_refused() {
+    let app = spawn_app().await;
+    let user = signup(&app, "tenant", Some("sme"), "back@lab.example").await;
+    let id = user["id"].as_str().expect("id").to_string();
+    let enable = format!("/v1/users/{id}/enable");
+    let old = token_for(&app, "back@lab.example").await;
+    assert_eq!(app.get("/v1/me", &old).await.status(), 200);
+    let admin = app.caller(Role::Admin).await;
+    let response = app.post(&format!("/v1/users/{id}/disable"), &admin.token, &json!({}), None).await;
+    assert_eq!(response.status(), 200);
+    expect_problem(app.get("/v1/me", &old).await, 401, "unauthorized").await;
+    expect_problem(login(&app, "back@lab.example", PASSWORD).await, 401, "unauthorized").await;
+
+    // Only administrators enable users.
+    for role in [Role::Tenant, Role::Provider, Role::Finance] {
+        let token = app.token(role).await;
+        expect_problem(app.post(&enable, &token, &json!({}), None).await, 403, "forbidden").await;
+    }
+    let (_, listed) = json(app.get("/v1/users?limit=500", &admin.token).await).await;
+    let still = listed["data"].as_array().expect("data").iter().find(|u| u["id"] == json!(id)).cloned();
+    assert!(still.is_some_and(|u| u["disabled_at"].is_string()));
+
+    let (status, enabled) = json(app.post(&enable, &admin.token, &json!({}), Some("enable-back")).await).await;
+    assert_eq!(status, 200, "{enabled:#}");
+    assert_eq!((&enabled["id"], &enabled["disabled_at"]), (&json!(id), &Value::Null));
+    // The token issued before the disable stays refused; a fresh login works
+    // at once, even within the second of the disable.
+    expect_problem(app.get("/v1/me", &old).await, 401, "unauthorized").await;
+    let fresh = token_for(&app, "back@lab.example").await;
+    let (status, me) = json(app.get("/v1/me", &fresh).await).await;
+    assert_eq!((status.as_u16(), &me["user_id"]), (200, &json!(id)));
+
+    // Enabling an enabled user changes nothing, as disabling a disabled one;
+    // a key replays its answer.
+    let (status, again) = json(app.post(&enable, &admin.token, &json!({}), None).await).await;
+    assert_eq!((status.as_u16(), &again["disabled_at"]), (200, &Value::Null));
+    let (status, replay) = json(app.post(&enable, &admin.token, &json!({}), Some("enable-back")).await).await;
+    assert_eq!((status.as_u16(), &replay), (200, &enabled));
+    assert_eq!(app.get("/v1/me", &fresh).await.status(), 200);
+    expect_problem(
+        app.post(&format!("/v1/users/{}/enable", Uuid::now_v7()), &admin.token, &json!({}), None).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let not_an_id = app.post("/v1/users/not-a-user/enable", &admin.token, &json!({}), None).await;
+    expect_problem(not_an_id, 422, "validation_failed").await;
+    let audited = app.count("SELECT count(*) AS n FROM audit_log WHERE route = '/v1/users/{id}/enable'").await;
+    assert_eq!(audited, 2, "each enabling that answered 200 is audited, the replay is not");
+
+    // A user whose email was registered again while they were disabled
+    // cannot be enabled: two active users would share it.
+    let response = app.post(&format!("/v1/users/{id}/disable"), &admin.token, &json!({}), None).await;
+    assert_eq!(response.status(), 200);
+    signup(&app, "tenant", Some("sme"), "back@lab.example").await;
+    expect_problem(app.post(&enable, &admin.token, &json!({}), None).await, 409, "conflict").await;
+    expect_problem(app.get("/v1/me", &fresh).await, 401, "unauthorized").await;
+}
+
+#[tokio::test]
 async fn finance_routes_are_403_for_tenants_and_providers() {
     let app = spawn_app().await;
     for role in [Role::Tenant, Role::Provider] {

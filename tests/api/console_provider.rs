@@ -447,7 +447,7 @@ async fn an_administrator_creates_and_disables_a_user_who_then_cannot_log_in() {
         page.contains(&format!("action=\"/users/{mina_id}/disable\"")) && page.contains("mina@lab.example"),
         "{page}"
     );
-    assert!(page.contains("다시 활성화할 수 없습니다"), "{page}");
+    assert!(page.contains("되살아나지 않습니다"), "{page}");
     let nobody = uuid::Uuid::now_v7();
     assert_eq!(get(&app, &mut jar, &format!("/users/{nobody}/disable")).await.status(), 404);
     let disable = [("csrf", csrf.as_str()), ("idempotency_key", "disable-1")];
@@ -463,6 +463,21 @@ async fn an_administrator_creates_and_disables_a_user_who_then_cannot_log_in() {
         .cloned()
         .expect("mina");
     assert!(mina["disabled_at"].is_string(), "{mina:#}");
+
+    // The page offers to enable her again; enabled, she logs in anew.
+    let (_, page) = text(get(&app, &mut jar, "/users?disabled=1").await).await;
+    assert!(page.contains(&format!("action=\"/users/{mina_id}/enable\"")), "{page}");
+    let enable = [("csrf", csrf.as_str()), ("idempotency_key", "enable-1")];
+    let response = post_form(&app, &mut jar, &format!("/users/{mina_id}/enable"), &enable).await;
+    assert_eq!((response.status().as_u16(), location(&response)), (303, "/users?enabled=1".to_string()));
+    assert_eq!(token_for(&app, "mina@lab.example", "a long enough password").await, 200);
+    let (_, page) = text(get(&app, &mut jar, "/users?enabled=1").await).await;
+    assert!(page.contains("old sessions stay ended") || page.contains("이전 로그인 세션"), "{page}");
+    assert!(page.contains(&format!("href=\"/users/{mina_id}/disable\"")), "{page}");
+    assert_eq!(
+        post_form(&app, &mut jar, &format!("/users/{nobody}/enable"), &[("csrf", csrf.as_str())]).await.status(),
+        404
+    );
 
     // An administrator cannot disable themselves, and no one else may use the page.
     let me = [("csrf", csrf.as_str()), ("idempotency_key", "disable-me")];
@@ -480,6 +495,8 @@ async fn an_administrator_creates_and_disables_a_user_who_then_cannot_log_in() {
         ("org_id", ""),
     ];
     assert_eq!(post_form(&app, &mut theirs, "/users", &forged).await.status(), 403);
+    let theirs_enable = [("csrf", theirs_csrf.as_str())];
+    assert_eq!(post_form(&app, &mut theirs, &format!("/users/{mina_id}/enable"), &theirs_enable).await.status(), 403);
     assert_eq!(app.count("SELECT count(*) AS n FROM users").await, users_now);
 }
 

@@ -22,7 +22,12 @@ use crate::subsidy::{assert_grant_split_under_contention, grant, programme, with
 fn ask(tenant: &Caller, listing: &Value, start: DateTime<Utc>, grant: Option<&Value>) -> OrderAsk {
     let listing_id = listing["id"].as_str().and_then(|id| id.parse().ok()).expect("listing id");
     OrderAsk {
-        principal: Principal { user_id: tenant.user_id, org_id: tenant.org_id, role: Role::Tenant },
+        principal: Principal {
+            user_id: tenant.user_id,
+            org_id: tenant.org_id,
+            role: Role::Tenant,
+            token_issued_at: None,
+        },
         request: Request {
             listing_id,
             gpus: 1,
@@ -259,6 +264,31 @@ async fn a_batch_checks_its_callers_in_its_own_transaction() {
     );
     assert_eq!(app.count("SELECT count(*) AS n FROM idempotency_keys WHERE key LIKE 'gone-key%'").await, 0);
     assert_eq!(app.count("SELECT count(*) AS n FROM journal_entries WHERE kind = 'order'").await, 1);
+    verify_is_clean(&app, &finance).await;
+}
+
+#[tokio::test]
+async fn a_batch_refuses_a_token_from_before_its_user_was_disabled_and_enabled_again() {
+    let app = spawn_app_with(|s| s.order_batch.window = std::time::Duration::from_millis(50)).await;
+    let finance = app.token(Role::Finance).await;
+    let admin = app.token(Role::Admin).await;
+    let provider = app.caller(Role::Provider).await;
+    let h = next_hour(&app, &finance).await;
+    let l = listing(&app, &provider.token, 8, "1000", h, 4).await;
+    let back = funded_tenant(&app, &finance, "5000").await;
+    for action in ["disable", "enable"] {
+        let response =
+            app.post(&format!("/v1/users/{}/{action}", back.user_id), &admin, &serde_json::json!({}), None).await;
+        assert_eq!(response.status(), 200, "{action}");
+    }
+    let body = order_body(&l, 1, h, 1);
+    expect_problem(app.post("/v1/orders", &back.token, &body, Some("old-token")).await, 401, "unauthorized").await;
+    // A token issued after the enabling (its `iat` past the disable's second) is placed.
+    let fresh_from = Some(Utc::now() + Duration::seconds(1));
+    let fresh = app.keys.issue_not_before(back.user_id, back.org_id, Role::Tenant, fresh_from).expect("token");
+    assert_eq!(app.post("/v1/orders", &fresh, &body, Some("fresh-token")).await.status(), 201);
+    assert_eq!(app.count("SELECT count(*) AS n FROM orders").await, 1);
+    assert_eq!(app.count("SELECT count(*) AS n FROM idempotency_keys WHERE key = 'old-token'").await, 0);
     verify_is_clean(&app, &finance).await;
 }
 
