@@ -6,6 +6,7 @@ use chrono::Duration;
 use gpuhour::auth::Role;
 use gpuhour::http::pagination::Page;
 use gpuhour::market::charged::{ChargedSideView, ChargedView};
+use gpuhour::market::orders::OrderStatus;
 use gpuhour::market::views::{OrderView, OutageView};
 use serde_json::json;
 
@@ -105,7 +106,7 @@ async fn an_order_with_ten_of_its_24_gpu_hours_credited_shows_what_it_really_cos
     set_clock(&app, &finance, start + Duration::hours(12)).await;
     settle(&app, &finance).await;
     let done = order(&app, &finance, id).await;
-    assert_eq!(done.status, "completed");
+    assert_eq!(done.status, OrderStatus::Completed);
     assert_eq!(
         charged(&done.charged),
         (

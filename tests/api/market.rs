@@ -7,6 +7,7 @@ use gpuhour::auth::Role;
 use gpuhour::auth::routes::Me;
 use gpuhour::http::pagination::Page;
 use gpuhour::ledger::views::AccountView;
+use gpuhour::market::orders::OrderStatus;
 use gpuhour::market::views::{Availability, ListingView, OrderView, OutageView, SettlementRun};
 use serde_json::{Value, json};
 
@@ -588,16 +589,16 @@ async fn the_background_settler_settles_by_itself() {
         typed(app.post("/v1/orders", &m.tenants[0].token, &order_body(&l, 1, start, 2), None).await).await;
     set_clock(&app, &m.finance, start + Duration::hours(2)).await;
     let path = format!("/v1/orders/{}", order.id);
-    let mut status = String::new();
+    let mut status = OrderStatus::Reserved;
     for _ in 0..50 {
         let o: OrderView = app.get_as(&path, &m.tenants[0].token).await;
         status = o.status;
-        if status == "completed" {
+        if status == OrderStatus::Completed {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(status, "completed");
+    assert_eq!(status, OrderStatus::Completed);
     verify_is_clean(&app, &m.finance).await;
 }
 

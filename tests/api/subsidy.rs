@@ -10,7 +10,7 @@ use gpuhour::finance::payouts::PayoutView;
 use gpuhour::finance::reports::{ProgrammeReport, ReportGroup, Statement};
 use gpuhour::ledger::routes::{EntryView, TrialBalance};
 use gpuhour::market::views::{OrderView, QuoteView, SettlementRun};
-use gpuhour::subsidy::claims::{ClaimLine, ClaimView};
+use gpuhour::subsidy::claims::{ClaimLine, ClaimStatus, ClaimView};
 use gpuhour::subsidy::routes::GrantView;
 use serde_json::{Value, json};
 
@@ -380,7 +380,7 @@ pub async fn full_cycle(app: &TestApp) -> Cycle {
     .await;
     let (_, submitted): (_, ClaimView) =
         typed(app.post(&format!("{claim_path}/submit"), &finance, &json!({}), None).await).await;
-    assert_eq!(submitted.status, "submitted");
+    assert_eq!(submitted.status, ClaimStatus::Submitted);
     assert_eq!(
         figures(&report(app, &finance, &p).await),
         vec!["1000000", "100000", "0", "5603", "0", "900000", "5603", "0", "5603"]
