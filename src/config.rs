@@ -62,7 +62,9 @@ pub struct Settings {
     pub webhooks: crate::webhooks::WebhookSettings,
     /// `GPUHOUR_ORDER_BATCH_MAX` (default 256) and `GPUHOUR_ORDER_BATCH_WINDOW_US`
     /// (default 1,000): the group commit writes at most this many orders in one
-    /// transaction, collected for at most this long once the first arrives.
+    /// transaction, collected for at most this long once the first arrives;
+    /// `GPUHOUR_ORDER_BATCHES_IN_FLIGHT` (default 2): how many batches each
+    /// worker thread runs at once.
     pub order_batch: OrderBatchLimits,
 }
 
@@ -71,6 +73,9 @@ pub struct Settings {
 pub struct OrderBatchLimits {
     pub max_orders: usize,
     pub window: Duration,
+    /// Batches of one worker thread in the database at once: while one waits
+    /// on its round trips and commit, the next is judged and written.
+    pub in_flight: usize,
 }
 
 /// The zone days and months are counted in when `GPUHOUR_TIME_ZONE` is not set.
@@ -153,6 +158,7 @@ const VARIABLES: &[&str] = &[
     "GPUHOUR_WEBHOOK_PER_ENDPOINT",
     "GPUHOUR_ORDER_BATCH_MAX",
     "GPUHOUR_ORDER_BATCH_WINDOW_US",
+    "GPUHOUR_ORDER_BATCHES_IN_FLIGHT",
 ];
 
 /// Values taken exactly as given (a secret's spaces are part of it); the
@@ -197,6 +203,7 @@ struct Environment {
     gpuhour_webhook_per_endpoint: Option<u64>,
     gpuhour_order_batch_max: Option<u64>,
     gpuhour_order_batch_window_us: Option<u64>,
+    gpuhour_order_batches_in_flight: Option<u64>,
 }
 
 /// `GPUHOUR_SANDBOX`: `0` or `false`, `1` or `true`.
@@ -328,6 +335,7 @@ impl Settings {
             order_batch: OrderBatchLimits {
                 max_orders: env.gpuhour_order_batch_max.unwrap_or(256).clamp(1, 4_096) as usize,
                 window: Duration::from_micros(env.gpuhour_order_batch_window_us.unwrap_or(1_000).min(100_000)),
+                in_flight: env.gpuhour_order_batches_in_flight.unwrap_or(2).clamp(1, 16) as usize,
             },
         })
     }
@@ -425,7 +433,7 @@ mod tests {
                 idle_in_transaction_timeout_ms: 60_000,
             }
         );
-        assert_eq!(s.order_batch, OrderBatchLimits { max_orders: 256, window: Duration::from_micros(1_000) });
+        assert_eq!(s.order_batch, OrderBatchLimits { max_orders: 256, window: Duration::from_micros(1_000), in_flight: 2 });
         // Blank is unset.
         let blank = settings(&[("GPUHOUR_DB_POOL_SIZE", "  "), ("GPUHOUR_BIND", "")]).expect("blank is unset");
         assert_eq!((blank.pool_size, blank.bind.as_str()), (16, DEFAULT_BIND));
@@ -445,13 +453,14 @@ mod tests {
             ("GPUHOUR_SIGNUPS_PER_ADDRESS_PER_HOUR", "0"),
             ("GPUHOUR_ORDER_BATCH_MAX", "0"),
             ("GPUHOUR_ORDER_BATCH_WINDOW_US", "5000000"),
+            ("GPUHOUR_ORDER_BATCHES_IN_FLIGHT", "0"),
         ])
         .expect("valid");
         assert!(s.sandbox && !s.log_json);
         assert_eq!((s.pool_size, s.fee_rate, s.payout_advance_rate), (4, Decimal::new(5, 2), Decimal::ONE));
         assert_eq!((s.time_zone.as_str(), s.settle_interval, s.bank_match_days), ("Europe/Berlin", None, 366));
         assert_eq!(s.signups_per_address, 0);
-        assert_eq!(s.order_batch, OrderBatchLimits { max_orders: 1, window: Duration::from_millis(100) });
+        assert_eq!(s.order_batch, OrderBatchLimits { max_orders: 1, window: Duration::from_millis(100), in_flight: 1 });
         assert!(!settings(&[("GPUHOUR_SANDBOX", "0")]).expect("valid").sandbox);
         assert!(settings(&[("GPUHOUR_SANDBOX", "1")]).expect("valid").sandbox);
         // A secret is taken as given, spaces and all.

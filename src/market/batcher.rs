@@ -14,12 +14,13 @@
 //! workers or two processes take their locks in one order (see `batch.rs`).
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use diesel_async::AsyncPgConnection;
 use rust_decimal::Decimal;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::batch::{self, OrderAsk};
 use super::charged;
@@ -80,10 +81,18 @@ fn stopped() -> ApiError {
 }
 
 async fn run(mut queue: mpsc::Receiver<Job>, batching: Batching) {
+    // Up to `in_flight` batches run at once: while one waits on its round
+    // trips and its commit, the next is judged and written. They take their
+    // locks in one order, as batches of two workers do.
+    let slots = Arc::new(Semaphore::new(batching.limits.in_flight.max(1)));
     // A repeat of a key already in the batch waits for the next one, where it
-    // finds the first's stored answer.
+    // finds the first's stored answer (or waits on its key's lock till the
+    // first commits).
     let mut deferred: VecDeque<Job> = VecDeque::new();
     loop {
+        // A slot first: while every slot is busy, orders wait in the queue
+        // and join the next batch.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
         let mut jobs: Vec<Job> = deferred.drain(..).collect();
         if jobs.is_empty() {
             match queue.recv().await {
@@ -96,7 +105,11 @@ async fn run(mut queue: mpsc::Receiver<Job>, batching: Batching) {
         let (now, later): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|j| j.write.scoped_key().is_none_or(|k| keys.insert(k)));
         deferred.extend(later);
-        answer(&batching, now).await;
+        let batching = batching.clone();
+        actix_web::rt::spawn(async move {
+            answer(&batching, now).await;
+            drop(slot);
+        });
     }
 }
 
