@@ -63,7 +63,7 @@ pub struct Settings {
     /// `GPUHOUR_ORDER_BATCH_MAX` (default 256) and `GPUHOUR_ORDER_BATCH_WINDOW_US`
     /// (default 1,000): the group commit writes at most this many orders in one
     /// transaction, collected for at most this long once the first arrives;
-    /// `GPUHOUR_ORDER_BATCHES_IN_FLIGHT` (default 2): how many batches each
+    /// `GPUHOUR_ORDER_BATCHES_IN_FLIGHT` (default 1): how many batches each
     /// worker thread runs at once.
     pub order_batch: OrderBatchLimits,
 }
@@ -335,7 +335,7 @@ impl Settings {
             order_batch: OrderBatchLimits {
                 max_orders: env.gpuhour_order_batch_max.unwrap_or(256).clamp(1, 4_096) as usize,
                 window: Duration::from_micros(env.gpuhour_order_batch_window_us.unwrap_or(1_000).min(100_000)),
-                in_flight: env.gpuhour_order_batches_in_flight.unwrap_or(2).clamp(1, 16) as usize,
+                in_flight: env.gpuhour_order_batches_in_flight.unwrap_or(1).clamp(1, 16) as usize,
             },
         })
     }
@@ -433,7 +433,7 @@ mod tests {
                 idle_in_transaction_timeout_ms: 60_000,
             }
         );
-        assert_eq!(s.order_batch, OrderBatchLimits { max_orders: 256, window: Duration::from_micros(1_000), in_flight: 2 });
+        assert_eq!(s.order_batch, OrderBatchLimits { max_orders: 256, window: Duration::from_micros(1_000), in_flight: 1 });
         // Blank is unset.
         let blank = settings(&[("GPUHOUR_DB_POOL_SIZE", "  "), ("GPUHOUR_BIND", "")]).expect("blank is unset");
         assert_eq!((blank.pool_size, blank.bind.as_str()), (16, DEFAULT_BIND));
