@@ -433,7 +433,10 @@ mod tests {
                 idle_in_transaction_timeout_ms: 60_000,
             }
         );
-        assert_eq!(s.order_batch, OrderBatchLimits { max_orders: 256, window: Duration::from_micros(1_000), in_flight: 1 });
+        assert_eq!(
+            s.order_batch,
+            OrderBatchLimits { max_orders: 256, window: Duration::from_micros(1_000), in_flight: 1 }
+        );
         // Blank is unset.
         let blank = settings(&[("GPUHOUR_DB_POOL_SIZE", "  "), ("GPUHOUR_BIND", "")]).expect("blank is unset");
         assert_eq!((blank.pool_size, blank.bind.as_str()), (16, DEFAULT_BIND));

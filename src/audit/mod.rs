@@ -83,28 +83,37 @@ pub struct AuditRecord<'a> {
 }
 
 /// Records a batch of successful writes in one statement, in the batch's order.
+/// The statement's text is the same whatever the batch's size, so each
+/// connection prepares it once.
 pub async fn record_many(conn: &mut AsyncPgConnection, records: &[AuditRecord<'_>]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Int2, Nullable, Text, Uuid as SqlUuid};
     if records.is_empty() {
         return Ok(());
     }
-    let rows: Vec<_> = records
-        .iter()
-        .map(|r| {
-            (
-                audit_log::id.eq(Uuid::now_v7()),
-                audit_log::request_id.eq(&r.ctx.request_id),
-                audit_log::user_id.eq(r.ctx.user_id),
-                audit_log::org_id.eq(r.ctx.org_id),
-                audit_log::method.eq(&r.ctx.method),
-                audit_log::route.eq(&r.ctx.route),
-                audit_log::path.eq(&r.ctx.path),
-                audit_log::status.eq(r.status as i16),
-                audit_log::resource_id.eq(r.resource_id),
-                audit_log::idempotency_key.eq(r.idempotency_key),
-            )
-        })
-        .collect();
-    diesel::insert_into(audit_log::table).values(rows).execute(conn).await?;
+    let ids: Vec<Uuid> = records.iter().map(|_| Uuid::now_v7()).collect();
+    let statuses: Vec<i16> = records.iter().map(|r| r.status as i16).collect();
+    crate::db::prepared(
+        "INSERT INTO audit_log (id, request_id, user_id, org_id, method, route, path, status, resource_id, \
+                                idempotency_key) \
+         SELECT v.id, v.request_id, v.user_id, v.org_id, v.method, v.route, v.path, v.status, v.resource_id, \
+                v.idempotency_key \
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
+                     $8::int2[], $9::uuid[], $10::text[]) WITH ORDINALITY \
+              AS v(id, request_id, user_id, org_id, method, route, path, status, resource_id, idempotency_key, n) \
+         ORDER BY v.n",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<Nullable<Text>>, _>(records.iter().map(|r| r.ctx.request_id.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<SqlUuid>>, _>(records.iter().map(|r| r.ctx.user_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<SqlUuid>>, _>(records.iter().map(|r| r.ctx.org_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(records.iter().map(|r| r.ctx.method.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(records.iter().map(|r| r.ctx.route.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(records.iter().map(|r| r.ctx.path.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Int2>, _>(statuses)
+    .bind::<Array<Nullable<SqlUuid>>, _>(records.iter().map(|r| r.resource_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(records.iter().map(|r| r.idempotency_key).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -132,34 +132,34 @@ pub struct Position {
     pub seq: i64,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = events)]
-struct EventInsert<'a> {
-    id: Uuid,
-    event_type: EventType,
-    occurred_at: DateTime<Utc>,
-    subject_id: Uuid,
-    org_ids: &'a [Uuid],
-    data: &'a serde_json::Value,
-}
-
 /// Records `batch` in the caller's transaction, in one statement.
 pub async fn record_many(conn: &mut AsyncPgConnection, batch: &[NewEvent]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
     if batch.is_empty() {
         return Ok(());
     }
-    let rows: Vec<EventInsert<'_>> = batch
+    // One statement whatever the batch's size, so each connection prepares it
+    // once. Each event's organisations travel as an array literal (`{a,b}`):
+    // arrays of arrays must be rectangular, and these are not.
+    let org_ids: Vec<String> = batch
         .iter()
-        .map(|e| EventInsert {
-            id: Uuid::now_v7(),
-            event_type: e.event_type,
-            occurred_at: e.occurred_at,
-            subject_id: e.subject_id,
-            org_ids: &e.org_ids,
-            data: &e.data,
-        })
+        .map(|e| format!("{{{}}}", e.org_ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",")))
         .collect();
-    diesel::insert_into(events::table).values(&rows).execute(conn).await?;
+    crate::db::prepared(
+        "INSERT INTO events (id, type, occurred_at, subject_id, org_ids, data) \
+         SELECT v.id, v.type, v.occurred_at, v.subject_id, v.org_ids::uuid[], v.data \
+         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::text[], $6::jsonb[]) \
+              WITH ORDINALITY AS v(id, type, occurred_at, subject_id, org_ids, data, n) \
+         ORDER BY v.n",
+    )
+    .bind::<Array<SqlUuid>, _>(batch.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(batch.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(batch.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(batch.iter().map(|e| e.subject_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(org_ids)
+    .bind::<Array<Jsonb>, _>(batch.iter().map(|e| &e.data).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

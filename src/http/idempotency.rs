@@ -211,22 +211,23 @@ pub async fn record_many(
         })
         .collect();
     crate::audit::record_many(conn, &audit).await?;
-    let rows: Vec<_> = answers
-        .iter()
-        .filter_map(|(w, status, body, _)| {
-            let (scope, key) = w.scoped_key()?;
-            Some((
-                idempotency_keys::scope.eq(scope),
-                idempotency_keys::key.eq(key),
-                idempotency_keys::request_hash.eq(w.fingerprint.clone()),
-                idempotency_keys::response_status.eq(status.as_u16() as i16),
-                idempotency_keys::response_body.eq(body.to_string()),
-            ))
-        })
-        .collect();
-    if !rows.is_empty() {
-        diesel::insert_into(idempotency_keys::table).values(rows).execute(conn).await?;
+    let keyed: Vec<_> =
+        answers.iter().filter_map(|(w, status, body, _)| Some((w.scoped_key()?, w, *status, *body))).collect();
+    if keyed.is_empty() {
+        return Ok(());
     }
+    use diesel::sql_types::{Array, Bytea, Int2};
+    crate::db::prepared(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int2[], $5::text[])",
+    )
+    .bind::<Array<Text>, _>(keyed.iter().map(|((scope, _), ..)| scope.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keyed.iter().map(|((_, key), ..)| key.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Bytea>, _>(keyed.iter().map(|(_, w, ..)| w.fingerprint.as_slice()).collect::<Vec<_>>())
+    .bind::<Array<Int2>, _>(keyed.iter().map(|(_, _, status, _)| status.as_u16() as i16).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keyed.iter().map(|(.., body)| *body).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

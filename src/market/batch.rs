@@ -29,7 +29,7 @@ use super::listings::{self, ListingRow};
 use super::orders::{self, OrderAccounts, OrderRow, OrderStatus, Request, SubsidyAccounts};
 use super::pricing::{Breakdown, SubsidyTerms};
 use crate::auth::Principal;
-use crate::db::schema::{accounts, grants, orders as orders_table, organisations, programmes};
+use crate::db::schema::{accounts, grants, organisations, programmes};
 use crate::events::EventType;
 use crate::http::ApiError;
 use crate::ledger::model::{AccountState, EntryKind};
@@ -443,7 +443,7 @@ pub async fn place_many_deferred(
     if !accepted.is_empty() {
         ledger_store::write_entry_headers(conn, &entries).await?;
         let rows: Vec<&OrderRow> = accepted.iter().map(|(_, a)| &a.order).collect();
-        diesel::insert_into(orders_table::table).values(rows).execute(conn).await?;
+        orders::insert_many(conn, &rows).await?;
         projects::write_draws(conn, &allocations).await?;
         // One `order.reserved` per accepted order, in one statement: the
         // views are built from what was just written, without reading it back.

@@ -224,6 +224,65 @@ pub fn order_movements(b: &Breakdown, accounts: &OrderAccounts, subsidy: Option<
     movements
 }
 
+/// Writes new orders in one statement. Its text is the same whatever the
+/// number of orders (one array per column), so each connection prepares it
+/// once instead of planning a new multi-row `INSERT` for every batch.
+pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[&OrderRow]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Int4, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+    if rows.is_empty() {
+        return Ok(());
+    }
+    fn column<'r, T>(rows: &[&'r OrderRow], value: impl Fn(&'r OrderRow) -> T) -> Vec<T> {
+        rows.iter().map(|r| value(r)).collect()
+    }
+    crate::db::prepared(
+        "INSERT INTO orders (id, tenant_org_id, placed_by, listing_id, provider_org_id, gpu_model, region, gpus, \
+                             start_at, end_at, hours, currency, unit_price, gpu_hours, subtotal, subsidy, \
+                             subsidy_rate, tenant_amount, platform_fee, fee_rate, grant_id, status, settled_hours, \
+                             charged_hours, credited_gpu_hours, journal_entry_id, created_at, cancelled_at, \
+                             estimated_energy_kwh, estimated_co2e_kg) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], \
+                              $8::int4[], $9::timestamptz[], $10::timestamptz[], $11::int4[], $12::text[], \
+                              $13::numeric[], $14::int4[], $15::numeric[], $16::numeric[], $17::numeric[], \
+                              $18::numeric[], $19::numeric[], $20::numeric[], $21::uuid[], $22::text[], \
+                              $23::int4[], $24::int4[], $25::int4[], $26::uuid[], $27::timestamptz[], \
+                              $28::timestamptz[], $29::numeric[], $30::numeric[])",
+    )
+    .bind::<Array<SqlUuid>, _>(column(rows, |r| r.id))
+    .bind::<Array<SqlUuid>, _>(column(rows, |r| r.tenant_org_id))
+    .bind::<Array<SqlUuid>, _>(column(rows, |r| r.placed_by))
+    .bind::<Array<SqlUuid>, _>(column(rows, |r| r.listing_id))
+    .bind::<Array<SqlUuid>, _>(column(rows, |r| r.provider_org_id))
+    .bind::<Array<Text>, _>(column(rows, |r| r.gpu_model.as_str()))
+    .bind::<Array<Text>, _>(column(rows, |r| r.region.as_str()))
+    .bind::<Array<Int4>, _>(column(rows, |r| r.gpus))
+    .bind::<Array<Timestamptz>, _>(column(rows, |r| r.start_at))
+    .bind::<Array<Timestamptz>, _>(column(rows, |r| r.end_at))
+    .bind::<Array<Int4>, _>(column(rows, |r| r.hours))
+    .bind::<Array<Text>, _>(column(rows, |r| r.currency))
+    .bind::<Array<Numeric>, _>(column(rows, |r| r.unit_price))
+    .bind::<Array<Int4>, _>(column(rows, |r| r.gpu_hours))
+    .bind::<Array<Numeric>, _>(column(rows, |r| r.subtotal))
+    .bind::<Array<Numeric>, _>(column(rows, |r| r.subsidy))
+    .bind::<Array<Numeric>, _>(column(rows, |r| r.subsidy_rate))
+    .bind::<Array<Numeric>, _>(column(rows, |r| r.tenant_amount))
+    .bind::<Array<Numeric>, _>(column(rows, |r| r.platform_fee))
+    .bind::<Array<Numeric>, _>(column(rows, |r| r.fee_rate))
+    .bind::<Array<Nullable<SqlUuid>>, _>(column(rows, |r| r.grant_id))
+    .bind::<Array<Text>, _>(column(rows, |r| r.status))
+    .bind::<Array<Int4>, _>(column(rows, |r| r.settled_hours))
+    .bind::<Array<Int4>, _>(column(rows, |r| r.charged_hours))
+    .bind::<Array<Int4>, _>(column(rows, |r| r.credited_gpu_hours))
+    .bind::<Array<SqlUuid>, _>(column(rows, |r| r.journal_entry_id))
+    .bind::<Array<Timestamptz>, _>(column(rows, |r| r.created_at))
+    .bind::<Array<Nullable<Timestamptz>>, _>(column(rows, |r| r.cancelled_at))
+    .bind::<Array<Nullable<Numeric>>, _>(column(rows, |r| r.estimated_energy_kwh))
+    .bind::<Array<Nullable<Numeric>>, _>(column(rows, |r| r.estimated_co2e_kg))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<OrderRow>> {
     orders::table.find(id).select(OrderRow::as_select()).first(conn).await.optional()
 }

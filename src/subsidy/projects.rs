@@ -414,29 +414,33 @@ pub async fn unlocked_allocation(conn: &mut AsyncPgConnection, grant: Uuid) -> Q
 /// Writes what a batch drew: the allocations' new figures and one draw row
 /// per order (after the orders are inserted: the draw refers to its order).
 pub async fn write_draws(conn: &mut AsyncPgConnection, book: &AllocationBook) -> QueryResult<()> {
-    for (a, changed) in book.allocations.values() {
-        if *changed {
-            diesel::update(grant_allocations::table.find(a.grant_id))
-                .set(grant_allocations::used_gpu_hours.eq(a.used_gpu_hours))
-                .execute(conn)
-                .await?;
-        }
+    use diesel::sql_types::{Array, Int8, Uuid as SqlUuid};
+    // Each statement's text is the same whatever the batch's size, so each
+    // connection prepares it once.
+    let (grants, used): (Vec<Uuid>, Vec<i64>) =
+        book.allocations.values().filter(|(_, changed)| *changed).map(|(a, _)| (a.grant_id, a.used_gpu_hours)).unzip();
+    if !grants.is_empty() {
+        crate::db::prepared(
+            "UPDATE grant_allocations AS t SET used_gpu_hours = v.used \
+             FROM unnest($1::uuid[], $2::int8[]) AS v(grant_id, used) WHERE t.grant_id = v.grant_id",
+        )
+        .bind::<Array<SqlUuid>, _>(grants)
+        .bind::<Array<Int8>, _>(used)
+        .execute(conn)
+        .await?;
     }
     if book.draws.is_empty() {
         return Ok(());
     }
-    let rows: Vec<_> = book
-        .draws
-        .iter()
-        .map(|(order, grant, hours)| {
-            (
-                allocation_draws::order_id.eq(*order),
-                allocation_draws::grant_id.eq(*grant),
-                allocation_draws::gpu_hours.eq(*hours),
-            )
-        })
-        .collect();
-    diesel::insert_into(allocation_draws::table).values(rows).execute(conn).await?;
+    crate::db::prepared(
+        "INSERT INTO allocation_draws (order_id, grant_id, gpu_hours) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[])",
+    )
+    .bind::<Array<SqlUuid>, _>(book.draws.iter().map(|d| d.0).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(book.draws.iter().map(|d| d.1).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(book.draws.iter().map(|d| d.2).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
