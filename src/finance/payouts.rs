@@ -21,7 +21,8 @@ use crate::http::{ApiError, FieldError};
 use crate::ledger::model::AccountState;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::posting::{self as ledger_posting, NewEntry};
+use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount, parse_amount};
 use crate::state::AppState;
@@ -158,7 +159,7 @@ pub async fn pay_out(
     let [payable, bank, receivable] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut sorted = vec![payable, bank, receivable];
     sorted.sort_unstable();
-    let locked = ledger_store::lock_accounts(conn, &sorted).await?;
+    let locked = ledger_posting::lock_accounts(conn, &sorted).await?;
     let state = |id: Uuid| {
         locked.get(&id).ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("account {id} vanished"))))
     };
@@ -198,7 +199,7 @@ pub async fn pay_out(
     entry.memo = format!("payout to provider {provider}");
     entry.reference = Some(reference.clone());
     entry.metadata = serde_json::json!({"provider_org_id": provider});
-    let entry = ledger_store::post_entry_locked(conn, entry, locked).await?;
+    let entry = ledger_posting::post_entry_locked(conn, entry, locked).await?;
     let id = Uuid::now_v7();
     diesel::insert_into(payouts::table)
         .values((

@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::model::{AccountType, Balances, EntryKind};
 use super::queries::{self, AccountFilter, StatementLine};
 use super::rules::Movement;
-use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
+use super::posting::{self, NewEntry};
+use super::store::{self, AccountRow, EntryRow, PostingRow};
 use super::verify::VerifyReport;
 pub use super::views::AccountView;
 use super::views::amount_in;
@@ -678,7 +679,7 @@ pub async fn create_adjustment(write: Write<JsonBody<NewAdjustment>>) -> Result<
         entry.actor = principal.actor();
         entry.memo = memo;
         entry.reference = adjustment.reference.clone();
-        let posted = store::post_entry(conn, entry).await?;
+        let posted = posting::post_entry(conn, entry).await?;
         let (entry, lines) = store::entry_with_postings(conn, posted.id)
             .await?
             .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
@@ -733,7 +734,7 @@ pub async fn reverse_entry(
     let clock = op.state().clock;
     op.run(StatusCode::CREATED, async move |conn: &mut diesel_async::AsyncPgConnection| {
         let now = clock.now(conn).await?;
-        let posted = store::reverse_entry(conn, id, principal.actor(), memo, now).await?;
+        let posted = posting::reverse_entry(conn, id, principal.actor(), memo, now).await?;
         let (entry, lines) = store::entry_with_postings(conn, posted.id)
             .await?
             .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
