@@ -19,9 +19,9 @@ use crate::http::Write;
 use crate::http::extract::JsonBody;
 use crate::http::{ApiError, FieldError};
 use crate::ledger::model::AccountState;
-use crate::ledger::model::{Actor, EntryKind, NormalSide};
-use crate::ledger::rules::Movement;
+use crate::ledger::model::{Actor, EntryKind};
 use crate::ledger::posting::{self as ledger_posting, NewEntry};
+use crate::ledger::rules::Movement;
 use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount, parse_amount};
@@ -109,11 +109,12 @@ pub async fn position(
         .map(|l| received_on_claim(l.line, l.claim_amount, l.paid, currency))
         .try_fold(Decimal::ZERO, |sum, r| sum.checked_add(r))
         .ok_or(LedgerError::Overflow)?;
+    let balance_in_currency = |account: &AccountState| account.balance().amount_in(currency).map_err(LedgerError::from);
     Ok(PayoutPosition::compute(
-        payable.balances.posted_balance(NormalSide::Credit),
+        balance_in_currency(payable)?,
         earned.amount,
         received,
-        receivable.balances.posted_balance(NormalSide::Debit),
+        balance_in_currency(receivable)?,
         advance_rate,
         currency,
     ))
@@ -130,7 +131,7 @@ pub async fn current_position(
     let payable = ledger_store::account_by_code(conn, &chart::provider_payable_code(provider), currency).await?;
     let receivable = ledger_store::account_by_code(conn, &chart::provider_receivable_code(provider), currency).await?;
     let (Some(payable), Some(receivable)) = (payable, receivable) else { return Ok(None) };
-    let (payable_state, receivable_state) = (payable.state()?, receivable.state()?);
+    let (payable_state, receivable_state) = (payable.state(), receivable.state());
     Ok(Some(position(conn, provider, currency, &payable_state, payable.id, &receivable_state, advance_rate).await?))
 }
 

@@ -22,6 +22,7 @@ use super::model::{AccountState, Actor, EntryKind, PendingState, PostingKind};
 use super::rules::{AppliedPosting, Movement, apply_movements};
 use super::store::{AccountRow, entry_with_postings, is_unique_violation};
 use crate::db::schema::{accounts, journal_entries, pending_remainders, postings};
+use crate::money::Currency;
 
 /// A journal entry to write.
 #[derive(Debug, Clone)]
@@ -410,7 +411,7 @@ async fn lock_pendings(
     ids.dedup();
     // NO KEY UPDATE, not UPDATE: it does not block the KEY SHARE lock that a new
     // posting's foreign key takes on the pending posting it references.
-    let rows: Vec<(Uuid, Decimal, Uuid, Uuid, String)> = pending_remainders::table
+    let rows: Vec<(Uuid, Decimal, Uuid, Uuid, Currency)> = pending_remainders::table
         .inner_join(postings::table)
         .filter(pending_remainders::posting_id.eq_any(&ids))
         .order(pending_remainders::posting_id)
@@ -424,14 +425,12 @@ async fn lock_pendings(
         .for_no_key_update()
         .load(conn)
         .await?;
-    rows.into_iter()
+    Ok(rows
+        .into_iter()
         .map(|(posting_id, remaining, debit_account_id, credit_account_id, currency)| {
-            let currency = currency
-                .parse()
-                .map_err(|_| LedgerError::Corrupt(format!("posting {posting_id} has an invalid currency")))?;
-            Ok((posting_id, PendingState { posting_id, debit_account_id, credit_account_id, currency, remaining }))
+            (posting_id, PendingState { posting_id, debit_account_id, credit_account_id, currency, remaining })
         })
-        .collect()
+        .collect())
 }
 
 /// Locks `ids` in the ledger's one order — the accounts with a floor first,
@@ -452,7 +451,7 @@ pub async fn lock_accounts(
         .for_no_key_update()
         .load(conn)
         .await?;
-    rows.iter().map(|r| Ok((r.id, r.state()?))).collect()
+    Ok(rows.iter().map(|r| (r.id, r.state())).collect())
 }
 
 /// Writes a `reversal` of `entry_id`: every posting with its sides swapped.
@@ -469,7 +468,7 @@ pub async fn reverse_entry(
     if entry.kind == EntryKind::Reversal.as_str() {
         return Err(LedgerError::NotReversible("it is itself a reversal".into()));
     }
-    if lines.iter().any(|p| p.kind != PostingKind::Posted.as_str()) {
+    if lines.iter().any(|p| p.kind != PostingKind::Posted) {
         return Err(LedgerError::NotReversible(
             "it holds pending postings or resolves them; release a reservation by voiding it".into(),
         ));
@@ -506,7 +505,6 @@ mod tests {
     use super::*;
     use crate::ledger::model::{AccountType, Balances, Floor};
     use crate::ledger::rules::normal_side_of;
-    use crate::money::Currency;
 
     fn account(n: u128, account_type: AccountType, floor: Option<Floor>, credits_posted: Decimal) -> AccountState {
         AccountState {

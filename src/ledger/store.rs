@@ -11,19 +11,19 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::error::LedgerError;
-use super::model::{AccountState, AccountType, Balances, Floor, NormalSide};
+use super::model::{AccountState, AccountType, Balances, Floor, NormalSide, PostingKind};
 use crate::db::schema::{accounts, journal_entries, postings};
-use crate::money::Currency;
+use crate::money::{Currency, Money};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, PartialEq)]
 #[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
 pub struct AccountRow {
     pub id: Uuid,
     pub code: String,
-    pub currency: String,
-    pub account_type: String,
-    pub normal_side: String,
-    pub floor: Option<String>,
+    pub currency: Currency,
+    pub account_type: AccountType,
+    pub normal_side: NormalSide,
+    pub floor: Option<Floor>,
     pub org_id: Option<Uuid>,
     pub debits_posted: Decimal,
     pub credits_posted: Decimal,
@@ -42,21 +42,27 @@ impl AccountRow {
         }
     }
 
-    /// The typed view; stored text outside the known values means a damaged row.
-    pub fn state(&self) -> Result<AccountState, LedgerError> {
-        let corrupt = |what: &str| LedgerError::Corrupt(format!("account {} has an invalid {what}", self.id));
-        Ok(AccountState {
+    /// The posted balance in the account's normal direction.
+    pub fn balance(&self) -> Money {
+        Money::new(self.balances().posted_balance(self.normal_side), self.currency)
+    }
+
+    /// The posted balance less pending withdrawals.
+    pub fn available(&self) -> Money {
+        Money::new(self.balances().available(self.normal_side), self.currency)
+    }
+
+    /// The account as the posting code sees it.
+    pub fn state(&self) -> AccountState {
+        AccountState {
             id: self.id,
             code: self.code.clone(),
-            currency: self.currency.parse().map_err(|_| corrupt("currency"))?,
-            account_type: self.account_type.parse().map_err(|_| corrupt("type"))?,
-            normal_side: self.normal_side.parse().map_err(|_| corrupt("normal side"))?,
-            floor: match &self.floor {
-                None => None,
-                Some(f) => Some(f.parse().map_err(|_| corrupt("floor"))?),
-            },
+            currency: self.currency,
+            account_type: self.account_type,
+            normal_side: self.normal_side,
+            floor: self.floor,
             balances: self.balances(),
-        })
+        }
     }
 }
 
@@ -76,10 +82,10 @@ pub struct NewAccount {
 struct AccountInsert<'a> {
     id: Uuid,
     code: &'a str,
-    currency: &'a str,
-    account_type: &'a str,
-    normal_side: &'a str,
-    floor: Option<&'a str>,
+    currency: Currency,
+    account_type: AccountType,
+    normal_side: NormalSide,
+    floor: Option<Floor>,
     org_id: Option<Uuid>,
     created_at: DateTime<Utc>,
 }
@@ -96,10 +102,10 @@ pub async fn ensure_accounts(
         .map(|a| AccountInsert {
             id: Uuid::now_v7(),
             code: &a.code,
-            currency: a.currency.code(),
-            account_type: a.account_type.as_str(),
-            normal_side: a.normal_side.as_str(),
-            floor: a.floor.map(Floor::as_str),
+            currency: a.currency,
+            account_type: a.account_type,
+            normal_side: a.normal_side,
+            floor: a.floor,
             org_id: a.org_id,
             created_at: now,
         })
@@ -183,7 +189,7 @@ struct ProgressRow {
     #[diesel(sql_type = SqlUuid)]
     credit_account_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Text)]
-    currency: String,
+    currency: Currency,
     #[diesel(sql_type = Numeric)]
     amount: Decimal,
     #[diesel(sql_type = Numeric)]
@@ -207,23 +213,18 @@ pub async fn pending_progress_of(
     .bind::<SqlUuid, _>(entry_id)
     .load(conn)
     .await?;
-    rows.into_iter()
-        .map(|r| {
-            let currency = r
-                .currency
-                .parse()
-                .map_err(|_| LedgerError::Corrupt(format!("posting {} has an invalid currency", r.id)))?;
-            Ok(PendingProgress {
-                posting_id: r.id,
-                debit_account_id: r.debit_account_id,
-                credit_account_id: r.credit_account_id,
-                currency,
-                amount: r.amount,
-                posted: r.posted,
-                remaining: r.remaining,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|r| PendingProgress {
+            posting_id: r.id,
+            debit_account_id: r.debit_account_id,
+            credit_account_id: r.credit_account_id,
+            currency: r.currency,
+            amount: r.amount,
+            posted: r.posted,
+            remaining: r.remaining,
         })
-        .collect()
+        .collect())
 }
 
 /// The code and type of each of `ids`, for showing postings by name.
@@ -265,11 +266,11 @@ pub struct PostingRow {
     pub id: Uuid,
     pub seq: i64,
     pub entry_id: Uuid,
-    pub kind: String,
+    pub kind: PostingKind,
     pub pending_posting_id: Option<Uuid>,
     pub debit_account_id: Uuid,
     pub credit_account_id: Uuid,
-    pub currency: String,
+    pub currency: Currency,
     pub amount: Decimal,
     pub debit_account_balance: Decimal,
     pub credit_account_balance: Decimal,

@@ -526,12 +526,13 @@ async fn accounts_by_code(
         .select(ledger_store::AccountRow::as_select())
         .load(conn)
         .await?;
-    rows.iter()
+    Ok(rows
+        .iter()
         .map(|row| {
-            let state = row.state()?;
-            Ok::<_, ApiError>(((state.code.clone(), state.currency), state))
+            let state = row.state();
+            ((state.code.clone(), state.currency), state)
         })
-        .collect()
+        .collect())
 }
 
 /// Locks and reads every hour the candidates ask for, in (listing, hour)

@@ -21,8 +21,8 @@ use crate::events::EventType;
 use crate::ledger::LedgerError;
 use crate::ledger::chart;
 use crate::ledger::model::{Actor, EntryKind};
-use crate::ledger::rules::Movement;
 use crate::ledger::posting::{self as ledger_posting, NewEntry};
+use crate::ledger::rules::Movement;
 use crate::ledger::store as ledger_store;
 
 /// Why settling, cancelling or crediting an order failed. The HTTP answer of

@@ -4,9 +4,9 @@ use diesel_async::RunQueryDsl;
 use gpuhour::auth::Role;
 use gpuhour::db::transaction;
 use gpuhour::ledger::model::{AccountType, EntryKind, Floor, NormalSide};
+use gpuhour::ledger::posting::{self, NewEntry};
 use gpuhour::ledger::routes::TrialBalance;
 use gpuhour::ledger::rules::Movement;
-use gpuhour::ledger::posting::{self, NewEntry};
 use gpuhour::ledger::store::{self, NewAccount};
 use gpuhour::ledger::{LedgerError, chart};
 use gpuhour::money::Currency;
@@ -221,7 +221,7 @@ async fn wallet_like_payable(app: &TestApp) -> Uuid {
     let org = Uuid::now_v7();
     let accounts = chart::provider_accounts(org);
     let rows = store::ensure_accounts(&mut conn, &accounts, chrono::Utc::now()).await.expect("payables");
-    rows.into_iter().find(|r| r.currency == "KRW").expect("KRW payable").id
+    rows.into_iter().find(|r| r.currency == Currency::Krw).expect("KRW payable").id
 }
 
 #[tokio::test]
