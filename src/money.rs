@@ -94,6 +94,82 @@ pub fn stored_currency(code: &str, owner: impl fmt::Display) -> Result<Currency,
     code.parse().map_err(|_| crate::ledger::LedgerError::Corrupt(format!("{owner} has an invalid currency {code:?}")))
 }
 
+/// An amount and its currency, for domain code where the two travel together:
+/// adding or subtracting money of another currency is an error, never a sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money {
+    pub amount: Decimal,
+    pub currency: Currency,
+}
+
+/// Why two amounts of money could not be added or subtracted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("an amount in {0} cannot be combined with one in {1}")]
+    MixedCurrencies(Currency, Currency),
+    #[error("amount overflow")]
+    Overflow,
+}
+
+impl Money {
+    pub fn new(amount: Decimal, currency: Currency) -> Self {
+        Money { amount, currency }
+    }
+
+    pub fn zero(currency: Currency) -> Self {
+        Money::new(Decimal::ZERO, currency)
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.amount.is_zero()
+    }
+
+    pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
+        let amount = self.amount.checked_add(self.same_currency(other)?).ok_or(MoneyError::Overflow)?;
+        Ok(Money::new(amount, self.currency))
+    }
+
+    pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
+        let amount = self.amount.checked_sub(self.same_currency(other)?).ok_or(MoneyError::Overflow)?;
+        Ok(Money::new(amount, self.currency))
+    }
+
+    /// The amount, for code that keeps `currency` apart: money of another
+    /// currency is refused rather than passed on as a bare number.
+    pub fn amount_in(self, currency: Currency) -> Result<Decimal, MoneyError> {
+        Money::zero(currency).same_currency(self)
+    }
+
+    /// The amount with exactly its currency's fraction digits, as the API's
+    /// views carry amounts (`"12.50"`).
+    pub fn formatted_amount(self) -> String {
+        format_amount(self.amount, self.currency)
+    }
+
+    fn same_currency(self, other: Money) -> Result<Decimal, MoneyError> {
+        if other.currency == self.currency {
+            Ok(other.amount)
+        } else {
+            Err(MoneyError::MixedCurrencies(self.currency, other.currency))
+        }
+    }
+}
+
+impl std::ops::Neg for Money {
+    type Output = Money;
+
+    // Unchecked: a `Decimal`'s range is symmetric, so negating cannot overflow.
+    fn neg(self) -> Money {
+        Money::new(-self.amount, self.currency)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.formatted_amount(), self.currency)
+    }
+}
+
 /// Why a decimal string is not an acceptable amount.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
@@ -183,6 +259,46 @@ mod tests {
             stored_currency("usd", "order 1"),
             Err(crate::ledger::LedgerError::Corrupt("order 1 has an invalid currency \"usd\"".into()))
         );
+    }
+
+    #[test]
+    fn money_adds_and_subtracts_within_one_currency() {
+        let krw = |amount| Money::new(amount, Currency::Krw);
+        assert_eq!(krw(dec!(1000)).checked_add(krw(dec!(234))), Ok(krw(dec!(1234))));
+        assert_eq!(krw(dec!(1000)).checked_sub(krw(dec!(1234))), Ok(krw(dec!(-234))));
+        assert_eq!(-krw(dec!(5)), krw(dec!(-5)));
+        assert!(Money::zero(Currency::Usd).is_zero());
+        assert!(!krw(dec!(0.0001)).is_zero());
+        assert_eq!(krw(dec!(7)).amount_in(Currency::Krw), Ok(dec!(7)));
+    }
+
+    #[test]
+    fn money_of_two_currencies_never_adds_up() {
+        let krw = Money::new(dec!(1000), Currency::Krw);
+        let usd = Money::new(dec!(1), Currency::Usd);
+        assert_eq!(krw.checked_add(usd), Err(MoneyError::MixedCurrencies(Currency::Krw, Currency::Usd)));
+        assert_eq!(usd.checked_sub(krw), Err(MoneyError::MixedCurrencies(Currency::Usd, Currency::Krw)));
+        assert_eq!(usd.amount_in(Currency::Krw), Err(MoneyError::MixedCurrencies(Currency::Krw, Currency::Usd)));
+        assert_eq!(
+            krw.checked_add(usd).map_err(|e| e.to_string()),
+            Err("an amount in KRW cannot be combined with one in USD".to_string())
+        );
+    }
+
+    #[test]
+    fn money_overflow_is_an_error_not_a_panic() {
+        let max = Money::new(Decimal::MAX, Currency::Eur);
+        let min = Money::new(Decimal::MIN, Currency::Eur);
+        assert_eq!(max.checked_add(Money::new(Decimal::ONE, Currency::Eur)), Err(MoneyError::Overflow));
+        assert_eq!(min.checked_sub(Money::new(Decimal::ONE, Currency::Eur)), Err(MoneyError::Overflow));
+        assert_eq!(-max, min);
+    }
+
+    #[test]
+    fn money_shows_its_amount_at_the_currency_precision_and_its_code() {
+        assert_eq!(Money::new(dec!(1234), Currency::Krw).to_string(), "1234 KRW");
+        assert_eq!(Money::new(dec!(12.5000), Currency::Usd).to_string(), "12.50 USD");
+        assert_eq!(Money::new(dec!(-3), Currency::Eur).formatted_amount(), "-3.00");
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub async fn wallet(
     // A wallet per supported currency exists from sign-up; show those in use
     // (and KRW, the market's currency, always).
     wallets.retain(|w| {
-        w.currency == Currency::Krw.code()
+        w.currency == Currency::Krw
             || [w.debits_posted, w.credits_posted, w.debits_pending, w.credits_pending].iter().any(|v| !v.is_zero())
     });
     let grant_rows: Vec<GrantRow> = grants::table
@@ -66,7 +66,7 @@ pub async fn wallet(
     let grant_views = crate::subsidy::routes::grant_views(&mut conn, grant_rows).await.map_err(|e| fail(e.into()))?;
     let chosen = wallets
         .iter()
-        .find(|w| w.currency == form.currency)
+        .find(|w| w.currency.code() == form.currency)
         .or_else(|| wallets.iter().find(|w| w.debits_posted + w.credits_posted > Decimal::ZERO))
         .or_else(|| <[_]>::first(&wallets));
     let after = form.after.unwrap_or(0).max(0);
@@ -80,15 +80,12 @@ pub async fn wallet(
         h2 { (lang.tr("Your own money", "내 돈")) }
         dl.figures {
             @for w in &wallets {
-                @let side: NormalSide = w.normal_side.parse().unwrap_or(NormalSide::Credit);
-                @let b = w.balances();
-                @if let Ok(c) = w.currency.parse::<Currency>() {
-                    div {
-                        dt { (c.code()) " · " (lang.tr("balance", "잔액")) }
-                        dd { (format_money(b.posted_balance(side), c, lang)) }
-                        dd.muted { (lang.tr("of which reserved for orders", "주문 예약분")) " " (b.posted_balance(side).checked_sub(b.available(side)).map_or_else(String::new, |r| format_money(r, c, lang))) }
-                        dd.muted { (lang.tr("available", "사용 가능")) " " (format_money(b.available(side), c, lang)) }
-                    }
+                @let (balance, available) = (w.balance(), w.available());
+                div {
+                    dt { (w.currency.code()) " · " (lang.tr("balance", "잔액")) }
+                    dd { (format_money(balance.amount, w.currency, lang)) }
+                    dd.muted { (lang.tr("of which reserved for orders", "주문 예약분")) " " (balance.checked_sub(available).map_or_else(|_| String::new(), |r| format_money(r.amount, r.currency, lang))) }
+                    dd.muted { (lang.tr("available", "사용 가능")) " " (format_money(available.amount, w.currency, lang)) }
                 }
             }
         }
@@ -111,7 +108,7 @@ pub async fn wallet(
             }
         }
         @if let Some(w) = chosen {
-            @let side: NormalSide = w.normal_side.parse().unwrap_or(NormalSide::Credit);
+            @let side = w.normal_side;
             h2 { (lang.tr("Statement", "거래 내역")) " · " (w.currency) }
             @if wallets.len() > 1 {
                 p { @for other in &wallets { a href={ "/wallet?currency=" (other.currency) } { (other.currency) } " " } }
@@ -130,7 +127,7 @@ pub async fn wallet(
                     } }
                     tbody { @for line in lines {
                         @let incoming = (line.side == "credit") == (side == NormalSide::Credit);
-                        @let amount = format_money_str(&line.amount.to_string(), &w.currency, lang);
+                        @let amount = format_money(line.amount, w.currency, lang);
                         // A pending posting reserves money and its void
                         // releases it: neither moves the balance, so they
                         // have a column of their own.
@@ -144,7 +141,7 @@ pub async fn wallet(
                                 @if line.kind == "pending" { "+" (amount) }
                                 @if line.kind == "void_pending" { "−" (amount) }
                             }
-                            td.num { (format_money_str(&line.balance.to_string(), &w.currency, lang)) }
+                            td.num { (format_money(line.balance, w.currency, lang)) }
                         }
                     } }
                 } }

@@ -13,8 +13,9 @@ use crate::http::extract::JsonBody;
 use crate::http::{ApiError, FieldError};
 use crate::ledger::chart;
 use crate::ledger::model::EntryKind;
+use crate::ledger::posting::{self as ledger_posting, NewEntry};
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::store as ledger_store;
 use crate::money::{Currency, format_amount, parse_amount};
 use crate::state::AppState;
 
@@ -97,7 +98,7 @@ pub async fn deposit(
     entry.memo = format!("deposit from {}", org.name);
     entry.reference = Some(reference.clone());
     entry.metadata = serde_json::json!({"tenant_org_id": org.id});
-    let posted = ledger_store::post_entry(conn, entry).await?;
+    let posted = ledger_posting::post_entry(conn, entry).await?;
     let balance = posted.postings[0].1.credit_account_balance;
     Ok(DepositView {
         id: posted.id,

@@ -19,9 +19,10 @@ use crate::http::Write;
 use crate::http::extract::JsonBody;
 use crate::http::{ApiError, FieldError};
 use crate::ledger::model::AccountState;
-use crate::ledger::model::{Actor, EntryKind, NormalSide};
+use crate::ledger::model::{Actor, EntryKind};
+use crate::ledger::posting::{self as ledger_posting, NewEntry};
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount, parse_amount};
 use crate::state::AppState;
@@ -108,11 +109,12 @@ pub async fn position(
         .map(|l| received_on_claim(l.line, l.claim_amount, l.paid, currency))
         .try_fold(Decimal::ZERO, |sum, r| sum.checked_add(r))
         .ok_or(LedgerError::Overflow)?;
+    let balance_in_currency = |account: &AccountState| account.balance().amount_in(currency).map_err(LedgerError::from);
     Ok(PayoutPosition::compute(
-        payable.balances.posted_balance(NormalSide::Credit),
+        balance_in_currency(payable)?,
         earned.amount,
         received,
-        receivable.balances.posted_balance(NormalSide::Debit),
+        balance_in_currency(receivable)?,
         advance_rate,
         currency,
     ))
@@ -129,7 +131,7 @@ pub async fn current_position(
     let payable = ledger_store::account_by_code(conn, &chart::provider_payable_code(provider), currency).await?;
     let receivable = ledger_store::account_by_code(conn, &chart::provider_receivable_code(provider), currency).await?;
     let (Some(payable), Some(receivable)) = (payable, receivable) else { return Ok(None) };
-    let (payable_state, receivable_state) = (payable.state()?, receivable.state()?);
+    let (payable_state, receivable_state) = (payable.state(), receivable.state());
     Ok(Some(position(conn, provider, currency, &payable_state, payable.id, &receivable_state, advance_rate).await?))
 }
 
@@ -158,7 +160,7 @@ pub async fn pay_out(
     let [payable, bank, receivable] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut sorted = vec![payable, bank, receivable];
     sorted.sort_unstable();
-    let locked = ledger_store::lock_accounts(conn, &sorted).await?;
+    let locked = ledger_posting::lock_accounts(conn, &sorted).await?;
     let state = |id: Uuid| {
         locked.get(&id).ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("account {id} vanished"))))
     };
@@ -198,7 +200,7 @@ pub async fn pay_out(
     entry.memo = format!("payout to provider {provider}");
     entry.reference = Some(reference.clone());
     entry.metadata = serde_json::json!({"provider_org_id": provider});
-    let entry = ledger_store::post_entry_locked(conn, entry, locked).await?;
+    let entry = ledger_posting::post_entry_locked(conn, entry, locked).await?;
     let id = Uuid::now_v7();
     diesel::insert_into(payouts::table)
         .values((

@@ -4,7 +4,7 @@
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::money::{Currency, format_amount};
+use crate::money::{Currency, MoneyError, format_amount};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LedgerError {
@@ -51,6 +51,16 @@ pub enum LedgerError {
     PeriodClosed,
     #[error("database error")]
     Database(#[source] DbError),
+}
+
+impl From<MoneyError> for LedgerError {
+    fn from(e: MoneyError) -> Self {
+        match e {
+            MoneyError::Overflow => LedgerError::Overflow,
+            // Amounts are summed per currency: money of two meeting is a bug.
+            MoneyError::MixedCurrencies(..) => LedgerError::Corrupt(e.to_string()),
+        }
+    }
 }
 
 /// diesel's error is not `PartialEq`; this wrapper lets `LedgerError` be compared in tests.

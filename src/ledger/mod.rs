@@ -2,7 +2,8 @@
 //!
 //! - `model`: accounts, floors, entry and posting kinds, the four figures;
 //! - `rules`: what postings do to balances, and what is refused (no database);
-//! - `store`: writing entries inside the caller's transaction;
+//! - `posting`: writing entries inside the caller's transaction;
+//! - `store`: creating and finding accounts, reading entries and postings;
 //! - `queries`: statements, point-in-time figures; `verify`: the invariants;
 //! - `periods`: closing months, the hash chain over their postings;
 //! - `chart`: the account codes; `routes`, `period_routes`: finance's HTTP routes.
@@ -12,6 +13,7 @@ pub mod error;
 pub mod model;
 pub mod period_routes;
 pub mod periods;
+pub mod posting;
 pub mod queries;
 pub mod routes;
 pub mod rules;

@@ -1,12 +1,13 @@
 //! The ledger's vocabulary: account types and floors, entry and posting kinds,
 //! and the four balance figures (SPEC section 3, after TigerBeetle).
 
+use diesel::{AsExpression, FromSqlRow};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::money::Currency;
+use crate::money::{Currency, Money};
 
 /// Implements `as_str`, `Display` and `FromStr` for a fieldless enum stored as text.
 macro_rules! text_enum {
@@ -93,8 +94,9 @@ where
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, AsExpression, FromSqlRow)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum AccountType {
     Asset,
     Liability,
@@ -108,23 +110,28 @@ text_enum!(AccountType {
     Asset => "asset", Liability => "liability", Equity => "equity",
     Revenue => "revenue", Expense => "expense", Memo => "memo",
 });
+text_enum_sql!(AccountType via as_str);
 
 /// Which side increases an account's balance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, AsExpression, FromSqlRow)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum NormalSide {
     Debit,
     Credit,
 }
 text_enum!(NormalSide { Debit => "debit", Credit => "credit" });
+text_enum_sql!(NormalSide via as_str);
 
 /// A balance floor (TigerBeetle's `debits_must_not_exceed_credits` and its mirror).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, AsExpression, FromSqlRow)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum Floor {
     NoOverdraft,
 }
 text_enum!(Floor { NoOverdraft => "no_overdraft" });
+text_enum_sql!(Floor via as_str);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -164,8 +171,9 @@ text_enum!(EntryKind {
     ProgrammeSettlement => "programme_settlement", ProgrammeRefund => "programme_refund",
 });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, AsExpression, FromSqlRow)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum PostingKind {
     /// Moves posted money at once.
     Posted,
@@ -180,6 +188,7 @@ text_enum!(PostingKind {
     Posted => "posted", Pending => "pending",
     PostPending => "post_pending", VoidPending => "void_pending",
 });
+text_enum_sql!(PostingKind via as_str);
 
 /// The four figures an account keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -226,6 +235,13 @@ pub struct AccountState {
     pub normal_side: NormalSide,
     pub floor: Option<Floor>,
     pub balances: Balances,
+}
+
+impl AccountState {
+    /// The posted balance in the account's normal direction.
+    pub fn balance(&self) -> Money {
+        Money::new(self.balances.posted_balance(self.normal_side), self.currency)
+    }
 }
 
 /// A pending posting as the posting code sees it while its remainder is locked.

@@ -11,19 +11,19 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::model::{AccountType, Balances, EntryKind};
+use super::model::{AccountType, EntryKind};
+use super::posting::{self, NewEntry};
 use super::queries::{self, AccountFilter, StatementLine};
 use super::rules::Movement;
-use super::store::{self, AccountRow, EntryRow, NewEntry, PostingRow};
+use super::store::{self, AccountRow, EntryRow, PostingRow};
 use super::verify::VerifyReport;
 pub use super::views::AccountView;
-use super::views::amount_in;
 use crate::auth::Principal;
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::extract::{JsonBody, NoQuery, Query};
 use crate::http::pagination::{self, Page, decode_cursor};
 use crate::http::{ApiError, FieldError, Write};
-use crate::money::{Currency, parse_amount};
+use crate::money::{Currency, Money, format_amount, parse_amount};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -74,7 +74,7 @@ pub async fn list_accounts(
     Ok(HttpResponse::Ok().json(pagination::page(
         rows,
         limit,
-        |r| (r.code.clone(), r.currency.clone()),
+        |r| (r.code.clone(), r.currency.to_string()),
         AccountView::from,
     )))
 }
@@ -153,7 +153,7 @@ pub struct StatementLineView {
     pub balance: String,
 }
 
-fn statement_view(line: StatementLine, currency: &str) -> StatementLineView {
+fn statement_view(line: StatementLine, currency: Currency) -> StatementLineView {
     StatementLineView {
         posting_id: line.posting_id,
         entry_id: line.entry_id,
@@ -165,8 +165,8 @@ fn statement_view(line: StatementLine, currency: &str) -> StatementLineView {
         side: line.side,
         counter_account_id: line.counter_account_id,
         counter_account_code: line.counter_account_code,
-        amount: amount_in(line.amount, currency),
-        balance: amount_in(line.balance, currency),
+        amount: format_amount(line.amount, currency),
+        balance: format_amount(line.balance, currency),
     }
 }
 
@@ -215,8 +215,7 @@ pub(crate) async fn account_postings_page(
     let limit = pagination::limit(limit)?;
     let after: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
     let lines = queries::statement(conn, account.id, after, limit + 1).await?;
-    let currency = account.currency.clone();
-    Ok(pagination::page(lines, limit, |l| l.seq, |l| statement_view(l, &currency)))
+    Ok(pagination::page(lines, limit, |l| l.seq, |l| statement_view(l, account.currency)))
 }
 
 /// An account statement page as one sheet: debits and credits apart, the
@@ -227,7 +226,7 @@ fn account_statement_sheet(
     lines: &[StatementLineView],
     now: DateTime<Utc>,
 ) -> Result<Vec<Sheet>, ApiError> {
-    let c: Currency = account.currency.parse().map_err(ApiError::internal)?;
+    let c = account.currency;
     let side =
         |want: &str| spreadsheet::sum_amounts(lines.iter().filter(|l| l.side == want).map(|l| l.amount.as_str()));
     let (debits, credits) = (side("debit")?, side("credit")?);
@@ -331,24 +330,25 @@ pub struct TrialBalance {
 
 /// Sums the four figures per currency of the rows `include` selects.
 fn totals_of(rows: &[AccountRow], include: impl Fn(&AccountRow) -> bool) -> Result<Vec<CurrencyTotals>, ApiError> {
-    let mut totals: BTreeMap<String, Balances> = BTreeMap::new();
+    // Keyed by code: the totals come in the order of the currencies' codes.
+    let mut totals: BTreeMap<&str, [Money; 4]> = BTreeMap::new();
     for row in rows.iter().filter(|r| include(r)) {
-        let t = totals.entry(row.currency.clone()).or_default();
         let b = row.balances();
-        let sum = |a: Decimal, b: Decimal| a.checked_add(b).ok_or(super::LedgerError::Overflow);
-        t.debits_posted = sum(t.debits_posted, b.debits_posted)?;
-        t.credits_posted = sum(t.credits_posted, b.credits_posted)?;
-        t.debits_pending = sum(t.debits_pending, b.debits_pending)?;
-        t.credits_pending = sum(t.credits_pending, b.credits_pending)?;
+        let sums = totals.entry(row.currency.code()).or_insert([Money::zero(row.currency); 4]);
+        for (sum, figure) in
+            sums.iter_mut().zip([b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending])
+        {
+            *sum = sum.checked_add(Money::new(figure, row.currency)).map_err(super::LedgerError::from)?;
+        }
     }
     Ok(totals
-        .into_iter()
-        .map(|(currency, t)| CurrencyTotals {
-            debits_posted: amount_in(t.debits_posted, &currency),
-            credits_posted: amount_in(t.credits_posted, &currency),
-            debits_pending: amount_in(t.debits_pending, &currency),
-            credits_pending: amount_in(t.credits_pending, &currency),
-            currency,
+        .into_values()
+        .map(|[debits_posted, credits_posted, debits_pending, credits_pending]| CurrencyTotals {
+            currency: debits_posted.currency.to_string(),
+            debits_posted: debits_posted.formatted_amount(),
+            credits_posted: credits_posted.formatted_amount(),
+            debits_pending: debits_pending.formatted_amount(),
+            credits_pending: credits_pending.formatted_amount(),
         })
         .collect())
 }
@@ -382,7 +382,7 @@ pub(crate) async fn trial_balance_report(
     now: DateTime<Utc>,
 ) -> Result<TrialBalance, ApiError> {
     let rows = queries::trial_balance(conn, as_of).await?;
-    let is_memo = |r: &AccountRow| r.account_type == AccountType::Memo.as_str();
+    let is_memo = |r: &AccountRow| r.account_type == AccountType::Memo;
     let totals = totals_of(&rows, |r| !is_memo(r))?;
     let memo_totals = totals_of(&rows, is_memo)?;
     let org_ids: Vec<Uuid> =
@@ -555,16 +555,16 @@ pub async fn entry_view(
         let (credit_account_code, credit_account_type) = label(p.credit_account_id)?;
         postings.push(PostingView {
             id: p.id,
-            kind: p.kind,
+            kind: p.kind.to_string(),
             debit_account_id: p.debit_account_id,
             debit_account_code,
             debit_account_type,
             credit_account_id: p.credit_account_id,
             credit_account_code,
             credit_account_type,
-            amount: amount_in(p.amount, &p.currency),
+            amount: format_amount(p.amount, p.currency),
             pending_posting_id: p.pending_posting_id,
-            currency: p.currency,
+            currency: p.currency.to_string(),
         });
     }
     Ok(EntryView {
@@ -632,9 +632,8 @@ async fn resolve_account(
         Err(_) => store::account_by_code(conn, reference, currency).await?,
     };
     match row {
-        Some(a) if a.currency == currency.code() => {
-            let account_type = a.state()?.account_type;
-            super::rules::adjustable(&a.code, account_type).map_err(|why| ApiError::invalid(field, why))?;
+        Some(a) if a.currency == currency => {
+            super::rules::adjustable(&a.code, a.account_type).map_err(|why| ApiError::invalid(field, why))?;
             Ok(a.id)
         }
         Some(_) => Err(ApiError::invalid(field, format!("account {reference} is not in {currency}"))),
@@ -678,7 +677,7 @@ pub async fn create_adjustment(write: Write<JsonBody<NewAdjustment>>) -> Result<
         entry.actor = principal.actor();
         entry.memo = memo;
         entry.reference = adjustment.reference.clone();
-        let posted = store::post_entry(conn, entry).await?;
+        let posted = posting::post_entry(conn, entry).await?;
         let (entry, lines) = store::entry_with_postings(conn, posted.id)
             .await?
             .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;
@@ -733,7 +732,7 @@ pub async fn reverse_entry(
     let clock = op.state().clock;
     op.run(StatusCode::CREATED, async move |conn: &mut diesel_async::AsyncPgConnection| {
         let now = clock.now(conn).await?;
-        let posted = store::reverse_entry(conn, id, principal.actor(), memo, now).await?;
+        let posted = posting::reverse_entry(conn, id, principal.actor(), memo, now).await?;
         let (entry, lines) = store::entry_with_postings(conn, posted.id)
             .await?
             .ok_or_else(|| ApiError::internal(std::io::Error::other("entry vanished after posting")))?;

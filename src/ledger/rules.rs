@@ -1,6 +1,6 @@
 //! The ledger's business rules as plain functions over plain values: what a set
 //! of movements does to the locked accounts and pending remainders, and whether
-//! the result is allowed. The database code (`store.rs`) loads, calls, writes.
+//! the result is allowed. The database code (`posting.rs`) loads, calls, writes.
 
 use std::collections::BTreeMap;
 

@@ -52,7 +52,7 @@ pub fn compare(stored: &[AccountRow], recomputed: &HashMap<Uuid, Balances>) -> V
     // Invariant 1: per currency, debits equal credits, posted and pending.
     let mut totals: BTreeMap<&str, Balances> = BTreeMap::new();
     for row in stored {
-        let t = totals.entry(row.currency.as_str()).or_default();
+        let t = totals.entry(row.currency.code()).or_default();
         t.debits_posted += row.debits_posted;
         t.credits_posted += row.credits_posted;
         t.debits_pending += row.debits_pending;
@@ -89,7 +89,7 @@ pub fn compare(stored: &[AccountRow], recomputed: &HashMap<Uuid, Balances>) -> V
             if e != a {
                 differences.push(Difference {
                     invariant: 2,
-                    currency: Some(row.currency.clone()),
+                    currency: Some(row.currency.to_string()),
                     account_id: Some(row.id),
                     code: Some(row.code.clone()),
                     field: Some(field.into()),
@@ -101,31 +101,17 @@ pub fn compare(stored: &[AccountRow], recomputed: &HashMap<Uuid, Balances>) -> V
         }
         // Invariant 3: no floor broken (judged on the postings' figures, which
         // are the truth; stored ones are compared above).
-        match row.state() {
-            Ok(state) => {
-                if !expected.respects(state.floor, state.normal_side) {
-                    differences.push(Difference {
-                        invariant: 3,
-                        currency: Some(row.currency.clone()),
-                        account_id: Some(row.id),
-                        code: Some(row.code.clone()),
-                        field: Some("available".into()),
-                        expected: Some("0".into()),
-                        actual: Some(expected.available(state.normal_side).normalize().to_string()),
-                        detail: format!("{} {} is below its floor", row.code, row.currency),
-                    });
-                }
-            }
-            Err(e) => differences.push(Difference {
-                invariant: 2,
-                currency: Some(row.currency.clone()),
+        if !expected.respects(row.floor, row.normal_side) {
+            differences.push(Difference {
+                invariant: 3,
+                currency: Some(row.currency.to_string()),
                 account_id: Some(row.id),
                 code: Some(row.code.clone()),
-                field: None,
-                expected: None,
-                actual: None,
-                detail: e.to_string(),
-            }),
+                field: Some("available".into()),
+                expected: Some("0".into()),
+                actual: Some(expected.available(row.normal_side).normalize().to_string()),
+                detail: format!("{} {} is below its floor", row.code, row.currency),
+            });
         }
     }
     for id in recomputed.keys() {
@@ -269,17 +255,19 @@ async fn budget_agrees(conn: &mut AsyncPgConnection) -> Result<Vec<Difference>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::model::{AccountType, Floor, NormalSide};
+    use crate::money::Currency;
     use chrono::Utc;
     use rust_decimal_macros::dec;
 
-    fn row(id: u128, currency: &str, floor: Option<&str>, b: Balances) -> AccountRow {
+    fn row(id: u128, currency: Currency, floor: Option<Floor>, b: Balances) -> AccountRow {
         AccountRow {
             id: Uuid::from_u128(id),
             code: format!("test:{id}"),
-            currency: currency.into(),
-            account_type: "liability".into(),
-            normal_side: "credit".into(),
-            floor: floor.map(Into::into),
+            currency,
+            account_type: AccountType::Liability,
+            normal_side: NormalSide::Credit,
+            floor,
             org_id: None,
             debits_posted: b.debits_posted,
             credits_posted: b.credits_posted,
@@ -296,8 +284,8 @@ mod tests {
     #[test]
     fn a_clean_ledger_has_no_differences() {
         let stored = vec![
-            row(1, "KRW", None, b(dec!(100), dec!(0))),
-            row(2, "KRW", Some("no_overdraft"), b(dec!(0), dec!(100))),
+            row(1, Currency::Krw, None, b(dec!(100), dec!(0))),
+            row(2, Currency::Krw, Some(Floor::NoOverdraft), b(dec!(0), dec!(100))),
         ];
         let recomputed = stored.iter().map(|r| (r.id, r.balances())).collect();
         assert_eq!(compare(&stored, &recomputed), vec![]);
@@ -306,8 +294,8 @@ mod tests {
     #[test]
     fn reports_each_broken_invariant() {
         let stored = vec![
-            row(1, "KRW", None, b(dec!(100), dec!(0))),
-            row(2, "KRW", Some("no_overdraft"), b(dec!(50), dec!(40))),
+            row(1, Currency::Krw, None, b(dec!(100), dec!(0))),
+            row(2, Currency::Krw, Some(Floor::NoOverdraft), b(dec!(50), dec!(40))),
         ];
         let mut recomputed: HashMap<Uuid, Balances> = stored.iter().map(|r| (r.id, r.balances())).collect();
         recomputed.insert(Uuid::from_u128(1), b(dec!(90), dec!(0)));

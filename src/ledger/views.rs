@@ -2,22 +2,12 @@
 //! other areas (an organisation's `GET /v1/me`, the console) show too.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::model::NormalSide;
 use super::store::AccountRow;
-use crate::money::{Currency, format_amount, format_scaled};
-
-/// Formats an amount of an account's stored currency.
-pub(crate) fn amount_in(value: Decimal, currency: &str) -> String {
-    match currency.parse::<Currency>() {
-        Ok(c) => format_amount(value, c),
-        Err(_) => format_scaled(value, 4),
-    }
-}
+use crate::money::format_amount;
 
 /// An account with its four figures (SPEC section 6).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -43,23 +33,22 @@ pub struct AccountView {
 
 impl From<AccountRow> for AccountView {
     fn from(row: AccountRow) -> Self {
-        let side: NormalSide = row.normal_side.parse().unwrap_or(NormalSide::Credit);
-        let b = row.balances();
-        let c = row.currency.as_str();
+        let (b, c) = (row.balances(), row.currency);
+        let (balance, available) = (row.balance(), row.available());
         AccountView {
             id: row.id,
-            code: row.code.clone(),
-            account_type: row.account_type.clone(),
-            currency: row.currency.clone(),
-            normal_side: row.normal_side.clone(),
-            floor: row.floor.clone(),
+            code: row.code,
+            account_type: row.account_type.to_string(),
+            currency: c.to_string(),
+            normal_side: row.normal_side.to_string(),
+            floor: row.floor.map(|f| f.to_string()),
             org_id: row.org_id,
-            debits_posted: amount_in(b.debits_posted, c),
-            credits_posted: amount_in(b.credits_posted, c),
-            debits_pending: amount_in(b.debits_pending, c),
-            credits_pending: amount_in(b.credits_pending, c),
-            balance: amount_in(b.posted_balance(side), c),
-            available: amount_in(b.available(side), c),
+            debits_posted: format_amount(b.debits_posted, c),
+            credits_posted: format_amount(b.credits_posted, c),
+            debits_pending: format_amount(b.debits_pending, c),
+            credits_pending: format_amount(b.credits_pending, c),
+            balance: balance.formatted_amount(),
+            available: available.formatted_amount(),
             created_at: row.created_at,
         }
     }

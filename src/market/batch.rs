@@ -33,7 +33,8 @@ use crate::db::schema::{accounts, grants, organisations, programmes};
 use crate::events::EventType;
 use crate::http::ApiError;
 use crate::ledger::model::{AccountState, EntryKind};
-use crate::ledger::store::{self as ledger_store, AppliedEntry, NewEntry};
+use crate::ledger::posting::{self as ledger_posting, AppliedEntry, NewEntry};
+use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::money::Currency;
 use crate::subsidy::programmes::{GrantRow, GrantTerms, ProgrammeRow, category_of, grant_terms};
@@ -184,7 +185,7 @@ pub fn judge(
     entry.memo = format!("order {order_id}: {} × {} for {hour_count} h", request.gpus, listing.gpu_model);
     entry.metadata =
         serde_json::json!({ "order_id": order_id, "listing_id": listing.id, "grant_id": request.grant_id });
-    let entry = ledger_store::apply_to_book(book, entry)?;
+    let entry = ledger_posting::apply_to_book(book, entry)?;
     hours.take(listing.id, request.start, request.end, request.gpus);
     let drawn = candidate.grant.as_ref().filter(|g| allocations.has(g.grant_id));
     if let Some(grant) = drawn {
@@ -296,9 +297,9 @@ impl DeferredPostings {
                 .filter(|id| !book.contains_key(id))
                 .collect(),
         );
-        book.extend(ledger_store::lock_accounts(conn, &shared).await?);
-        ledger_store::replay(&mut book, &mut entries)?;
-        ledger_store::write_postings(conn, &entries, &BTreeMap::new(), &book).await?;
+        book.extend(ledger_posting::lock_accounts(conn, &shared).await?);
+        ledger_posting::replay(&mut book, &mut entries)?;
+        ledger_posting::write_postings(conn, &entries, &BTreeMap::new(), &book).await?;
         Ok(())
     }
 }
@@ -426,7 +427,7 @@ pub async fn place_many_deferred(
     let stand_ins: BTreeMap<Uuid, AccountState> = known.into_values().map(|a| (a.id, a)).collect();
     let (with_floor, without_floor): (Vec<Uuid>, Vec<Uuid>) =
         touched.into_iter().partition(|id| stand_ins.get(id).is_some_and(|a| a.floor.is_some()));
-    let locked = ledger_store::lock_accounts(conn, &with_floor).await?;
+    let locked = ledger_posting::lock_accounts(conn, &with_floor).await?;
     let mut book = locked.clone();
     book.extend(without_floor.iter().filter_map(|id| stand_ins.get(id).map(|a| (*id, a.clone()))));
 
@@ -441,7 +442,7 @@ pub async fn place_many_deferred(
     write_hours(conn, &hours).await?;
     let entries: Vec<AppliedEntry> = accepted.iter().map(|(_, a)| a.entry.clone()).collect();
     if !accepted.is_empty() {
-        ledger_store::write_entry_headers(conn, &entries).await?;
+        ledger_posting::write_entry_headers(conn, &entries).await?;
         let rows: Vec<&OrderRow> = accepted.iter().map(|(_, a)| &a.order).collect();
         orders::insert_many(conn, &rows).await?;
         projects::write_draws(conn, &allocations).await?;
@@ -525,12 +526,13 @@ async fn accounts_by_code(
         .select(ledger_store::AccountRow::as_select())
         .load(conn)
         .await?;
-    rows.iter()
+    Ok(rows
+        .iter()
         .map(|row| {
-            let state = row.state()?;
-            Ok::<_, ApiError>(((state.code.clone(), state.currency), state))
+            let state = row.state();
+            ((state.code.clone(), state.currency), state)
         })
-        .collect()
+        .collect())
 }
 
 /// Locks and reads every hour the candidates ask for, in (listing, hour)

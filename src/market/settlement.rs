@@ -21,8 +21,9 @@ use crate::events::EventType;
 use crate::ledger::LedgerError;
 use crate::ledger::chart;
 use crate::ledger::model::{Actor, EntryKind};
+use crate::ledger::posting::{self as ledger_posting, NewEntry};
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::store as ledger_store;
 
 /// Why settling, cancelling or crediting an order failed. The HTTP answer of
 /// each is chosen at the edge (`http/problem.rs`).
@@ -172,7 +173,7 @@ async fn settle_hours(
         let mut entry = NewEntry::new(EntryKind::Settlement, dated, movements);
         entry.memo = format!("order {}: hour {} of {}", order.id, hour + 1, order.hours);
         entry.metadata = serde_json::json!({"order_id": order.id, "from_hour": hour, "to_hour": hour + 1});
-        entry_ids.push(ledger_store::post_entry(conn, entry).await?.id);
+        entry_ids.push(ledger_posting::post_entry(conn, entry).await?.id);
     }
     Ok(entry_ids)
 }
@@ -274,7 +275,7 @@ pub async fn cancel(
         entry.actor = actor;
         entry.memo = format!("order {}: cancelled with {begun} of {} hours begun", order.id, order.hours);
         entry.metadata = serde_json::json!({"order_id": order.id, "charged_hours": begun});
-        ledger_store::post_entry(conn, entry).await?;
+        ledger_posting::post_entry(conn, entry).await?;
     }
     let updated = diesel::update(orders_table::table.find(order.id))
         .set((
@@ -505,7 +506,7 @@ pub async fn credit_outage(
                 .collect();
             ids.sort_unstable();
             ids.dedup();
-            locked = ledger_store::lock_accounts(conn, &ids).await?;
+            locked = ledger_posting::lock_accounts(conn, &ids).await?;
             let before = locked
                 .get(&payable)
                 .map(|a| a.balances.posted_balance(crate::ledger::model::NormalSide::Credit))
@@ -532,7 +533,7 @@ pub async fn credit_outage(
             entry.memo = format!("outage {outage_id}: {lost} GPU-hours of order {} credited", order.id);
             entry.metadata =
                 serde_json::json!({"order_id": order.id, "outage_id": outage_id, "listing_id": listing_id});
-            let id = ledger_store::post_entry_locked(conn, entry, locked).await?.id;
+            let id = ledger_posting::post_entry_locked(conn, entry, locked).await?.id;
             entry_ids.push(id);
             Some(id)
         };

@@ -18,8 +18,9 @@ use super::claims::ClaimRow;
 use super::programmes::find_programme;
 use crate::db::schema::{claim_advance_applications, claims, programme_advances, programmes};
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
+use crate::ledger::posting::{self as ledger_posting, NewEntry};
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount};
 
@@ -70,7 +71,7 @@ pub async fn record(
     entry.memo = format!("advance from {} ({reference})", programme.sponsor);
     entry.reference = Some(reference.clone());
     entry.metadata = serde_json::json!({"programme_id": programme_id});
-    let posted = ledger_store::post_entry(conn, entry).await?;
+    let posted = ledger_posting::post_entry(conn, entry).await?;
     let id = Uuid::now_v7();
     diesel::insert_into(programme_advances::table)
         .values((
@@ -174,7 +175,7 @@ pub async fn apply(
         entry.actor = actor;
         entry.memo = format!("advance applied to claim {}", claim.id);
         entry.metadata = serde_json::json!({"programme_id": programme_id, "claim_id": claim.id});
-        let posted = ledger_store::post_entry(conn, entry).await?;
+        let posted = ledger_posting::post_entry(conn, entry).await?;
         diesel::insert_into(claim_advance_applications::table)
             .values((
                 claim_advance_applications::id.eq(Uuid::now_v7()),

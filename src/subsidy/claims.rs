@@ -17,8 +17,9 @@ use super::programmes::find_programme;
 use crate::db::schema::{claim_items, claim_payments, claims, programmes};
 use crate::events::{EventType, NewEvent};
 use crate::ledger::model::{Actor, EntryKind};
+use crate::ledger::posting::{self as ledger_posting, NewEntry};
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount};
 
@@ -281,7 +282,7 @@ pub async fn pay(
         Some((payment, _)) => serde_json::json!({"programme_id": programme.id, "claim_id": id,
             "duplicate_reference_allowed": true, "same_reference_as_payment": payment}),
     };
-    let posted = ledger_store::post_entry(conn, entry).await?;
+    let posted = ledger_posting::post_entry(conn, entry).await?;
     let payment_id = Uuid::now_v7();
     diesel::insert_into(claim_payments::table)
         .values((

@@ -25,8 +25,9 @@ use super::programmes::{GrantError, GrantRow, GrantStatus, find_programme};
 use crate::db::schema::{claim_payments, claim_write_offs, claims, credit_notes, grants, orders};
 use crate::finance::payout_policy::shortfall;
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
+use crate::ledger::posting::{self as ledger_posting, NewEntry};
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount};
 
@@ -153,7 +154,7 @@ pub async fn write_off(
     entry.memo =
         format!("claim {claim_id}: {} disallowed by {}: {reason}", format_amount(amount, currency), programme.sponsor);
     entry.metadata = serde_json::json!({"programme_id": programme.id, "claim_id": claim_id});
-    let posted = ledger_store::post_entry(conn, entry).await?;
+    let posted = ledger_posting::post_entry(conn, entry).await?;
     diesel::insert_into(claim_write_offs::table)
         .values((
             claim_write_offs::id.eq(Uuid::now_v7()),
@@ -245,7 +246,7 @@ pub async fn credit_note(
     let mut ids = vec![payable, receivable, spent, available, provider_receivable, unallocated];
     ids.sort_unstable();
     ids.dedup();
-    let locked = ledger_store::lock_accounts(conn, &ids).await?;
+    let locked = ledger_posting::lock_accounts(conn, &ids).await?;
     let posted =
         |id: Uuid, side: NormalSide| locked.get(&id).map(|a| a.balances.posted_balance(side)).unwrap_or_default();
     let funded = posted(spent, NormalSide::Credit);
@@ -273,7 +274,7 @@ pub async fn credit_note(
         "programme_id": programme.id, "grant_id": grant.id, "tenant_org_id": grant.tenant_org_id,
         "provider_org_id": note.provider_org_id, "order_id": note.order_id,
     });
-    let entry = ledger_store::post_entry_locked(conn, entry, locked).await?;
+    let entry = ledger_posting::post_entry_locked(conn, entry, locked).await?;
     if closed {
         diesel::update(grants::table.find(grant.id))
             .set(grants::released.eq(grants::released + note.amount))
@@ -332,7 +333,7 @@ pub async fn withdraw(
     let [available, unallocated] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut ids = vec![available, unallocated];
     ids.sort_unstable();
-    let locked = ledger_store::lock_accounts(conn, &ids).await?;
+    let locked = ledger_posting::lock_accounts(conn, &ids).await?;
     let left = locked.get(&available).map(|a| a.balances.available(a.normal_side)).unwrap_or_default();
     if amount > left {
         return Err(invalid(
@@ -344,7 +345,7 @@ pub async fn withdraw(
     entry.actor = actor;
     entry.memo = format!("grant {grant_id}: {} withdrawn: {reason}", format_amount(amount, currency));
     entry.metadata = serde_json::json!({"programme_id": programme.id, "grant_id": grant.id, "withdrawal": true});
-    ledger_store::post_entry_locked(conn, entry, locked).await?;
+    ledger_posting::post_entry_locked(conn, entry, locked).await?;
     Ok(diesel::update(grants::table.find(grant.id))
         .set(grants::released.eq(grants::released + amount))
         .returning(GrantRow::as_returning())

@@ -14,8 +14,9 @@ use crate::auth::model::OrgKind;
 use crate::db::schema::{grants, programmes};
 use crate::events::{EventType, NewEvent};
 use crate::ledger::model::{Actor, EntryKind};
+use crate::ledger::posting::{self as ledger_posting, NewEntry};
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::money::Currency;
 
@@ -166,7 +167,7 @@ pub async fn create_programme(
     entry.actor = actor;
     entry.memo = format!("budget of {} (FY{})", p.name, p.fiscal_year);
     entry.metadata = serde_json::json!({"programme_id": id});
-    let posted = ledger_store::post_entry(conn, entry).await?;
+    let posted = ledger_posting::post_entry(conn, entry).await?;
     let rates: BTreeMap<String, String> = p.rates_by_category.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
     let row = ProgrammeRow {
         id,
@@ -252,7 +253,7 @@ pub async fn insert_grant(
     entry.memo = format!("grant {id} of {}", programme.name);
     entry.metadata =
         serde_json::json!({"programme_id": programme.id, "grant_id": id, "tenant_org_id": g.tenant_org_id});
-    let posted = ledger_store::post_entry(conn, entry).await.map_err(|e| match e {
+    let posted = ledger_posting::post_entry(conn, entry).await.map_err(|e| match e {
         LedgerError::FloorBroken { available, .. } => {
             GrantError::BudgetExhausted(crate::money::format_amount(available + g.amount, currency))
         }
@@ -331,7 +332,7 @@ pub async fn close_grant(
     let [available_id, unallocated_id] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut sorted = vec![available_id, unallocated_id];
     sorted.sort_unstable();
-    let locked = ledger_store::lock_accounts(conn, &sorted).await?;
+    let locked = ledger_posting::lock_accounts(conn, &sorted).await?;
     let left = locked.get(&available_id).map(|a| a.balances.available(a.normal_side)).unwrap_or(Decimal::ZERO);
     let mut release_entry = grant.release_entry_id;
     if left > Decimal::ZERO {
@@ -340,7 +341,7 @@ pub async fn close_grant(
         entry.actor = actor;
         entry.memo = format!("grant {} closed: {} returned", grant.id, crate::money::format_amount(left, currency));
         entry.metadata = serde_json::json!({"programme_id": programme.id, "grant_id": grant.id});
-        release_entry = Some(ledger_store::post_entry(conn, entry).await?.id);
+        release_entry = Some(ledger_posting::post_entry(conn, entry).await?.id);
     }
     let row = diesel::update(grants::table.find(grant.id))
         .set((

@@ -305,13 +305,13 @@ pub(crate) async fn grant_views(
     let usage = crate::market::usage::figures_of_grants(conn, &grant_ids).await?;
     let codes: Vec<String> =
         rows.iter().flat_map(|g| [chart::grant_available_code(g.id), chart::grant_spent_code(g.id)]).collect();
-    let found: HashMap<(String, String), crate::ledger::store::AccountRow> = accounts::table
+    let found: HashMap<(String, Currency), crate::ledger::store::AccountRow> = accounts::table
         .filter(accounts::code.eq_any(&codes))
         .select(crate::ledger::store::AccountRow::as_select())
         .load::<crate::ledger::store::AccountRow>(conn)
         .await?
         .into_iter()
-        .map(|a| ((a.code.clone(), a.currency.clone()), a))
+        .map(|a| ((a.code.clone(), a.currency), a))
         .collect();
     let grant_ids: Vec<Uuid> = rows.iter().map(|g| g.id).collect();
     let (mut projects, mut allocations) = super::projects::views_of(conn, &grant_ids).await?;
@@ -319,7 +319,7 @@ pub(crate) async fn grant_views(
         .map(|g| {
             let c =
                 *currencies.get(&g.programme_id).ok_or(programmes::GrantError::ProgrammeNotFound(g.programme_id))?;
-            let account = |code: String| found.get(&(code, c.code().to_string()));
+            let account = |code: String| found.get(&(code, c));
             let avail = account(chart::grant_available_code(g.id))
                 .map(|a| a.balances().available(crate::ledger::model::NormalSide::Credit))
                 .unwrap_or_default();

@@ -20,8 +20,9 @@ use uuid::Uuid;
 use super::programmes::{ProgrammeRow, find_programme};
 use crate::db::schema::{grants, programme_refunds, programmes};
 use crate::ledger::model::{Actor, EntryKind, NormalSide};
+use crate::ledger::posting::{self as ledger_posting, NewEntry};
 use crate::ledger::rules::Movement;
-use crate::ledger::store::{self as ledger_store, NewEntry};
+use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::money::{Currency, format_amount};
 
@@ -150,7 +151,7 @@ pub async fn settle(
     let [advance, receivable, refund_due] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut ids = vec![advance, receivable, refund_due];
     ids.sort_unstable();
-    let locked = ledger_store::lock_accounts(conn, &ids).await?;
+    let locked = ledger_posting::lock_accounts(conn, &ids).await?;
     let unapplied = balance(&locked, advance, NormalSide::Credit);
     let owed = balance(&locked, receivable, NormalSide::Debit);
     let overpaid = (-owed).max(Decimal::ZERO);
@@ -168,7 +169,7 @@ pub async fn settle(
         entry.actor = actor;
         entry.memo = format!("{} settled: refund due to {}", programme.name, programme.sponsor);
         entry.metadata = serde_json::json!({"programme_id": programme_id});
-        Some(ledger_store::post_entry_locked(conn, entry, locked).await?.id)
+        Some(ledger_posting::post_entry_locked(conn, entry, locked).await?.id)
     };
     diesel::update(programmes::table.find(programme_id))
         .set((programmes::settled_at.eq(now), programmes::settlement_entry_id.eq(entry_id)))
@@ -229,7 +230,7 @@ pub async fn refund(
     let [due, bank] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut ids = vec![due, bank];
     ids.sort_unstable();
-    let locked = ledger_store::lock_accounts(conn, &ids).await?;
+    let locked = ledger_posting::lock_accounts(conn, &ids).await?;
     let left = balance(&locked, due, NormalSide::Credit);
     if amount > left {
         return Err(YearEndError::InvalidAmount(format!(
@@ -242,7 +243,7 @@ pub async fn refund(
     entry.memo = format!("refund to {} ({reference})", programme.sponsor);
     entry.reference = Some(reference.clone());
     entry.metadata = serde_json::json!({"programme_id": programme_id});
-    let posted = ledger_store::post_entry_locked(conn, entry, locked).await?;
+    let posted = ledger_posting::post_entry_locked(conn, entry, locked).await?;
     let id = Uuid::now_v7();
     diesel::insert_into(programme_refunds::table)
         .values((

@@ -22,9 +22,8 @@ use crate::http::ApiError;
 use crate::http::Write;
 use crate::http::extract::{JsonBody, Query};
 use crate::ledger::chart;
-use crate::ledger::model::NormalSide;
 use crate::ledger::store as ledger_store;
-use crate::money::{Currency, format_amount, parse_amount};
+use crate::money::{Currency, Money, format_amount, parse_amount};
 use crate::state::AppState;
 
 type Problem = crate::http::problem::Problem;
@@ -166,8 +165,7 @@ pub async fn settlement_statement(
     let figures = reports::report(&mut conn, id, c, None, &zone).await?;
     let due = ledger_store::account_by_code(&mut conn, &chart::programme_refund_due_code(id), c)
         .await?
-        .map(|a| a.balances().posted_balance(NormalSide::Credit))
-        .unwrap_or_default();
+        .map_or(Money::zero(c), |a| a.balance());
     let refunded: Vec<Decimal> = programme_refunds::table
         .filter(programme_refunds::programme_id.eq(id))
         .select(programme_refunds::amount)
@@ -183,14 +181,13 @@ pub async fn settlement_statement(
     for g in rows {
         let spent = ledger_store::account_by_code(&mut conn, &chart::grant_spent_code(g.id), c)
             .await?
-            .map(|a| a.balances().posted_balance(NormalSide::Credit))
-            .unwrap_or_default();
+            .map_or(Money::zero(c), |a| a.balance());
         by_grant.push(GrantLine {
             grant_id: g.id,
             tenant_org_id: g.tenant_org_id,
             status: g.status,
             amount: format_amount(g.amount, c),
-            spent: format_amount(spent, c),
+            spent: spent.formatted_amount(),
             released: format_amount(g.released, c),
         });
     }
@@ -201,7 +198,7 @@ pub async fn settlement_statement(
         fiscal_year: programme.fiscal_year,
         settled_at,
         figures,
-        refund_due: format_amount(due, c),
+        refund_due: due.formatted_amount(),
         refunded: format_amount(refunded.into_iter().sum(), c),
         by_grant,
         by_tenant,

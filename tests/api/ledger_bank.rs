@@ -13,8 +13,8 @@ use gpuhour::db::transaction;
 use gpuhour::ledger::LedgerError;
 use gpuhour::ledger::chart;
 use gpuhour::ledger::model::EntryKind;
+use gpuhour::ledger::posting::{self, NewEntry};
 use gpuhour::ledger::rules::Movement;
-use gpuhour::ledger::store::{self, NewEntry};
 use gpuhour::money::Currency;
 use rand::Rng;
 use rust_decimal::Decimal;
@@ -40,9 +40,9 @@ struct Snapshot {
     floors_hold: bool,
 }
 
-async fn post(app: &TestApp, entry: NewEntry) -> Result<store::PostedEntry, LedgerError> {
+async fn post(app: &TestApp, entry: NewEntry) -> Result<posting::PostedEntry, LedgerError> {
     let mut conn = app.conn().await;
-    transaction(&mut conn, async |c| store::post_entry(c, entry).await).await
+    transaction(&mut conn, async |c| posting::post_entry(c, entry).await).await
 }
 
 async fn writer(app: Arc<TestApp>, accounts: Arc<Vec<Uuid>>, stop: Arc<AtomicBool>, stats: Arc<[AtomicU64; 4]>) {

@@ -4,9 +4,10 @@ use diesel_async::RunQueryDsl;
 use gpuhour::auth::Role;
 use gpuhour::db::transaction;
 use gpuhour::ledger::model::{AccountType, EntryKind, Floor, NormalSide};
+use gpuhour::ledger::posting::{self, NewEntry};
 use gpuhour::ledger::routes::TrialBalance;
 use gpuhour::ledger::rules::Movement;
-use gpuhour::ledger::store::{self, NewAccount, NewEntry};
+use gpuhour::ledger::store::{self, NewAccount};
 use gpuhour::ledger::{LedgerError, chart};
 use gpuhour::money::Currency;
 use serde_json::{Value, json};
@@ -159,13 +160,13 @@ async fn pending_postings_are_posted_in_parts_and_voided() {
     let now = chrono::Utc::now();
     let mut conn = app.conn().await;
     let deposit = NewEntry::new(EntryKind::Deposit, now, vec![Movement::posted(bank, wallet, dec("7000"))]);
-    store::post_entry(&mut conn, deposit).await.expect("deposit");
+    posting::post_entry(&mut conn, deposit).await.expect("deposit");
     let order = NewEntry::new(EntryKind::Order, now, vec![Movement::pending(wallet, payable, dec("7004"))]);
-    let err = store::post_entry(&mut conn, order).await.expect_err("more than the wallet holds");
+    let err = posting::post_entry(&mut conn, order).await.expect_err("more than the wallet holds");
     assert!(matches!(err, LedgerError::FloorBroken { .. }), "{err:?}");
 
     let order = NewEntry::new(EntryKind::Order, now, vec![Movement::pending(wallet, payable, dec("7000"))]);
-    let reserved = transaction(&mut conn, async |c| store::post_entry(c, order).await).await.expect("reserve");
+    let reserved = transaction(&mut conn, async |c| posting::post_entry(c, order).await).await.expect("reserve");
     let pending_id = reserved.postings[0].0;
     let w = account(&app, &finance, wallet).await;
     assert_eq!(
@@ -179,20 +180,20 @@ async fn pending_postings_are_posted_in_parts_and_voided() {
             now,
             vec![Movement::PostPending { pending_posting_id: pending_id, amount: dec("1000") }],
         );
-        store::post_entry(&mut conn, settle).await.expect("settle an hour");
+        posting::post_entry(&mut conn, settle).await.expect("settle an hour");
     }
     let cancel = NewEntry::new(
         EntryKind::Cancellation,
         now,
         vec![Movement::VoidPending { pending_posting_id: pending_id, amount: dec("4000") }],
     );
-    store::post_entry(&mut conn, cancel).await.expect("void the rest");
+    posting::post_entry(&mut conn, cancel).await.expect("void the rest");
     let over = NewEntry::new(
         EntryKind::Settlement,
         now,
         vec![Movement::PostPending { pending_posting_id: pending_id, amount: dec("1") }],
     );
-    let err = store::post_entry(&mut conn, over).await.expect_err("nothing left");
+    let err = posting::post_entry(&mut conn, over).await.expect_err("nothing left");
     assert!(matches!(err, LedgerError::PendingExceeded { .. }), "{err:?}");
 
     let w = account(&app, &finance, wallet).await;
@@ -220,7 +221,7 @@ async fn wallet_like_payable(app: &TestApp) -> Uuid {
     let org = Uuid::now_v7();
     let accounts = chart::provider_accounts(org);
     let rows = store::ensure_accounts(&mut conn, &accounts, chrono::Utc::now()).await.expect("payables");
-    rows.into_iter().find(|r| r.currency == "KRW").expect("KRW payable").id
+    rows.into_iter().find(|r| r.currency == Currency::Krw).expect("KRW payable").id
 }
 
 #[tokio::test]
