@@ -263,6 +263,44 @@ mod tests {
         assert!("Deposit".parse::<EntryKind>().is_err());
     }
 
+    /// The API and the table must not drift: each text enum's JSON for every
+    /// variant is the text it is stored as, and that text reads back.
+    #[test]
+    fn each_text_enum_serialises_as_its_stored_text() {
+        fn check<T>(all: &[T], to_text: fn(T) -> &'static str)
+        where
+            T: Copy + PartialEq + std::fmt::Debug + Serialize + serde::de::DeserializeOwned,
+        {
+            for value in all {
+                let text = to_text(*value);
+                assert_eq!(serde_json::to_value(value).ok(), Some(serde_json::Value::from(text)), "{value:?}");
+                assert_eq!(serde_json::from_value::<T>(text.into()).ok(), Some(*value), "{text:?}");
+            }
+        }
+        macro_rules! check_each {
+            ($($name:path),+ $(,)?) => { $(check(<$name>::ALL, <$name>::as_str);)+ };
+        }
+        check_each!(
+            AccountType,
+            NormalSide,
+            Floor,
+            EntryKind,
+            PostingKind,
+            crate::auth::model::OrgKind,
+            crate::auth::model::TenantCategory,
+            crate::auth::principal::Role,
+            crate::finance::bank::BankLineStatus,
+            crate::events::EventType,
+            crate::webhooks::store::EndpointStatus,
+            crate::webhooks::store::DeliveryStatus,
+            crate::market::listings::ListingStatus,
+            crate::market::orders::OrderStatus,
+            crate::subsidy::programmes::GrantStatus,
+            crate::subsidy::claims::ClaimStatus,
+        );
+        check(&Currency::ALL, Currency::code);
+    }
+
     /// A fieldless enum mapped by the macro, as the domain enums are.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
     #[diesel(sql_type = diesel::sql_types::Text)]
