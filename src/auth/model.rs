@@ -1,35 +1,28 @@
 //! Organisations, users and their credentials as plain values: parsed once,
 //! valid thereafter.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use crate::ledger::model::text_enum;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrgKind {
-    Tenant,
-    Provider,
-    Operator,
+text_enum! {
+    pub enum OrgKind {
+        Tenant => "tenant",
+        Provider => "provider",
+        Operator => "operator",
+    }
 }
-text_enum!(OrgKind { Tenant => "tenant", Provider => "provider", Operator => "operator" });
 
-/// A tenant's category: programmes set their co-payment rate by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TenantCategory {
-    Sme,
-    Midsize,
-    Enterprise,
-    University,
-    Research,
-    Public,
+text_enum! {
+    /// A tenant's category: programmes set their co-payment rate by it.
+    #[derive(PartialOrd, Ord)]
+    pub enum TenantCategory {
+        Sme => "sme",
+        Midsize => "midsize",
+        Enterprise => "enterprise",
+        University => "university",
+        Research => "research",
+        Public => "public",
+    }
 }
-text_enum!(TenantCategory {
-    Sme => "sme", Midsize => "midsize", Enterprise => "enterprise",
-    University => "university", Research => "research", Public => "public",
-});
 
 /// An email address, trimmed and lower-cased. Deliberately simple: the address
 /// is a login name here, and a mail would prove it; this only refuses what

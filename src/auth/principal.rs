@@ -3,8 +3,6 @@
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use futures_util::future::LocalBoxFuture;
@@ -14,19 +12,15 @@ use super::token::TokenKeys;
 use crate::http::ApiError;
 use crate::state::AppState;
 
-/// A user's role (SPEC section 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Tenant,
-    Provider,
-    Finance,
-    Admin,
+crate::ledger::model::text_enum! {
+    /// A user's role (SPEC section 1).
+    pub enum Role {
+        Tenant => "tenant",
+        Provider => "provider",
+        Finance => "finance",
+        Admin => "admin",
+    }
 }
-
-crate::ledger::model::text_enum!(Role {
-    Tenant => "tenant", Provider => "provider", Finance => "finance", Admin => "admin",
-});
 
 /// The caller of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -21,56 +21,25 @@ use crate::ledger::LedgerError;
 
 pub mod routes;
 
-/// What happened. The text is the event's `type` on the wire and in the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, diesel::AsExpression, diesel::FromSqlRow)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum EventType {
-    #[serde(rename = "order.reserved")]
-    OrderReserved,
-    #[serde(rename = "order.started")]
-    OrderStarted,
-    #[serde(rename = "order.completed")]
-    OrderCompleted,
-    #[serde(rename = "order.cancelled")]
-    OrderCancelled,
-    #[serde(rename = "order.credited")]
-    OrderCredited,
-    #[serde(rename = "listing.paused")]
-    ListingPaused,
-    #[serde(rename = "listing.closed")]
-    ListingClosed,
-    #[serde(rename = "grant.created")]
-    GrantCreated,
-    #[serde(rename = "grant.closed")]
-    GrantClosed,
-    #[serde(rename = "grant.flagged")]
-    GrantFlagged,
-    #[serde(rename = "grant.reclaimed")]
-    GrantReclaimed,
-    #[serde(rename = "claim.submitted")]
-    ClaimSubmitted,
-    #[serde(rename = "claim.paid")]
-    ClaimPaid,
-    #[serde(rename = "payout.created")]
-    PayoutCreated,
+crate::ledger::model::text_enum_sql! {
+    /// What happened. The text is the event's `type` on the wire and in the table.
+    pub enum EventType {
+        OrderReserved => "order.reserved",
+        OrderStarted => "order.started",
+        OrderCompleted => "order.completed",
+        OrderCancelled => "order.cancelled",
+        OrderCredited => "order.credited",
+        ListingPaused => "listing.paused",
+        ListingClosed => "listing.closed",
+        GrantCreated => "grant.created",
+        GrantClosed => "grant.closed",
+        GrantFlagged => "grant.flagged",
+        GrantReclaimed => "grant.reclaimed",
+        ClaimSubmitted => "claim.submitted",
+        ClaimPaid => "claim.paid",
+        PayoutCreated => "payout.created",
+    }
 }
-
-crate::ledger::model::text_enum_sql!(EventType {
-    OrderReserved => "order.reserved",
-    OrderStarted => "order.started",
-    OrderCompleted => "order.completed",
-    OrderCancelled => "order.cancelled",
-    OrderCredited => "order.credited",
-    ListingPaused => "listing.paused",
-    ListingClosed => "listing.closed",
-    GrantCreated => "grant.created",
-    GrantClosed => "grant.closed",
-    GrantFlagged => "grant.flagged",
-    GrantReclaimed => "grant.reclaimed",
-    ClaimSubmitted => "claim.submitted",
-    ClaimPaid => "claim.paid",
-    PayoutCreated => "payout.created",
-});
 
 /// An event to record, in the transaction of the change it reports.
 #[derive(Debug, Clone)]

@@ -21,27 +21,25 @@ use crate::http::{ApiError, FieldError};
 use crate::ledger::model::{Actor, text_enum, text_enum_sql};
 use crate::money::{Currency, format_amount, parse_amount};
 
-/// A match between a line and an entry: suggested by the matcher (awaiting a
-/// person) or confirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum MatchState {
-    Suggested,
-    Confirmed,
+text_enum_sql! {
+    /// A match between a line and an entry: suggested by the matcher (awaiting a
+    /// person) or confirmed.
+    pub enum MatchState {
+        Suggested => "suggested",
+        Confirmed => "confirmed",
+    }
 }
-text_enum_sql!(MatchState { Suggested => "suggested", Confirmed => "confirmed" });
 
-/// Where a line stands, from its live matches (not stored).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BankLineStatus {
-    /// A confirmed match.
-    Matched,
-    /// Only suggestions, awaiting a person.
-    Suggested,
-    Unmatched,
+text_enum! {
+    /// Where a line stands, from its live matches (not stored).
+    pub enum BankLineStatus {
+        /// A confirmed match.
+        Matched => "matched",
+        /// Only suggestions, awaiting a person.
+        Suggested => "suggested",
+        Unmatched => "unmatched",
+    }
 }
-text_enum!(BankLineStatus { Matched => "matched", Suggested => "suggested", Unmatched => "unmatched" });
 
 /// Which column of the file holds each field (the default layout's names).
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]

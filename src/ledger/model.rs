@@ -1,17 +1,52 @@
 //! The ledger's vocabulary: account types and floors, entry and posting kinds,
 //! and the four balance figures (SPEC section 3, after TigerBeetle).
 
-use diesel::{AsExpression, FromSqlRow};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::money::{Currency, Money};
 
-/// Implements `as_str`, `Display` and `FromStr` for a fieldless enum stored as text.
+/// Declares a fieldless enum that is stored and sent as text, each variant
+/// with its text:
+///
+/// ```ignore
+/// text_enum_sql! {
+///     /// Docs and attributes (`#[derive(PartialOrd, Ord)]`, say) are kept.
+///     pub enum NormalSide {
+///         Debit => "debit",
+///         Credit => "credit",
+///     }
+/// }
+/// ```
+///
+/// The enum derives `Debug, Clone, Copy, PartialEq, Eq, Hash`, serde's
+/// `Serialize` and `Deserialize` and utoipa's `ToSchema`, and gets `ALL`,
+/// `as_str`, `Display` and `FromStr` on the text. Each variant's serde name
+/// is its text (`#[serde(rename = "debit")]`), so the JSON, the OpenAPI
+/// document and the stored text are one literal and cannot drift apart.
+///
+/// The texts are matched as `tt`, not `literal`: a `literal` fragment reaches
+/// a derive wrapped in an invisible group, and utoipa's reading of
+/// `serde(rename)` passes over it (its schema would name the variant instead).
 macro_rules! text_enum {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    (
+        $(#[$attr:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$variant_attr:meta])* $variant:ident => $text:tt),+ $(,)?
+        }
+    ) => {
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema,
+        )]
+        $(#[$attr])*
+        $vis enum $name {
+            $(
+                $(#[$variant_attr])*
+                #[serde(rename = $text)]
+                $variant,
+            )+
+        }
+
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
@@ -44,20 +79,18 @@ macro_rules! text_enum {
 }
 pub(crate) use text_enum;
 
-/// [`text_enum!`] for a value stored in a `text` column: rows read it
-/// through its `FromStr` (an unknown text is a deserialisation error, so a
-/// corrupt row fails loudly instead of passing as some other status) and
-/// write its `as_str`. The enum derives `AsExpression` and `FromSqlRow` with
-/// `#[diesel(sql_type = diesel::sql_types::Text)]`.
+/// [`text_enum!`] for a value stored in a `text` column: the enum also
+/// derives diesel's `AsExpression` and `FromSqlRow` with
+/// `#[diesel(sql_type = diesel::sql_types::Text)]`. Rows read it through its
+/// `FromStr` (an unknown text is a deserialisation error, so a corrupt row
+/// fails loudly instead of passing as some other status) and write its
+/// `as_str`.
 ///
 /// `text_enum_sql!(Name via method)` adds only the column mapping, for a type
-/// that already has `FromStr` and a `fn method(self) -> &'static str` giving
-/// its text (`Currency` and its `code`).
+/// declared by hand that already has `FromStr` and a
+/// `fn method(self) -> &'static str` giving its text (`Currency` and its
+/// `code`).
 macro_rules! text_enum_sql {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $crate::ledger::model::text_enum!($name { $($variant => $text),+ });
-        $crate::ledger::model::text_enum_sql!($name via as_str);
-    };
     ($name:ident via $to_text:ident) => {
         impl ::diesel::deserialize::FromSql<::diesel::sql_types::Text, ::diesel::pg::Pg> for $name {
             fn from_sql(bytes: ::diesel::pg::PgValue<'_>) -> ::diesel::deserialize::Result<Self> {
@@ -74,6 +107,22 @@ macro_rules! text_enum_sql {
                 <str as ::diesel::serialize::ToSql<::diesel::sql_types::Text, ::diesel::pg::Pg>>::to_sql(self.$to_text(), out)
             }
         }
+    };
+    (
+        $(#[$attr:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$variant_attr:meta])* $variant:ident => $text:tt),+ $(,)?
+        }
+    ) => {
+        $crate::ledger::model::text_enum! {
+            #[derive(::diesel::AsExpression, ::diesel::FromSqlRow)]
+            #[diesel(sql_type = ::diesel::sql_types::Text)]
+            $(#[$attr])*
+            $vis enum $name {
+                $($(#[$variant_attr])* $variant => $text),+
+            }
+        }
+        $crate::ledger::model::text_enum_sql!($name via as_str);
     };
 }
 pub(crate) use text_enum_sql;
@@ -94,101 +143,74 @@ where
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, AsExpression, FromSqlRow)]
-#[serde(rename_all = "snake_case")]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum AccountType {
-    Asset,
-    Liability,
-    Equity,
-    Revenue,
-    Expense,
-    /// Off-balance-sheet accounts (the subsidy budget): they balance among themselves.
-    Memo,
+text_enum_sql! {
+    pub enum AccountType {
+        Asset => "asset",
+        Liability => "liability",
+        Equity => "equity",
+        Revenue => "revenue",
+        Expense => "expense",
+        /// Off-balance-sheet accounts (the subsidy budget): they balance among themselves.
+        Memo => "memo",
+    }
 }
-text_enum!(AccountType {
-    Asset => "asset", Liability => "liability", Equity => "equity",
-    Revenue => "revenue", Expense => "expense", Memo => "memo",
-});
-text_enum_sql!(AccountType via as_str);
 
-/// Which side increases an account's balance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, AsExpression, FromSqlRow)]
-#[serde(rename_all = "snake_case")]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum NormalSide {
-    Debit,
-    Credit,
+text_enum_sql! {
+    /// Which side increases an account's balance.
+    pub enum NormalSide {
+        Debit => "debit",
+        Credit => "credit",
+    }
 }
-text_enum!(NormalSide { Debit => "debit", Credit => "credit" });
-text_enum_sql!(NormalSide via as_str);
 
-/// A balance floor (TigerBeetle's `debits_must_not_exceed_credits` and its mirror).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, AsExpression, FromSqlRow)]
-#[serde(rename_all = "snake_case")]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum Floor {
-    NoOverdraft,
+text_enum_sql! {
+    /// A balance floor (TigerBeetle's `debits_must_not_exceed_credits` and its mirror).
+    pub enum Floor {
+        NoOverdraft => "no_overdraft",
+    }
 }
-text_enum!(Floor { NoOverdraft => "no_overdraft" });
-text_enum_sql!(Floor via as_str);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKind {
-    Deposit,
-    Order,
-    Settlement,
-    Cancellation,
-    OutageCredit,
-    Payout,
-    ClaimPayment,
-    ProgrammeBudget,
-    Grant,
-    GrantRelease,
-    Adjustment,
-    Reversal,
-    /// The operator gives subsidy back to a programme (goodwill, a correction).
-    CreditNote,
-    /// A claimed amount the programme disallowed, written off the receivable.
-    SubsidyWriteOff,
-    /// A tranche the programme paid in advance of its claims.
-    Advance,
-    /// Unapplied advance settling (part of) a submitted claim.
-    AdvanceApplication,
-    /// Year-end settlement: what the programme gave beyond its subsidy becomes a refund due.
-    ProgrammeSettlement,
-    /// The refund due paid back to the programme.
-    ProgrammeRefund,
+text_enum! {
+    pub enum EntryKind {
+        Deposit => "deposit",
+        Order => "order",
+        Settlement => "settlement",
+        Cancellation => "cancellation",
+        OutageCredit => "outage_credit",
+        Payout => "payout",
+        ClaimPayment => "claim_payment",
+        ProgrammeBudget => "programme_budget",
+        Grant => "grant",
+        GrantRelease => "grant_release",
+        Adjustment => "adjustment",
+        Reversal => "reversal",
+        /// The operator gives subsidy back to a programme (goodwill, a correction).
+        CreditNote => "credit_note",
+        /// A claimed amount the programme disallowed, written off the receivable.
+        SubsidyWriteOff => "subsidy_write_off",
+        /// A tranche the programme paid in advance of its claims.
+        Advance => "advance",
+        /// Unapplied advance settling (part of) a submitted claim.
+        AdvanceApplication => "advance_application",
+        /// Year-end settlement: what the programme gave beyond its subsidy becomes a refund due.
+        ProgrammeSettlement => "programme_settlement",
+        /// The refund due paid back to the programme.
+        ProgrammeRefund => "programme_refund",
+    }
 }
-text_enum!(EntryKind {
-    Deposit => "deposit", Order => "order", Settlement => "settlement",
-    Cancellation => "cancellation", OutageCredit => "outage_credit", Payout => "payout",
-    ClaimPayment => "claim_payment", ProgrammeBudget => "programme_budget", Grant => "grant",
-    GrantRelease => "grant_release", Adjustment => "adjustment", Reversal => "reversal",
-    CreditNote => "credit_note", SubsidyWriteOff => "subsidy_write_off",
-    Advance => "advance", AdvanceApplication => "advance_application",
-    ProgrammeSettlement => "programme_settlement", ProgrammeRefund => "programme_refund",
-});
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, AsExpression, FromSqlRow)]
-#[serde(rename_all = "snake_case")]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum PostingKind {
-    /// Moves posted money at once.
-    Posted,
-    /// Reserves: counted in the pending figures and against floors.
-    Pending,
-    /// Turns (part of) an earlier pending posting into posted money.
-    PostPending,
-    /// Releases (part of) an earlier pending posting.
-    VoidPending,
+text_enum_sql! {
+    pub enum PostingKind {
+        /// Moves posted money at once.
+        Posted => "posted",
+        /// Reserves: counted in the pending figures and against floors.
+        Pending => "pending",
+        /// Turns (part of) an earlier pending posting into posted money.
+        PostPending => "post_pending",
+        /// Releases (part of) an earlier pending posting.
+        VoidPending => "void_pending",
+    }
 }
-text_enum!(PostingKind {
-    Posted => "posted", Pending => "pending",
-    PostPending => "post_pending", VoidPending => "void_pending",
-});
-text_enum_sql!(PostingKind via as_str);
 
 /// The four figures an account keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -279,14 +301,53 @@ mod tests {
         assert!("Deposit".parse::<EntryKind>().is_err());
     }
 
-    /// A fieldless enum mapped by the macro, as the domain enums are.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    enum Shade {
-        Light,
-        Dark,
+    /// The API and the table must not drift: each text enum's JSON for every
+    /// variant is the text it is stored as, and that text reads back.
+    #[test]
+    fn each_text_enum_serialises_as_its_stored_text() {
+        fn check<T>(all: &[T], to_text: fn(T) -> &'static str)
+        where
+            T: Copy + PartialEq + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+        {
+            for value in all {
+                let text = to_text(*value);
+                assert_eq!(serde_json::to_value(value).ok(), Some(serde_json::Value::from(text)), "{value:?}");
+                assert_eq!(serde_json::from_value::<T>(text.into()).ok(), Some(*value), "{text:?}");
+            }
+        }
+        macro_rules! check_each {
+            ($($name:path),+ $(,)?) => { $(check(<$name>::ALL, <$name>::as_str);)+ };
+        }
+        check_each!(
+            AccountType,
+            NormalSide,
+            Floor,
+            EntryKind,
+            PostingKind,
+            crate::auth::model::OrgKind,
+            crate::auth::model::TenantCategory,
+            crate::auth::principal::Role,
+            crate::finance::bank::BankLineStatus,
+            crate::finance::bank::MatchState,
+            crate::events::EventType,
+            crate::webhooks::store::EndpointStatus,
+            crate::webhooks::store::DeliveryStatus,
+            crate::market::listings::ListingStatus,
+            crate::market::orders::OrderStatus,
+            crate::subsidy::programmes::GrantStatus,
+            crate::subsidy::claims::ClaimStatus,
+            Shade,
+        );
+        check(&Currency::ALL, Currency::code);
     }
-    text_enum_sql!(Shade { Light => "light", Dark => "dark" });
+
+    text_enum_sql! {
+        /// A fieldless enum mapped by the macro, as the domain enums are.
+        enum Shade {
+            Light => "light",
+            Dark => "dark",
+        }
+    }
 
     #[test]
     fn a_stored_text_reads_back_as_the_value_that_wrote_it() {

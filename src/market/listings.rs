@@ -11,26 +11,13 @@ use crate::db::schema::{listing_hours, listings};
 use crate::ledger::model::text_enum_sql;
 use crate::money::Currency;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    diesel::AsExpression,
-    diesel::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-#[serde(rename_all = "snake_case")]
-pub enum ListingStatus {
-    Active,
-    Paused,
-    Closed,
+text_enum_sql! {
+    pub enum ListingStatus {
+        Active => "active",
+        Paused => "paused",
+        Closed => "closed",
+    }
 }
-text_enum_sql!(ListingStatus { Active => "active", Paused => "paused", Closed => "closed" });
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName, PartialEq)]
 #[diesel(table_name = listings, check_for_backend(diesel::pg::Pg))]

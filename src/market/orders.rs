@@ -15,29 +15,14 @@ use crate::ledger::LedgerError;
 use crate::ledger::rules::Movement;
 use crate::money::Currency;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    diesel::AsExpression,
-    diesel::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    Reserved,
-    Active,
-    Completed,
-    Cancelled,
+crate::ledger::model::text_enum_sql! {
+    pub enum OrderStatus {
+        Reserved => "reserved",
+        Active => "active",
+        Completed => "completed",
+        Cancelled => "cancelled",
+    }
 }
-crate::ledger::model::text_enum_sql!(OrderStatus {
-    Reserved => "reserved", Active => "active", Completed => "completed", Cancelled => "cancelled",
-});
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]

@@ -54,19 +54,15 @@ pub enum ClaimError {
     Database(#[from] diesel::result::Error),
 }
 
-/// A claim is drafted, then submitted to the programme (which pays on it); a
-/// draft may be voided instead.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, diesel::AsExpression, diesel::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimStatus {
-    Draft,
-    Submitted,
-    Void,
+crate::ledger::model::text_enum_sql! {
+    /// A claim is drafted, then submitted to the programme (which pays on it); a
+    /// draft may be voided instead.
+    pub enum ClaimStatus {
+        Draft => "draft",
+        Submitted => "submitted",
+        Void => "void",
+    }
 }
-crate::ledger::model::text_enum_sql!(ClaimStatus { Draft => "draft", Submitted => "submitted", Void => "void" });
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = claims, check_for_backend(diesel::pg::Pg))]

@@ -89,27 +89,14 @@ impl ProgrammeRow {
     }
 }
 
-/// A grant funds orders while active; closed, what it had left went back to
-/// its programme.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    diesel::AsExpression,
-    diesel::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantStatus {
-    Active,
-    Closed,
+crate::ledger::model::text_enum_sql! {
+    /// A grant funds orders while active; closed, what it had left went back to
+    /// its programme.
+    pub enum GrantStatus {
+        Active => "active",
+        Closed => "closed",
+    }
 }
-crate::ledger::model::text_enum_sql!(GrantStatus { Active => "active", Closed => "closed" });
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = grants, check_for_backend(diesel::pg::Pg))]

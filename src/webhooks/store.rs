@@ -10,48 +10,22 @@ use uuid::Uuid;
 use crate::events::{EventType, Position};
 use crate::ledger::model::text_enum_sql;
 
-/// An endpoint receives deliveries while active; disabled is for good.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    diesel::AsExpression,
-    diesel::FromSqlRow,
-)]
-#[diesel(sql_type = Text)]
-#[serde(rename_all = "snake_case")]
-pub enum EndpointStatus {
-    Active,
-    Disabled,
+text_enum_sql! {
+    /// An endpoint receives deliveries while active; disabled is for good.
+    pub enum EndpointStatus {
+        Active => "active",
+        Disabled => "disabled",
+    }
 }
-text_enum_sql!(EndpointStatus { Active => "active", Disabled => "disabled" });
 
-/// A delivery is pending until an attempt succeeds or its attempts run out.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    diesel::AsExpression,
-    diesel::FromSqlRow,
-)]
-#[diesel(sql_type = Text)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    Succeeded,
-    Failed,
+text_enum_sql! {
+    /// A delivery is pending until an attempt succeeds or its attempts run out.
+    pub enum DeliveryStatus {
+        Pending => "pending",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
 }
-text_enum_sql!(DeliveryStatus { Pending => "pending", Succeeded => "succeeded", Failed => "failed" });
 
 /// An endpoint as stored.
 #[derive(Debug, Clone, QueryableByName)]
