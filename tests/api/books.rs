@@ -2,10 +2,18 @@
 //! Each test failed before its fix.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use gpuhour::audit::routes::AuditEntry;
 use gpuhour::auth::Role;
-use serde_json::{Value, json};
+use gpuhour::auth::routes::{Me, OrganisationView, TokenResponse, UserView};
+use gpuhour::finance::reports::Statement;
+use gpuhour::http::pagination::Page;
+use gpuhour::ledger::routes::EntryView;
+use gpuhour::ledger::views::AccountView;
+use gpuhour::market::views::{OrderView, QuoteView};
+use gpuhour::subsidy::claims::ClaimView;
+use serde_json::json;
 
-use crate::helpers::{TestApp, expect_problem, json, next_hour, now, spawn_app, verify_is_clean};
+use crate::helpers::{TestApp, expect_problem, json, next_hour, now, read_as, spawn_app, verify_is_clean};
 use crate::market::{deposit, listing, order_body, set_clock, settle};
 use crate::subsidy::{grant, programme, with_grant};
 
@@ -23,17 +31,16 @@ async fn submitted_claim(app: &TestApp, finance: &str) -> String {
     let g = grant(app, finance, &p, &tenant, "100000", start).await;
     deposit(app, finance, tenant.org_id, "50000").await;
     let l = listing(app, &provider.token, 1, "1000.5", start, 24).await;
-    let (status, order) =
-        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 1, start, 7), &g), None).await).await;
-    assert_eq!(status, 201, "{order:#}");
+    let order: OrderView =
+        app.post_as("/v1/orders", &tenant.token, &with_grant(order_body(&l, 1, start, 7), &g), None, 201).await;
+    assert_eq!(order.subsidy, "5603");
     set_clock(app, finance, start + Duration::hours(7)).await;
     settle(app, finance).await;
     let body = json!({"programme_id": p["id"], "period_start": start, "period_end": start + Duration::days(1)});
-    let (status, claim) = json(app.post("/v1/claims", finance, &body, None).await).await;
-    assert_eq!(status, 201, "{claim:#}");
-    let path = format!("/v1/claims/{}", claim["id"].as_str().expect("id"));
-    let (status, submitted) = json(app.post(&format!("{path}/submit"), finance, &json!({}), None).await).await;
-    assert_eq!(status, 200, "{submitted:#}");
+    let claim: ClaimView = app.post_as("/v1/claims", finance, &body, None, 201).await;
+    let path = format!("/v1/claims/{}", claim.id);
+    let submitted: ClaimView = app.post_as(&format!("{path}/submit"), finance, &json!({}), None, 200).await;
+    assert_eq!((submitted.amount.as_str(), submitted.outstanding.as_str()), ("5603", "5603"));
     path
 }
 
@@ -43,24 +50,23 @@ async fn a_bank_reference_already_recorded_is_refused_unless_overridden() {
     let finance = app.token(Role::Finance).await;
     let claim = submitted_claim(&app, &finance).await;
     let payments = format!("{claim}/payments");
-    let (status, paid) =
-        json(app.post(&payments, &finance, &json!({"amount": "4000", "reference": "MSIT-0001"}), None).await).await;
-    assert_eq!(status, 201, "{paid:#}");
+    let paid: ClaimView =
+        app.post_as(&payments, &finance, &json!({"amount": "4000", "reference": "MSIT-0001"}), None, 201).await;
+    assert_eq!(paid.paid, "4000");
 
     // The same transfer booked again (even spelled in another case) is refused and changes nothing.
     let again = json!({"amount": "1603", "reference": " msit-0001 "});
     let problem = expect_problem(app.post(&payments, &finance, &again, None).await, 409, "duplicate_reference").await;
     assert!(problem["detail"].as_str().is_some_and(|d| d.contains("allow_duplicate_reference")), "{problem:#}");
-    let (_, unchanged) = json(app.get(&claim, &finance).await).await;
-    assert_eq!((unchanged["paid"].as_str(), unchanged["outstanding"].as_str()), (Some("4000"), Some("1603")));
+    let unchanged: ClaimView = app.get_as(&claim, &finance).await;
+    assert_eq!((unchanged.paid.as_str(), unchanged.outstanding.as_str()), ("4000", "1603"));
     assert_eq!(app.count("SELECT count(*) AS n FROM journal_entries WHERE kind = 'claim_payment'").await, 1);
 
     // Another transfer that really carries the same reference: said explicitly,
     // recorded in the entry, audited like every write.
     let overridden = json!({"amount": "1603", "reference": "MSIT-0001", "allow_duplicate_reference": true});
-    let (status, paid) = json(app.post(&payments, &finance, &overridden, None).await).await;
-    assert_eq!(status, 201, "{paid:#}");
-    assert_eq!((paid["paid"].as_str(), paid["outstanding"].as_str()), (Some("5603"), Some("0")));
+    let paid: ClaimView = app.post_as(&payments, &finance, &overridden, None, 201).await;
+    assert_eq!((paid.paid.as_str(), paid.outstanding.as_str()), ("5603", "0"));
     assert_eq!(
         app.count(
             "SELECT count(*) AS n FROM journal_entries WHERE kind = 'claim_payment' \
@@ -69,8 +75,8 @@ async fn a_bank_reference_already_recorded_is_refused_unless_overridden() {
         .await,
         1
     );
-    let (_, audit) = json(app.get("/v1/audit-log?route=/v1/claims/{id}/payments", &finance).await).await;
-    assert_eq!(audit["data"].as_array().map(Vec::len), Some(2), "{audit:#}");
+    let audit: Page<AuditEntry> = app.get_as("/v1/audit-log?route=/v1/claims/{id}/payments", &finance).await;
+    assert_eq!(audit.data.len(), 2, "{audit:#?}");
     verify_is_clean(&app, &finance).await;
 }
 
@@ -84,17 +90,17 @@ async fn an_account_as_of_an_instant_counts_the_postings_before_it() {
     let second = first + Duration::hours(1);
     set_clock(&app, &finance, second).await;
     deposit(&app, &finance, tenant.org_id, "250").await;
-    let (_, me) = json(app.get("/v1/me", &tenant.token).await).await;
-    let wallet = me["accounts"].as_array().expect("accounts").iter().find(|a| a["currency"] == "KRW").cloned();
-    let wallet = format!("/v1/accounts/{}", wallet.expect("KRW wallet")["id"].as_str().expect("id"));
+    let me: Me = app.get_as("/v1/me", &tenant.token).await;
+    let wallet = me.accounts.iter().find(|a| a.currency == "KRW").expect("KRW wallet");
+    let wallet = format!("/v1/accounts/{}", wallet.id);
 
-    let figures = |a: &Value| (a["credits_posted"].clone(), a["balance"].clone());
-    let (status, current) = json(app.get(&wallet, &tenant.token).await).await;
-    assert_eq!((status.as_u16(), figures(&current)), (200, (json!("1250"), json!("1250"))));
+    let figures = |a: &AccountView| (a.credits_posted.clone(), a.balance.clone());
+    let current: AccountView = app.get_as(&wallet, &tenant.token).await;
+    assert_eq!(figures(&current), ("1250".into(), "1250".into()));
     // "As of T" means before T: the deposit made at T itself is not in it.
     for (instant, expected) in [(first, "0"), (second, "1000"), (second + Duration::microseconds(1), "1250")] {
-        let (status, then) = json(app.get(&format!("{wallet}?as_of={}", at(instant)), &tenant.token).await).await;
-        assert_eq!((status.as_u16(), figures(&then)), (200, (json!(expected), json!(expected))), "as of {instant}");
+        let then: AccountView = app.get_as(&format!("{wallet}?as_of={}", at(instant)), &tenant.token).await;
+        assert_eq!(figures(&then), (expected.into(), expected.into()), "as of {instant}");
     }
 
     // A parameter a route does not take is refused, naming it — never ignored.
@@ -131,9 +137,8 @@ async fn a_period_that_ends_before_it_starts_is_refused_naming_the_field() {
         assert_eq!(problem["errors"][0]["field"], "from", "{path}: {problem:#}");
     }
     // An empty period is not a backwards one.
-    let (status, _) =
-        json(app.get(&format!("/v1/reports/statements/{}?from={to}&to={to}", provider.org_id), &finance).await).await;
-    assert_eq!(status, 200);
+    let _: Statement =
+        app.get_as(&format!("/v1/reports/statements/{}?from={to}&to={to}", provider.org_id), &finance).await;
 }
 
 #[tokio::test]
@@ -166,16 +171,19 @@ async fn a_journal_entry_names_its_accounts() {
     let finance = app.token(Role::Finance).await;
     let body = json!({"memo": "opening balance", "currency": "KRW", "postings": [
         {"debit_account": "assets:bank", "credit_account": "equity:adjustments", "amount": "125000"}]});
-    let (status, entry) = json(app.post("/v1/journal-entries", &finance, &body, None).await).await;
-    assert_eq!(status, 201, "{entry:#}");
-    let (_, fetched) =
-        json(app.get(&format!("/v1/journal-entries/{}", entry["id"].as_str().expect("id")), &finance).await).await;
-    let p = &fetched["postings"][0];
+    let entry: EntryView = app.post_as("/v1/journal-entries", &finance, &body, None, 201).await;
+    let fetched: EntryView = app.get_as(&format!("/v1/journal-entries/{}", entry.id), &finance).await;
+    let p = &fetched.postings[0];
     assert_eq!(
-        (&p["debit_account_code"], &p["debit_account_type"], &p["credit_account_code"], &p["credit_account_type"]),
-        (&json!("assets:bank"), &json!("asset"), &json!("equity:adjustments"), &json!("equity"))
+        (
+            p.debit_account_code.as_str(),
+            p.debit_account_type.as_str(),
+            p.credit_account_code.as_str(),
+            p.credit_account_type.as_str()
+        ),
+        ("assets:bank", "asset", "equity:adjustments", "equity")
     );
-    assert_eq!(p["debit_account_id"], json!(app.account_id("assets:bank", gpuhour::money::Currency::Krw).await));
+    assert_eq!(p.debit_account_id, app.account_id("assets:bank", gpuhour::money::Currency::Krw).await);
 }
 
 #[tokio::test]
@@ -186,53 +194,43 @@ async fn a_self_declared_category_sets_no_rate_until_finance_confirms_it() {
     let password = "correct horse battery staple";
     let signup = json!({"org_name": "Self-styled University", "org_kind": "tenant", "org_category": "university",
         "email": "dean@self.example", "password": password});
-    let (status, user) =
-        json(app.client.post(app.url("/v1/auth/signup")).json(&signup).send().await.expect("signup")).await;
-    assert_eq!(status, 201, "{user:#}");
-    assert_eq!(
-        (user["org_category"].as_str(), user["org_category_confirmed"].as_bool()),
-        (Some("university"), Some(false))
-    );
+    let user: UserView =
+        read_as(app.client.post(app.url("/v1/auth/signup")).json(&signup).send().await.expect("signup"), 201).await;
+    assert_eq!((user.org_category.as_deref(), user.org_category_confirmed), (Some("university"), false));
     let login = json!({"email": "dean@self.example", "password": password});
-    let (_, token) = json(app.client.post(app.url("/v1/auth/token")).json(&login).send().await.expect("login")).await;
-    let tenant = crate::helpers::Caller {
-        token: token["access_token"].as_str().expect("token").to_string(),
-        user_id: user["id"].as_str().expect("id").parse().expect("uuid"),
-        org_id: user["org_id"].as_str().expect("org").parse().expect("uuid"),
-    };
+    let token: TokenResponse =
+        read_as(app.client.post(app.url("/v1/auth/token")).json(&login).send().await.expect("login"), 200).await;
+    let tenant = crate::helpers::Caller { token: token.access_token, user_id: user.id, org_id: user.org_id };
 
     let start = next_hour(&app, &finance).await;
     let p = programme(&app, &finance, "100000000", start).await; // default 0.7, sme 0.8, university 0.9
     let g = grant(&app, &finance, &p, &tenant, "1000000", start).await;
     let l = listing(&app, &provider.token, 1, "1000", start, 24).await;
     let quote = async |token: &str| {
-        let (status, q) =
-            json(app.post("/v1/quotes", token, &with_grant(order_body(&l, 1, start, 10), &g), None).await).await;
-        assert_eq!(status, 200, "{q:#}");
-        (q["subsidy_rate"].as_str().map(String::from), q["subsidy"].as_str().map(String::from))
+        let q: QuoteView =
+            app.post_as("/v1/quotes", token, &with_grant(order_body(&l, 1, start, 10), &g), None, 200).await;
+        (q.subsidy_rate, q.subsidy)
     };
     // Declared, not confirmed: the programme's default rate, not the university's 90%.
-    assert_eq!(quote(&tenant.token).await, (Some("0.7".into()), Some("7000".into())));
+    assert_eq!(quote(&tenant.token).await, ("0.7".into(), "7000".into()));
 
     // Only finance confirms; the tenant cannot vouch for itself.
     let path = format!("/v1/organisations/{}/category", tenant.org_id);
     expect_problem(app.post(&path, &tenant.token, &json!({"category": "university"}), None).await, 403, "forbidden")
         .await;
-    let (status, org) = json(app.post(&path, &finance, &json!({"category": "university"}), None).await).await;
-    assert_eq!(status, 200, "{org:#}");
-    assert_eq!((org["category"].as_str(), org["category_confirmed"].as_bool()), (Some("university"), Some(true)));
-    assert_eq!(quote(&tenant.token).await, (Some("0.9".into()), Some("9000".into())));
+    let org: OrganisationView = app.post_as(&path, &finance, &json!({"category": "university"}), None, 200).await;
+    assert_eq!((org.category.as_deref(), org.category_confirmed), (Some("university"), true));
+    assert_eq!(quote(&tenant.token).await, ("0.9".into(), "9000".into()));
     // Finance may also correct it.
-    let (status, _) = json(app.post(&path, &finance, &json!({"category": "sme"}), None).await).await;
-    assert_eq!(status, 200);
-    assert_eq!(quote(&tenant.token).await, (Some("0.8".into()), Some("8000".into())));
-    let (_, me) = json(app.get("/v1/me", &tenant.token).await).await;
-    assert_eq!((me["org_category"].as_str(), me["org_category_confirmed"].as_bool()), (Some("sme"), Some(true)));
+    let corrected: OrganisationView = app.post_as(&path, &finance, &json!({"category": "sme"}), None, 200).await;
+    assert_eq!((corrected.category.as_deref(), corrected.category_confirmed), (Some("sme"), true));
+    assert_eq!(quote(&tenant.token).await, ("0.8".into(), "8000".into()));
+    let me: Me = app.get_as("/v1/me", &tenant.token).await;
+    assert_eq!((me.org_category.as_deref(), me.org_category_confirmed), (Some("sme"), true));
 
     // Every change is in the audit log, pointing at the organisation.
-    let (_, audit) = json(app.get(&format!("/v1/audit-log?resource_id={}", tenant.org_id), &finance).await).await;
-    let routes: Vec<&str> =
-        audit["data"].as_array().expect("data").iter().filter_map(|e| e["route"].as_str()).collect();
+    let audit: Page<AuditEntry> = app.get_as(&format!("/v1/audit-log?resource_id={}", tenant.org_id), &finance).await;
+    let routes: Vec<&str> = audit.data.iter().map(|e| e.route.as_str()).collect();
     assert_eq!(routes, vec!["/v1/organisations/{id}/category", "/v1/organisations/{id}/category"]);
 
     // Providers have no category; an unknown organisation is not found.
@@ -293,18 +291,15 @@ async fn the_demo_seeds_through_the_audited_paths() {
     );
     // Finance reads them like any other history.
     let finance = app.token(Role::Finance).await;
-    let (status, log) = json(app.get("/v1/audit-log?route=/v1/payouts", &finance).await).await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        log["data"].as_array().map(Vec::len),
-        Some(app.count("SELECT count(*) AS n FROM payouts").await as usize)
-    );
+    let log: Page<AuditEntry> = app.get_as("/v1/audit-log?route=/v1/payouts", &finance).await;
+    assert_eq!(log.data.len(), app.count("SELECT count(*) AS n FROM payouts").await as usize);
     verify_is_clean(&app, &finance).await;
 }
 
 #[tokio::test]
 async fn the_new_route_and_fields_are_in_the_openapi_document() {
     let app = spawn_app().await;
+    // The OpenAPI document itself, read as JSON: it is no view of the crate's.
     let (status, doc) = json(app.client.get(app.url("/openapi.json")).send().await.expect("openapi")).await;
     assert_eq!(status, 200);
     assert!(doc["paths"]["/v1/organisations/{id}/category"]["post"].is_object(), "the category route");

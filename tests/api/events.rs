@@ -4,12 +4,22 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 use gpuhour::auth::Role;
+use gpuhour::events::EventType;
+use gpuhour::events::routes::{EventPage, EventView};
+use gpuhour::finance::payouts::PayoutView;
+use gpuhour::market::listings::ListingStatus;
+use gpuhour::market::orders::OrderStatus;
+use gpuhour::market::views::{ListingView, OrderView, OutageView};
+use gpuhour::subsidy::claims::{ClaimPaymentView, ClaimView};
+use gpuhour::subsidy::routes::GrantView;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
-use crate::helpers::{Caller, TestApp, expect_problem, json, next_hour, settings_for, spawn_app, start};
+use crate::helpers::{Caller, TestApp, expect_problem, json, next_hour, read_as, settings_for, spawn_app, start};
 use crate::market::{deposit, listing, order_body, set_clock, settle};
 use crate::subsidy::{grant, programme, with_grant};
 
@@ -17,47 +27,48 @@ use crate::subsidy::{grant, programme, with_grant};
 /// read page by page from the start. Waits (up to 10 s) until at least
 /// `expected` are readable: an event becomes readable once every transaction
 /// older than its own has ended, anywhere on the database server.
-async fn events(app: &TestApp, token: &str, query: &str, expected: usize) -> Vec<Value> {
+async fn events(app: &TestApp, token: &str, query: &str, expected: usize) -> Vec<EventView> {
     let deadline = Instant::now() + StdDuration::from_secs(10);
     let mut all = Vec::new();
     let mut after = String::new();
     loop {
-        let (status, page) = json(app.get(&format!("/v1/events?limit=500{query}{after}"), token).await).await;
-        assert_eq!(status, 200, "{page:#}");
-        let data = page["data"].as_array().expect("data").clone();
-        after = format!("&after={}", page["next_cursor"].as_str().expect("next_cursor is always present"));
-        if data.is_empty() {
+        let page: EventPage = app.get_as(&format!("/v1/events?limit=500{query}{after}"), token).await;
+        after = format!("&after={}", page.next_cursor);
+        if page.data.is_empty() {
             if all.len() >= expected || Instant::now() > deadline {
                 return all;
             }
             tokio::time::sleep(StdDuration::from_millis(100)).await;
         }
-        all.extend(data);
+        all.extend(page.data);
     }
 }
 
 /// (type, subject) of each event.
-fn kinds(events: &[Value]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .map(|e| {
-            (e["type"].as_str().expect("type").to_string(), e["subject_id"].as_str().expect("subject").to_string())
-        })
-        .collect()
+fn kinds(events: &[EventView]) -> Vec<(EventType, Uuid)> {
+    events.iter().map(|e| (e.event_type, e.subject_id)).collect()
 }
 
-fn kind(t: &str, subject: &Value) -> (String, String) {
-    (t.to_string(), subject.as_str().expect("id").to_string())
+/// Every field of an event: id, type, when, subject, data.
+fn whole(e: &EventView) -> (Uuid, EventType, DateTime<Utc>, Uuid, &Value) {
+    (e.id, e.event_type, e.occurred_at, e.subject_id, &e.data)
 }
 
-fn find<'a>(events: &'a [Value], t: &str, subject: &Value) -> &'a Value {
-    events.iter().find(|e| e["type"] == t && e["subject_id"] == *subject).unwrap_or_else(|| panic!("no {t} event"))
+fn find(events: &[EventView], t: EventType, subject: Uuid) -> &EventView {
+    events.iter().find(|e| e.event_type == t && e.subject_id == subject).unwrap_or_else(|| panic!("no {t:?} event"))
 }
 
-async fn created(response: reqwest::Response, status: u16) -> Value {
-    let (got, body) = json(response).await;
-    assert_eq!(got, status, "{body:#}");
-    body
+/// JSON read as the crate's view `T`.
+fn view<T: DeserializeOwned>(json: &Value) -> T {
+    serde_json::from_value(json.clone())
+        .unwrap_or_else(|e| panic!("not a {}: {e}: {json:#}", std::any::type_name::<T>()))
+}
+
+/// The answer as the view `T`, and as the JSON it was: an event's data must
+/// be that very answer, field for field, which only the JSON can show.
+async fn created<T: DeserializeOwned>(response: reqwest::Response, status: u16) -> (T, Value) {
+    let answer: Value = read_as(response, status).await;
+    (view(&answer), answer)
 }
 
 #[tokio::test]
@@ -73,148 +84,148 @@ async fn each_change_writes_one_event_seen_by_whom_it_concerns() {
 
     let p = programme(&app, &finance, "1000000", start_at).await;
     let g = grant(&app, &finance, &p, &tenant, "100000", start_at).await;
+    let grant_id = view::<GrantView>(&g).id;
     deposit(&app, &finance, tenant.org_id, "100000").await;
     deposit(&app, &finance, other_tenant.org_id, "100000").await;
     let l = listing(&app, &provider.token, 2, "1000", start_at, 24).await;
     let other_l = listing(&app, &other_provider.token, 1, "1000", start_at, 24).await;
+    let listing_id = view::<ListingView>(&l).id;
     // 1 GPU × 10 hours at 1,000, 80 % subsidised; a second order cancelled
     // before it starts; the other tenant's order on the other provider.
-    let o1 = created(
+    let (o1, o1_json): (OrderView, _) = created(
         app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 1, start_at, 10), &g), None).await,
         201,
     )
     .await;
-    let o2 = created(app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 2), None).await, 201).await;
-    let cancelled = created(
-        app.post(&format!("/v1/orders/{}/cancel", o2["id"].as_str().expect("id")), &tenant.token, &json!({}), None)
-            .await,
-        200,
-    )
-    .await;
-    let o3 =
+    let (o2, o2_json): (OrderView, _) =
+        created(app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 2), None).await, 201).await;
+    let (cancelled, cancelled_json): (OrderView, _) =
+        created(app.post(&format!("/v1/orders/{}/cancel", o2.id), &tenant.token, &json!({}), None).await, 200).await;
+    let (o3, _): (OrderView, _) =
         created(app.post("/v1/orders", &other_tenant.token, &order_body(&other_l, 1, start_at, 2), None).await, 201)
             .await;
 
     set_clock(&app, &finance, start_at + Duration::hours(1)).await;
     settle(&app, &finance).await;
-    let lid = l["id"].as_str().expect("id");
     let outage = json!({"start": start_at, "end": start_at + Duration::hours(1), "gpus": 1});
-    created(app.post(&format!("/v1/listings/{lid}/outages"), &provider.token, &outage, None).await, 201).await;
+    let _: OutageView =
+        app.post_as(&format!("/v1/listings/{listing_id}/outages"), &provider.token, &outage, None, 201).await;
     set_clock(&app, &finance, start_at + Duration::hours(10)).await;
     settle(&app, &finance).await;
 
     let claim_body =
         json!({"programme_id": p["id"], "period_start": start_at, "period_end": start_at + Duration::days(1)});
-    let claim = created(app.post("/v1/claims", &finance, &claim_body, None).await, 201).await;
-    let claim_path = format!("/v1/claims/{}", claim["id"].as_str().expect("id"));
-    let submitted = created(app.post(&format!("{claim_path}/submit"), &finance, &json!({}), None).await, 200).await;
+    let claim: ClaimView = app.post_as("/v1/claims", &finance, &claim_body, None, 201).await;
+    let claim_path = format!("/v1/claims/{}", claim.id);
+    let (_, submitted_json): (ClaimView, _) =
+        created(app.post(&format!("{claim_path}/submit"), &finance, &json!({}), None).await, 200).await;
     let payment = json!({"amount": "4000", "reference": "MSIT-0001"});
-    let paid = created(app.post(&format!("{claim_path}/payments"), &finance, &payment, None).await, 201).await;
+    let (paid, paid_json): (ClaimView, _) =
+        created(app.post(&format!("{claim_path}/payments"), &finance, &payment, None).await, 201).await;
     let payout_body =
         json!({"provider_org_id": provider.org_id, "amount": "1000", "currency": "KRW", "reference": "P-1"});
-    let payout = created(app.post("/v1/payouts", &finance, &payout_body, None).await, 201).await;
-    let grant_path = format!("/v1/grants/{}/close", g["id"].as_str().expect("id"));
-    let closed_grant = created(app.post(&grant_path, &finance, &json!({}), None).await, 200).await;
-    let paused = app
-        .client
-        .patch(app.url(&format!("/v1/listings/{lid}")))
-        .bearer_auth(&provider.token)
-        .json(&json!({"status": "paused"}))
-        .send()
-        .await
-        .expect("patch");
-    let paused = created(paused, 200).await;
+    let (payout, payout_json): (PayoutView, _) =
+        created(app.post("/v1/payouts", &finance, &payout_body, None).await, 201).await;
+    let grant_path = format!("/v1/grants/{grant_id}/close");
+    let (_, closed_grant_json): (GrantView, _) =
+        created(app.post(&grant_path, &finance, &json!({}), None).await, 200).await;
+    let pause = async || {
+        app.client
+            .patch(app.url(&format!("/v1/listings/{listing_id}")))
+            .bearer_auth(&provider.token)
+            .json(&json!({"status": "paused"}))
+            .send()
+            .await
+            .expect("patch")
+    };
+    let (paused, paused_json): (ListingView, _) = created(pause().await, 200).await;
+    assert_eq!(paused.status, ListingStatus::Paused);
     // Setting the status it already has is no event.
-    let again = app
-        .client
-        .patch(app.url(&format!("/v1/listings/{lid}")))
-        .bearer_auth(&provider.token)
-        .json(&json!({"status": "paused"}))
-        .send()
-        .await
-        .expect("patch");
-    created(again, 200).await;
-    let closed_listing =
-        created(app.post(&format!("/v1/listings/{lid}/close"), &provider.token, &json!({}), None).await, 200).await;
+    let _: ListingView = read_as(pause().await, 200).await;
+    let close = format!("/v1/listings/{listing_id}/close");
+    let (closed_listing, closed_listing_json): (ListingView, _) =
+        created(app.post(&close, &provider.token, &json!({}), None).await, 200).await;
+    assert_eq!(closed_listing.status, ListingStatus::Closed);
     // Closing again is no event either.
-    created(app.post(&format!("/v1/listings/{lid}/close"), &provider.token, &json!({}), None).await, 200).await;
+    let _: ListingView = app.post_as(&close, &provider.token, &json!({}), None, 200).await;
 
+    use EventType::*;
     let all = vec![
-        kind("grant.created", &g["id"]),
-        kind("order.reserved", &o1["id"]),
-        kind("order.reserved", &o2["id"]),
-        kind("order.cancelled", &o2["id"]),
-        kind("order.reserved", &o3["id"]),
-        kind("order.started", &o1["id"]),
-        kind("order.started", &o3["id"]),
-        kind("order.credited", &o1["id"]),
-        kind("order.completed", &o3["id"]),
-        kind("order.completed", &o1["id"]),
-        kind("claim.submitted", &claim["id"]),
-        kind("claim.paid", &claim["id"]),
-        kind("payout.created", &payout["id"]),
-        kind("grant.closed", &g["id"]),
-        kind("listing.paused", &l["id"]),
-        kind("listing.closed", &l["id"]),
+        (GrantCreated, grant_id),
+        (OrderReserved, o1.id),
+        (OrderReserved, o2.id),
+        (OrderCancelled, o2.id),
+        (OrderReserved, o3.id),
+        (OrderStarted, o1.id),
+        (OrderStarted, o3.id),
+        (OrderCredited, o1.id),
+        (OrderCompleted, o3.id),
+        (OrderCompleted, o1.id),
+        (ClaimSubmitted, claim.id),
+        (ClaimPaid, claim.id),
+        (PayoutCreated, payout.id),
+        (GrantClosed, grant_id),
+        (ListingPaused, listing_id),
+        (ListingClosed, listing_id),
     ];
     let seen = events(&app, &finance, "", all.len()).await;
     let mut seen_kinds = kinds(&seen);
     // One settlement run settles its orders in start order, then by id: the
     // two orders that start together may come either way round.
-    let settled_first = |k: &(String, String)| k.0 == "order.started" || k.0 == "order.completed";
+    let settled_first = |k: &(EventType, Uuid)| k.0 == OrderStarted || k.0 == OrderCompleted;
     for pair in seen_kinds.chunk_by_mut(|a, b| settled_first(a) && settled_first(b) && a.0 == b.0) {
-        pair.sort_by(|a, b| a.1.cmp(&b.1));
+        pair.sort_by_key(|k| k.1);
     }
     let mut expected = all.clone();
     for pair in expected.chunk_by_mut(|a, b| settled_first(a) && settled_first(b) && a.0 == b.0) {
-        pair.sort_by(|a, b| a.1.cmp(&b.1));
+        pair.sort_by_key(|k| k.1);
     }
     assert_eq!(seen_kinds, expected, "finance sees every event, once, in order");
     assert_eq!(kinds(&events(&app, &admin, "", all.len()).await), kinds(&seen), "so does an administrator");
 
-    let mine = |k: &(String, String), subjects: &[&Value]| subjects.iter().any(|s| s.as_str() == Some(&k.1));
-    let tenant_sees: Vec<_> = kinds(&seen).into_iter().filter(|k| mine(k, &[&g["id"], &o1["id"], &o2["id"]])).collect();
+    let mine = |k: &(EventType, Uuid), subjects: &[Uuid]| subjects.contains(&k.1);
+    let tenant_sees: Vec<_> = kinds(&seen).into_iter().filter(|k| mine(k, &[grant_id, o1.id, o2.id])).collect();
     assert_eq!(tenant_sees.len(), 8);
     assert_eq!(kinds(&events(&app, &tenant.token, "", 8).await), tenant_sees);
     let provider_sees: Vec<_> =
-        kinds(&seen).into_iter().filter(|k| mine(k, &[&o1["id"], &o2["id"], &payout["id"], &l["id"]])).collect();
+        kinds(&seen).into_iter().filter(|k| mine(k, &[o1.id, o2.id, payout.id, listing_id])).collect();
     assert_eq!(provider_sees.len(), 9);
     assert_eq!(kinds(&events(&app, &provider.token, "", 9).await), provider_sees);
-    let others =
-        vec![kind("order.reserved", &o3["id"]), kind("order.started", &o3["id"]), kind("order.completed", &o3["id"])];
+    let others = vec![(OrderReserved, o3.id), (OrderStarted, o3.id), (OrderCompleted, o3.id)];
     assert_eq!(kinds(&events(&app, &other_tenant.token, "", 3).await), others);
     assert_eq!(kinds(&events(&app, &other_provider.token, "", 3).await), others);
 
     // Each event's data is the subject as the API answered the change.
-    assert_eq!(find(&seen, "grant.created", &g["id"])["data"], g);
-    assert_eq!(find(&seen, "order.reserved", &o1["id"])["data"], o1);
-    assert_eq!(find(&seen, "order.reserved", &o2["id"])["data"], o2);
-    assert_eq!(find(&seen, "order.cancelled", &o2["id"])["data"], cancelled);
-    assert_eq!(cancelled["status"], "cancelled");
-    let started = &find(&seen, "order.started", &o1["id"])["data"];
-    assert_eq!((started["status"].as_str(), started["settled_hours"].as_i64()), (Some("active"), Some(1)));
-    let credited = &find(&seen, "order.credited", &o1["id"])["data"];
-    assert_eq!(
-        (credited["credited_gpu_hours"].as_i64(), credited["charged"]["tenant"]["refunded"].as_str()),
-        (Some(1), Some("200"))
-    );
-    let completed = &find(&seen, "order.completed", &o1["id"])["data"];
-    assert_eq!((completed["status"].as_str(), completed["settled_hours"].as_i64()), (Some("completed"), Some(10)));
-    assert_eq!(find(&seen, "claim.submitted", &claim["id"])["data"], submitted);
-    let mut claim_paid = find(&seen, "claim.paid", &claim["id"])["data"].clone();
+    assert_eq!(find(&seen, GrantCreated, grant_id).data, g);
+    assert_eq!(find(&seen, OrderReserved, o1.id).data, o1_json);
+    assert_eq!(find(&seen, OrderReserved, o2.id).data, o2_json);
+    assert_eq!(find(&seen, OrderCancelled, o2.id).data, cancelled_json);
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    let started: OrderView = view(&find(&seen, OrderStarted, o1.id).data);
+    assert_eq!((started.status, started.settled_hours), (OrderStatus::Active, 1));
+    let credited: OrderView = view(&find(&seen, OrderCredited, o1.id).data);
+    assert_eq!((credited.credited_gpu_hours, credited.charged.tenant.refunded.as_str()), (1, "200"));
+    let completed: OrderView = view(&find(&seen, OrderCompleted, o1.id).data);
+    assert_eq!((completed.status, completed.settled_hours), (OrderStatus::Completed, 10));
+    assert_eq!(find(&seen, ClaimSubmitted, claim.id).data, submitted_json);
+    let mut claim_paid = find(&seen, ClaimPaid, claim.id).data.clone();
     let recorded = claim_paid.as_object_mut().expect("object").remove("payment").expect("the payment");
-    assert_eq!(claim_paid, paid);
-    assert_eq!((paid["paid"].as_str(), paid["outstanding"].as_str()), (Some("4000"), Some("3200")));
+    assert_eq!(claim_paid, paid_json);
+    assert_eq!((paid.paid.as_str(), paid.outstanding.as_str()), ("4000", "3200"));
+    let recorded: ClaimPaymentView = view(&recorded);
     assert_eq!(
-        (&recorded["amount"], &recorded["reference"], &recorded["journal_entry_id"]),
-        (&json!("4000"), &json!("MSIT-0001"), &paid["payments"][0]["journal_entry_id"])
+        (recorded.amount.as_str(), recorded.reference.as_str(), recorded.journal_entry_id),
+        ("4000", "MSIT-0001", paid.payments[0].journal_entry_id)
     );
-    assert_eq!(find(&seen, "payout.created", &payout["id"])["data"], payout);
-    assert_eq!(find(&seen, "grant.closed", &g["id"])["data"], closed_grant);
-    assert_eq!(find(&seen, "listing.paused", &l["id"])["data"], paused);
-    assert_eq!(find(&seen, "listing.closed", &l["id"])["data"], closed_listing);
-    assert_eq!(seen[0]["occurred_at"].as_str().map(|t| t.parse::<chrono::DateTime<chrono::Utc>>().is_ok()), Some(true));
-    assert_eq!(seen[0].as_object().map(|o| o.len()), Some(5), "id, type, occurred_at, subject_id, data: {:#}", seen[0]);
+    assert_eq!(find(&seen, PayoutCreated, payout.id).data, payout_json);
+    assert_eq!(find(&seen, GrantClosed, grant_id).data, closed_grant_json);
+    assert_eq!(find(&seen, ListingPaused, listing_id).data, paused_json);
+    assert_eq!(find(&seen, ListingClosed, listing_id).data, closed_listing_json);
+    // The raw JSON: an event has these five fields and no more, which its view cannot show.
+    let (_, first) = json(app.get("/v1/events?limit=1", &finance).await).await;
+    let first = &first["data"][0];
+    assert_eq!(first["id"], json!(seen[0].id));
+    assert_eq!(first.as_object().map(|o| o.len()), Some(5), "id, type, occurred_at, subject_id, data: {first:#}");
 }
 
 #[tokio::test]
@@ -226,7 +237,7 @@ async fn a_refused_or_rolled_back_change_leaves_no_event() {
     deposit(&app, &finance, tenant.org_id, "5000").await;
     let start_at = next_hour(&app, &finance).await;
     let l = listing(&app, &provider.token, 1, "1000", start_at, 24).await;
-    let order = created(app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 2), None).await, 201).await;
+    let order: OrderView = app.post_as("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 2), None, 201).await;
     // Refused: a full hour, an empty wallet, a payout beyond the payable.
     expect_problem(
         app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 2), None).await,
@@ -244,7 +255,7 @@ async fn a_refused_or_rolled_back_change_leaves_no_event() {
     expect_problem(app.post("/v1/payouts", &finance, &payout, None).await, 422, "validation_failed").await;
 
     // A cancellation whose transaction fails after the change: neither stays.
-    let id: uuid::Uuid = order["id"].as_str().expect("id").parse().expect("uuid");
+    let id = order.id;
     let mut conn = app.conn().await;
     let actor = gpuhour::ledger::model::Actor { user_id: Some(tenant.user_id), org_id: Some(tenant.org_id) };
     let failed: Result<(), gpuhour::market::settlement::SettleError> = gpuhour::db::transaction(&mut conn, async |c| {
@@ -255,9 +266,9 @@ async fn a_refused_or_rolled_back_change_leaves_no_event() {
     assert!(matches!(failed, Err(gpuhour::market::settlement::SettleError::Database(_))), "{failed:?}");
     drop(conn);
 
-    assert_eq!(kinds(&events(&app, &finance, "", 1).await), vec![kind("order.reserved", &order["id"])]);
-    let (_, now_order) = json(app.get(&format!("/v1/orders/{id}"), &tenant.token).await).await;
-    assert_eq!(now_order["status"], "reserved");
+    assert_eq!(kinds(&events(&app, &finance, "", 1).await), vec![(EventType::OrderReserved, order.id)]);
+    let now_order: OrderView = app.get_as(&format!("/v1/orders/{id}"), &tenant.token).await;
+    assert_eq!(now_order.status, OrderStatus::Reserved);
 }
 
 #[tokio::test]
@@ -276,11 +287,10 @@ async fn the_cursor_walks_forward_without_repeats_or_gaps() {
     .await;
     let mut ids = Vec::new();
     for r in placed {
-        ids.push(created(r, 201).await["id"].clone());
+        ids.push(read_as::<OrderView>(r, 201).await.id);
     }
     for id in &ids[..2] {
-        let path = format!("/v1/orders/{}/cancel", id.as_str().expect("id"));
-        created(app.post(&path, &tenant.token, &json!({}), None).await, 200).await;
+        let _: OrderView = app.post_as(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None, 200).await;
     }
     let everything = events(&app, &tenant.token, "", 9).await;
     assert_eq!(everything.len(), 9);
@@ -290,34 +300,30 @@ async fn the_cursor_walks_forward_without_repeats_or_gaps() {
     let mut cursor: Option<String> = None;
     loop {
         let after = cursor.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
-        let (status, page) = json(app.get(&format!("/v1/events?limit=2{after}"), &tenant.token).await).await;
-        assert_eq!(status, 200, "{page:#}");
-        let data = page["data"].as_array().expect("data").clone();
-        assert!(data.len() <= 2);
-        let next = page["next_cursor"].as_str().expect("cursor").to_string();
-        if data.is_empty() {
+        let page: EventPage = app.get_as(&format!("/v1/events?limit=2{after}"), &tenant.token).await;
+        assert!(page.data.len() <= 2);
+        if page.data.is_empty() {
             // Nothing new: the caller's own cursor comes back.
-            assert_eq!(Some(&next), cursor.as_ref());
+            assert_eq!(Some(&page.next_cursor), cursor.as_ref());
             break;
         }
-        walked.extend(data);
-        cursor = Some(next);
+        walked.extend(page.data);
+        cursor = Some(page.next_cursor);
     }
-    assert_eq!(walked, everything);
-    let reserved: Vec<&Value> =
-        everything.iter().filter(|e| e["type"] == "order.reserved").map(|e| &e["subject_id"]).collect();
-    let mut sorted_ids: Vec<&Value> = ids.iter().collect();
-    let mut reserved_sorted = reserved.clone();
-    sorted_ids.sort_by_key(|v| v.as_str());
-    reserved_sorted.sort_by_key(|v| v.as_str());
-    assert_eq!(reserved_sorted, sorted_ids, "each order once");
+    assert_eq!(walked.iter().map(whole).collect::<Vec<_>>(), everything.iter().map(whole).collect::<Vec<_>>());
+    let mut reserved: Vec<Uuid> =
+        everything.iter().filter(|e| e.event_type == EventType::OrderReserved).map(|e| e.subject_id).collect();
+    let mut sorted_ids = ids.clone();
+    sorted_ids.sort();
+    reserved.sort();
+    assert_eq!(reserved, sorted_ids, "each order once");
 
     // Only the types asked for.
     let cancelled = events(&app, &tenant.token, "&types=order.cancelled", 2).await;
-    assert_eq!(kinds(&cancelled), vec![kind("order.cancelled", &ids[0]), kind("order.cancelled", &ids[1])]);
+    assert_eq!(kinds(&cancelled), vec![(EventType::OrderCancelled, ids[0]), (EventType::OrderCancelled, ids[1])]);
     let both = events(&app, &tenant.token, "&types=order.cancelled,listing.closed", 2).await;
     assert_eq!(kinds(&both), kinds(&cancelled));
-    assert_eq!(events(&app, &tenant.token, "&types=payout.created", 0).await, Vec::<Value>::new());
+    assert!(events(&app, &tenant.token, "&types=payout.created", 0).await.is_empty());
 }
 
 #[tokio::test]
@@ -331,13 +337,14 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
     let l = listing(&app, &provider.token, 1, "1000", start_at, 24).await;
 
     // Nothing yet: a wait of one second answers after it, with the same cursor.
-    let (status, first) = json(app.get("/v1/events", &provider.token).await).await;
-    assert_eq!((status.as_u16(), first["data"].clone()), (200, json!([])));
-    let cursor = first["next_cursor"].as_str().expect("cursor").to_string();
+    let first: EventPage = app.get_as("/v1/events", &provider.token).await;
+    assert!(first.data.is_empty(), "{first:#?}");
+    let cursor = first.next_cursor;
     let began = Instant::now();
-    let (_, empty) = json(app.get(&format!("/v1/events?after={cursor}&wait=1"), &provider.token).await).await;
+    let empty: EventPage = app.get_as(&format!("/v1/events?after={cursor}&wait=1"), &provider.token).await;
     assert!(began.elapsed() >= StdDuration::from_secs(1), "{:?}", began.elapsed());
-    assert_eq!(empty, json!({"data": [], "next_cursor": cursor}));
+    assert!(empty.data.is_empty(), "{empty:#?}");
+    assert_eq!(empty.next_cursor, cursor);
 
     let waiting = {
         let (client, url, token) =
@@ -345,15 +352,15 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
         tokio::spawn(async move {
             let began = Instant::now();
             let response = client.get(url).bearer_auth(token).send().await.expect("request");
-            (began.elapsed(), response.json::<Value>().await.expect("json"))
+            (began.elapsed(), read_as::<EventPage>(response, 200).await)
         })
     };
     tokio::time::sleep(StdDuration::from_millis(500)).await;
-    let order = created(app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 1), None).await, 201).await;
+    let order: OrderView = app.post_as("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 1), None, 201).await;
     let (took, page) = waiting.await.expect("the poll");
     assert!(took < StdDuration::from_secs(4), "answered after {took:?}");
-    assert_eq!(kinds(page["data"].as_array().expect("data")), vec![kind("order.reserved", &order["id"])]);
-    assert_ne!(page["next_cursor"].as_str(), Some(cursor.as_str()));
+    assert_eq!(kinds(&page.data), vec![(EventType::OrderReserved, order.id)]);
+    assert_ne!(page.next_cursor, cursor);
 }
 
 #[tokio::test]
@@ -368,22 +375,19 @@ async fn two_settlers_start_and_complete_an_order_once() {
     let mut ids = Vec::new();
     for t in &tenants {
         deposit(&app, &finance, t.org_id, "10000").await;
-        ids.push(
-            created(app.post("/v1/orders", &t.token, &order_body(&l, 1, start_at, 2), None).await, 201).await["id"]
-                .clone(),
-        );
+        let order: OrderView = app.post_as("/v1/orders", &t.token, &order_body(&l, 1, start_at, 2), None, 201).await;
+        ids.push(order.id);
     }
     for hour in [1, 2] {
         set_clock(&app, &finance, start_at + Duration::hours(hour)).await;
         join_all([settle(&app, &finance), settle(&second, &finance), settle(&app, &finance)]).await;
     }
+    ids.sort();
     for t in ["order.started", "order.completed"] {
         let seen = events(&app, &finance, &format!("&types={t}"), 4).await;
-        let mut subjects: Vec<String> = kinds(&seen).into_iter().map(|k| k.1).collect();
+        let mut subjects: Vec<Uuid> = kinds(&seen).into_iter().map(|k| k.1).collect();
         subjects.sort();
-        let mut expected: Vec<String> = ids.iter().map(|i| i.as_str().expect("id").to_string()).collect();
-        expected.sort();
-        assert_eq!(subjects, expected, "{t} once per order");
+        assert_eq!(subjects, ids, "{t} once per order");
     }
 }
 
@@ -423,21 +427,22 @@ async fn an_order_cancelled_after_it_began_has_started_once() {
     deposit(&app, &finance, tenant.org_id, "10000").await;
     let start_at = next_hour(&app, &finance).await;
     let l = listing(&app, &provider.token, 1, "1000", start_at, 24).await;
-    let order = created(app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 4), None).await, 201).await;
+    let order: OrderView = app.post_as("/v1/orders", &tenant.token, &order_body(&l, 1, start_at, 4), None, 201).await;
     // The first hour has begun, and no settler has seen it yet.
     set_clock(&app, &finance, start_at + Duration::minutes(30)).await;
-    let path = format!("/v1/orders/{}/cancel", order["id"].as_str().expect("id"));
-    let cancelled = created(app.post(&path, &tenant.token, &json!({}), None).await, 200).await;
-    assert_eq!((cancelled["status"].as_str(), cancelled["charged_hours"].as_i64()), (Some("cancelled"), Some(1)));
+    let path = format!("/v1/orders/{}/cancel", order.id);
+    let (cancelled, cancelled_json): (OrderView, _) =
+        created(app.post(&path, &tenant.token, &json!({}), None).await, 200).await;
+    assert_eq!((cancelled.status, cancelled.charged_hours), (OrderStatus::Cancelled, 1));
     settle(&app, &finance).await;
     let seen = events(&app, &provider.token, "", 3).await;
     assert_eq!(
         kinds(&seen),
         vec![
-            kind("order.reserved", &order["id"]),
-            kind("order.started", &order["id"]),
-            kind("order.cancelled", &order["id"])
+            (EventType::OrderReserved, order.id),
+            (EventType::OrderStarted, order.id),
+            (EventType::OrderCancelled, order.id)
         ]
     );
-    assert_eq!(seen[2]["data"], cancelled);
+    assert_eq!(seen[2].data, cancelled_json);
 }

@@ -6,9 +6,14 @@
 use chrono::{DateTime, Datelike, Duration, FixedOffset, TimeZone, Utc};
 use diesel_async::RunQueryDsl;
 use gpuhour::auth::Role;
+use gpuhour::ledger::period_routes::PeriodList;
+use gpuhour::ledger::periods::ClosedPeriod;
+use gpuhour::ledger::routes::EntryView;
+use gpuhour::ledger::verify::VerifyReport;
+use gpuhour::market::views::OrderView;
 use serde_json::json;
 
-use crate::helpers::{expect_problem, json, now, spawn_app, verify_is_clean};
+use crate::helpers::{expect_problem, now, spawn_app, verify_is_clean};
 use crate::market::{deposit, listing, order_body, set_clock, settle};
 
 fn kst() -> FixedOffset {
@@ -36,8 +41,7 @@ async fn a_closed_month_is_final_and_its_hash_chain_catches_tampering() {
     // An order whose two hours end exactly at the month's end (in Seoul).
     let start = boundary - Duration::hours(2);
     let l = listing(&app, &provider.token, 1, "1000", start, 24).await;
-    let (status, _) = json(app.post("/v1/orders", &tenant.token, &order_body(&l, 1, start, 2), None).await).await;
-    assert_eq!(status, 201);
+    let _: OrderView = app.post_as("/v1/orders", &tenant.token, &order_body(&l, 1, start, 2), None, 201).await;
 
     let close = format!("/v1/periods/{month}/close");
     expect_problem(app.post(&close, &finance, &json!({}), None).await, 409, "conflict").await; // not ended
@@ -46,13 +50,14 @@ async fn a_closed_month_is_final_and_its_hash_chain_catches_tampering() {
     let unsettled = expect_problem(app.post(&close, &finance, &json!({}), None).await, 409, "conflict").await;
     assert!(unsettled["detail"].as_str().is_some_and(|d| d.contains("settle")), "{unsettled:#}");
     settle(&app, &finance).await;
-    let (status, closed) = json(app.post(&close, &finance, &json!({}), None).await).await;
-    assert_eq!(status, 201, "{closed:#}");
+    let closed: ClosedPeriod = app.post_as(&close, &finance, &json!({}), None, 201).await;
     // deposit (1) + two hours' settlement (1 each) + the order's pending (1).
-    assert_eq!((closed["period"].as_str(), closed["postings"].as_i64()), (Some(month.as_str()), Some(4)));
-    assert_eq!(closed["hash"].as_str().map(str::len), Some(64));
-    assert_eq!(closed["previous_hash"], serde_json::Value::Null);
-    let wallet = closed["trial_balance"]
+    assert_eq!((closed.period.as_str(), closed.postings), (month.as_str(), 4));
+    assert_eq!(closed.hash.len(), 64);
+    assert_eq!(closed.previous_hash, None);
+    // The view keeps the trial balance as the JSON it stored at closing.
+    let wallet = closed
+        .trial_balance
         .as_array()
         .expect("trial balance")
         .iter()
@@ -76,11 +81,10 @@ async fn a_closed_month_is_final_and_its_hash_chain_catches_tampering() {
     let refused =
         app.post("/v1/journal-entries", &finance, &correction(Some(boundary - Duration::hours(1))), None).await;
     expect_problem(refused, 409, "period_closed").await;
-    let (status, _) = json(app.post("/v1/journal-entries", &finance, &correction(None), None).await).await;
-    assert_eq!(status, 201);
-    let (_, periods) = json(app.get("/v1/periods", &finance).await).await;
-    assert_eq!(periods["data"][0]["hash"], closed["hash"]);
-    assert_eq!(periods["open_from"], json!(boundary.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    let _: EntryView = app.post_as("/v1/journal-entries", &finance, &correction(None), None, 201).await;
+    let periods: PeriodList = app.get_as("/v1/periods", &finance).await;
+    assert_eq!(periods.data[0].hash, closed.hash);
+    assert_eq!(periods.open_from, Some(boundary));
     verify_is_clean(&app, &finance).await;
 
     // A superuser edits a closed month's posting with the triggers off.
@@ -94,10 +98,9 @@ async fn a_closed_month_is_final_and_its_hash_chain_catches_tampering() {
     .await
     .expect("tamper");
     diesel::sql_query("SET session_replication_role = origin").execute(&mut conn).await.expect("origin");
-    let (_, report) = json(app.get("/v1/ledger/verify", &finance).await).await;
-    assert_eq!(report["ok"], false);
-    let chain: Vec<&serde_json::Value> =
-        report["differences"].as_array().expect("differences").iter().filter(|d| d["invariant"] == 7).collect();
-    assert_eq!(chain.len(), 1, "{report:#}");
-    assert_eq!((chain[0]["field"].as_str(), chain[0]["expected"].as_str()), (Some("hash"), closed["hash"].as_str()));
+    let report: VerifyReport = app.get_as("/v1/ledger/verify", &finance).await;
+    assert!(!report.ok);
+    let chain: Vec<_> = report.differences.iter().filter(|d| d.invariant == 7).collect();
+    assert_eq!(chain.len(), 1, "{report:#?}");
+    assert_eq!((chain[0].field.as_deref(), chain[0].expected.as_deref()), (Some("hash"), Some(closed.hash.as_str())));
 }

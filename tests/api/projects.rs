@@ -4,11 +4,17 @@
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 use gpuhour::auth::Role;
+use gpuhour::events::routes::EventPage;
+use gpuhour::ledger::verify::VerifyReport;
+use gpuhour::market::views::{ListingView, OrderView, OutageView};
+use gpuhour::subsidy::projects::AllocationView;
+use gpuhour::subsidy::routes::{GrantView, ProgrammeView};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
-use crate::helpers::{Caller, TestApp, expect_problem, json, next_hour, spawn_app, verify_is_clean};
+use crate::helpers::{Caller, TestApp, expect_problem, next_hour, read_as, spawn_app, verify_is_clean};
 use crate::market::{deposit, listing, order_body};
-use crate::subsidy::{programme, with_grant};
+use crate::subsidy::programme;
 
 const H100: &str = "H100-SXM5-80GB";
 
@@ -34,10 +40,29 @@ async fn grant_with(
     app.post(&format!("/v1/programmes/{}/grants", programme["id"].as_str().expect("id")), finance, &body, None).await
 }
 
-async fn allocation_of(app: &TestApp, token: &str, grant: &Value) -> Value {
-    let (status, g) = json(app.get(&format!("/v1/grants/{}", grant["id"].as_str().expect("id")), token).await).await;
-    assert_eq!(status, 200, "{g:#}");
-    g["allocation"].clone()
+/// A grant made with `grant_with`, expecting it made.
+async fn granted(response: reqwest::Response) -> GrantView {
+    read_as(response, 201).await
+}
+
+/// An order's body, funded by `grant`.
+fn funded_by(mut body: Value, grant: &GrantView) -> Value {
+    body["grant_id"] = json!(grant.id);
+    body
+}
+
+/// The grant's allocation now: model, GPU-hours allocated, used and left.
+async fn allocation_of(app: &TestApp, token: &str, grant: Uuid) -> (String, i64, i64, i64) {
+    let g: GrantView = app.get_as(&format!("/v1/grants/{grant}"), token).await;
+    hours(g.allocation.as_ref().expect("an allocation"))
+}
+
+fn hours(a: &AllocationView) -> (String, i64, i64, i64) {
+    (a.gpu_model.clone(), a.gpu_hours, a.used_gpu_hours, a.left_gpu_hours)
+}
+
+fn h100(gpu_hours: i64, used: i64, left: i64) -> (String, i64, i64, i64) {
+    (H100.to_string(), gpu_hours, used, left)
 }
 
 async fn capped_programme(app: &TestApp, finance: &str, budget: &str, share: &str, at: DateTime<Utc>) -> Value {
@@ -46,9 +71,10 @@ async fn capped_programme(app: &TestApp, finance: &str, budget: &str, share: &st
         "starts_at": at - Duration::days(1), "ends_at": at + Duration::days(365), "default_rate": "0.7",
         "max_share_per_org": share,
     });
-    let (status, p) = json(app.post("/v1/programmes", finance, &body, None).await).await;
-    assert_eq!(status, 201, "{p:#}");
-    p
+    let p: ProgrammeView = app.post_as("/v1/programmes", finance, &body, None, 201).await;
+    assert_eq!(p.max_share_per_org.as_deref(), Some(share));
+    // As JSON, like `subsidy::programme`'s: what `grant_with` takes.
+    json!(p)
 }
 
 #[tokio::test]
@@ -61,29 +87,28 @@ async fn orders_draw_an_allocation_down_exactly_and_cancellation_gives_hours_bac
     let tenant = app.tenant("university").await;
     deposit(&app, &finance, tenant.org_id, "10000000").await;
     let extra = json!({"project": project("RS-2026-00123"), "allocation": {"gpu_model": H100, "gpu_hours": 100}});
-    let (status, g) = json(grant_with(&app, &finance, &p, &tenant, "1000000", start, extra).await).await;
-    assert_eq!(status, 201, "{g:#}");
-    assert_eq!(g["project"]["agreement_number"], "RS-2026-00123");
-    assert_eq!(g["project"]["title"], "Korean legal LLM");
-    assert_eq!(g["project"]["principal_investigator"], "Kim Ji-woo");
+    // Kept as JSON too: the event below must carry this very answer.
+    let answered: Value = read_as(grant_with(&app, &finance, &p, &tenant, "1000000", start, extra).await, 201).await;
+    let g: GrantView = serde_json::from_value(answered.clone()).expect("a GrantView");
+    let project = g.project.as_ref().expect("a project");
     assert_eq!(
-        g["allocation"],
-        json!({"gpu_model": H100, "gpu_hours": 100, "used_gpu_hours": 0, "left_gpu_hours": 100})
+        (project.agreement_number.as_str(), project.title.as_str(), project.principal_investigator.as_str()),
+        ("RS-2026-00123", "Korean legal LLM", "Kim Ji-woo")
     );
+    assert_eq!(hours(g.allocation.as_ref().expect("an allocation")), h100(100, 0, 100));
     // Its `grant.created` event carries the whole grant, project and allocation included.
-    let (_, events) = json(app.get("/v1/events?types=grant.created&wait=30", &tenant.token).await).await;
-    assert_eq!(events["data"].as_array().map(Vec::len), Some(1), "{events:#}");
-    assert_eq!(events["data"][0]["data"], g);
+    let events: EventPage = app.get_as("/v1/events?types=grant.created&wait=30", &tenant.token).await;
+    assert_eq!(events.data.len(), 1, "{events:#?}");
+    assert_eq!(events.data[0].data, answered);
 
     let l = listing(&app, &provider.token, 8, "1000", start, 48).await;
     // 4 GPUs × 10 h = 40 GPU-hours.
-    let (status, first) =
-        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 4, start, 10), &g), None).await).await;
-    assert_eq!(status, 201, "{first:#}");
-    assert_eq!(allocation_of(&app, &tenant.token, &g).await["left_gpu_hours"], 60);
+    let first: OrderView =
+        app.post_as("/v1/orders", &tenant.token, &funded_by(order_body(&l, 4, start, 10), &g), None, 201).await;
+    assert_eq!(allocation_of(&app, &tenant.token, g.id).await.3, 60);
 
     // 8 × 8 = 64 > 60: refused, naming the allocation; a quote says the same.
-    let too_many = with_grant(order_body(&l, 8, start + Duration::hours(10), 8), &g);
+    let too_many = funded_by(order_body(&l, 8, start + Duration::hours(10), 8), &g);
     let problem =
         expect_problem(app.post("/v1/quotes", &tenant.token, &too_many, None).await, 422, "budget_exhausted").await;
     let detail = "the grant's allocation of H100-SXM5-80GB has 60 GPU-hours left; this order needs 64";
@@ -92,21 +117,10 @@ async fn orders_draw_an_allocation_down_exactly_and_cancellation_gives_hours_bac
         expect_problem(app.post("/v1/orders", &tenant.token, &too_many, None).await, 422, "budget_exhausted").await;
     assert_eq!(problem["detail"], detail);
     // 6 × 10 = 60 fits exactly.
-    let (status, second) = json(
-        app.post(
-            "/v1/orders",
-            &tenant.token,
-            &with_grant(order_body(&l, 6, start + Duration::hours(10), 10), &g),
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{second:#}");
-    assert_eq!(
-        allocation_of(&app, &tenant.token, &g).await,
-        json!({"gpu_model": H100, "gpu_hours": 100, "used_gpu_hours": 100, "left_gpu_hours": 0})
-    );
+    let second = funded_by(order_body(&l, 6, start + Duration::hours(10), 10), &g);
+    let second: OrderView = app.post_as("/v1/orders", &tenant.token, &second, None, 201).await;
+    assert_eq!(second.gpu_hours, 60);
+    assert_eq!(allocation_of(&app, &tenant.token, g.id).await, h100(100, 100, 0));
 
     // Another model: the grant does not apply to it.
     let mut a100 = json!({
@@ -114,8 +128,8 @@ async fn orders_draw_an_allocation_down_exactly_and_cancellation_gives_hours_bac
         "price_per_gpu_hour": "500", "currency": "KRW",
         "available_from": start, "available_until": start + Duration::hours(48),
     });
-    let (_, other) = json(app.post("/v1/listings", &provider.token, &a100, None).await).await;
-    a100 = with_grant(order_body(&other, 1, start, 1), &g);
+    let other: ListingView = app.post_as("/v1/listings", &provider.token, &a100, None, 201).await;
+    a100 = funded_by(order_body(&json!({"id": other.id}), 1, start, 1), &g);
     let problem =
         expect_problem(app.post("/v1/orders", &tenant.token, &a100, None).await, 422, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "grant_id");
@@ -125,14 +139,9 @@ async fn orders_draw_an_allocation_down_exactly_and_cancellation_gives_hours_bac
     );
 
     // Cancelling the first order before it starts gives its 40 GPU-hours back.
-    let id = first["id"].as_str().expect("id");
-    let (status, cancelled) =
-        json(app.post(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None).await).await;
-    assert_eq!(status, 200, "{cancelled:#}");
-    assert_eq!(
-        allocation_of(&app, &tenant.token, &g).await,
-        json!({"gpu_model": H100, "gpu_hours": 100, "used_gpu_hours": 60, "left_gpu_hours": 40})
-    );
+    let _: OrderView =
+        app.post_as(&format!("/v1/orders/{}/cancel", first.id), &tenant.token, &json!({}), None, 200).await;
+    assert_eq!(allocation_of(&app, &tenant.token, g.id).await, h100(100, 60, 40));
     assert_eq!(
         app.count("SELECT returned_gpu_hours AS n FROM allocation_draws WHERE returned_gpu_hours > 0").await,
         40
@@ -148,11 +157,11 @@ async fn grants_of_one_agreement_share_a_project_and_no_one_else_may_use_it() {
     let p = programme(&app, &finance, "100000000", start).await;
     let tenant = app.tenant("sme").await;
     let extra = json!({"project": project("RS-2026-7")});
-    let (_, first) = json(grant_with(&app, &finance, &p, &tenant, "1000", start, extra.clone()).await).await;
-    let (status, second) = json(grant_with(&app, &finance, &p, &tenant, "2000", start, extra.clone()).await).await;
-    assert_eq!(status, 201, "{second:#}");
-    assert_eq!(first["project"]["id"], second["project"]["id"]);
-    assert_eq!(second["allocation"], Value::Null);
+    let first = granted(grant_with(&app, &finance, &p, &tenant, "1000", start, extra.clone()).await).await;
+    let second = granted(grant_with(&app, &finance, &p, &tenant, "2000", start, extra.clone()).await).await;
+    let project_of = |g: &GrantView| g.project.as_ref().expect("a project").id;
+    assert_eq!(project_of(&first), project_of(&second));
+    assert!(second.allocation.is_none());
 
     // Another tenant naming the same agreement is refused; so is a different description.
     let other = app.tenant("sme").await;
@@ -193,16 +202,15 @@ async fn concurrent_orders_never_overdraw_an_allocation() {
     let tenant = app.tenant("sme").await;
     deposit(&app, &finance, tenant.org_id, "100000000").await;
     let extra = json!({"allocation": {"gpu_model": H100, "gpu_hours": 200}});
-    let (_, g) = json(grant_with(&app, &finance, &p, &tenant, "50000000", start, extra).await).await;
+    let g = granted(grant_with(&app, &finance, &p, &tenant, "50000000", start, extra).await).await;
     let l = listing(&app, &provider.token, 64, "1000", start, 48).await;
     // Half of it drawn: 100 left.
-    let (status, half) =
-        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 10, start, 10), &g), None).await).await;
-    assert_eq!(status, 201, "{half:#}");
+    let _: OrderView =
+        app.post_as("/v1/orders", &tenant.token, &funded_by(order_body(&l, 10, start, 10), &g), None, 201).await;
     // Ten orders at once, each 11 GPU-hours (10 % over a tenth of what is left):
     // nine fit (99), the tenth would overdraw.
     let bodies: Vec<Value> =
-        (0..10).map(|i| with_grant(order_body(&l, 1, start + Duration::hours(i), 11), &g)).collect();
+        (0..10).map(|i| funded_by(order_body(&l, 1, start + Duration::hours(i), 11), &g)).collect();
     let responses = join_all(bodies.iter().map(|b| app.post("/v1/orders", &tenant.token, b, None))).await;
     let mut statuses = Vec::new();
     for r in responses {
@@ -219,10 +227,7 @@ async fn concurrent_orders_never_overdraw_an_allocation() {
     }
     statuses.sort_unstable();
     assert_eq!(statuses, [vec![201; 9], vec![422]].concat());
-    assert_eq!(
-        allocation_of(&app, &finance, &g).await,
-        json!({"gpu_model": H100, "gpu_hours": 200, "used_gpu_hours": 199, "left_gpu_hours": 1})
-    );
+    assert_eq!(allocation_of(&app, &finance, g.id).await, h100(200, 199, 1));
     assert_eq!(app.count("SELECT sum(gpu_hours)::int8 AS n FROM allocation_draws").await, 199);
     assert_eq!(app.count("SELECT sum(gpu_hours)::int8 AS n FROM orders").await, 199);
     verify_is_clean(&app, &finance).await;
@@ -234,13 +239,11 @@ async fn the_per_organisation_cap_refuses_the_grant_that_crosses_it() {
     let finance = app.token(Role::Finance).await;
     let start = next_hour(&app, &finance).await;
     let p = capped_programme(&app, &finance, "1000000", "0.1", start).await;
-    assert_eq!(p["max_share_per_org"], "0.1");
-    let (_, shown) = json(app.get(&format!("/v1/programmes/{}", p["id"].as_str().expect("id")), &finance).await).await;
-    assert_eq!(shown["max_share_per_org"], "0.1");
+    let shown: ProgrammeView = app.get_as(&format!("/v1/programmes/{}", p["id"].as_str().expect("id")), &finance).await;
+    assert_eq!(shown.max_share_per_org.as_deref(), Some("0.1"));
 
     let tenant = app.tenant("sme").await;
-    let (status, _) = json(grant_with(&app, &finance, &p, &tenant, "60000", start, json!({})).await).await;
-    assert_eq!(status, 201);
+    granted(grant_with(&app, &finance, &p, &tenant, "60000", start, json!({})).await).await;
     let problem = expect_problem(
         grant_with(&app, &finance, &p, &tenant, "50000", start, json!({})).await,
         422,
@@ -252,11 +255,9 @@ async fn the_per_organisation_cap_refuses_the_grant_that_crosses_it() {
         "max_share_per_org 0.1 caps one organisation at 100000 of this programme; it holds 60000 and this grant asks 50000"
     );
     // Up to the cap exactly is fine, and another organisation has its own.
-    let (status, _) = json(grant_with(&app, &finance, &p, &tenant, "40000", start, json!({})).await).await;
-    assert_eq!(status, 201);
+    granted(grant_with(&app, &finance, &p, &tenant, "40000", start, json!({})).await).await;
     let other = app.tenant("sme").await;
-    let (status, _) = json(grant_with(&app, &finance, &p, &other, "100000", start, json!({})).await).await;
-    assert_eq!(status, 201);
+    granted(grant_with(&app, &finance, &p, &other, "100000", start, json!({})).await).await;
     assert_eq!(app.count("SELECT count(*) AS n FROM grants").await, 3);
 
     // A share outside (0, 1] is refused; no cap means none.
@@ -267,8 +268,9 @@ async fn the_per_organisation_cap_refuses_the_grant_that_crosses_it() {
             expect_problem(app.post("/v1/programmes", &finance, &body, None).await, 422, "validation_failed").await;
         assert_eq!(problem["errors"][0]["field"], "max_share_per_org");
     }
-    let uncapped = programme(&app, &finance, "1000000", start).await;
-    assert_eq!(uncapped["max_share_per_org"], Value::Null);
+    let uncapped: ProgrammeView =
+        serde_json::from_value(programme(&app, &finance, "1000000", start).await).expect("a ProgrammeView");
+    assert_eq!(uncapped.max_share_per_org, None);
 }
 
 #[tokio::test]
@@ -296,26 +298,19 @@ async fn an_outage_gives_its_gpu_hours_back_and_a_cancellation_the_rest() {
     let tenant = app.tenant("sme").await;
     deposit(&app, &finance, tenant.org_id, "10000000").await;
     let extra = json!({"allocation": {"gpu_model": H100, "gpu_hours": 100}});
-    let (_, g) = json(grant_with(&app, &finance, &p, &tenant, "1000000", start, extra).await).await;
+    let g = granted(grant_with(&app, &finance, &p, &tenant, "1000000", start, extra).await).await;
     let l = listing(&app, &provider.token, 8, "1000", start, 48).await;
-    let (status, order) =
-        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 4, start, 10), &g), None).await).await;
-    assert_eq!(status, 201, "{order:#}");
+    let order: OrderView =
+        app.post_as("/v1/orders", &tenant.token, &funded_by(order_body(&l, 4, start, 10), &g), None, 201).await;
     // 2 GPUs lost in hours 5 and 6: 4 GPU-hours back.
     let outage = json!({"start": start + Duration::hours(5), "end": start + Duration::hours(7), "gpus": 2});
     let lid = l["id"].as_str().expect("id");
-    let (status, credited) =
-        json(app.post(&format!("/v1/listings/{lid}/outages"), &provider.token, &outage, None).await).await;
-    assert_eq!(status, 201, "{credited:#}");
-    assert_eq!(allocation_of(&app, &tenant.token, &g).await["used_gpu_hours"], 36);
+    let _: OutageView = app.post_as(&format!("/v1/listings/{lid}/outages"), &provider.token, &outage, None, 201).await;
+    assert_eq!(allocation_of(&app, &tenant.token, g.id).await.2, 36);
     // Cancelled before it starts: the other 36 come back, not the outage's 4 again.
-    let id = order["id"].as_str().expect("id");
-    let (status, _) = json(app.post(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None).await).await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        allocation_of(&app, &tenant.token, &g).await,
-        json!({"gpu_model": H100, "gpu_hours": 100, "used_gpu_hours": 0, "left_gpu_hours": 100})
-    );
+    let _: OrderView =
+        app.post_as(&format!("/v1/orders/{}/cancel", order.id), &tenant.token, &json!({}), None, 200).await;
+    assert_eq!(allocation_of(&app, &tenant.token, g.id).await, h100(100, 0, 100));
     verify_is_clean(&app, &finance).await;
 }
 
@@ -327,20 +322,17 @@ async fn verify_finds_an_allocation_that_disagrees_with_its_draws() {
     let p = programme(&app, &finance, "1000000", start).await;
     let tenant = app.tenant("sme").await;
     let extra = json!({"allocation": {"gpu_model": H100, "gpu_hours": 50}});
-    let (_, g) = json(grant_with(&app, &finance, &p, &tenant, "1000", start, extra).await).await;
+    let g = granted(grant_with(&app, &finance, &p, &tenant, "1000", start, extra).await).await;
     verify_is_clean(&app, &finance).await;
     let mut conn = app.conn().await;
     diesel_async::RunQueryDsl::execute(diesel::sql_query("UPDATE grant_allocations SET used_gpu_hours = 7"), &mut conn)
         .await
         .expect("tamper");
-    let (_, report) = json(app.get("/v1/ledger/verify", &finance).await).await;
-    assert_eq!(report["ok"], false);
-    assert_eq!(report["differences"].as_array().map(Vec::len), Some(1), "{report:#}");
-    let d = &report["differences"][0];
-    assert_eq!((d["invariant"].as_i64(), d["field"].as_str()), (Some(8), Some("used_gpu_hours")));
-    assert_eq!((d["expected"].as_str(), d["actual"].as_str()), (Some("0"), Some("7")));
-    assert_eq!(
-        d["detail"],
-        format!("grant {}: GPU-hours used differ from its orders' draws", g["id"].as_str().expect("id"))
-    );
+    let report: VerifyReport = app.get_as("/v1/ledger/verify", &finance).await;
+    assert!(!report.ok);
+    assert_eq!(report.differences.len(), 1, "{report:#?}");
+    let d = &report.differences[0];
+    assert_eq!((d.invariant, d.field.as_deref()), (8, Some("used_gpu_hours")));
+    assert_eq!((d.expected.as_deref(), d.actual.as_deref()), (Some("0"), Some("7")));
+    assert_eq!(d.detail, format!("grant {}: GPU-hours used differ from its orders' draws", g.id));
 }

@@ -5,12 +5,23 @@
 use std::collections::BTreeMap;
 
 use calamine::{Data, Reader};
+use gpuhour::audit::routes::AuditEntry;
 use gpuhour::auth::Role;
+use gpuhour::finance::bank::Reconciliation;
+use gpuhour::finance::list_routes::OrganisationView;
+use gpuhour::finance::reports::{ProgrammeReport, Statement};
+use gpuhour::http::pagination::Page;
+use gpuhour::ledger::routes::{StatementLineView, TrialBalance};
+use gpuhour::subsidy::claims::ClaimView;
+use gpuhour::subsidy::list_routes::ClaimSummary;
+use gpuhour::subsidy::routes::ProgrammeView;
+use gpuhour::subsidy::year_end_routes::SettlementStatement;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
-use crate::helpers::{TestApp, expect_problem, json, spawn_app};
+use crate::helpers::{TestApp, expect_problem, json, spawn_app, totals_in, trial_balance_row};
+use crate::subsidy::report_figure;
 
 /// A workbook as text, sheet by sheet: every non-empty row, trailing empty
 /// cells dropped, numbers as exact decimals.
@@ -80,10 +91,10 @@ fn read_csv(text: &str) -> (Vec<String>, Book) {
 }
 
 /// Fetches `path` as JSON, CSV and XLSX; checks the download headers and that
-/// the CSV and the XLSX hold the same cells. Returns the JSON and the workbook.
-async fn three_ways(app: &TestApp, token: &str, path: &str, stem: &str) -> (Value, Vec<String>, Book) {
-    let (status, body) = json(app.get(path, token).await).await;
-    assert_eq!(status, 200, "{path}: {body:#}");
+/// the CSV and the XLSX hold the same cells. Returns the JSON read as the view
+/// `T`, and the workbook.
+async fn three_ways<T: DeserializeOwned>(app: &TestApp, token: &str, path: &str, stem: &str) -> (T, Vec<String>, Book) {
+    let body: T = app.get_as(path, token).await;
     let sep = if path.contains('?') { '&' } else { '?' };
     let csv = app.get(&format!("{path}{sep}format=csv"), token).await;
     assert_eq!(csv.status(), 200, "{path}");
@@ -109,8 +120,8 @@ async fn three_ways(app: &TestApp, token: &str, path: &str, stem: &str) -> (Valu
     (body, names, book)
 }
 
-fn norm(v: &Value) -> String {
-    v.as_str().expect("an amount").parse::<Decimal>().expect("decimal").normalize().to_string()
+fn norm(amount: &str) -> String {
+    amount.parse::<Decimal>().expect("decimal").normalize().to_string()
 }
 
 /// The table of a sheet: the rows after its column row (`first` names the first column).
@@ -129,171 +140,142 @@ async fn every_report_downloads_as_csv_and_xlsx_figure_for_figure() {
     let settings = crate::helpers::settings_for(&app.database_url);
     gpuhour::demo::seed(&settings, &app.pool).await.expect("the demo seeds");
     let finance = app.token(Role::Finance).await;
-    let (_, list) = json(app.get("/v1/programmes", &finance).await).await;
-    let programme = list["data"]
-        .as_array()
-        .expect("programmes")
-        .iter()
-        .find(|p| p["name"] == "2026 National AI Compute Voucher")
-        .expect("the programme")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let list: Page<ProgrammeView> = app.get_as("/v1/programmes", &finance).await;
+    let programme = list.data.iter().find(|p| p.name == "2026 National AI Compute Voucher").expect("the programme").id;
 
     // The programme report, grouped by tenant.
     let path = format!("/v1/reports/programmes/{programme}?group_by=tenant");
-    let (report, names, book) = three_ways(&app, &finance, &path, &format!("programme-{programme}")).await;
+    let (report, names, book): (ProgrammeReport, _, _) =
+        three_ways(&app, &finance, &path, &format!("programme-{programme}")).await;
     assert_eq!(names, ["Programme", "By tenant"]);
     for key in
         ["budget", "granted", "spent", "claimed", "advanced", "advance_applied", "advance_unapplied", "outstanding"]
     {
-        assert_eq!(figure(&book["Programme"], &key.replace('_', " ")), norm(&report[key]), "{key}");
+        assert_eq!(figure(&book["Programme"], &key.replace('_', " ")), norm(report_figure(&report, key)), "{key}");
     }
     // Use and energy as the API shows them (the demo's listings declare power).
-    let energy = report["energy_kwh"].as_str().expect("the demo's orders carry energy");
+    let energy = report.energy_kwh.as_deref().expect("the demo's orders carry energy");
     assert_eq!(figure(&book["Programme"], "energy kWh"), energy);
-    assert_eq!(figure(&book["Programme"], "CO2e kg"), report["co2e_kg"].as_str().expect("and carbon"));
-    assert_eq!(figure(&book["Programme"], "KRW per kWh"), report["krw_per_kwh"].as_str().expect("and a price"));
-    let groups = report["groups"].as_array().expect("groups");
+    assert_eq!(figure(&book["Programme"], "CO2e kg"), report.co2e_kg.as_deref().expect("and carbon"));
+    assert_eq!(figure(&book["Programme"], "KRW per kWh"), report.krw_per_kwh.as_deref().expect("and a price"));
+    let groups = report.groups.as_ref().expect("groups");
     let rows = table(&book["By tenant"], "tenant");
     assert_eq!(rows.len(), groups.len() + 1, "a row per group and the totals row");
     for (row, g) in rows.iter().zip(groups) {
-        assert_eq!(
-            (&row[0], &row[1], &row[3]),
-            (
-                &g["key"].as_str().expect("key").to_string(),
-                &g["name"].as_str().expect("name").to_string(),
-                &norm(&g["spent"])
-            )
-        );
+        assert_eq!((&row[0], &row[1], &row[3]), (&g.key, &g.name, &norm(&g.spent)));
     }
     let total = rows.last().expect("totals");
-    assert_eq!((total[0].as_str(), total[3].clone()), ("total", norm(&report["spent"])), "the groups add up to spent");
+    assert_eq!((total[0].as_str(), total[3].clone()), ("total", norm(&report.spent)), "the groups add up to spent");
 
     // The trial balance: each account's figures and the totals, money and memo apart.
-    let (tb, names, book) = three_ways(&app, &finance, "/v1/reports/trial-balance", "trial-balance").await;
+    let (tb, names, book): (TrialBalance, _, _) =
+        three_ways(&app, &finance, "/v1/reports/trial-balance", "trial-balance").await;
     assert_eq!(
         names,
         ["Trial balance KRW", "Budget memo KRW", "Trial balance USD", "Trial balance EUR", "Trial balance JPY"]
     );
-    let krw = |key: &str| tb[key].as_array().expect(key).iter().find(|t| t["currency"] == "KRW").expect("KRW").clone();
-    for (sheet, totals) in [("Trial balance KRW", krw("totals")), ("Budget memo KRW", krw("memo_totals"))] {
+    for (sheet, totals) in [("Trial balance KRW", &tb.totals), ("Budget memo KRW", &tb.memo_totals)] {
         let rows = table(&book[sheet], "account");
         let last = rows.last().expect("totals");
-        assert_eq!(
-            last[3..7].to_vec(),
-            ["debits_posted", "credits_posted", "debits_pending", "credits_pending"].map(|k| norm(&totals[k])).to_vec(),
-            "{sheet}"
-        );
+        assert_eq!(last[3..7].to_vec(), totals_in(totals, "KRW").map(norm).to_vec(), "{sheet}");
     }
-    let accounts = tb["data"].as_array().expect("accounts");
     let money_and_memo =
         table(&book["Trial balance KRW"], "account").len() + table(&book["Budget memo KRW"], "account").len();
-    assert_eq!(money_and_memo, accounts.iter().filter(|a| a["currency"] == "KRW").count() + 2);
-    let bank = accounts.iter().find(|a| a["code"] == "assets:bank" && a["currency"] == "KRW").expect("bank");
+    assert_eq!(money_and_memo, tb.data.iter().filter(|r| r.account.currency == "KRW").count() + 2);
+    let bank = &trial_balance_row(&tb, "assets:bank", "KRW").expect("bank").account;
     let bank_row =
         table(&book["Trial balance KRW"], "account").iter().find(|r| r[0] == "assets:bank").expect("bank row").clone();
     assert_eq!(
         bank_row[3..8].to_vec(),
-        ["debits_posted", "credits_posted", "debits_pending", "credits_pending", "balance"]
-            .map(|k| norm(&bank[k]))
+        [&bank.debits_posted, &bank.credits_posted, &bank.debits_pending, &bank.credits_pending, &bank.balance]
+            .map(|amount| norm(amount))
             .to_vec()
     );
 
     // The bank account's statement page: debits and credits apart, the running balance, the page's totals.
-    let bank_id = bank["id"].as_str().expect("id").to_string();
+    let bank_id = bank.id;
     let path = format!("/v1/accounts/{bank_id}/postings?limit=500");
-    let (page, names, book) = three_ways(&app, &finance, &path, &format!("account-{bank_id}")).await;
+    let (page, names, book): (Page<StatementLineView>, _, _) =
+        three_ways(&app, &finance, &path, &format!("account-{bank_id}")).await;
     assert_eq!(names, ["Account statement"]);
-    let lines = page["data"].as_array().expect("lines");
     let rows = table(&book["Account statement"], "effective_at");
-    assert_eq!(rows.len(), lines.len() + 1);
+    assert_eq!(rows.len(), page.data.len() + 1);
     let mut debits = Decimal::ZERO;
-    for (row, line) in rows.iter().zip(lines) {
-        let column = if line["side"] == "debit" { 6 } else { 7 };
-        assert_eq!((&row[column], &row[8]), (&norm(&line["amount"]), &norm(&line["balance"])));
-        if line["side"] == "debit" {
-            debits += line["amount"].as_str().expect("amount").parse::<Decimal>().expect("decimal");
+    for (row, line) in rows.iter().zip(&page.data) {
+        let column = if line.side == "debit" { 6 } else { 7 };
+        assert_eq!((&row[column], &row[8]), (&norm(&line.amount), &norm(&line.balance)));
+        if line.side == "debit" {
+            debits += line.amount.parse::<Decimal>().expect("decimal");
         }
     }
     let totals = rows.last().expect("totals");
-    assert_eq!((&totals[6], &totals[8]), (&debits.normalize().to_string(), &norm(&bank["balance"])));
+    assert_eq!((&totals[6], &totals[8]), (&debits.normalize().to_string(), &norm(&bank.balance)));
 
     // A tenant's statement: its sections, each movement with its balance, and the closing balance.
-    let (_, orgs) = json(app.get("/v1/organisations?kind=tenant&q=SNU", &finance).await).await;
-    let org = orgs["data"][0]["id"].as_str().expect("SNU Vision Lab").to_string();
+    let orgs: Page<OrganisationView> = app.get_as("/v1/organisations?kind=tenant&q=SNU", &finance).await;
+    let org = orgs.data.first().expect("SNU Vision Lab").id;
     let path = format!("/v1/reports/statements/{org}");
-    let (statement, names, book) = three_ways(&app, &finance, &path, &format!("statement-{org}")).await;
-    let sections = statement["sections"].as_array().expect("sections");
-    assert_eq!(
-        names,
-        sections.iter().map(|s| format!("{} KRW", s["section"].as_str().expect("section"))).collect::<Vec<_>>()
-    );
-    for (name, section) in names.iter().zip(sections) {
+    let (statement, names, book): (Statement, _, _) =
+        three_ways(&app, &finance, &path, &format!("statement-{org}")).await;
+    assert_eq!(names, statement.sections.iter().map(|s| format!("{} KRW", s.section)).collect::<Vec<_>>());
+    for (name, section) in names.iter().zip(&statement.sections) {
         let rows = table(&book[name], "effective_at");
-        let lines = section["lines"].as_array().expect("lines");
-        assert_eq!(rows.len(), lines.len() + 2, "{name}: opening, lines, closing");
-        assert_eq!(rows[0][6], norm(&section["opening_balance"]));
-        for (row, line) in rows[1..].iter().zip(lines) {
-            assert_eq!((&row[5], &row[6]), (&norm(&line["amount"]), &norm(&line["balance"])), "{name}");
+        assert_eq!(rows.len(), section.lines.len() + 2, "{name}: opening, lines, closing");
+        assert_eq!(rows[0][6], norm(&section.opening_balance));
+        for (row, line) in rows[1..].iter().zip(&section.lines) {
+            assert_eq!((&row[5], &row[6]), (&norm(&line.amount), &norm(&line.balance)), "{name}");
         }
-        assert_eq!(rows.last().expect("closing")[6], norm(&section["closing_balance"]), "{name}");
+        assert_eq!(rows.last().expect("closing")[6], norm(&section.closing_balance), "{name}");
     }
 
     // The claim with its lines: by provider and by tenant, each adding up to the claim.
-    let (_, claims) = json(app.get(&format!("/v1/claims?programme_id={programme}"), &finance).await).await;
-    let claim = claims["data"][0]["id"].as_str().expect("the demo's claim").to_string();
-    let (view, names, book) =
+    let claims: Page<ClaimSummary> = app.get_as(&format!("/v1/claims?programme_id={programme}"), &finance).await;
+    let claim = claims.data.first().expect("the demo's claim").id;
+    let (view, names, book): (ClaimView, _, _) =
         three_ways(&app, &finance, &format!("/v1/claims/{claim}"), &format!("claim-{claim}")).await;
     assert_eq!(names, ["Claim", "By provider", "By tenant", "Payments"]);
-    for key in ["amount", "paid", "advance_applied", "outstanding"] {
-        assert_eq!(figure(&book["Claim"], &key.replace('_', " ")), norm(&view[key]), "{key}");
+    for (key, amount) in [
+        ("amount", &view.amount),
+        ("paid", &view.paid),
+        ("advance_applied", &view.advance_applied),
+        ("outstanding", &view.outstanding),
+    ] {
+        assert_eq!(figure(&book["Claim"], &key.replace('_', " ")), norm(amount), "{key}");
     }
-    for (sheet, key) in [("By provider", "lines_by_provider"), ("By tenant", "lines_by_tenant")] {
+    for (sheet, lines) in [("By provider", &view.lines_by_provider), ("By tenant", &view.lines_by_tenant)] {
         let rows = table(&book[sheet], if sheet == "By provider" { "provider" } else { "tenant" });
-        let lines = view[key].as_array().expect("lines");
         assert_eq!(rows.len(), lines.len() + 1);
         for (row, line) in rows.iter().zip(lines) {
-            assert_eq!(
-                (&row[0], &row[2]),
-                (&line["org_id"].as_str().expect("org").to_string(), &norm(&line["amount"]))
-            );
+            assert_eq!((&row[0], &row[2]), (&line.org_id.to_string(), &norm(&line.amount)));
         }
-        assert_eq!(rows.last().expect("totals")[2], norm(&view["amount"]), "{sheet} adds up to the claim");
+        assert_eq!(rows.last().expect("totals")[2], norm(&view.amount), "{sheet} adds up to the claim");
     }
 
     // The audit log: the same page, record for record, and their count.
     let path = "/v1/audit-log?route=/v1/programmes/{id}/advances";
-    let (log, names, book) = three_ways(&app, &finance, path, "audit-log").await;
+    let (log, names, book): (Page<AuditEntry>, _, _) = three_ways(&app, &finance, path, "audit-log").await;
     assert_eq!(names, ["Audit log"]);
-    let entries = log["data"].as_array().expect("data");
-    assert_eq!(entries.len(), 3, "two tranches and the pilot's advance");
+    assert_eq!(log.data.len(), 3, "two tranches and the pilot's advance");
     let rows = table(&book["Audit log"], "at");
-    for (row, entry) in rows.iter().zip(entries) {
+    for (row, entry) in rows.iter().zip(&log.data) {
         assert_eq!(
-            (&row[2], &row[4], &row[9]),
-            (
-                &"/v1/programmes/{id}/advances".to_string(),
-                &"201".to_string(),
-                &entry["id"].as_str().expect("id").to_string()
-            )
+            (row[2].as_str(), row[4].as_str(), &row[9]),
+            ("/v1/programmes/{id}/advances", "201", &entry.id.to_string())
         );
     }
     assert_eq!(rows.last().expect("totals"), &vec!["records".to_string(), "3".to_string()]);
 
     // The bank reconciliation and the settlement statement come the same way.
-    let (rec, _, book) = three_ways(&app, &finance, "/v1/reports/bank-reconciliation", "bank-reconciliation").await;
-    assert_eq!(figure(&book["Reconciliation"], "statement balance"), norm(&rec["statement_balance"]));
+    let (rec, _, book): (Reconciliation, _, _) =
+        three_ways(&app, &finance, "/v1/reports/bank-reconciliation", "bank-reconciliation").await;
+    assert_eq!(figure(&book["Reconciliation"], "statement balance"), norm(&rec.statement_balance));
     let rows = table(&book["Unmatched lines"], "date");
-    assert_eq!(rows.len(), rec["unmatched_lines"].as_array().expect("lines").len() + 1);
-    let pilot = list["data"].as_array().expect("programmes").iter().find(|p| p["fiscal_year"] == 2025).expect("pilot")
-        ["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    assert_eq!(rows.len(), rec.unmatched_lines.len() + 1);
+    let pilot = list.data.iter().find(|p| p.fiscal_year == 2025).expect("pilot").id;
     let path = format!("/v1/reports/programmes/{pilot}/settlement");
-    let (settlement, _, book) = three_ways(&app, &finance, &path, &format!("settlement-{pilot}")).await;
-    assert_eq!(figure(&book["Settlement"], "refunded"), norm(&settlement["refunded"]));
+    let (settlement, _, book): (SettlementStatement, _, _) =
+        three_ways(&app, &finance, &path, &format!("settlement-{pilot}")).await;
+    assert_eq!(figure(&book["Settlement"], "refunded"), norm(&settlement.refunded));
 
     // An unknown format is refused, naming the parameter and the formats there are.
     for path in [
@@ -315,6 +297,7 @@ async fn every_report_downloads_as_csv_and_xlsx_figure_for_figure() {
 #[tokio::test]
 async fn every_report_documents_its_format_parameter() {
     let app = spawn_app().await;
+    // The OpenAPI document itself, read as JSON: it is no view of the crate's.
     let (status, doc) = json(app.client.get(app.url("/openapi.json")).send().await.expect("openapi")).await;
     assert_eq!(status, 200);
     for path in [

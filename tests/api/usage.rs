@@ -5,9 +5,15 @@
 
 use chrono::{DateTime, Duration, Utc};
 use gpuhour::auth::Role;
+use gpuhour::finance::reports::ProgrammeReport;
+use gpuhour::http::pagination::Page;
+use gpuhour::market::routes::{IntervalView, UsageReport};
+use gpuhour::market::views::OrderView;
+use gpuhour::subsidy::routes::GrantView;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
-use crate::helpers::{TestApp, expect_problem, json, next_hour, spawn_app, verify_is_clean};
+use crate::helpers::{TestApp, expect_problem, next_hour, read_as, spawn_app, typed, verify_is_clean};
 use crate::market::{deposit, listing, order_body, set_clock};
 use crate::subsidy::{grant, programme, with_grant};
 
@@ -25,6 +31,16 @@ async fn usage_rows(app: &TestApp) -> i64 {
     app.count("SELECT count(*) AS n FROM order_usage").await
 }
 
+/// Metered utilisation and energy, as shown on an order, a grant or a programme report.
+fn metered<'a>(utilisation: &'a Option<String>, energy_kwh: &'a Option<String>) -> (Option<&'a str>, Option<&'a str>) {
+    (utilisation.as_deref(), energy_kwh.as_deref())
+}
+
+/// Every field of a usage report: order, stored, repeated, utilisation, energy.
+fn outcome(r: &UsageReport) -> (Uuid, usize, usize, Option<&str>, Option<&str>) {
+    (r.order_id, r.stored, r.repeated, r.utilisation.as_deref(), r.energy_kwh.as_deref())
+}
+
 #[tokio::test]
 async fn bad_intervals_are_refused_whole_and_repeats_change_nothing() {
     let app = spawn_app().await;
@@ -35,9 +51,8 @@ async fn bad_intervals_are_refused_whole_and_repeats_change_nothing() {
     deposit(&app, &finance, tenant.org_id, "100000").await;
     let start = next_hour(&app, &finance).await;
     let l = listing(&app, &provider.token, 4, "1000", start, 48).await;
-    let (status, order) = json(app.post("/v1/orders", &tenant.token, &order_body(&l, 2, start, 10), None).await).await;
-    assert_eq!(status, 201, "{order:#}");
-    let path = format!("/v1/orders/{}/usage", order["id"].as_str().expect("id"));
+    let order: OrderView = app.post_as("/v1/orders", &tenant.token, &order_body(&l, 2, start, 10), None, 201).await;
+    let path = format!("/v1/orders/{}/usage", order.id);
     set_clock(&app, &finance, start + Duration::hours(6)).await;
 
     let good = interval(start, 0, 1, 2, "0.5", "100");
@@ -70,18 +85,10 @@ async fn bad_intervals_are_refused_whole_and_repeats_change_nothing() {
     assert_eq!(usage_rows(&app).await, 0);
 
     // Five good hours; then the same five again: accepted, nothing new.
-    let expected =
-        json!({"order_id": order["id"], "stored": 5, "repeated": 0, "utilisation": "0.2500", "energy_kwh": "6.2525"});
-    let (status, report) = json(app.post(&path, &provider.token, &five_half_busy_hours(start), None).await).await;
-    assert_eq!((status.as_u16(), &report), (200, &expected));
-    let (status, again) = json(app.post(&path, &provider.token, &five_half_busy_hours(start), None).await).await;
-    assert_eq!(
-        (status.as_u16(), again),
-        (
-            200,
-            json!({"order_id": order["id"], "stored": 0, "repeated": 5, "utilisation": "0.2500", "energy_kwh": "6.2525"})
-        )
-    );
+    let report: UsageReport = app.post_as(&path, &provider.token, &five_half_busy_hours(start), None, 200).await;
+    assert_eq!(outcome(&report), (order.id, 5, 0, Some("0.2500"), Some("6.2525")));
+    let again: UsageReport = app.post_as(&path, &provider.token, &five_half_busy_hours(start), None, 200).await;
+    assert_eq!(outcome(&again), (order.id, 0, 5, Some("0.2500"), Some("6.2525")));
     assert_eq!(usage_rows(&app).await, 5);
     // The same moment with other figures is refused, and stores nothing.
     let changed =
@@ -93,31 +100,26 @@ async fn bad_intervals_are_refused_whole_and_repeats_change_nothing() {
 
     // With an Idempotency-Key, a retry replays the first answer.
     let sixth = json!({"intervals": [interval(start, 5, 6, 2, "1", "2000")]});
-    let first = app.post(&path, &provider.token, &sixth, Some("usage-hour-6")).await;
-    let (_, first) = json(first).await;
+    let first: UsageReport = app.post_as(&path, &provider.token, &sixth, Some("usage-hour-6"), 200).await;
     let replay = app.post(&path, &provider.token, &sixth, Some("usage-hour-6")).await;
     assert_eq!(replay.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
-    let (status, replayed) = json(replay).await;
-    assert_eq!((status.as_u16(), &replayed), (200, &first));
-    assert_eq!(
-        first,
-        json!({"order_id": order["id"], "stored": 1, "repeated": 0, "utilisation": "0.3500", "energy_kwh": "8.2525"})
-    );
+    let replayed: UsageReport = read_as(replay, 200).await;
+    assert_eq!(outcome(&replayed), outcome(&first));
+    assert_eq!(outcome(&first), (order.id, 1, 0, Some("0.3500"), Some("8.2525")));
     assert_eq!(usage_rows(&app).await, 6);
 
     // The tenant, the provider and finance read the intervals, by start; others cannot.
     for token in [&tenant.token, &provider.token, &finance] {
-        let (status, page) = json(app.get(&format!("{path}?limit=4"), token).await).await;
-        assert_eq!(status, 200, "{page:#}");
-        assert_eq!(page["data"].as_array().map(Vec::len), Some(4));
+        let page: Page<IntervalView> = app.get_as(&format!("{path}?limit=4"), token).await;
+        assert_eq!(page.data.len(), 4);
+        let i = &page.data[0];
         assert_eq!(
-            page["data"][0],
-            json!({"start": start, "end": start + Duration::hours(1), "gpus_in_use": 2, "utilisation": "0.5",
-                   "memory_used_gb": "61.5", "energy_wh": "1250.5"})
+            (i.start, i.end, i.gpus_in_use, i.utilisation.as_str(), i.memory_used_gb.as_str(), i.energy_wh.as_str()),
+            (start, start + Duration::hours(1), 2, "0.5", "61.5", "1250.5")
         );
-        let cursor = page["next_cursor"].as_str().expect("more");
-        let (_, rest) = json(app.get(&format!("{path}?limit=4&cursor={cursor}"), token).await).await;
-        assert_eq!((rest["data"].as_array().map(Vec::len), &rest["next_cursor"]), (Some(2), &Value::Null));
+        let cursor = page.next_cursor.expect("more");
+        let rest: Page<IntervalView> = app.get_as(&format!("{path}?limit=4&cursor={cursor}"), token).await;
+        assert_eq!((rest.data.len(), rest.next_cursor), (2, None));
     }
     expect_problem(app.get(&path, &other_provider.token).await, 404, "not_found").await;
     verify_is_clean(&app, &finance).await;
@@ -132,12 +134,13 @@ async fn a_cancelled_orders_cancelled_hours_cannot_be_metered() {
     deposit(&app, &finance, tenant.org_id, "100000").await;
     let start = next_hour(&app, &finance).await;
     let l = listing(&app, &provider.token, 4, "1000", start, 48).await;
-    let (_, order) = json(app.post("/v1/orders", &tenant.token, &order_body(&l, 2, start, 10), None).await).await;
-    let id = order["id"].as_str().expect("id");
+    let order: OrderView = app.post_as("/v1/orders", &tenant.token, &order_body(&l, 2, start, 10), None, 201).await;
+    let id = order.id;
     // Cancelled during its third hour: hours 0–2 are charged, 3–9 released.
     set_clock(&app, &finance, start + Duration::minutes(150)).await;
-    let (status, _) = json(app.post(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None).await).await;
-    assert_eq!(status, 200);
+    let cancelled: OrderView =
+        app.post_as(&format!("/v1/orders/{id}/cancel"), &tenant.token, &json!({}), None, 200).await;
+    assert_eq!(cancelled.charged_hours, 3);
     set_clock(&app, &finance, start + Duration::hours(8)).await;
     let path = format!("/v1/orders/{id}/usage");
     let late = json!({"intervals": [interval(start, 3, 4, 2, "1", "1")]});
@@ -145,8 +148,8 @@ async fn a_cancelled_orders_cancelled_hours_cannot_be_metered() {
     assert_eq!(problem["errors"][0]["field"], "intervals[0].start");
     // Its charged hours can: 3 h at 2 GPUs × 1 of 6 GPU-hours reserved.
     let charged = json!({"intervals": [interval(start, 0, 3, 2, "1", "3000")]});
-    let (status, report) = json(app.post(&path, &provider.token, &charged, None).await).await;
-    assert_eq!((status.as_u16(), &report["utilisation"], &report["energy_kwh"]), (200, &json!("1.0000"), &json!("3")));
+    let report: UsageReport = app.post_as(&path, &provider.token, &charged, None, 200).await;
+    assert_eq!((report.utilisation.as_deref(), report.energy_kwh.as_deref()), (Some("1.0000"), Some("3")));
 }
 
 #[tokio::test]
@@ -162,36 +165,33 @@ async fn utilisation_and_energy_are_exact_on_the_order_the_grant_and_the_program
     let g = grant(&app, &finance, &p, &tenant, "1000000", start).await;
     let l = listing(&app, &provider.token, 8, "1000", start, 48).await;
     // 2 GPUs × 10 h (20 GPU-hours) and 1 GPU × 10 h (10), both funded by the grant.
-    let (_, a) =
-        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 2, start, 10), &g), None).await).await;
-    let (_, b) =
-        json(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 1, start, 10), &g), None).await).await;
-    let (a_id, b_id) = (a["id"].as_str().expect("id"), b["id"].as_str().expect("id"));
-    assert_eq!((&a["utilisation"], &a["energy_kwh"]), (&Value::Null, &Value::Null));
+    let (_, a): (_, OrderView) =
+        typed(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 2, start, 10), &g), None).await).await;
+    let (_, b): (_, OrderView) =
+        typed(app.post("/v1/orders", &tenant.token, &with_grant(order_body(&l, 1, start, 10), &g), None).await).await;
+    let (a_id, b_id) = (a.id, b.id);
+    assert_eq!(metered(&a.utilisation, &a.energy_kwh), (None, None));
     set_clock(&app, &finance, start + Duration::hours(5)).await;
-    let (status, _) =
-        json(app.post(&format!("/v1/orders/{a_id}/usage"), &provider.token, &five_half_busy_hours(start), None).await)
-            .await;
-    assert_eq!(status, 200);
+    let _: UsageReport = app
+        .post_as(&format!("/v1/orders/{a_id}/usage"), &provider.token, &five_half_busy_hours(start), None, 200)
+        .await;
 
     // A: 5 GPU-hours used of 20 reserved. B reported nothing.
-    let figures = |v: &Value| (v["utilisation"].clone(), v["energy_kwh"].clone());
-    let (_, a) = json(app.get(&format!("/v1/orders/{a_id}"), &tenant.token).await).await;
-    assert_eq!(figures(&a), (json!("0.2500"), json!("6.2525")));
-    let (_, b) = json(app.get(&format!("/v1/orders/{b_id}"), &provider.token).await).await;
-    assert_eq!(figures(&b), (Value::Null, Value::Null));
-    let (_, listed) = json(app.get("/v1/orders", &tenant.token).await).await;
-    let shown: Vec<(Value, Value)> = listed["data"].as_array().expect("data").iter().map(figures).collect();
-    assert_eq!(shown, [(Value::Null, Value::Null), (json!("0.2500"), json!("6.2525"))]);
+    let a: OrderView = app.get_as(&format!("/v1/orders/{a_id}"), &tenant.token).await;
+    assert_eq!(metered(&a.utilisation, &a.energy_kwh), (Some("0.2500"), Some("6.2525")));
+    let b: OrderView = app.get_as(&format!("/v1/orders/{b_id}"), &provider.token).await;
+    assert_eq!(metered(&b.utilisation, &b.energy_kwh), (None, None));
+    let listed: Page<OrderView> = app.get_as("/v1/orders", &tenant.token).await;
+    let shown: Vec<_> = listed.data.iter().map(|o| metered(&o.utilisation, &o.energy_kwh)).collect();
+    assert_eq!(shown, [(None, None), (Some("0.2500"), Some("6.2525"))]);
     // The grant: 5 of 30 GPU-hours, 0.1666… shown half-even as 0.1667.
-    let (_, grant_now) =
-        json(app.get(&format!("/v1/grants/{}", g["id"].as_str().expect("id")), &tenant.token).await).await;
-    assert_eq!(figures(&grant_now), (json!("0.1667"), json!("6.2525")));
+    let grant_now: GrantView =
+        app.get_as(&format!("/v1/grants/{}", g["id"].as_str().expect("id")), &tenant.token).await;
+    assert_eq!(metered(&grant_now.utilisation, &grant_now.energy_kwh), (Some("0.1667"), Some("6.2525")));
     // The programme report, over its grants' orders.
-    let (status, report) =
-        json(app.get(&format!("/v1/reports/programmes/{}", p["id"].as_str().expect("id")), &finance).await).await;
-    assert_eq!(status, 200, "{report:#}");
-    assert_eq!(figures(&report), (json!("0.1667"), json!("6.2525")));
+    let report: ProgrammeReport =
+        app.get_as(&format!("/v1/reports/programmes/{}", p["id"].as_str().expect("id")), &finance).await;
+    assert_eq!(metered(&report.utilisation, &report.energy_kwh), (Some("0.1667"), Some("6.2525")));
     expect_problem(app.get(&format!("/v1/orders/{a_id}/usage"), &stranger.token).await, 404, "not_found").await;
     verify_is_clean(&app, &finance).await;
 }

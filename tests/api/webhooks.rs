@@ -11,12 +11,17 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use chrono::{DateTime, Utc};
 use gpuhour::auth::Role;
 use gpuhour::events::{self, EventType, NewEvent};
+use gpuhour::http::pagination::Page;
+use gpuhour::market::views::OrderView;
+use gpuhour::webhooks::routes::{WebhookDeliveryView, WebhookEndpointView, WebhookEndpointWithSecret};
 use gpuhour::webhooks::signing;
+use gpuhour::webhooks::store::{DeliveryStatus, EndpointStatus};
 use gpuhour::webhooks::worker::{DeliveryConfig, Round, run_once};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, expect_problem, json, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, expect_problem, read_as, spawn_app, spawn_app_with};
 
 /// How the receiver answers.
 #[derive(Debug, Clone, Copy)]
@@ -130,11 +135,47 @@ fn config(timeout: Duration) -> DeliveryConfig {
 }
 
 /// Registers an endpoint; returns the answer (with its secret).
-async fn endpoint(app: &TestApp, token: &str, url: &str, types: &[&str]) -> Value {
-    let (status, body) =
-        json(app.post("/v1/webhook-endpoints", token, &json!({"url": url, "types": types}), None).await).await;
-    assert_eq!(status, 201, "{body:#}");
-    body
+async fn endpoint(app: &TestApp, token: &str, url: &str, types: &[&str]) -> WebhookEndpointWithSecret {
+    app.post_as("/v1/webhook-endpoints", token, &json!({"url": url, "types": types}), None, 201).await
+}
+
+/// Reads an answer (an endpoint, or a page of them) that must not show a
+/// secret: checked on the JSON, since reading it as a view would silently
+/// drop a `secret` field.
+async fn secretless<T: DeserializeOwned>(response: reqwest::Response) -> T {
+    let answer: Value = read_as(response, 200).await;
+    let endpoints = answer["data"].as_array().cloned().unwrap_or_else(|| vec![answer.clone()]);
+    for e in &endpoints {
+        assert_eq!(e.get("secret"), None, "{answer:#}");
+    }
+    serde_json::from_value(answer).expect("the view")
+}
+
+type EndpointFields<'a> = (
+    Uuid,
+    &'a str,
+    &'a [EventType],
+    Option<&'a str>,
+    EndpointStatus,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+/// Every field of an endpoint as shown.
+fn fields(e: &WebhookEndpointView) -> EndpointFields<'_> {
+    (
+        e.id,
+        &e.url,
+        &e.types,
+        e.description.as_deref(),
+        e.status,
+        e.created_at,
+        e.disabled_at,
+        e.secret_rotated_at,
+        e.previous_secret_expires_at,
+    )
 }
 
 /// Records an event as a change's transaction would; returns its id.
@@ -184,10 +225,9 @@ async fn deliver(app: &TestApp, config: &DeliveryConfig, now: DateTime<Utc>, del
     }
 }
 
-async fn deliveries(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
-    let (status, page) = json(app.get(&format!("/v1/webhook-deliveries{query}"), token).await).await;
-    assert_eq!(status, 200, "{page:#}");
-    page["data"].as_array().expect("data").clone()
+async fn deliveries(app: &TestApp, token: &str, query: &str) -> Vec<WebhookDeliveryView> {
+    let page: Page<WebhookDeliveryView> = app.get_as(&format!("/v1/webhook-deliveries{query}"), token).await;
+    page.data
 }
 
 #[tokio::test]
@@ -197,24 +237,20 @@ async fn each_event_reaches_the_endpoints_that_see_it_signed_and_never_again_aft
     let finance = app.token(Role::Finance).await;
     let (tenant_rx, finance_rx) = (Receiver::start(Mode::Ok).await, Receiver::start(Mode::Ok).await);
     let created = endpoint(&app, &tenant.token, &tenant_rx.url, &["order.reserved", "order.cancelled"]).await;
-    let secret = created["secret"].as_str().expect("secret").to_string();
-    assert!(secret.starts_with("whsec_"), "{created:#}");
-    let id = created["id"].as_str().expect("id");
-    assert_eq!(created["url"], tenant_rx.url.as_str());
-    assert_eq!(created["types"], json!(["order.reserved", "order.cancelled"]));
-    assert_eq!(created["status"], "active");
+    let secret = created.secret.clone();
+    assert!(secret.starts_with("whsec_"), "{created:#?}");
+    let id = created.endpoint.id;
+    assert_eq!(created.endpoint.url, tenant_rx.url);
+    assert_eq!(created.endpoint.types, [EventType::OrderReserved, EventType::OrderCancelled]);
+    assert_eq!(created.endpoint.status, EndpointStatus::Active);
     // Shown once: never again.
-    let (status, shown) = json(app.get(&format!("/v1/webhook-endpoints/{id}"), &tenant.token).await).await;
-    assert_eq!(status, 200);
-    let mut expected = created.clone();
-    expected.as_object_mut().expect("object").remove("secret");
-    assert_eq!(shown, expected);
-    let (_, list) = json(app.get("/v1/webhook-endpoints", &tenant.token).await).await;
-    assert_eq!(list, json!({"data": [expected], "next_cursor": null}));
-    let finance_secret = endpoint(&app, &finance, &finance_rx.url, &["order.reserved"]).await["secret"]
-        .as_str()
-        .expect("secret")
-        .to_string();
+    let shown: WebhookEndpointView =
+        secretless(app.get(&format!("/v1/webhook-endpoints/{id}"), &tenant.token).await).await;
+    assert_eq!(fields(&shown), fields(&created.endpoint));
+    let list: Page<WebhookEndpointView> = secretless(app.get("/v1/webhook-endpoints", &tenant.token).await).await;
+    assert_eq!(list.data.iter().map(fields).collect::<Vec<_>>(), [fields(&created.endpoint)]);
+    assert_eq!(list.next_cursor, None);
+    let finance_secret = endpoint(&app, &finance, &finance_rx.url, &["order.reserved"]).await.secret;
 
     let reserved = record(&app, EventType::OrderReserved, &[tenant.org_id], json!({"n": 1})).await;
     let others = record(&app, EventType::OrderReserved, &[other.org_id], json!({"n": 2})).await;
@@ -239,6 +275,7 @@ async fn each_event_reaches_the_endpoints_that_see_it_signed_and_never_again_aft
         }
     }
     let first = tenant_rx.received().into_iter().find(|r| r.event_id == reserved.to_string()).expect("delivered");
+    // The body exactly as sent, which no view of the crate's describes.
     let body: Value = serde_json::from_slice(&first.body).expect("JSON");
     assert_eq!(
         body,
@@ -255,16 +292,10 @@ async fn each_event_reaches_the_endpoints_that_see_it_signed_and_never_again_aft
     let shown = deliveries(&app, &tenant.token, &format!("?endpoint_id={id}")).await;
     assert_eq!(shown.len(), 2);
     for d in &shown {
-        assert_eq!(
-            (&d["status"], &d["attempts"], &d["last_status_code"]),
-            (&json!("succeeded"), &json!(1), &json!(200))
-        );
-        assert_eq!(
-            (&d["next_attempt_at"], &d["last_error"], &d["endpoint_id"]),
-            (&Value::Null, &Value::Null, &json!(id))
-        );
+        assert_eq!((d.status, d.attempts, d.last_status_code), (DeliveryStatus::Succeeded, 1, Some(200)));
+        assert_eq!((d.next_attempt_at, d.last_error.as_deref(), d.endpoint_id), (None, None, id));
     }
-    assert_eq!(deliveries(&app, &tenant.token, "?status=failed").await, Vec::<Value>::new());
+    assert!(deliveries(&app, &tenant.token, "?status=failed").await.is_empty());
 }
 
 #[tokio::test]
@@ -280,9 +311,9 @@ async fn a_failing_receiver_is_retried_with_backoff_then_given_up_and_retried_by
     let round = deliver(&app, &config, start, 1).await;
     assert_eq!((round.succeeded, round.failed), (0, 1));
     let [d] = deliveries(&app, &tenant.token, "").await.try_into().expect("one delivery");
-    assert_eq!((&d["status"], &d["attempts"], &d["last_status_code"]), (&json!("pending"), &json!(1), &json!(500)));
-    assert_eq!(d["last_error"], "the receiver answered 500 Internal Server Error: boom");
-    let next: DateTime<Utc> = d["next_attempt_at"].as_str().expect("due again").parse().expect("instant");
+    assert_eq!((d.status, d.attempts, d.last_status_code), (DeliveryStatus::Pending, 1, Some(500)));
+    assert_eq!(d.last_error.as_deref(), Some("the receiver answered 500 Internal Server Error: boom"));
+    let next = d.next_attempt_at.expect("due again");
     assert!(next <= Utc::now() + chrono::Duration::seconds(30), "the first retry waits at most 30 s: {next}");
 
     // The receiver recovers; an hour on, the retry succeeds.
@@ -290,9 +321,9 @@ async fn a_failing_receiver_is_retried_with_backoff_then_given_up_and_retried_by
     let round = run_once(&app.pool, &config, start + chrono::Duration::hours(1)).await.expect("a round");
     assert_eq!((round.succeeded, round.failed), (1, 0));
     let [d] = deliveries(&app, &tenant.token, "").await.try_into().expect("one delivery");
-    assert_eq!((&d["status"], &d["attempts"], &d["last_status_code"]), (&json!("succeeded"), &json!(2), &json!(200)));
+    assert_eq!((d.status, d.attempts, d.last_status_code), (DeliveryStatus::Succeeded, 2, Some(200)));
     assert_eq!(rx.event_ids(), vec![event.to_string(), event.to_string()]);
-    let retry = format!("/v1/webhook-deliveries/{}/retry", d["id"].as_str().expect("id"));
+    let retry = format!("/v1/webhook-deliveries/{}/retry", d.id);
     expect_problem(app.post(&retry, &tenant.token, &json!({}), None).await, 409, "conflict").await;
 
     // A receiver that never recovers: fifteen attempts, then failed.
@@ -305,24 +336,21 @@ async fn a_failing_receiver_is_retried_with_backoff_then_given_up_and_retried_by
         run_once(&app.pool, &config, now).await.expect("a round");
     }
     let [failed] = deliveries(&app, &tenant.token, "?status=failed").await.try_into().expect("one failed");
-    assert_eq!(
-        (&failed["event_id"], &failed["attempts"], &failed["next_attempt_at"]),
-        (&json!(event), &json!(15), &Value::Null)
-    );
+    assert_eq!((failed.event_id, failed.attempts, failed.next_attempt_at), (event, 15, None));
     let sent = rx.received().iter().filter(|r| r.event_id == event.to_string()).count();
     assert_eq!(sent, 15);
 
     // Retried by hand: one more attempt, now.
     rx.set(Mode::Ok);
-    let id = failed["id"].as_str().expect("id");
-    let (status, retried) =
-        json(app.post(&format!("/v1/webhook-deliveries/{id}/retry"), &tenant.token, &json!({}), None).await).await;
-    assert_eq!((status.as_u16(), &retried["status"], &retried["attempts"]), (200, &json!("pending"), &json!(15)));
+    let id = failed.id;
+    let retried: WebhookDeliveryView =
+        app.post_as(&format!("/v1/webhook-deliveries/{id}/retry"), &tenant.token, &json!({}), None, 200).await;
+    assert_eq!((retried.status, retried.attempts), (DeliveryStatus::Pending, 15));
     let round = run_once(&app.pool, &config, Utc::now()).await.expect("a round");
     assert_eq!((round.succeeded, round.failed), (1, 0));
     let done = deliveries(&app, &tenant.token, "?status=succeeded").await;
-    let done = done.iter().find(|d| d["id"] == id).expect("succeeded");
-    assert_eq!((&done["attempts"], &done["last_status_code"]), (&json!(16), &json!(200)));
+    let done = done.iter().find(|d| d.id == id).expect("succeeded");
+    assert_eq!((done.attempts, done.last_status_code), (16, Some(200)));
 }
 
 #[tokio::test]
@@ -361,10 +389,7 @@ async fn a_slow_or_hanging_receiver_does_not_hold_up_another_endpoint() {
     assert_eq!((round.succeeded, round.failed), (2, 1));
     let failed = deliveries(&app, &tenant.token, "?status=pending").await;
     assert_eq!(failed.len(), 1);
-    assert_eq!(
-        (&failed[0]["last_error"], &failed[0]["last_status_code"]),
-        (&json!("no answer within 3 s"), &Value::Null)
-    );
+    assert_eq!((failed[0].last_error.as_deref(), failed[0].last_status_code), (Some("no answer within 3 s"), None));
 }
 
 #[tokio::test]
@@ -418,19 +443,18 @@ async fn rotation_signs_with_both_secrets_until_the_grace_period_ends() {
     let tenant = app.caller(Role::Tenant).await;
     let rx = Receiver::start(Mode::Ok).await;
     let created = endpoint(&app, &tenant.token, &rx.url, &["grant.created"]).await;
-    let (id, old) = (created["id"].as_str().expect("id"), created["secret"].as_str().expect("secret"));
+    let (id, old) = (created.endpoint.id, created.secret.as_str());
     let path = format!("/v1/webhook-endpoints/{id}/rotate-secret");
     let rotate = async |body: Value| app.post(&path, &tenant.token, &body, None).await;
-    let (status, rotated) = json(rotate(json!({})).await).await;
-    assert_eq!(status, 200, "{rotated:#}");
-    let new = rotated["secret"].as_str().expect("secret");
+    let rotated: WebhookEndpointWithSecret = read_as(rotate(json!({})).await, 200).await;
+    let new = rotated.secret.as_str();
     assert_ne!(new, old);
-    let grace_ends: DateTime<Utc> =
-        rotated["previous_secret_expires_at"].as_str().expect("grace").parse().expect("instant");
-    let rotated_at: DateTime<Utc> = rotated["secret_rotated_at"].as_str().expect("rotated").parse().expect("instant");
+    let grace_ends = rotated.endpoint.previous_secret_expires_at.expect("grace");
+    let rotated_at = rotated.endpoint.secret_rotated_at.expect("rotated");
     assert_eq!(grace_ends - rotated_at, chrono::Duration::hours(24));
-    let (_, shown) = json(app.get(&format!("/v1/webhook-endpoints/{id}"), &tenant.token).await).await;
-    assert_eq!(shown.get("secret"), None);
+    let shown: WebhookEndpointView =
+        secretless(app.get(&format!("/v1/webhook-endpoints/{id}"), &tenant.token).await).await;
+    assert_eq!(fields(&shown), fields(&rotated.endpoint));
 
     record(&app, EventType::GrantCreated, &[tenant.org_id], json!({"k": 1})).await;
     deliver(&app, &config(Duration::from_secs(5)), Utc::now(), 1).await;
@@ -440,9 +464,9 @@ async fn rotation_signs_with_both_secrets_until_the_grace_period_ends() {
     assert!(signing::verify(&r.signature, &r.body, old, t, 0) && signing::verify(&r.signature, &r.body, new, t, 0));
 
     // Rotated again with no grace: only the newest secret signs.
-    let (status, again) = json(rotate(json!({"grace_hours": 0})).await).await;
-    assert_eq!((status.as_u16(), &again["previous_secret_expires_at"]), (200, &Value::Null));
-    let newest = again["secret"].as_str().expect("secret");
+    let again: WebhookEndpointWithSecret = read_as(rotate(json!({"grace_hours": 0})).await, 200).await;
+    assert_eq!(again.endpoint.previous_secret_expires_at, None);
+    let newest = again.secret.as_str();
     record(&app, EventType::GrantCreated, &[tenant.org_id], json!({"k": 2})).await;
     deliver(&app, &config(Duration::from_secs(5)), Utc::now(), 2).await;
     let r = rx.received().pop().expect("a second request");
@@ -458,18 +482,18 @@ async fn another_organisation_can_neither_see_nor_touch_your_webhooks() {
     let app = spawn_app().await;
     let (owner, stranger) = (app.caller(Role::Tenant).await, app.caller(Role::Provider).await);
     let rx = Receiver::start(Mode::Fail).await;
-    let id = endpoint(&app, &owner.token, &rx.url, &["order.reserved"]).await["id"].as_str().expect("id").to_string();
+    let id = endpoint(&app, &owner.token, &rx.url, &["order.reserved"]).await.endpoint.id;
     record(&app, EventType::OrderReserved, &[owner.org_id], json!({})).await;
     deliver(&app, &config(Duration::from_secs(5)), Utc::now(), 1).await;
     let [d] = deliveries(&app, &owner.token, "").await.try_into().expect("one delivery");
-    let delivery = d["id"].as_str().expect("id");
+    let delivery = d.id;
 
     let s = &stranger.token;
     expect_problem(app.get(&format!("/v1/webhook-endpoints/{id}"), s).await, 404, "not_found").await;
     expect_problem(app.get(&format!("/v1/webhook-deliveries?endpoint_id={id}"), s).await, 404, "not_found").await;
-    let (_, list) = json(app.get("/v1/webhook-endpoints", s).await).await;
-    assert_eq!(list, json!({"data": [], "next_cursor": null}));
-    assert_eq!(deliveries(&app, s, "").await, Vec::<Value>::new());
+    let list: Page<WebhookEndpointView> = app.get_as("/v1/webhook-endpoints", s).await;
+    assert_eq!((list.data.len(), list.next_cursor), (0, None));
+    assert!(deliveries(&app, s, "").await.is_empty());
     let retry = format!("/v1/webhook-deliveries/{delivery}/retry");
     expect_problem(app.post(&retry, s, &json!({}), None).await, 404, "not_found").await;
     let rotate = format!("/v1/webhook-endpoints/{id}/rotate-secret");
@@ -480,10 +504,10 @@ async fn another_organisation_can_neither_see_nor_touch_your_webhooks() {
     // The owner disables it: its pending delivery fails, and nothing is sent.
     let delete =
         app.client.delete(app.url(&format!("/v1/webhook-endpoints/{id}"))).bearer_auth(&owner.token).send().await;
-    let (status, disabled) = json(delete.expect("request")).await;
-    assert_eq!((status.as_u16(), &disabled["status"]), (200, &json!("disabled")), "{disabled:#}");
+    let disabled: WebhookEndpointView = read_as(delete.expect("request"), 200).await;
+    assert_eq!(disabled.status, EndpointStatus::Disabled, "{disabled:#?}");
     let [d] = deliveries(&app, &owner.token, "").await.try_into().expect("one delivery");
-    assert_eq!((&d["status"], &d["last_error"]), (&json!("failed"), &json!("the endpoint was disabled")));
+    assert_eq!((d.status, d.last_error.as_deref()), (DeliveryStatus::Failed, Some("the endpoint was disabled")));
     expect_problem(app.post(&retry, &owner.token, &json!({}), None).await, 409, "conflict").await;
     let sent = rx.received().len();
     run_once(&app.pool, &config(Duration::from_secs(5)), Utc::now() + chrono::Duration::days(1)).await.expect("round");
@@ -534,7 +558,7 @@ async fn urls_outside_the_rules_are_refused_outside_sandbox_mode() {
     assert_eq!(app.count("SELECT count(*) AS n FROM webhook_endpoints").await, 0);
     // An https URL on a public name is accepted.
     let created = endpoint(&app, &tenant.token, "https://hooks.example.com/gpuhour", &["order.reserved"]).await;
-    assert_eq!(created["url"], "https://hooks.example.com/gpuhour");
+    assert_eq!(created.endpoint.url, "https://hooks.example.com/gpuhour");
 }
 
 #[tokio::test]
@@ -549,7 +573,10 @@ async fn a_url_registered_in_sandbox_mode_is_not_sent_to_by_a_worker_outside_it(
     assert_eq!((round.succeeded, round.failed), (0, 1));
     assert!(rx.received().is_empty());
     let [d] = deliveries(&app, &tenant.token, "").await.try_into().expect("one delivery");
-    assert_eq!(d["last_error"], "the URL must use https (http is allowed in sandbox mode only): not sent");
+    assert_eq!(
+        d.last_error.as_deref(),
+        Some("the URL must use https (http is allowed in sandbox mode only): not sent")
+    );
 }
 
 #[tokio::test]
@@ -573,10 +600,12 @@ async fn registering_and_retrying_are_checked_and_idempotent() {
 
     // One key, one endpoint: the retry replays the first answer.
     let body = json!({"url": "http://127.0.0.1:9/x", "types": ["order.reserved"], "description": "ops"});
-    let (s1, first) = json(app.post("/v1/webhook-endpoints", &tenant.token, &body, Some("wh-1")).await).await;
-    let (s2, again) = json(app.post("/v1/webhook-endpoints", &tenant.token, &body, Some("wh-1")).await).await;
-    assert_eq!((s1.as_u16(), s2.as_u16()), (201, 201));
-    assert_eq!(first, again);
+    let first: WebhookEndpointWithSecret =
+        app.post_as("/v1/webhook-endpoints", &tenant.token, &body, Some("wh-1"), 201).await;
+    let again: WebhookEndpointWithSecret =
+        app.post_as("/v1/webhook-endpoints", &tenant.token, &body, Some("wh-1"), 201).await;
+    assert_eq!((fields(&first.endpoint), &first.secret), (fields(&again.endpoint), &again.secret));
+    assert_eq!(first.endpoint.description.as_deref(), Some("ops"));
     assert_eq!(app.count("SELECT count(*) AS n FROM webhook_endpoints").await, 1);
     assert_eq!(
         app.count("SELECT count(*) AS n FROM audit_log WHERE route = '/v1/webhook-endpoints'").await,
@@ -596,12 +625,12 @@ async fn registering_and_retrying_are_checked_and_idempotent() {
         problem["errors"][0]["message"],
         "an organisation may have at most 20 active endpoints; disable one first"
     );
-    let (_, page) = json(app.get("/v1/webhook-endpoints?limit=15", &tenant.token).await).await;
-    assert_eq!(page["data"].as_array().map(Vec::len), Some(15));
-    let cursor = page["next_cursor"].as_str().expect("more");
-    let (_, rest) =
-        json(app.get(&format!("/v1/webhook-endpoints?limit=15&cursor={cursor}"), &tenant.token).await).await;
-    assert_eq!((rest["data"].as_array().map(Vec::len), &rest["next_cursor"]), (Some(5), &Value::Null));
+    let page: Page<WebhookEndpointView> = app.get_as("/v1/webhook-endpoints?limit=15", &tenant.token).await;
+    assert_eq!(page.data.len(), 15);
+    let cursor = page.next_cursor.expect("more");
+    let rest: Page<WebhookEndpointView> =
+        app.get_as(&format!("/v1/webhook-endpoints?limit=15&cursor={cursor}"), &tenant.token).await;
+    assert_eq!((rest.data.len(), rest.next_cursor), (5, None));
 }
 
 #[tokio::test]
@@ -631,7 +660,7 @@ async fn a_delivery_whose_worker_died_mid_send_is_sent_again_when_its_lease_ends
     assert_eq!((round.succeeded, round.failed), (1, 0));
     assert_eq!(rx.event_ids(), vec![event.to_string()]);
     let [d] = deliveries(&app, &tenant.token, "").await.try_into().expect("one delivery");
-    assert_eq!((&d["status"], &d["attempts"]), (&json!("succeeded"), &json!(2)));
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 2));
 }
 
 #[tokio::test]
@@ -666,23 +695,22 @@ async fn a_placed_order_reaches_its_tenants_and_providers_endpoints() {
     let finance = app.token(Role::Finance).await;
     let (tenant, provider) = (app.caller(Role::Tenant).await, app.caller(Role::Provider).await);
     let (tenant_rx, provider_rx) = (Receiver::start(Mode::Ok).await, Receiver::start(Mode::Ok).await);
-    let tenant_secret = endpoint(&app, &tenant.token, &tenant_rx.url, &["order.reserved"]).await["secret"].clone();
-    let provider_secret =
-        endpoint(&app, &provider.token, &provider_rx.url, &["order.reserved"]).await["secret"].clone();
+    let tenant_secret = endpoint(&app, &tenant.token, &tenant_rx.url, &["order.reserved"]).await.secret;
+    let provider_secret = endpoint(&app, &provider.token, &provider_rx.url, &["order.reserved"]).await.secret;
     crate::market::deposit(&app, &finance, tenant.org_id, "100000").await;
     let start = crate::helpers::next_hour(&app, &finance).await;
     let listing = crate::market::listing(&app, &provider.token, 2, "1000", start, 10).await;
-    let (status, order) =
-        json(app.post("/v1/orders", &tenant.token, &crate::market::order_body(&listing, 1, start, 2), None).await)
-            .await;
-    assert_eq!(status, 201, "{order:#}");
+    let order: OrderView =
+        app.post_as("/v1/orders", &tenant.token, &crate::market::order_body(&listing, 1, start, 2), None, 201).await;
 
     deliver(&app, &config(Duration::from_secs(5)), Utc::now(), 2).await;
     let now = Utc::now().timestamp();
     for (rx, secret) in [(&tenant_rx, &tenant_secret), (&provider_rx, &provider_secret)] {
         let [r] = rx.received().try_into().expect("one delivery each");
-        assert!(signing::verify(&r.signature, &r.body, secret.as_str().expect("secret"), now, 60));
+        assert!(signing::verify(&r.signature, &r.body, secret, now, 60));
+        // The body as sent, which no view of the crate's describes; its data is the order's view.
         let body: Value = serde_json::from_slice(&r.body).expect("JSON");
-        assert_eq!((&body["type"], &body["data"]["id"]), (&json!("order.reserved"), &order["id"]), "{body:#}");
+        let sent: OrderView = serde_json::from_value(body["data"].clone()).expect("an OrderView");
+        assert_eq!((&body["type"], sent.id), (&json!("order.reserved"), order.id), "{body:#}");
     }
 }

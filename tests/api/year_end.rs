@@ -5,21 +5,24 @@
 
 use chrono::{DateTime, Duration, Utc};
 use gpuhour::auth::Role;
-use serde_json::{Value, json};
+use gpuhour::market::views::OrderView;
+use gpuhour::subsidy::advances::AdvanceView;
+use gpuhour::subsidy::claims::ClaimView;
+use gpuhour::subsidy::programmes::GrantStatus;
+use gpuhour::subsidy::routes::{GrantView, ProgrammeView};
+use gpuhour::subsidy::year_end::{RefundView, SettlementOutcome};
+use gpuhour::subsidy::year_end_routes::{GrantLine, SettlementStatement};
+use serde_json::json;
+use uuid::Uuid;
 
-use crate::helpers::{Caller, TestApp, expect_problem, json, next_hour, spawn_app, verify_is_clean};
+use crate::helpers::{Caller, TestApp, expect_problem, next_hour, read_as, spawn_app, verify_is_clean};
 use crate::market::{deposit, listing, order_body, set_clock, settle};
-
-async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> (u16, Value) {
-    let (status, v) = json(app.post(path, token, &body, None).await).await;
-    (status.as_u16(), v)
-}
 
 struct Year {
     finance: String,
     tenant: Caller,
-    pid: String,
-    grant: String,
+    pid: Uuid,
+    grant: Uuid,
     ends_at: DateTime<Utc>,
     start: DateTime<Utc>,
 }
@@ -35,33 +38,42 @@ async fn year(app: &TestApp) -> Year {
     let ends_at = start + Duration::hours(12);
     let body = json!({"name": "2026 compute voucher", "sponsor": "NIPA", "fiscal_year": 2026, "currency": "KRW",
         "budget": "1000000", "starts_at": start - Duration::days(1), "ends_at": ends_at, "default_rate": "0.7"});
-    let (status, p) = post(app, &finance, "/v1/programmes", body).await;
-    assert_eq!(status, 201, "{p:#}");
-    let pid = p["id"].as_str().expect("id").to_string();
+    let p: ProgrammeView = app.post_as("/v1/programmes", &finance, &body, None, 201).await;
+    let pid = p.id;
     let body = json!({"tenant_org_id": tenant.org_id, "amount": "100000", "rate": "0.8",
         "valid_from": start - Duration::days(1), "valid_until": ends_at});
-    let (status, g) = post(app, &finance, &format!("/v1/programmes/{pid}/grants"), body).await;
-    assert_eq!(status, 201, "{g:#}");
+    let g: GrantView = app.post_as(&format!("/v1/programmes/{pid}/grants"), &finance, &body, None, 201).await;
     let l = listing(app, &provider.token, 1, "1000", start, 24).await;
     let mut order = order_body(&l, 1, start, 10);
-    order["grant_id"] = g["id"].clone();
-    let (status, o) = post(app, &tenant.token, "/v1/orders", order).await;
-    assert_eq!((status, o["subsidy"].as_str()), (201, Some("8000")), "{o:#}");
-    Year { finance, tenant, pid, grant: g["id"].as_str().expect("id").into(), ends_at, start }
+    order["grant_id"] = json!(g.id);
+    let o: OrderView = app.post_as("/v1/orders", &tenant.token, &order, None, 201).await;
+    assert_eq!(o.subsidy, "8000");
+    Year { finance, tenant, pid, grant: g.id, ends_at, start }
 }
 
-async fn advance(app: &TestApp, y: &Year, amount: &str, reference: &str) -> (u16, Value) {
+async fn advance(app: &TestApp, y: &Year, amount: &str, reference: &str) -> reqwest::Response {
     let at = crate::helpers::now(app, &y.finance).await;
     let body = json!({"amount": amount, "reference": reference, "received_at": at});
-    post(app, &y.finance, &format!("/v1/programmes/{}/advances", y.pid), body).await
+    app.post(&format!("/v1/programmes/{}/advances", y.pid), &y.finance, &body, None).await
+}
+
+/// Records an advance, expecting it taken in full.
+async fn advanced(app: &TestApp, y: &Year, amount: &str, reference: &str) {
+    let tranche: AdvanceView = read_as(advance(app, y, amount, reference).await, 201).await;
+    assert_eq!((tranche.programme_id, tranche.amount.as_str(), tranche.reference.as_str()), (y.pid, amount, reference));
+}
+
+/// A settlement statement's line of a grant: grant, tenant, status, amount, spent, released.
+fn grant_line(l: &GrantLine) -> (Uuid, Uuid, GrantStatus, &str, &str, &str) {
+    (l.grant_id, l.tenant_org_id, l.status, &l.amount, &l.spent, &l.released)
 }
 
 #[tokio::test]
 async fn a_programme_advanced_more_than_it_spent_is_owed_a_refund() {
     let app = spawn_app().await;
     let y = year(&app).await;
-    assert_eq!(advance(&app, &y, "7000", "NIPA-ADV-1").await.0, 201);
-    assert_eq!(advance(&app, &y, "3000", "NIPA-ADV-2").await.0, 201);
+    advanced(&app, &y, "7000", "NIPA-ADV-1").await;
+    advanced(&app, &y, "3000", "NIPA-ADV-2").await;
     let settle_path = format!("/v1/programmes/{}/settle", y.pid);
     // Not before the fiscal year ends; not while an order it funded is unsettled.
     expect_problem(app.post(&settle_path, &y.finance, &json!({}), None).await, 409, "conflict").await;
@@ -70,19 +82,17 @@ async fn a_programme_advanced_more_than_it_spent_is_owed_a_refund() {
     assert!(pending["detail"].as_str().is_some_and(|d| d.contains("1 orders")), "{pending:#}");
     settle(&app, &y.finance).await;
 
-    let (status, done) = post(&app, &y.finance, &settle_path, json!({})).await;
-    assert_eq!(status, 200, "{done:#}");
+    let done: SettlementOutcome = app.post_as(&settle_path, &y.finance, &json!({}), None, 200).await;
     assert_eq!(
-        (done["released_now"].as_str(), done["refund_due"].as_str(), done["outstanding"].as_str()),
-        (Some("92000"), Some("2000"), Some("0"))
+        (done.released_now.as_str(), done.refund_due.as_str(), done.outstanding.as_str()),
+        ("92000", "2000", "0")
     );
-    assert!(done["final_claim_id"].is_string());
+    assert!(done.final_claim_id.is_some());
     verify_is_clean(&app, &y.finance).await;
 
     // Settled: nothing new but the refund.
     expect_problem(app.post(&settle_path, &y.finance, &json!({}), None).await, 409, "conflict").await;
-    let (status, _) = advance(&app, &y, "1", "NIPA-ADV-3").await;
-    assert_eq!(status, 409);
+    assert_eq!(advance(&app, &y, "1", "NIPA-ADV-3").await.status(), 409);
     let grant =
         json!({"tenant_org_id": y.tenant.org_id, "amount": "1", "valid_from": y.start, "valid_until": y.ends_at});
     expect_problem(
@@ -94,15 +104,16 @@ async fn a_programme_advanced_more_than_it_spent_is_owed_a_refund() {
     let refunds = format!("/v1/programmes/{}/refunds", y.pid);
     let too_much = json!({"amount": "2001", "reference": "REF-1"});
     expect_problem(app.post(&refunds, &y.finance, &too_much, None).await, 422, "validation_failed").await;
-    let (status, refund) = post(&app, &y.finance, &refunds, json!({"amount": "2000", "reference": "REF-1"})).await;
-    assert_eq!((status, refund["refund_due"].as_str()), (201, Some("0")), "{refund:#}");
+    let refund: RefundView =
+        app.post_as(&refunds, &y.finance, &json!({"amount": "2000", "reference": "REF-1"}), None, 201).await;
+    assert_eq!(refund.refund_due, "0");
 
-    let (_, statement) = json(app.get(&format!("/v1/reports/programmes/{}/settlement", y.pid), &y.finance).await).await;
-    assert_eq!((statement["refund_due"].as_str(), statement["refunded"].as_str()), (Some("0"), Some("2000")));
+    let statement: SettlementStatement =
+        app.get_as(&format!("/v1/reports/programmes/{}/settlement", y.pid), &y.finance).await;
+    assert_eq!((statement.refund_due.as_str(), statement.refunded.as_str()), ("0", "2000"));
     assert_eq!(
-        statement["by_grant"],
-        json!([{"grant_id": y.grant, "tenant_org_id": y.tenant.org_id, "status": "closed", "amount": "100000",
-            "spent": "8000", "released": "92000"}])
+        statement.by_grant.iter().map(grant_line).collect::<Vec<_>>(),
+        [(y.grant, y.tenant.org_id, GrantStatus::Closed, "100000", "8000", "92000")]
     );
     // The same statement as a spreadsheet, figure for figure.
     let xlsx = app.get(&format!("/v1/reports/programmes/{}/settlement?format=xlsx", y.pid), &y.finance).await;
@@ -121,10 +132,10 @@ async fn a_programme_advanced_more_than_it_spent_is_owed_a_refund() {
     let csv = app.get(&format!("/v1/reports/programmes/{}/settlement?format=csv", y.pid), &y.finance).await;
     let csv = csv.text().await.expect("csv");
     assert!(csv.lines().any(|l| l == "spent,8000") && csv.lines().any(|l| l == "refund due,0"), "{csv}");
-    let f = &statement["figures"];
+    let f = &statement.figures;
     assert_eq!(
-        ["spent", "claimed", "advanced", "advance_applied", "advance_unapplied", "outstanding"].map(|k| f[k].as_str()),
-        [Some("8000"), Some("8000"), Some("10000"), Some("8000"), Some("0"), Some("0")]
+        [&f.spent, &f.claimed, &f.advanced, &f.advance_applied, &f.advance_unapplied, &f.outstanding],
+        ["8000", "8000", "10000", "8000", "0", "0"]
     );
     verify_is_clean(&app, &y.finance).await;
 }
@@ -133,16 +144,16 @@ async fn a_programme_advanced_more_than_it_spent_is_owed_a_refund() {
 async fn a_shortfall_stays_outstanding_for_a_cash_payment() {
     let app = spawn_app().await;
     let y = year(&app).await;
-    assert_eq!(advance(&app, &y, "5000", "NIPA-ADV-1").await.0, 201);
+    advanced(&app, &y, "5000", "NIPA-ADV-1").await;
     set_clock(&app, &y.finance, y.ends_at + Duration::hours(1)).await;
     settle(&app, &y.finance).await;
-    let (status, done) = post(&app, &y.finance, &format!("/v1/programmes/{}/settle", y.pid), json!({})).await;
-    assert_eq!(status, 200, "{done:#}");
-    assert_eq!((done["refund_due"].as_str(), done["outstanding"].as_str()), (Some("0"), Some("3000")));
+    let done: SettlementOutcome =
+        app.post_as(&format!("/v1/programmes/{}/settle", y.pid), &y.finance, &json!({}), None, 200).await;
+    assert_eq!((done.refund_due.as_str(), done.outstanding.as_str()), ("0", "3000"));
     // The programme pays the rest on the final claim.
-    let claim = format!("/v1/claims/{}", done["final_claim_id"].as_str().expect("claim"));
-    let (status, paid) =
-        post(&app, &y.finance, &format!("{claim}/payments"), json!({"amount": "3000", "reference": "NIPA-F"})).await;
-    assert_eq!((status, paid["outstanding"].as_str()), (201, Some("0")), "{paid:#}");
+    let claim = format!("/v1/claims/{}", done.final_claim_id.expect("a final claim"));
+    let payment = json!({"amount": "3000", "reference": "NIPA-F"});
+    let paid: ClaimView = app.post_as(&format!("{claim}/payments"), &y.finance, &payment, None, 201).await;
+    assert_eq!(paid.outstanding, "0");
     verify_is_clean(&app, &y.finance).await;
 }
