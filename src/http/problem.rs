@@ -15,6 +15,7 @@ use crate::market::settlement::SettleError;
 use crate::subsidy::claims::ClaimError;
 use crate::subsidy::corrections::CorrectionError;
 use crate::subsidy::programmes::GrantError;
+use crate::subsidy::projects::AllocationError;
 use crate::subsidy::year_end::YearEndError;
 
 /// One invalid field of a request.
@@ -368,11 +369,15 @@ impl From<OrderError> for ApiError {
     fn from(e: OrderError) -> Self {
         match e {
             OrderError::Invalid(fields) => ApiError::validation(fields),
+            OrderError::ListingNotFound(_) => ApiError::not_found(e.to_string()),
             OrderError::ListingClosed(_) => ApiError::conflict(e.to_string()),
             OrderError::MoreGpusThanListed(_) | OrderError::CapacityUnavailable => {
                 ApiError::new(StatusCode::CONFLICT, ProblemCode::CapacityUnavailable, e.to_string())
             }
+            OrderError::Grant(grant) => ApiError::from(grant),
+            OrderError::Allocation(allocation) => ApiError::from(allocation),
             OrderError::Ledger(ledger) => ApiError::from(ledger),
+            OrderError::Database(db) => ApiError::from(db),
         }
     }
 }
@@ -395,12 +400,24 @@ impl From<GrantError> for ApiError {
             GrantError::ProgrammeNotFound(_) | GrantError::GrantNotFound(_) => ApiError::not_found(e.to_string()),
             GrantError::ProgrammeSettled { .. } => ApiError::conflict(e.to_string()),
             GrantError::NoSuchTenant => ApiError::invalid("tenant_org_id", e.to_string()),
-            GrantError::BudgetExhausted(_) => {
+            GrantError::BudgetExhausted(_) | GrantError::ShareCapExceeded { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::BudgetExhausted, e.to_string())
             }
             GrantError::NotUsable(message) => ApiError::invalid("grant_id", message),
+            GrantError::Invalid { field, message } => ApiError::invalid(field, message),
             GrantError::Ledger(ledger) => ApiError::from(ledger),
             GrantError::Database(db) => ApiError::from(db),
+        }
+    }
+}
+
+impl From<AllocationError> for ApiError {
+    fn from(e: AllocationError) -> Self {
+        match e {
+            AllocationError::OtherModel { .. } => ApiError::invalid("grant_id", e.to_string()),
+            AllocationError::Exceeded { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::BudgetExhausted, e.to_string())
+            }
         }
     }
 }
@@ -520,6 +537,65 @@ mod tests {
         assert_eq!((e.status.as_u16(), e.code, e.errors.len()), (422, ProblemCode::ValidationFailed, 2));
         let corrupt = OrderError::Ledger(LedgerError::Corrupt("listing x has an invalid currency".into()));
         assert_eq!(answer(corrupt).0, 500);
+    }
+
+    #[test]
+    fn refusals_of_the_order_batch_are_answered_at_the_edge() {
+        use crate::market::orders::OrderError;
+        use crate::subsidy::programmes::GrantError;
+        use crate::subsidy::projects::AllocationError;
+        use diesel::result::{DatabaseErrorKind, Error};
+        let id = uuid::Uuid::nil();
+        assert_eq!(answer(OrderError::ListingNotFound(id)), (404, "not_found", format!("listing {id} does not exist")));
+        let e: ApiError = OrderError::Grant(GrantError::NotUsable("the grant is closed".into())).into();
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.errors),
+            (422, ProblemCode::ValidationFailed, vec![FieldError::new("grant_id", "the grant is closed")])
+        );
+        let exceeded = AllocationError::Exceeded { gpu_model: "H100".into(), left: 60, needed: 64 };
+        assert_eq!(
+            answer(OrderError::Allocation(exceeded)),
+            (
+                422,
+                "budget_exhausted",
+                "the grant's allocation of H100 has 60 GPU-hours left; this order needs 64".into()
+            )
+        );
+        let other_model = AllocationError::OtherModel { allocated: "H100".into(), asked: "A100".into() };
+        let e: ApiError = OrderError::Allocation(other_model).into();
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.errors[0].field.as_str()),
+            (422, ProblemCode::ValidationFailed, "grant_id")
+        );
+        let hidden = "an unexpected error occurred; it has been logged".to_string();
+        assert_eq!(answer(OrderError::Database(Error::NotFound)), (500, "internal_error", hidden.clone()));
+        let lost = Error::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new(String::from("server closed")));
+        assert_eq!(answer(OrderError::Database(lost)).1, "service_unavailable");
+        let unlocked = OrderError::Ledger(LedgerError::Corrupt("hour h of listing l was not locked".into()));
+        assert_eq!(answer(unlocked), (500, "internal_error", hidden));
+    }
+
+    #[test]
+    fn grant_refusals_of_caps_and_projects_are_answered_at_the_edge() {
+        use crate::subsidy::programmes::GrantError;
+        use crate::subsidy::projects::ShareExceeded;
+        use rust_decimal_macros::dec;
+        let share =
+            ShareExceeded { max_share_per_org: dec!(0.1), cap: dec!(100000.0), held: dec!(60000), asked: dec!(50000) };
+        assert_eq!(
+            answer(GrantError::ShareCapExceeded { share, currency: crate::money::Currency::Krw }),
+            (
+                422,
+                "budget_exhausted",
+                "max_share_per_org 0.1 caps one organisation at 100000 of this programme; it holds 60000 and this grant asks 50000"
+                    .into()
+            )
+        );
+        let e: ApiError = GrantError::Invalid { field: "project", message: "describe it the same way".into() }.into();
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.detail.as_str(), e.errors[0].field.as_str()),
+            (422, ProblemCode::ValidationFailed, "project: describe it the same way", "project")
+        );
     }
 
     #[test]

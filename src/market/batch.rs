@@ -26,12 +26,11 @@ use uuid::Uuid;
 
 use super::energy;
 use super::listings::{self, ListingRow};
-use super::orders::{self, OrderAccounts, OrderRow, OrderStatus, Request, SubsidyAccounts};
+use super::orders::{self, OrderAccounts, OrderError, OrderRow, OrderStatus, Request, SubsidyAccounts};
 use super::pricing::{Breakdown, SubsidyTerms};
 use crate::auth::Principal;
 use crate::db::schema::{accounts, grants, organisations, programmes};
 use crate::events::EventType;
-use crate::http::ApiError;
 use crate::ledger::model::{AccountState, EntryKind};
 use crate::ledger::posting::{self as ledger_posting, AppliedEntry, NewEntry};
 use crate::ledger::store as ledger_store;
@@ -78,14 +77,15 @@ impl HourBook {
     }
 
     /// Whether `gpus` are free in every hour of [`start`, `end`).
-    pub fn check(&self, listing: Uuid, start: DateTime<Utc>, end: DateTime<Utc>, gpus: i32) -> Result<(), ApiError> {
+    pub fn check(&self, listing: Uuid, start: DateTime<Utc>, end: DateTime<Utc>, gpus: i32) -> Result<(), OrderError> {
         for hour in each_hour(start, end) {
-            let state = self.hours.get(&(listing, hour)).ok_or_else(|| {
-                ApiError::internal(LedgerError::Corrupt(format!("hour {hour} of listing {listing} was not locked")))
-            })?;
-            let wanted = state.reserved.checked_add(gpus).ok_or(orders::OrderError::CapacityUnavailable)?;
+            let state = self
+                .hours
+                .get(&(listing, hour))
+                .ok_or_else(|| LedgerError::Corrupt(format!("hour {hour} of listing {listing} was not locked")))?;
+            let wanted = state.reserved.checked_add(gpus).ok_or(OrderError::CapacityUnavailable)?;
             if wanted > state.capacity {
-                return Err(orders::OrderError::CapacityUnavailable.into());
+                return Err(OrderError::CapacityUnavailable);
             }
         }
         Ok(())
@@ -156,18 +156,17 @@ pub fn judge(
     book: &mut BTreeMap<Uuid, AccountState>,
     fee_rate: Decimal,
     now: DateTime<Utc>,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted, OrderError> {
     let (ask, listing) = (candidate.ask, candidate.listing);
     let request = &ask.request;
     orders::check_request(request, listing, now)?;
     hours.check(listing.id, request.start, request.end, request.gpus)?;
     let terms = match (&candidate.grant, &candidate.subsidy) {
         (Some(grant), Some(side)) => {
-            let available = book
-                .get(&side.grant_available)
-                .map(|a| a.balances.available(a.normal_side))
-                .ok_or_else(|| ApiError::internal(LedgerError::UnknownAccount(side.grant_available)))?;
-            Some(SubsidyTerms { rate: grant.rate, available })
+            let account = book.get(&side.grant_available).ok_or_else(|| {
+                LedgerError::Corrupt(format!("grant account {} was not locked", side.grant_available))
+            })?;
+            Some(SubsidyTerms { rate: grant.rate, available: account.balances.available(account.normal_side) })
         }
         _ => None,
     };
@@ -178,7 +177,7 @@ pub fn judge(
     let order_id = Uuid::now_v7();
     let movements = orders::order_movements(&breakdown, &candidate.accounts, candidate.subsidy.as_ref());
     if movements.is_empty() {
-        return Err(ApiError::invalid("gpus", "an order must cost something"));
+        return Err(OrderError::invalid("gpus", "an order must cost something"));
     }
     let mut entry = NewEntry::new(EntryKind::Order, now, movements);
     entry.actor = ask.principal.actor();
@@ -212,7 +211,7 @@ fn order_row(
     breakdown: &Breakdown,
     entry_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<OrderRow, ApiError> {
+) -> Result<OrderRow, OrderError> {
     let request = &ask.request;
     Ok(OrderRow {
         id,
@@ -228,7 +227,7 @@ fn order_row(
         hours,
         currency: breakdown.currency,
         unit_price: breakdown.unit_price,
-        gpu_hours: i32::try_from(breakdown.gpu_hours).map_err(|_| ApiError::invalid("gpus", "too many GPU-hours"))?,
+        gpu_hours: i32::try_from(breakdown.gpu_hours).map_err(|_| OrderError::invalid("gpus", "too many GPU-hours"))?,
         subtotal: breakdown.subtotal,
         subsidy: breakdown.subsidy,
         subsidy_rate: breakdown.subsidy_rate,
@@ -262,7 +261,7 @@ pub async fn place_many(
     asks: &[OrderAsk],
     fee_rate: Decimal,
     now: DateTime<Utc>,
-) -> Result<Vec<Result<OrderRow, ApiError>>, ApiError> {
+) -> Result<Vec<Result<OrderRow, OrderError>>, OrderError> {
     let (answers, postings) = place_many_deferred(conn, asks, fee_rate, now).await?;
     postings.write(conn).await?;
     Ok(answers)
@@ -285,7 +284,7 @@ impl DeferredPostings {
     /// Locks the accounts without a floor the accepted orders touch, works
     /// out each posting's running balances against their real figures, and
     /// writes the postings and every touched account's figures.
-    pub async fn write(self, conn: &mut AsyncPgConnection) -> Result<(), ApiError> {
+    pub async fn write(self, conn: &mut AsyncPgConnection) -> Result<(), LedgerError> {
         let DeferredPostings { mut entries, locked: mut book } = self;
         if entries.is_empty() {
             return Ok(());
@@ -314,8 +313,8 @@ pub async fn place_many_deferred(
     asks: &[OrderAsk],
     fee_rate: Decimal,
     now: DateTime<Utc>,
-) -> Result<(Vec<Result<OrderRow, ApiError>>, DeferredPostings), ApiError> {
-    let mut answers: Vec<Option<Result<OrderRow, ApiError>>> = asks.iter().map(|_| None).collect();
+) -> Result<(Vec<Result<OrderRow, OrderError>>, DeferredPostings), OrderError> {
+    let mut answers: Vec<Option<Result<OrderRow, OrderError>>> = asks.iter().map(|_| None).collect();
 
     // Listings (shared locks: a listing's window and status hold till commit),
     // grants, programmes and tenants, each read once.
@@ -341,7 +340,7 @@ pub async fn place_many_deferred(
         let listing = listing_rows
             .get(&ask.request.listing_id)
             .filter(|l| listings::visible_to(l, &ask.principal))
-            .ok_or_else(|| ApiError::missing("listing", ask.request.listing_id));
+            .ok_or(OrderError::ListingNotFound(ask.request.listing_id));
         let prepared = listing.and_then(|listing| {
             let grant = match orders::purchase(&ask.request, listing) {
                 None => None,
@@ -378,13 +377,13 @@ pub async fn place_many_deferred(
         known
             .get(&(code.clone(), currency))
             .map(|a| a.id)
-            .ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("account {code} {currency} is missing"))))
+            .ok_or_else(|| LedgerError::Corrupt(format!("account {code} {currency} is missing")))
     };
     let mut ready: Vec<(usize, Candidate<'_>)> = Vec::with_capacity(candidates.len());
     for (i, listing, currency, grant) in candidates {
         let ask = &asks[i];
         let accounts = (|| {
-            Ok::<_, ApiError>(OrderAccounts {
+            Ok::<_, LedgerError>(OrderAccounts {
                 wallet: id_of(chart::tenant_wallet_code(ask.principal.org_id), currency)?,
                 payable: id_of(chart::provider_payable_code(listing.provider_org_id), currency)?,
                 fees: id_of(chart::PLATFORM_FEES.to_string(), currency)?,
@@ -393,7 +392,7 @@ pub async fn place_many_deferred(
         let subsidy = grant
             .map(|g| {
                 let [receivable, available, spent] = g.account_codes();
-                Ok::<_, ApiError>(SubsidyAccounts {
+                Ok::<_, LedgerError>(SubsidyAccounts {
                     receivable: id_of(receivable, g.currency)?,
                     grant_available: id_of(available, g.currency)?,
                     grant_spent: id_of(spent, g.currency)?,
@@ -405,7 +404,7 @@ pub async fn place_many_deferred(
                 let g_co2e_per_kwh = intensities.get(&listing.region).copied();
                 ready.push((i, Candidate { ask, listing, currency, grant, accounts, subsidy, g_co2e_per_kwh }))
             }
-            (Err(e), _) | (_, Err(e)) => answers[i] = Some(Err(e)),
+            (Err(e), _) | (_, Err(e)) => answers[i] = Some(Err(e.into())),
         }
     }
 
@@ -462,7 +461,7 @@ pub async fn place_many_deferred(
     }
     let answers = answers
         .into_iter()
-        .map(|a| a.ok_or_else(|| ApiError::internal(LedgerError::Corrupt("an order was not judged".into()))))
+        .map(|a| a.ok_or_else(|| LedgerError::Corrupt("an order was not judged".into())))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((answers, DeferredPostings { entries, locked }))
 }
@@ -476,7 +475,7 @@ async fn read_grant_rows(
     conn: &mut AsyncPgConnection,
     grant_ids: &[Uuid],
     asks: &[OrderAsk],
-) -> Result<GrantRows, ApiError> {
+) -> QueryResult<GrantRows> {
     let grant_rows: HashMap<Uuid, GrantRow> = grants::table
         .filter(grants::id.eq_any(grant_ids))
         .select(GrantRow::as_select())
@@ -513,7 +512,7 @@ async fn read_grant_rows(
 async fn accounts_by_code(
     conn: &mut AsyncPgConnection,
     wanted: Vec<(String, Currency)>,
-) -> Result<HashMap<(String, Currency), AccountState>, ApiError> {
+) -> Result<HashMap<(String, Currency), AccountState>, OrderError> {
     let wanted = sorted_unique(wanted.into_iter().map(|(code, c)| (code, c.code().to_string())).collect());
     if wanted.is_empty() {
         return Ok(HashMap::new());
@@ -540,7 +539,7 @@ async fn accounts_by_code(
 /// (`listings::insert`), so this is one statement; an hour found without its
 /// row (a listing stored before rows were made so) gets one here, which the
 /// batch removes again if no order takes it.
-async fn lock_hours(conn: &mut AsyncPgConnection, ready: &[(usize, Candidate<'_>)]) -> Result<HourBook, ApiError> {
+async fn lock_hours(conn: &mut AsyncPgConnection, ready: &[(usize, Candidate<'_>)]) -> QueryResult<HourBook> {
     let mut book = HourBook::default();
     if ready.is_empty() {
         return Ok(book);
@@ -592,8 +591,8 @@ struct HourRow {
     reserved: i32,
 }
 
-async fn lock_hour_rows(conn: &mut AsyncPgConnection, windows: &HourWindows) -> Result<Vec<HourRow>, ApiError> {
-    Ok(crate::db::prepared(
+async fn lock_hour_rows(conn: &mut AsyncPgConnection, windows: &HourWindows) -> QueryResult<Vec<HourRow>> {
+    crate::db::prepared(
         // Joined from the windows, so each is an index range scan (a filter
         // over listing_hours read the whole table for every batch). A row two
         // windows share comes twice; locking it twice is harmless.
@@ -607,14 +606,14 @@ async fn lock_hour_rows(conn: &mut AsyncPgConnection, windows: &HourWindows) -> 
     .bind::<Array<Timestamptz>, _>(&windows.starts)
     .bind::<Array<Timestamptz>, _>(&windows.ends)
     .load(conn)
-    .await?)
+    .await
 }
 
 /// Makes the rows the windows lack; answers the (listing, hour) of each made.
 async fn make_missing_hours(
     conn: &mut AsyncPgConnection,
     windows: &HourWindows,
-) -> Result<Vec<(Uuid, DateTime<Utc>)>, ApiError> {
+) -> QueryResult<Vec<(Uuid, DateTime<Utc>)>> {
     #[derive(QueryableByName)]
     struct Made {
         #[diesel(sql_type = SqlUuid)]
@@ -643,7 +642,7 @@ async fn make_missing_hours(
 /// Writes every hour whose reservation changed, in one statement, and removes
 /// the rows this batch made that no order took. The database's own check
 /// (`listing_hours_within_capacity`) stays the last word.
-async fn write_hours(conn: &mut AsyncPgConnection, hours: &HourBook) -> Result<(), ApiError> {
+async fn write_hours(conn: &mut AsyncPgConnection, hours: &HourBook) -> QueryResult<()> {
     let (unused_listings, unused_hours) = hours.unused();
     if !unused_listings.is_empty() {
         crate::db::prepared(

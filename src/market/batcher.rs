@@ -221,7 +221,7 @@ async fn place_and_record(
                 let body = serde_json::to_string(&order_view(order, now, &figures)?).map_err(ApiError::internal)?;
                 bodies.push((i, body, id));
             }
-            Err(e) => answers[i] = Some(Err(e)),
+            Err(refusal) => answers[i] = Some(Err(refusal.into())),
         }
     }
     let records: Vec<_> =

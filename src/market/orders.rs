@@ -75,14 +75,25 @@ pub enum OrderError {
     /// Fields of the request are invalid (every one found, not only the first).
     #[error("{}", describe_fields(.0))]
     Invalid(Vec<FieldError>),
+    /// No such listing, or one the caller may not see: both answer the same.
+    #[error("listing {0} does not exist")]
+    ListingNotFound(Uuid),
     #[error("the listing is {0} and takes no orders")]
     ListingClosed(ListingStatus),
     #[error("the listing has {0} GPUs")]
     MoreGpusThanListed(i32),
     #[error("not enough GPUs are free on this listing for every hour asked")]
     CapacityUnavailable,
+    /// The grant the order names cannot pay for it.
+    #[error(transparent)]
+    Grant(#[from] crate::subsidy::programmes::GrantError),
+    /// The grant's allocation of GPU-hours cannot cover the order.
+    #[error(transparent)]
+    Allocation(#[from] crate::subsidy::projects::AllocationError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
 }
 
 impl OrderError {

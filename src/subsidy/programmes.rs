@@ -37,6 +37,12 @@ pub enum GrantError {
     NoSuchTenant,
     #[error("the programme has {0} left to grant")]
     BudgetExhausted(String),
+    /// The grant would take the tenant past the programme's per-organisation cap.
+    #[error("{}", .share.describe(*.currency))]
+    ShareCapExceeded { share: super::projects::ShareExceeded, currency: Currency },
+    /// A field of the grant asked for does not fit what is stored (its project).
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
     /// The grant an order names cannot pay for it (not the caller's, closed,
     /// another currency, outside its validity, not eligible).
     #[error("{0}")]

@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::programmes::{GrantRow, ProgrammeRow};
+use super::programmes::{GrantError, GrantRow, ProgrammeRow};
 use crate::db::schema::{allocation_draws, grant_allocations, grants, programme_caps, project_grants, projects};
-use crate::http::{ApiError, FieldError};
+use crate::http::FieldError;
 use crate::money::{Currency, format_amount};
 
 /// A project as asked for with a grant.
@@ -103,18 +103,17 @@ pub fn check_share(budget: Decimal, max_share: Decimal, held: Decimal, asked: De
     Ok(())
 }
 
-pub fn share_problem(e: &ShareExceeded, currency: Currency) -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-        crate::http::ProblemCode::BudgetExhausted,
+impl ShareExceeded {
+    /// The refusal as the caller reads it, amounts in the programme's currency.
+    pub fn describe(&self, currency: Currency) -> String {
         format!(
             "max_share_per_org {} caps one organisation at {} of this programme; it holds {} and this grant asks {}",
-            e.max_share_per_org.normalize(),
-            format_amount(e.cap, currency),
-            format_amount(e.held, currency),
-            format_amount(e.asked, currency),
-        ),
-    )
+            self.max_share_per_org.normalize(),
+            format_amount(self.cap, currency),
+            format_amount(self.held, currency),
+            format_amount(self.asked, currency),
+        )
+    }
 }
 
 /// Records a programme's cap (in the programme's creating transaction).
@@ -144,7 +143,7 @@ pub async fn enforce_cap(
     programme: &ProgrammeRow,
     tenant: Uuid,
     amount: Decimal,
-) -> Result<(), ApiError> {
+) -> Result<(), GrantError> {
     let share: Option<Decimal> = programme_caps::table
         .find(programme.id)
         .select(programme_caps::max_share_per_org)
@@ -160,7 +159,8 @@ pub async fn enforce_cap(
         .select(diesel::dsl::sum(grants::amount - grants::released))
         .first(conn)
         .await?;
-    check_share(programme.budget, share, held.unwrap_or(Decimal::ZERO), amount).map_err(|e| share_problem(&e, currency))
+    check_share(programme.budget, share, held.unwrap_or(Decimal::ZERO), amount)
+        .map_err(|share| GrantError::ShareCapExceeded { share, currency })
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -184,7 +184,7 @@ pub async fn attach(
     project: Option<&ProjectFields>,
     allocation: Option<&AllocationFields>,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), GrantError> {
     if let Some(p) = project {
         let fresh = ProjectRow {
             id: Uuid::now_v7(),
@@ -209,21 +209,21 @@ pub async fn attach(
             .first(conn)
             .await?;
         if stored.tenant_org_id != grant.tenant_org_id {
-            return Err(ApiError::invalid(
-                "project.agreement_number",
-                "this agreement number is another organisation's project in this programme",
-            ));
+            return Err(GrantError::Invalid {
+                field: "project.agreement_number",
+                message: "this agreement number is another organisation's project in this programme".into(),
+            });
         }
         if (&stored.title, &stored.principal_investigator, &stored.purpose)
             != (&p.title, &p.principal_investigator, &p.purpose)
         {
-            return Err(ApiError::invalid(
-                "project",
-                format!(
+            return Err(GrantError::Invalid {
+                field: "project",
+                message: format!(
                     "agreement {} is already the project {:?}: describe it the same way",
                     stored.agreement_number, stored.title
                 ),
-            ));
+            });
         }
         diesel::insert_into(project_grants::table)
             .values((project_grants::grant_id.eq(grant.id), project_grants::project_id.eq(stored.id)))
@@ -321,19 +321,6 @@ pub enum AllocationError {
     OtherModel { allocated: String, asked: String },
     #[error("the grant's allocation of {gpu_model} has {left} GPU-hours left; this order needs {needed}")]
     Exceeded { gpu_model: String, left: i64, needed: i64 },
-}
-
-impl From<AllocationError> for ApiError {
-    fn from(e: AllocationError) -> Self {
-        match e {
-            AllocationError::OtherModel { .. } => ApiError::invalid("grant_id", e.to_string()),
-            AllocationError::Exceeded { .. } => ApiError::new(
-                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-                crate::http::ProblemCode::BudgetExhausted,
-                e.to_string(),
-            ),
-        }
-    }
 }
 
 /// The allocations a batch of orders touches, locked, with what the orders

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 use gpuhour::auth::{Principal, Role};
+use gpuhour::http::ApiError;
 use gpuhour::market::batch::{OrderAsk, place_many};
 use gpuhour::market::orders::Request;
 use rust_decimal::Decimal;
@@ -75,13 +76,17 @@ async fn a_batch_judges_each_order_on_its_own() {
     let answers = gpuhour::db::transaction(&mut conn, async |c| place_many(c, &asks, Decimal::ZERO, at).await)
         .await
         .expect("the batch as a whole succeeds");
-    // (subsidy, tenant pays) of an accepted order; (status, code) of a refusal.
-    type Outcome<'a> = Result<(String, String), (u16, &'a str)>;
+    // (subsidy, tenant pays) of an accepted order; (status, code) of a
+    // refusal, as the API answers it.
+    type Outcome = Result<(String, String), (u16, &'static str)>;
     let outcome: Vec<Outcome> = answers
-        .iter()
+        .into_iter()
         .map(|a| match a {
             Ok(o) => Ok((o.subsidy.to_string(), o.tenant_amount.to_string())),
-            Err(e) => Err((e.status.as_u16(), e.code.as_str())),
+            Err(refusal) => {
+                let e = ApiError::from(refusal);
+                Err((e.status.as_u16(), e.code.as_str()))
+            }
         })
         .collect();
     let paid = |subsidy: &str, tenant: &str| Ok((subsidy.to_string(), tenant.to_string()));
@@ -314,7 +319,8 @@ async fn hours_without_rows_get_them_in_the_batch_and_lose_them_when_unsold() {
         .await
         .expect("the batch as a whole succeeds");
     assert!(answers[0].is_ok(), "{:?}", answers[0]);
-    assert_eq!(answers[1].as_ref().err().map(|e| e.status.as_u16()), Some(402));
+    let refusal = answers.into_iter().nth(1).and_then(Result::err).map(ApiError::from);
+    assert_eq!(refusal.map(|e| e.status.as_u16()), Some(402));
     drop(conn);
     assert_eq!(
         app.count(&format!(

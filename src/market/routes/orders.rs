@@ -164,7 +164,8 @@ pub async fn place_order(
 ) -> Result<OrderRow, ApiError> {
     let ask = crate::market::batch::OrderAsk { principal: *principal, request: *request };
     let mut answers = crate::market::batch::place_many(conn, std::slice::from_ref(&ask), fee_rate, now).await?;
-    answers.pop().unwrap_or_else(|| Err(ApiError::internal(std::io::Error::other("an order went unanswered"))))
+    let answer = answers.pop().ok_or_else(|| ApiError::internal(std::io::Error::other("an order went unanswered")))?;
+    answer.map_err(ApiError::from)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
