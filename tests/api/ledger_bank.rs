@@ -138,7 +138,18 @@ async fn concurrent_transfers_conserve_money_and_respect_floors() {
     for _ in 0..READERS {
         tasks.push(tokio::spawn(reader(app.clone(), accounts.clone(), stop.clone(), reads.clone())));
     }
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Run for at least four seconds and until enough has happened, however
+    // slow the machine: a busy machine makes the race slower, not smaller.
+    // Two minutes without that much work means the writers are stuck.
+    let enough = || {
+        AtomicU64::load(&stats[0], Ordering::Relaxed) > 100
+            && AtomicU64::load(&stats[2], Ordering::Relaxed) > 10
+            && AtomicU64::load(&reads, Ordering::Relaxed) > 10
+    };
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(4) || (!enough() && started.elapsed() < Duration::from_secs(120)) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.expect("task did not panic");
