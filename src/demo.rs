@@ -176,8 +176,8 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
             |d: &DepositView| Some(d.id),
             async |c| {
                 let reference = format!("KB-{:06}", 100_000 + i);
-                crate::finance::deposits::deposit(c, org.id, amount, Currency::Krw, reference, finance_actor, start)
-                    .await
+                Ok(crate::finance::deposits::deposit(c, org.id, amount, Currency::Krw, reference, finance_actor, start)
+                    .await?)
             },
         )
         .await
@@ -483,7 +483,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
                 |p: &PayoutView| Some(p.id),
                 async |c| {
                     let reference = format!("PAY-{}", org.id.simple());
-                    crate::finance::payouts::pay_out(
+                    Ok(crate::finance::payouts::pay_out(
                         c,
                         org.id,
                         amount,
@@ -493,7 +493,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
                         finance_actor,
                         now,
                     )
-                    .await
+                    .await?)
                 },
             )
             .await
@@ -668,7 +668,7 @@ async fn import_the_bank_statement(
         actor,
         201,
         |r: &ImportResult| Some(r.statement_id),
-        async |c| crate::finance::bank::import(c, lines, &zone, days, actor, now).await,
+        async |c| Ok(crate::finance::bank::import(c, lines, &zone, days, actor, now).await?),
     )
     .await
 }

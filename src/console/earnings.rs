@@ -114,8 +114,9 @@ pub async fn earnings(
         .find(|c| c.code() == query.currency)
         .or_else(|| figures.first().map(|f| f.currency))
         .unwrap_or(Currency::Krw);
-    let statement =
-        org_statement(&mut conn, &state, &viewer.principal, org, None, None, Some(chosen)).await.map_err(fail)?;
+    let statement = org_statement(&mut conn, &state, &viewer.principal, org, None, None, Some(chosen))
+        .await
+        .map_err(|e| fail(e.into()))?;
     let payouts = payouts_page(
         &mut conn,
         PayoutListQuery {

@@ -213,13 +213,13 @@ async fn dashboard(
     let c = programme.currency;
     let zone = &state.settings.time_zone;
     // The programme report, as `GET /v1/reports/programmes/{id}?group_by=…` answers it.
-    let by_tenant = report(&mut conn, id, c, Some(GroupBy::Tenant), zone).await.map_err(fail)?;
+    let by_tenant = report(&mut conn, id, c, Some(GroupBy::Tenant), zone).await.map_err(|e| fail(e.into()))?;
     let mut breakdowns = Vec::new();
     for by in [GroupBy::Provider, GroupBy::GpuModel, GroupBy::Month] {
-        let r = report(&mut conn, id, c, Some(by), zone).await.map_err(fail)?;
+        let r = report(&mut conn, id, c, Some(by), zone).await.map_err(|e| fail(e.into()))?;
         breakdowns.push((by, r.groups.unwrap_or_default()));
     }
-    let movements = daily_movements(&mut conn, id, c, zone).await.map_err(fail)?;
+    let movements = daily_movements(&mut conn, id, c, zone).await.map_err(|e| fail(e.into()))?;
     let (first, last) = programme_days(programme.starts_at, programme.ends_at, office_zone(state));
     let points = burn_down(&movements, first, last).unwrap_or_default();
     let grants = grants_page(

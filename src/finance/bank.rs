@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::FinanceError;
 use super::bank_match::{Candidate, Line, Outcome, match_lines};
 use crate::db::schema::{bank_lines, bank_matches, bank_statements};
-use crate::http::{ApiError, FieldError};
 use crate::ledger::model::{Actor, text_enum, text_enum_sql};
 use crate::money::{Currency, format_amount, parse_amount};
 
@@ -74,7 +74,7 @@ pub struct ParsedLine {
 
 /// Parses a statement file. A bad row refuses the whole file, naming the row
 /// (1 is the header) and the column.
-pub fn parse_statement(bytes: &[u8], columns: &Columns) -> Result<Vec<ParsedLine>, ApiError> {
+pub fn parse_statement(bytes: &[u8], columns: &Columns) -> Result<Vec<ParsedLine>, FinanceError> {
     let name = |given: &Option<String>, default: &str| given.clone().unwrap_or_else(|| default.to_string());
     let wanted = [
         name(&columns.date_column, "date"),
@@ -85,25 +85,23 @@ pub fn parse_statement(bytes: &[u8], columns: &Columns) -> Result<Vec<ParsedLine
         name(&columns.bank_ref_column, "bank_ref"),
     ];
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
-    let headers = reader.headers().map_err(|e| ApiError::invalid("file", format!("row 1: {e}")))?.clone();
+    let headers = reader.headers().map_err(|e| FinanceError::InvalidFile { row: 1, why: e.to_string() })?.clone();
     let mut index = [0usize; 6];
     for (i, column) in wanted.iter().enumerate() {
         index[i] = headers
             .iter()
             .position(|h| h == column)
-            .ok_or_else(|| ApiError::invalid("file", format!("row 1: no column named {column:?}")))?;
+            .ok_or_else(|| FinanceError::InvalidFile { row: 1, why: format!("no column named {column:?}") })?;
     }
     let mut lines = Vec::new();
     for (n, record) in reader.records().enumerate() {
         let row = n + 2;
-        let record = record.map_err(|e| ApiError::invalid("file", format!("row {row}: {e}")))?;
+        let record = record.map_err(|e| FinanceError::InvalidFile { row, why: e.to_string() })?;
         if record.iter().any(|f| f.contains('\0')) {
-            return Err(ApiError::invalid("file", format!("row {row}: must not contain a NUL character")));
+            return Err(FinanceError::InvalidFile { row, why: "must not contain a NUL character".into() });
         }
         let field = |i: usize| record.get(index[i]).unwrap_or("").to_string();
-        let bad = |column: &str, why: String| {
-            ApiError::validation(vec![FieldError::new("file", format!("row {row}, column {column}: {why}"))])
-        };
+        let bad = |column: &str, why: String| FinanceError::InvalidCell { row, column: column.to_string(), why };
         let date = NaiveDate::parse_from_str(&field(0), "%Y-%m-%d")
             .map_err(|_| bad(&wanted[0], "a date is YYYY-MM-DD".into()))?;
         let currency: Currency =
@@ -128,10 +126,7 @@ pub fn parse_statement(bytes: &[u8], columns: &Columns) -> Result<Vec<ParsedLine
     let mut seen = std::collections::HashSet::new();
     for l in &lines {
         if !seen.insert(l.bank_ref.clone()) {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "file",
-                format!("row {}: bank_ref {:?} appears twice in the file", l.row, l.bank_ref),
-            )]));
+            return Err(FinanceError::DuplicateBankRef { row: l.row, bank_ref: l.bank_ref.clone() });
         }
     }
     Ok(lines)
@@ -222,7 +217,7 @@ fn view(row: LineRow, matches: &[(MatchState, Uuid)]) -> BankLineView {
     }
 }
 
-pub async fn line_views(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<Vec<BankLineView>, ApiError> {
+pub async fn line_views(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<Vec<BankLineView>, FinanceError> {
     let rows: Vec<LineRow> = bank_lines::table
         .filter(bank_lines::id.eq_any(ids))
         .order((bank_lines::value_date, bank_lines::row_number))
@@ -248,7 +243,7 @@ pub async fn import(
     tolerance_days: i64,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<ImportResult, ApiError> {
+) -> Result<ImportResult, FinanceError> {
     // One import at a time: the bank_ref check and the matcher see every line.
     diesel::sql_query("LOCK TABLE bank_statements IN EXCLUSIVE MODE").execute(conn).await?;
     let refs: Vec<String> = lines.iter().map(|l| l.bank_ref.clone()).collect();
@@ -337,7 +332,7 @@ pub async fn run_matcher(
     tolerance_days: i64,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), FinanceError> {
     let open: Vec<LineRow> = bank_lines::table
         .filter(diesel::dsl::not(diesel::dsl::exists(
             bank_matches::table
@@ -409,7 +404,7 @@ async fn insert_match(
         .await
 }
 
-async fn lock_line(conn: &mut AsyncPgConnection, id: Uuid) -> Result<LineRow, ApiError> {
+async fn lock_line(conn: &mut AsyncPgConnection, id: Uuid) -> Result<LineRow, FinanceError> {
     bank_lines::table
         .find(id)
         .select(LineRow::as_select())
@@ -417,7 +412,7 @@ async fn lock_line(conn: &mut AsyncPgConnection, id: Uuid) -> Result<LineRow, Ap
         .first(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::missing("bank line", id))
+        .ok_or(FinanceError::LineNotFound(id))
 }
 
 async fn remove_live(conn: &mut AsyncPgConnection, line: Uuid, actor: Actor, now: DateTime<Utc>) -> QueryResult<usize> {
@@ -439,13 +434,13 @@ pub async fn match_line(
     entries: Vec<Uuid>,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<BankLineView, ApiError> {
+) -> Result<BankLineView, FinanceError> {
     let line = lock_line(conn, line_id).await?;
     let live = live_matches(conn, &[line_id]).await?.remove(&line_id).unwrap_or_default();
     if entries.is_empty() {
         let suggested: Vec<Uuid> = live.iter().filter(|(s, _)| *s == MatchState::Suggested).map(|(_, e)| *e).collect();
         if suggested.is_empty() {
-            return Err(ApiError::invalid("journal_entry_ids", "nothing is suggested for this line: name the entries"));
+            return Err(FinanceError::NothingSuggested);
         }
         remove_live(conn, line_id, actor, now).await?;
         for e in suggested {
@@ -453,17 +448,14 @@ pub async fn match_line(
         }
     } else {
         if live.iter().any(|(s, _)| *s == MatchState::Confirmed) {
-            return Err(ApiError::conflict("the line is already matched: unmatch it first"));
+            return Err(FinanceError::AlreadyMatched);
         }
         let all = bank_amounts(conn).await?;
         let mut total = Decimal::ZERO;
         for e in &entries {
-            let (amount, currency) = all
-                .get(e)
-                .cloned()
-                .ok_or_else(|| ApiError::invalid("journal_entry_ids", format!("entry {e} did not move the bank")))?;
+            let (amount, currency) = all.get(e).cloned().ok_or(FinanceError::EntryNotInBank(*e))?;
             if currency != line.currency {
-                return Err(ApiError::invalid("journal_entry_ids", format!("entry {e} is in {currency}")));
+                return Err(FinanceError::EntryInOtherCurrency { entry: *e, currency });
             }
             total += amount;
         }
@@ -473,10 +465,7 @@ pub async fn match_line(
                 others + line.amount == total
             });
         if !fits {
-            return Err(ApiError::invalid(
-                "journal_entry_ids",
-                format!("the entries moved {} and the line {}", total.normalize(), line.amount.normalize()),
-            ));
+            return Err(FinanceError::AmountsDiffer { entries: total, line: line.amount });
         }
         remove_live(conn, line_id, actor, now).await?;
         for e in entries {
@@ -528,10 +517,10 @@ pub async fn unmatch_line(
     line_id: Uuid,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<BankLineView, ApiError> {
+) -> Result<BankLineView, FinanceError> {
     lock_line(conn, line_id).await?;
     if remove_live(conn, line_id, actor, now).await? == 0 {
-        return Err(ApiError::conflict("the line has no match to undo"));
+        return Err(FinanceError::NothingToUnmatch);
     }
     Ok(line_views(conn, &[line_id]).await?.remove(0))
 }
@@ -544,13 +533,13 @@ pub async fn book_deposit(
     tenant: Uuid,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<BankLineView, ApiError> {
+) -> Result<BankLineView, FinanceError> {
     let line = lock_line(conn, line_id).await?;
     if !live_matches(conn, &[line_id]).await?.get(&line_id).is_none_or(Vec::is_empty) {
-        return Err(ApiError::conflict("the line is matched or has a suggestion: unmatch it first"));
+        return Err(FinanceError::LineNotFree);
     }
     if line.amount <= Decimal::ZERO {
-        return Err(ApiError::conflict("only a receipt can be booked as a deposit"));
+        return Err(FinanceError::NotAReceipt);
     }
     let currency = line.currency;
     let deposit =
@@ -590,7 +579,7 @@ pub async fn reconciliation(
     as_of: DateTime<Utc>,
     currency: Currency,
     zone: &str,
-) -> Result<Reconciliation, ApiError> {
+) -> Result<Reconciliation, FinanceError> {
     #[derive(QueryableByName)]
     struct Day {
         #[diesel(sql_type = Date)]
@@ -679,7 +668,7 @@ pub async fn reconciliation(
 pub async fn list_lines(
     conn: &mut AsyncPgConnection,
     status: Option<BankLineStatus>,
-) -> Result<Vec<BankLineView>, ApiError> {
+) -> Result<Vec<BankLineView>, FinanceError> {
     let ids: Vec<Uuid> = bank_lines::table.select(bank_lines::id).load(conn).await?;
     let all = line_views(conn, &ids).await?;
     let mut by_date: BTreeMap<(NaiveDate, i32, Uuid), BankLineView> = BTreeMap::new();
@@ -727,11 +716,12 @@ mod tests {
     fn a_bad_row_refuses_the_file_and_names_the_row() {
         let file = b"date,amount,currency,counterparty,reference,bank_ref\n2026-11-03,500000,KRW,a,b,B1\n2026-11-04,12.5,KRW,a,b,B2\n";
         let e = parse_statement(file, &defaults()).expect_err("refused");
-        assert!(e.detail.contains("row 3") && e.detail.contains("amount"), "{}", e.detail);
+        assert!(matches!(&e, FinanceError::InvalidCell { row: 3, column, .. } if column == "amount"), "{e}");
         let twice =
             b"date,amount,currency,counterparty,reference,bank_ref\n2026-11-03,1,KRW,a,b,B1\n2026-11-04,2,KRW,a,b,B1\n";
-        assert!(parse_statement(twice, &defaults()).expect_err("refused").detail.contains("row 3"));
+        assert!(matches!(parse_statement(twice, &defaults()), Err(FinanceError::DuplicateBankRef { row: 3, .. })));
         let no_column = b"date,amount\n2026-11-03,1\n";
-        assert!(parse_statement(no_column, &defaults()).expect_err("refused").detail.contains("currency"));
+        let e = parse_statement(no_column, &defaults()).expect_err("refused");
+        assert_eq!(e.to_string(), "row 1: no column named \"currency\"");
     }
 }

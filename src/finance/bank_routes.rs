@@ -36,7 +36,7 @@ pub async fn import_statement(write: Write<CsvBody>, Query(columns): Query<Colum
     let (clock, zone, days) = (state.clock, state.settings.time_zone.clone(), state.settings.bank_match_days);
     op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        bank::import(conn, lines, &zone, days, principal.actor(), now).await
+        Ok(bank::import(conn, lines, &zone, days, principal.actor(), now).await?)
     })
     .await
 }
@@ -100,7 +100,7 @@ pub async fn match_line(
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
-        bank::match_line(conn, id, entries, principal.actor(), now).await
+        Ok(bank::match_line(conn, id, entries, principal.actor(), now).await?)
     })
     .await
 }
@@ -122,7 +122,7 @@ pub async fn unmatch_line(
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
-        bank::unmatch_line(conn, id, principal.actor(), now).await
+        Ok(bank::unmatch_line(conn, id, principal.actor(), now).await?)
     })
     .await
 }
@@ -153,7 +153,7 @@ pub async fn book_deposit(
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        bank::book_deposit(conn, id, tenant, principal.actor(), now).await
+        Ok(bank::book_deposit(conn, id, tenant, principal.actor(), now).await?)
     })
     .await
 }

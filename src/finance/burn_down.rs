@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::http::ApiError;
+use super::FinanceError;
 use crate::money::Currency;
 
 /// What one day (in the programme office's zone) moved.
@@ -49,7 +49,7 @@ pub async fn daily_movements(
     programme: Uuid,
     c: Currency,
     time_zone: &str,
-) -> Result<Vec<DailyMovement>, ApiError> {
+) -> Result<Vec<DailyMovement>, FinanceError> {
     let rows: Vec<DayRow> = diesel::sql_query(
         "WITH spent_accounts AS ( \
            SELECT a.id FROM grants g JOIN accounts a ON a.code = 'budget:grant:' || g.id::text || ':spent' \
@@ -72,7 +72,7 @@ pub async fn daily_movements(
     .await?;
     rows.into_iter()
         .map(|r| {
-            let day = NaiveDate::parse_from_str(&r.day, "%Y-%m-%d").map_err(ApiError::internal)?;
+            let day = NaiveDate::parse_from_str(&r.day, "%Y-%m-%d").map_err(FinanceError::UnreadableDay)?;
             Ok(DailyMovement { day, spent: r.spent, committed: r.committed })
         })
         .collect()

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::FinanceError;
 use crate::auth::model::OrgKind;
 use crate::http::Write;
 use crate::http::extract::JsonBody;
@@ -72,7 +73,7 @@ pub async fn create_deposit(
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        deposit(conn, tenant, amount, currency, reference, principal.actor(), now).await
+        Ok(deposit(conn, tenant, amount, currency, reference, principal.actor(), now).await?)
     })
     .await
 }
@@ -86,11 +87,11 @@ pub async fn deposit(
     reference: String,
     actor: crate::ledger::model::Actor,
     now: DateTime<Utc>,
-) -> Result<DepositView, ApiError> {
+) -> Result<DepositView, FinanceError> {
     let org = crate::auth::store::org_by_id(conn, tenant)
         .await?
         .filter(|o| o.kind == OrgKind::Tenant.as_str())
-        .ok_or_else(|| ApiError::invalid("tenant_org_id", "no such tenant organisation"))?;
+        .ok_or(FinanceError::NoSuchTenant)?;
     let codes = [chart::BANK.to_string(), chart::tenant_wallet_code(org.id)];
     let [bank, wallet] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut entry = NewEntry::new(EntryKind::Deposit, now, vec![Movement::posted(bank, wallet, amount)]);

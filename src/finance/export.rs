@@ -14,6 +14,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::FinanceError;
 use super::spreadsheet::{Cell, csv_table};
 use crate::auth::Principal;
 use crate::http::ApiError;
@@ -64,7 +65,7 @@ pub async fn rows(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     time_zone: &str,
-) -> Result<Vec<ExportRow>, ApiError> {
+) -> Result<Vec<ExportRow>, FinanceError> {
     Ok(diesel::sql_query(
         "SELECT e.seq, e.id AS entry_id, e.kind AS entry_kind, p.effective_at, \
                 to_char(p.effective_at AT TIME ZONE $3, 'YYYY-MM-DD') AS local_date, e.memo, e.reference, p.id AS posting_id, \

@@ -6,6 +6,7 @@ pub mod bank_match;
 pub mod bank_routes;
 pub mod burn_down;
 pub mod deposits;
+pub mod error;
 pub mod export;
 pub mod funding;
 pub mod list_routes;
@@ -15,3 +16,5 @@ pub mod payouts;
 pub mod report_queries;
 pub mod reports;
 pub mod spreadsheet;
+
+pub use error::FinanceError;

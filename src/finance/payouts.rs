@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::FinanceError;
 use crate::auth::model::OrgKind;
 use crate::db::schema::payouts;
 use crate::events::{EventType, NewEvent};
@@ -63,7 +64,7 @@ pub async fn position(
     payable_id: Uuid,
     receivable: &AccountState,
     advance_rate: Decimal,
-) -> Result<PayoutPosition, ApiError> {
+) -> Result<PayoutPosition, FinanceError> {
     #[derive(diesel::QueryableByName)]
     struct Earned {
         #[diesel(sql_type = Numeric)]
@@ -127,7 +128,7 @@ pub async fn current_position(
     provider: Uuid,
     currency: Currency,
     advance_rate: Decimal,
-) -> Result<Option<PayoutPosition>, ApiError> {
+) -> Result<Option<PayoutPosition>, FinanceError> {
     let payable = ledger_store::account_by_code(conn, &chart::provider_payable_code(provider), currency).await?;
     let receivable = ledger_store::account_by_code(conn, &chart::provider_receivable_code(provider), currency).await?;
     let (Some(payable), Some(receivable)) = (payable, receivable) else { return Ok(None) };
@@ -150,44 +151,22 @@ pub async fn pay_out(
     advance_rate: Decimal,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<PayoutView, ApiError> {
+) -> Result<PayoutView, FinanceError> {
     crate::auth::store::org_by_id(conn, provider)
         .await?
         .filter(|o| o.kind == OrgKind::Provider.as_str())
-        .ok_or_else(|| ApiError::invalid("provider_org_id", "no such provider organisation"))?;
+        .ok_or(FinanceError::NoSuchProvider)?;
     let codes =
         [chart::provider_payable_code(provider), chart::BANK.to_string(), chart::provider_receivable_code(provider)];
     let [payable, bank, receivable] = ledger_store::required_account_ids(conn, &codes, currency).await?;
     let mut sorted = vec![payable, bank, receivable];
     sorted.sort_unstable();
     let locked = ledger_posting::lock_accounts(conn, &sorted).await?;
-    let state = |id: Uuid| {
-        locked.get(&id).ok_or_else(|| ApiError::internal(LedgerError::Corrupt(format!("account {id} vanished"))))
-    };
+    let state = |id: Uuid| locked.get(&id).ok_or_else(|| LedgerError::Corrupt(format!("account {id} vanished")));
     let position =
         position(conn, provider, currency, state(payable)?, payable, state(receivable)?, advance_rate).await?;
     if amount > position.payable_now {
-        let waiting = if position.awaiting_programme > Decimal::ZERO {
-            format!(
-                "; {} of settled subsidy waits for the programme's payment",
-                format_amount(position.awaiting_programme - position.advance_allowed, currency)
-            )
-        } else {
-            String::new()
-        };
-        let owed = if position.provider_receivable > Decimal::ZERO {
-            format!("; {} the provider owes is recovered first", format_amount(position.provider_receivable, currency))
-        } else {
-            String::new()
-        };
-        return Err(ApiError::invalid(
-            "amount",
-            format!(
-                "is more than the provider may be paid now ({} of a posted payable of {}{waiting}{owed})",
-                format_amount(position.payable_now, currency),
-                format_amount(position.payable.max(Decimal::ZERO), currency)
-            ),
-        ));
+        return Err(FinanceError::MoreThanPayableNow { position, currency });
     }
     let recover = position.to_recover();
     let mut movements = Vec::with_capacity(2);
@@ -260,7 +239,7 @@ pub async fn create_payout(
     let advance_rate = state.settings.payout_advance_rate;
     op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        pay_out(conn, provider, amount, currency, reference, advance_rate, principal.actor(), now).await
+        Ok(pay_out(conn, provider, amount, currency, reference, advance_rate, principal.actor(), now).await?)
     })
     .await
 }

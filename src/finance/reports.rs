@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::FinanceError;
 use crate::auth::Principal;
 use crate::auth::model::OrgKind;
 use crate::finance::names::{self, OrgRef};
 use crate::finance::report_queries::{self as queries, GroupRow, MovementRow, Movements, ProgrammeFigures};
 use crate::finance::spreadsheet::{self, Cell, Format, Sheet, amount_cell};
 use crate::http::ApiError;
-use crate::http::extract::{Query, check_period};
+use crate::http::extract::Query;
 use crate::ledger::store as ledger_store;
 use crate::ledger::{LedgerError, chart};
 use crate::market::energy::ProgrammeEnergy;
@@ -131,7 +132,7 @@ pub async fn programme_report(
     let report = report(&mut conn, programme.id, c, q.group_by, &state.settings.time_zone).await?;
     let now = state.clock.now(&mut conn).await?;
     spreadsheet::respond(q.format, &report, &format!("programme-{id}"), || {
-        programme_sheets(&report, &programme.name, q.group_by, c, now)
+        Ok(programme_sheets(&report, &programme.name, q.group_by, c, now)?)
     })
 }
 
@@ -142,7 +143,7 @@ fn programme_sheets(
     group_by: Option<GroupBy>,
     c: Currency,
     now: DateTime<Utc>,
-) -> Result<Vec<Sheet>, ApiError> {
+) -> Result<Vec<Sheet>, FinanceError> {
     let header = spreadsheet::header_block(
         "programme report",
         now,
@@ -215,7 +216,7 @@ pub async fn report(
     c: Currency,
     group_by: Option<GroupBy>,
     time_zone: &str,
-) -> Result<ProgrammeReport, ApiError> {
+) -> Result<ProgrammeReport, FinanceError> {
     let figures = queries::programme_figures(conn, programme, c).await?;
     let energy = crate::market::energy::programme_energy(conn, programme).await?;
     let groups = match group_by {
@@ -270,7 +271,7 @@ async fn groups(
     c: Currency,
     by: GroupBy,
     time_zone: &str,
-) -> Result<Vec<ReportGroup>, ApiError> {
+) -> Result<Vec<ReportGroup>, FinanceError> {
     let rows = queries::group_rows(conn, programme, c, by, time_zone).await?;
     let orgs = names::orgs(conn, &group_org_ids(&rows, by)).await?;
     Ok(group_views(rows, c, &orgs))
@@ -442,7 +443,9 @@ pub async fn statement(
     let mut conn = state.pool.get().await?;
     let statement = org_statement(&mut conn, &state, &principal, org_id, q.from, q.to, q.currency).await?;
     let now = state.clock.now(&mut conn).await?;
-    spreadsheet::respond(q.format, &statement, &format!("statement-{org_id}"), || statement_sheets(&statement, now))
+    spreadsheet::respond(q.format, &statement, &format!("statement-{org_id}"), || {
+        Ok(statement_sheets(&statement, now)?)
+    })
 }
 
 /// An organisation's statement for [`from`, `to`) (to now without `to`), in
@@ -457,13 +460,16 @@ pub async fn org_statement(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     currency: Option<Currency>,
-) -> Result<Statement, ApiError> {
-    check_period(from, to)?;
-    if !principal.is_finance() && principal.org_id != org_id {
-        return Err(ApiError::missing("organisation", org_id));
+) -> Result<Statement, FinanceError> {
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(FinanceError::FromAfterTo);
     }
-    let org =
-        crate::auth::store::org_by_id(conn, org_id).await?.ok_or_else(|| ApiError::missing("organisation", org_id))?;
+    if !principal.is_finance() && principal.org_id != org_id {
+        return Err(FinanceError::OrgNotFound(org_id));
+    }
+    let org = crate::auth::store::org_by_id(conn, org_id).await?.ok_or(FinanceError::OrgNotFound(org_id))?;
     // Without `to`, everything up to now, the entries of this very instant included.
     let bound = to;
     let to = match to {
@@ -509,7 +515,7 @@ pub async fn org_statement(
 
 /// A sheet per section: the opening balance, a row per movement with the
 /// running balance, and a totals row with the movements' sum and the closing balance.
-fn statement_sheets(s: &Statement, now: DateTime<Utc>) -> Result<Vec<Sheet>, ApiError> {
+fn statement_sheets(s: &Statement, now: DateTime<Utc>) -> Result<Vec<Sheet>, FinanceError> {
     let mut sheets = Vec::with_capacity(s.sections.len());
     for section in &s.sections {
         let c = section.currency;

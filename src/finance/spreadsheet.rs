@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::Deserialize;
 
+use super::FinanceError;
 use crate::http::ApiError;
 use crate::money::{Currency, format_amount};
 
@@ -94,12 +95,10 @@ pub fn header_block(
 }
 
 /// The sum of amounts a JSON view formatted, for a totals row (exact, checked).
-pub fn sum_amounts<'a>(amounts: impl IntoIterator<Item = &'a str>) -> Result<Decimal, ApiError> {
+pub fn sum_amounts<'a>(amounts: impl IntoIterator<Item = &'a str>) -> Result<Decimal, FinanceError> {
     amounts.into_iter().try_fold(Decimal::ZERO, |sum, text| {
-        let amount: Decimal = text.parse().map_err(|_| {
-            ApiError::internal(crate::ledger::LedgerError::Corrupt(format!("{text:?} is not an amount")))
-        })?;
-        sum.checked_add(amount).ok_or_else(|| ApiError::internal(crate::ledger::LedgerError::Overflow))
+        let amount: Decimal = text.parse().map_err(|_| FinanceError::NotAnAmount(text.to_string()))?;
+        sum.checked_add(amount).ok_or(FinanceError::TotalOverflow)
     })
 }
 
@@ -164,23 +163,22 @@ fn number_format(currency: Currency) -> &'static str {
 
 /// XLSX: one worksheet per sheet, the header block in the first rows, the
 /// table below it with bold column names and a bold totals row.
-pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, ApiError> {
+pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, FinanceError> {
     use rust_xlsxwriter::{Format as XFormat, Workbook};
-    let fail = |e: rust_xlsxwriter::XlsxError| ApiError::internal(e);
     let mut book = Workbook::new();
     let bold = XFormat::new().set_bold();
     for sheet in sheets {
         let ws = book.add_worksheet();
-        ws.set_name(sheet_name(&sheet.name)).map_err(fail)?;
+        ws.set_name(sheet_name(&sheet.name))?;
         let mut r: u32 = 0;
         for (label, value) in &sheet.header {
-            ws.write_string_with_format(r, 0, label, &bold).map_err(fail)?;
-            ws.write_string(r, 1, value).map_err(fail)?;
+            ws.write_string_with_format(r, 0, label, &bold)?;
+            ws.write_string(r, 1, value)?;
             r += 1;
         }
         r += 1;
         for (c, name) in sheet.columns.iter().enumerate() {
-            ws.write_string_with_format(r, c as u16, name, &bold).map_err(fail)?;
+            ws.write_string_with_format(r, c as u16, name, &bold)?;
         }
         r += 1;
         let write_row = |ws: &mut rust_xlsxwriter::Worksheet, r: u32, cells: &[Cell], total: bool| {
@@ -206,15 +204,15 @@ pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, ApiError> {
             Ok::<(), rust_xlsxwriter::XlsxError>(())
         };
         for row in &sheet.rows {
-            write_row(ws, r, row, false).map_err(fail)?;
+            write_row(ws, r, row, false)?;
             r += 1;
         }
         if let Some(totals) = &sheet.totals {
-            write_row(ws, r, totals, true).map_err(fail)?;
+            write_row(ws, r, totals, true)?;
         }
         ws.autofit();
     }
-    book.save_to_buffer().map_err(fail)
+    Ok(book.save_to_buffer()?)
 }
 
 /// The download response for `format` (CSV or XLSX), named `stem.csv|xlsx`.

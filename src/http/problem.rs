@@ -488,6 +488,31 @@ impl From<YearEndError> for ApiError {
     }
 }
 
+impl From<crate::finance::FinanceError> for ApiError {
+    fn from(e: crate::finance::FinanceError) -> Self {
+        use crate::finance::FinanceError::*;
+        match e {
+            InvalidFile { .. } | InvalidCell { .. } | DuplicateBankRef { .. } => {
+                ApiError::invalid("file", e.to_string())
+            }
+            LineNotFound(_) | OrgNotFound(_) => ApiError::not_found(e.to_string()),
+            NothingSuggested | EntryNotInBank(_) | EntryInOtherCurrency { .. } | AmountsDiffer { .. } => {
+                ApiError::invalid("journal_entry_ids", e.to_string())
+            }
+            AlreadyMatched | LineNotFree | NothingToUnmatch | NotAReceipt => ApiError::conflict(e.to_string()),
+            NoSuchTenant => ApiError::invalid("tenant_org_id", e.to_string()),
+            NoSuchProvider => ApiError::invalid("provider_org_id", e.to_string()),
+            MoreThanPayableNow { .. } => ApiError::invalid("amount", e.to_string()),
+            FromAfterTo => ApiError::invalid("from", e.to_string()),
+            // Figures the service made itself that do not add up or cannot be
+            // written: a bug or damaged data, never the caller's doing.
+            NotAnAmount(_) | TotalOverflow | FundingFigures(_) | UnreadableDay(_) | Xlsx(_) => ApiError::internal(e),
+            Ledger(ledger) => ApiError::from(ledger),
+            Database(db) => ApiError::from(db),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,6 +654,153 @@ mod tests {
             (409, "conflict", "the order is already cancelled".into())
         );
         assert_eq!(answer(SettleError::NothingLeftToCancel).0, 409);
+    }
+
+    #[test]
+    fn bank_errors_are_answered_at_the_edge() {
+        use crate::finance::FinanceError;
+        use rust_decimal_macros::dec;
+        let id = uuid::Uuid::nil();
+        let file = |e: FinanceError| {
+            let e: ApiError = e.into();
+            (e.status.as_u16(), e.code, e.detail, e.errors)
+        };
+        let row = |message: &str| {
+            (422, ProblemCode::ValidationFailed, format!("file: {message}"), vec![FieldError::new("file", message)])
+        };
+        assert_eq!(
+            file(FinanceError::InvalidFile { row: 1, why: "no column named \"currency\"".into() }),
+            row("row 1: no column named \"currency\"")
+        );
+        assert_eq!(
+            file(FinanceError::InvalidCell { row: 3, column: "amount".into(), why: "too precise".into() }),
+            row("row 3, column amount: too precise")
+        );
+        assert_eq!(
+            file(FinanceError::DuplicateBankRef { row: 3, bank_ref: "B1".into() }),
+            row("row 3: bank_ref \"B1\" appears twice in the file")
+        );
+        assert_eq!(
+            answer(FinanceError::LineNotFound(id)),
+            (404, "not_found", format!("bank line {id} does not exist"))
+        );
+        let entries = |message: String| (422, "validation_failed", format!("journal_entry_ids: {message}"));
+        assert_eq!(
+            answer(FinanceError::NothingSuggested),
+            entries("nothing is suggested for this line: name the entries".into())
+        );
+        assert_eq!(answer(FinanceError::EntryNotInBank(id)), entries(format!("entry {id} did not move the bank")));
+        assert_eq!(
+            answer(FinanceError::EntryInOtherCurrency { entry: id, currency: crate::money::Currency::Usd }),
+            entries(format!("entry {id} is in USD"))
+        );
+        assert_eq!(
+            answer(FinanceError::AmountsDiffer { entries: dec!(500000.0000), line: dec!(-70000.0000) }),
+            entries("the entries moved 500000 and the line -70000".into())
+        );
+        let e: ApiError = FinanceError::NothingSuggested.into();
+        assert_eq!(
+            e.errors,
+            vec![FieldError::new("journal_entry_ids", "nothing is suggested for this line: name the entries")]
+        );
+        assert_eq!(
+            answer(FinanceError::AlreadyMatched),
+            (409, "conflict", "the line is already matched: unmatch it first".into())
+        );
+        assert_eq!(
+            answer(FinanceError::LineNotFree),
+            (409, "conflict", "the line is matched or has a suggestion: unmatch it first".into())
+        );
+        assert_eq!(answer(FinanceError::NothingToUnmatch), (409, "conflict", "the line has no match to undo".into()));
+        assert_eq!(
+            answer(FinanceError::NotAReceipt),
+            (409, "conflict", "only a receipt can be booked as a deposit".into())
+        );
+    }
+
+    #[test]
+    fn deposit_payout_and_report_errors_are_answered_at_the_edge() {
+        use crate::finance::FinanceError;
+        use crate::finance::payout_policy::PayoutPosition;
+        use crate::money::Currency;
+        use rust_decimal_macros::dec;
+        let id = uuid::Uuid::nil();
+        let e: ApiError = FinanceError::NoSuchTenant.into();
+        assert_eq!(
+            (e.status.as_u16(), e.detail, e.errors),
+            (
+                422,
+                "tenant_org_id: no such tenant organisation".to_string(),
+                vec![FieldError::new("tenant_org_id", "no such tenant organisation")]
+            )
+        );
+        assert_eq!(
+            answer(FinanceError::NoSuchProvider),
+            (422, "validation_failed", "provider_org_id: no such provider organisation".into())
+        );
+        let position = |awaiting_programme, provider_receivable| PayoutPosition {
+            payable: dec!(100000),
+            awaiting_programme,
+            advance_allowed: dec!(10000),
+            provider_receivable,
+            payable_now: dec!(50000),
+        };
+        assert_eq!(
+            answer(FinanceError::MoreThanPayableNow { position: position(dec!(0), dec!(0)), currency: Currency::Krw }),
+            (
+                422,
+                "validation_failed",
+                "amount: is more than the provider may be paid now (50000 of a posted payable of 100000)".into()
+            )
+        );
+        let e: ApiError =
+            FinanceError::MoreThanPayableNow { position: position(dec!(40000), dec!(2500)), currency: Currency::Usd }
+                .into();
+        assert_eq!(
+            (e.errors[0].field.as_str(), e.errors[0].message.as_str()),
+            (
+                "amount",
+                "is more than the provider may be paid now (50000.00 of a posted payable of 100000.00; 30000.00 of \
+                 settled subsidy waits for the programme's payment; 2500.00 the provider owes is recovered first)"
+            )
+        );
+        assert_eq!(
+            answer(FinanceError::OrgNotFound(id)),
+            (404, "not_found", format!("organisation {id} does not exist"))
+        );
+        assert_eq!(
+            answer(FinanceError::FromAfterTo),
+            (422, "validation_failed", "from: must not be after `to`".into())
+        );
+    }
+
+    #[test]
+    fn finance_errors_of_the_service_itself_are_hidden_and_the_rest_pass_through() {
+        use crate::finance::FinanceError;
+        use diesel::result::{DatabaseErrorKind, Error};
+        let hidden = (500, "internal_error", "an unexpected error occurred; it has been logged".to_string());
+        assert_eq!(answer(FinanceError::NotAnAmount("12,5".into())), hidden);
+        assert_eq!(answer(FinanceError::TotalOverflow), hidden);
+        // An overflow in the funding figures is the service's, not a bad posting (422).
+        assert_eq!(answer(FinanceError::FundingFigures(LedgerError::Overflow)), hidden);
+        let day = chrono::NaiveDate::parse_from_str("2026-13-01", "%Y-%m-%d").expect_err("no 13th month");
+        assert_eq!(answer(FinanceError::UnreadableDay(day)), hidden);
+        let e: ApiError = FinanceError::NotAnAmount("12,5".into()).into();
+        assert!(format!("{e:?}").contains("\"12,5\" is not an amount"), "the log keeps the cause: {e:?}");
+        assert_eq!(answer(FinanceError::Ledger(LedgerError::Corrupt("account x vanished".into()))), hidden);
+        assert_eq!(
+            answer(FinanceError::Ledger(LedgerError::Overflow)),
+            (422, "validation_failed", "postings: amount overflow".into())
+        );
+        assert_eq!(answer(FinanceError::Database(Error::NotFound)), hidden);
+        let lost = Error::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new(String::from("server closed")));
+        assert_eq!(answer(FinanceError::Database(lost)).1, "service_unavailable");
+        let waited = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new(String::from("canceling statement due to lock timeout")),
+        );
+        let e: ApiError = FinanceError::Database(waited).into();
+        assert_eq!((e.status.as_u16(), e.code, e.retry_after), (503, ProblemCode::Timeout, Some(1)));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::store::{self, Scope};
 use super::{Amounts, Dimension, OrderFacts, Period, REPORTING_TIME_ZONE, aggregate};
 use crate::db::schema::programmes;
-use crate::http::ApiError;
+use crate::finance::FinanceError;
 use crate::money::{Currency, format_amount};
 
 /// One way the report and the ledger disagree.
@@ -215,13 +215,13 @@ async fn ledger_sums(
 }
 
 /// Runs the three checks over every order and programme.
-pub async fn reconcile(conn: &mut AsyncPgConnection) -> Result<Reconciliation, ApiError> {
+pub async fn reconcile(conn: &mut AsyncPgConnection) -> Result<Reconciliation, FinanceError> {
     let orders = store::load(conn, &Scope::default()).await?;
     let outcomes = outcomes(conn).await?;
     let mut differences: Vec<Mismatch> = orders.iter().flat_map(|o| order_differences(o, &outcomes)).collect();
 
     let report = aggregate(&orders, Period::default(), REPORTING_TIME_ZONE, &[Dimension::Programme])
-        .map_err(ApiError::internal)?;
+        .map_err(FinanceError::FundingFigures)?;
     let (settled, committed) = ledger_sums(conn).await?;
     for c in Currency::ALL {
         let node = report.get(&c).cloned().unwrap_or_default();

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::{OrderFacts, OrderPosting, Period, ProgrammeRef, Source, classify};
 use crate::db::schema::{order_hour_credits, programmes};
+use crate::finance::FinanceError;
 use crate::finance::names::OrgRef;
-use crate::http::ApiError;
 use crate::ledger::LedgerError;
 use crate::money::Currency;
 
@@ -76,7 +76,7 @@ struct PendingLine {
 
 /// The orders with a charged hour starting in the period, with their postings
 /// and credits, oldest first.
-pub async fn load(conn: &mut AsyncPgConnection, scope: &Scope) -> Result<Vec<OrderFacts>, ApiError> {
+pub async fn load(conn: &mut AsyncPgConnection, scope: &Scope) -> Result<Vec<OrderFacts>, FinanceError> {
     let lines: Vec<OrderLine> = diesel::sql_query(
         "SELECT o.id, o.currency, t.id AS tenant_id, t.name AS tenant_name, t.category AS tenant_category, \
                 pv.id AS provider_id, pv.name AS provider_name, pv.category AS provider_category, \
@@ -120,7 +120,7 @@ pub async fn load(conn: &mut AsyncPgConnection, scope: &Scope) -> Result<Vec<Ord
         .await?
         .into_iter()
         .collect();
-    lines
+    Ok(lines
         .into_iter()
         .map(|o| {
             let currency = o.currency;
@@ -138,7 +138,7 @@ pub async fn load(conn: &mut AsyncPgConnection, scope: &Scope) -> Result<Vec<Ord
                 .into_iter()
                 .map(|(hour, gpus)| (hour_index(o.start_at, hour), gpus))
                 .collect();
-            Ok(OrderFacts {
+            OrderFacts {
                 id: o.id,
                 currency,
                 tenant: OrgRef { id: o.tenant_id, name: o.tenant_name, category: o.tenant_category },
@@ -153,17 +153,16 @@ pub async fn load(conn: &mut AsyncPgConnection, scope: &Scope) -> Result<Vec<Ord
                 charged_hours: o.charged_hours,
                 credits: hour_credits,
                 postings,
-            })
+            }
         })
-        .collect::<Result<Vec<_>, LedgerError>>()
-        .map_err(ApiError::from)
+        .collect())
 }
 
 /// The pending postings of each order's `order` entry, in their order.
 async fn postings_of(
     conn: &mut AsyncPgConnection,
     orders: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<OrderPosting>>, ApiError> {
+) -> Result<HashMap<Uuid, Vec<OrderPosting>>, FinanceError> {
     let lines: Vec<PendingLine> = diesel::sql_query(
         "SELECT o.id AS order_id, p.id AS posting_id, p.amount, d.code AS debit_code, c.code AS credit_code \
          FROM orders o JOIN postings p ON p.entry_id = o.journal_entry_id AND p.kind = 'pending' \
