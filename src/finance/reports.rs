@@ -461,6 +461,7 @@ pub async fn org_statement(
     to: Option<DateTime<Utc>>,
     currency: Option<Currency>,
 ) -> Result<Statement, FinanceError> {
+    // `http::extract::check_period`'s rule, answered the same at the edge.
     if let (Some(from), Some(to)) = (from, to)
         && from > to
     {
