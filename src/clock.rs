@@ -11,6 +11,12 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::sandbox_clock;
 
+/// Whether a period [`from`, `to`) runs backwards (`from` after `to`); an
+/// open end is never backwards and `from == to` is a valid, empty period.
+pub fn is_backwards(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> bool {
+    matches!((from, to), (Some(from), Some(to)) if from > to)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
     System,

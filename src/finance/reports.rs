@@ -461,10 +461,7 @@ pub async fn org_statement(
     to: Option<DateTime<Utc>>,
     currency: Option<Currency>,
 ) -> Result<Statement, FinanceError> {
-    // `http::extract::check_period`'s rule, answered the same at the edge.
-    if let (Some(from), Some(to)) = (from, to)
-        && from > to
-    {
+    if crate::clock::is_backwards(from, to) {
         return Err(FinanceError::FromAfterTo);
     }
     if !principal.is_finance() && principal.org_id != org_id {

@@ -198,10 +198,10 @@ pub fn check_period(
     from: Option<chrono::DateTime<chrono::Utc>>,
     to: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), ApiError> {
-    match (from, to) {
-        (Some(from), Some(to)) if from > to => Err(ApiError::invalid("from", "must not be after `to`")),
-        _ => Ok(()),
+    if crate::clock::is_backwards(from, to) {
+        return Err(ApiError::invalid("from", "must not be after `to`"));
     }
+    Ok(())
 }
 
 /// A path parameter that must be a UUID.
