@@ -278,7 +278,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
             &ctx,
             200,
             |_| None,
-            async |c| Ok(crate::market::energy::set_intensity(c, &row).await?),
+            async |c| crate::market::energy::set_intensity(c, &row).await,
         )
         .await
         .map_err(api)?;

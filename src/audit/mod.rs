@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::db::schema::audit_log;
-use crate::http::ApiError;
 use crate::ledger::model::Actor;
 
 /// What a write needs to know about its request: who, which route, which request.
@@ -120,16 +119,18 @@ pub async fn record_many(conn: &mut AsyncPgConnection, records: &[AuditRecord<'_
 /// Runs a write that comes through no handler (see `WriteContext::internal`)
 /// the way `http::idempotency::run` runs a handler's: `effect` and its audit
 /// record (with the id `resource_id` picks out of the result) in one
-/// transaction, so there is no write without its record.
-pub async fn record_write<T, F>(
+/// transaction, so there is no write without its record. It fails with the
+/// effect's own error, or that error made of the audit record's database error.
+pub async fn record_write<T, E, F>(
     conn: &mut AsyncPgConnection,
     ctx: &WriteContext,
     status: u16,
     resource_id: impl FnOnce(&T) -> Option<Uuid>,
     effect: F,
-) -> Result<T, ApiError>
+) -> Result<T, E>
 where
-    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
 {
     crate::db::transaction(conn, async move |conn: &mut AsyncPgConnection| {
         let value = effect(conn).await?;

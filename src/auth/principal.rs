@@ -9,6 +9,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::store;
 use super::token::TokenKeys;
+use crate::db::DbPoolError;
 use crate::http::ApiError;
 use crate::state::AppState;
 
@@ -19,6 +20,44 @@ crate::ledger::model::text_enum! {
         Provider => "provider",
         Finance => "finance",
         Admin => "admin",
+    }
+}
+
+/// Why a caller is not let in, or not let do what it asks. The HTTP answer of
+/// each is chosen at the edge (`http/problem.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("send Authorization: Bearer <token>")]
+    MissingBearer,
+    #[error("the Authorization header must be: Bearer <token>")]
+    MalformedAuthorization,
+    /// The token failed verification; the message says which check refused it.
+    #[error("{}", token_refusal(.0))]
+    InvalidToken(#[source] jsonwebtoken::errors::Error),
+    /// The token's user is gone, disabled (the token predates that), or
+    /// changed organisation or role since the token was issued.
+    #[error("the token's user does not exist or is disabled")]
+    NotCurrent,
+    #[error("the {0} role may not do this")]
+    RoleForbidden(Role),
+    #[error("token keys are not configured")]
+    KeysNotConfigured,
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
+    #[error("no database connection")]
+    Pool(#[from] DbPoolError),
+}
+
+/// What a caller is told about a token that failed verification: which check
+/// refused it, never more.
+fn token_refusal(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::InvalidSignature => "the token's signature is invalid",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "the token's algorithm is not accepted",
+        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => "the token was not issued for this service",
+        _ => "the token is invalid",
     }
 }
 
@@ -40,12 +79,8 @@ impl Principal {
     }
 
     /// Refuses (403) a caller whose role is not in `allowed`.
-    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
-        if allowed.contains(&self.role) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!("the {} role may not do this", self.role)))
-        }
+    pub fn require(&self, allowed: &[Role]) -> Result<(), AuthError> {
+        if allowed.contains(&self.role) { Ok(()) } else { Err(AuthError::RoleForbidden(self.role)) }
     }
 
     /// Finance staff and administrators: the operator's people, who see everything.
@@ -54,7 +89,7 @@ impl Principal {
     }
 
     /// Finance staff and administrators only.
-    pub fn require_finance(&self) -> Result<(), ApiError> {
+    pub fn require_finance(&self) -> Result<(), AuthError> {
         self.require(&[Role::Finance, Role::Admin])
     }
 
@@ -73,7 +108,7 @@ impl FromRequest for Principal {
         Box::pin(async move {
             let claims = claims?;
             let state = state.ok_or_else(|| ApiError::internal(std::io::Error::other("no application state")))?;
-            load(&state, claims).await
+            Ok(load(&state, claims).await?)
         })
     }
 }
@@ -93,7 +128,8 @@ impl FromRequest for TokenPrincipal {
         std::future::ready(
             bearer_token(req)
                 .and_then(|token| verify_token(req, token))
-                .map(|claims| TokenPrincipal(Principal::of_token(&claims))),
+                .map(|claims| TokenPrincipal(Principal::of_token(&claims)))
+                .map_err(ApiError::from),
         )
     }
 }
@@ -105,7 +141,7 @@ impl FromRequest for TokenPrincipal {
 pub async fn still_current(
     conn: &mut diesel_async::AsyncPgConnection,
     callers: &[Principal],
-) -> Result<std::collections::HashSet<Principal>, ApiError> {
+) -> diesel::QueryResult<std::collections::HashSet<Principal>> {
     let ids: Vec<Uuid> = callers.iter().map(|p| p.user_id).collect();
     let known = store::active_users(conn, &ids).await?;
     Ok(current_of(callers, &known))
@@ -136,16 +172,11 @@ fn issued_too_early(issued_at: Option<i64>, not_before: Option<chrono::DateTime<
     }
 }
 
-/// The refusal of a caller whose user is gone, disabled, or changed.
-pub fn not_current() -> ApiError {
-    ApiError::unauthorized("the token's user does not exist or is disabled")
-}
-
 /// The principal a verified token names, as the database knows it now. The
 /// token is signed, but the user may have been disabled since it was issued
 /// (and perhaps enabled again: the token stays refused), or changed role: the
 /// database has the last word.
-pub async fn load(state: &AppState, claims: super::token::Claims) -> Result<Principal, ApiError> {
+pub async fn load(state: &AppState, claims: super::token::Claims) -> Result<Principal, AuthError> {
     let mut conn = state.pool.get().await?;
     let current = store::user_by_id(&mut conn, claims.sub).await?;
     let principal = Principal::of_token(&claims);
@@ -158,40 +189,26 @@ pub async fn load(state: &AppState, claims: super::token::Claims) -> Result<Prin
         {
             Ok(principal)
         }
-        _ => Err(not_current()),
+        _ => Err(AuthError::NotCurrent),
     }
 }
 
-fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
-    let header =
-        req.headers().get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+fn bearer_token(req: &HttpRequest) -> Result<&str, AuthError> {
+    let header = req.headers().get(AUTHORIZATION).ok_or(AuthError::MissingBearer)?;
     header
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <token>"))
+        .ok_or(AuthError::MalformedAuthorization)
 }
 
 /// Checks a token's signature, algorithm, expiry, issuer and audience (the
 /// API's bearer header and the console's session cookie).
-pub fn verify_token(req: &HttpRequest, token: &str) -> Result<super::token::Claims, ApiError> {
-    let keys = req
-        .app_data::<web::Data<TokenKeys>>()
-        .ok_or_else(|| ApiError::internal(std::io::Error::other("token keys are not configured")))?;
-    let claims = keys.verify(token).map_err(|e| {
-        use jsonwebtoken::errors::ErrorKind;
-        let why = match e.kind() {
-            ErrorKind::ExpiredSignature => "the token has expired",
-            ErrorKind::InvalidSignature => "the token's signature is invalid",
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "the token's algorithm is not accepted",
-            ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => "the token was not issued for this service",
-            _ => "the token is invalid",
-        };
-        ApiError::unauthorized(why)
-    })?;
-    Ok(claims)
+pub fn verify_token(req: &HttpRequest, token: &str) -> Result<super::token::Claims, AuthError> {
+    let keys = req.app_data::<web::Data<TokenKeys>>().ok_or(AuthError::KeysNotConfigured)?;
+    keys.verify(token).map_err(AuthError::InvalidToken)
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ pub async fn signup(
         let subject = [(throttle::signup_subject(&client_address(&req)), throttle::signup_policy(limit))];
         let mut conn = state.pool.get().await?;
         if let Err(until) = throttle::reserve_attempt(&mut conn, &subject, now).await? {
-            return Err(too_many("sign-ups", until, now));
+            return Err(too_many("sign-ups", until, now).into());
         }
     }
     let category = signup.org_category;

@@ -40,7 +40,7 @@ const CHART_HOURS: i64 = 744;
 const OUTAGES_SHOWN: i64 = 50;
 
 fn provider_only(viewer: &Viewer) -> Result<(), ConsoleError> {
-    viewer.principal.require(&[Role::Provider]).map_err(|e| ConsoleError::api(viewer.lang, e))
+    viewer.principal.require(&[Role::Provider]).map_err(|e| ConsoleError::api(viewer.lang, e.into()))
 }
 
 fn given(raw: &str) -> Option<&str> {
@@ -476,8 +476,9 @@ async fn listing_page(
         (from > listing.available_from).then(|| (from - TimeDelta::hours(CHART_HOURS)).max(listing.available_from));
     let later = (to < listing.available_until).then_some(to);
 
-    let (revenue, order_ids) =
-        revenue::listing_revenue(&mut conn, listing.provider_org_id, listing.id, now).await.map_err(fail)?;
+    let (revenue, order_ids) = revenue::listing_revenue(&mut conn, listing.provider_org_id, listing.id, now)
+        .await
+        .map_err(|e| fail(e.into()))?;
     let orders = orders_page(
         &mut conn,
         &viewer.principal,
@@ -494,7 +495,7 @@ async fn listing_page(
     .await
     .map_err(fail)?;
     let outages = revenue::outages_of(&mut conn, listing.id, OUTAGES_SHOWN).await.map_err(|e| fail(e.into()))?;
-    let credits = revenue::outage_credits(&mut conn, &order_ids).await.map_err(fail)?;
+    let credits = revenue::outage_credits(&mut conn, &order_ids).await.map_err(|e| fail(e.into()))?;
     let money = |amount: rust_decimal::Decimal| format_money(amount, currency, lang);
     let id = listing.id;
     let open = listing.status != ListingStatus::Closed;

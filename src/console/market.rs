@@ -32,7 +32,7 @@ use crate::subsidy::programmes::GrantRow;
 const CHART_HOURS: i64 = 168;
 
 fn tenant_only(viewer: &Viewer) -> Result<(), ConsoleError> {
-    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(viewer.lang, e))
+    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(viewer.lang, e.into()))
 }
 
 /// The market's filters as the form sends them: every field text, empty when unset.

@@ -51,7 +51,7 @@ pub async fn list(
     form: web::Query<ListForm>,
 ) -> Result<HttpResponse, ConsoleError> {
     let lang = viewer.lang;
-    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e))?;
+    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e.into()))?;
     let query = OrderListQuery {
         status: Some(form.status.clone()).filter(|s| !s.is_empty()),
         from: None,
@@ -167,7 +167,7 @@ pub async fn show(
     flags: web::Query<ShowForm>,
 ) -> Result<HttpResponse, ConsoleError> {
     let lang = viewer.lang;
-    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e))?;
+    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e.into()))?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
     let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
     let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e.into()))?;
@@ -244,7 +244,7 @@ pub struct CancelForm {
 #[post("/orders/{id}/cancel")]
 pub async fn cancel(form: ConsoleForm<CancelForm>, id: web::Path<String>) -> Result<HttpResponse, ConsoleError> {
     let lang = form.viewer.lang;
-    form.viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e))?;
+    form.viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e.into()))?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
     let key = Some(form.value.idempotency_key.clone()).filter(|k| !k.is_empty() && k.len() <= 255);
     let principal = form.viewer.principal;

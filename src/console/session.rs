@@ -15,8 +15,8 @@ use super::error::ConsoleError;
 use super::form::{self, ConsoleForm};
 use super::i18n::{Lang, local_path};
 use super::layout;
-use crate::auth::login::{client_address, login as check_login};
-use crate::auth::principal::{load, verify_token};
+use crate::auth::login::{LoginError, TooMany, client_address, login as check_login};
+use crate::auth::principal::{AuthError, load, verify_token};
 use crate::auth::{Principal, TokenKeys};
 use crate::state::AppState;
 
@@ -66,8 +66,9 @@ impl FromRequest for Viewer {
             // An expired or forged cookie is the same as none: sign in again.
             let claims = verify_token(&req, &token).map_err(|_| sign_in())?;
             let state = state(&req)?;
-            let principal = load(&state, claims).await.map_err(|e| {
-                if e.status == StatusCode::UNAUTHORIZED { sign_in() } else { ConsoleError::api(lang, e) }
+            let principal = load(&state, claims).await.map_err(|e| match e {
+                AuthError::NotCurrent => sign_in(),
+                e => ConsoleError::api(lang, e.into()),
             })?;
             let csrf = keys(&req)?.form_token(&token);
             Ok(Viewer { principal, token, lang, csrf, path })
@@ -167,15 +168,14 @@ pub async fn login(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, C
                 .map_err(|e| ConsoleError::internal(lang, e))?;
             Ok(response)
         }
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => login_page(
+        Err(LoginError::WrongCredentials) => login_page(
             &req,
             StatusCode::UNAUTHORIZED,
             &email,
             next.as_deref(),
             Some(lang.tr("The email or the password is wrong.", "이메일 또는 비밀번호가 틀렸습니다.")),
         ),
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
-            let seconds = e.retry_after.unwrap_or(1);
+        Err(LoginError::Throttled(TooMany { seconds, .. })) => {
             let message = match lang {
                 Lang::Ko => format!("로그인 시도가 너무 많습니다. {seconds}초 후에 다시 시도하세요."),
                 Lang::En => format!("Too many failed logins from here: try again in {seconds} seconds."),
@@ -187,7 +187,7 @@ pub async fn login(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, C
             }
             Ok(response)
         }
-        Err(e) => Err(ConsoleError::api(lang, e)),
+        Err(e) => Err(ConsoleError::api(lang, e.into())),
     }
 }
 

@@ -26,7 +26,7 @@ const PAGE: i64 = 50;
 const ORGANISATIONS_OFFERED: i64 = 500;
 
 fn admin_only(viewer: &Viewer) -> Result<(), ConsoleError> {
-    viewer.principal.require(&[Role::Admin]).map_err(|e| ConsoleError::api(viewer.lang, e))
+    viewer.principal.require(&[Role::Admin]).map_err(|e| ConsoleError::api(viewer.lang, e.into()))
 }
 
 fn role_label(role: &str, lang: Lang) -> &'static str {

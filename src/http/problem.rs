@@ -8,6 +8,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::login::{LoginError, TooMany};
+use crate::auth::principal::AuthError;
 use crate::db::{DbPoolError, is_unavailable};
 use crate::ledger::LedgerError;
 use crate::market::orders::OrderError;
@@ -430,7 +432,9 @@ impl From<crate::subsidy::reclaim::ReclaimError> for ApiError {
             ReclaimError::AlreadyClosed | ReclaimError::OrderPlacedMeanwhile => ApiError::conflict(e.to_string()),
             ReclaimError::Grant(grant) => ApiError::from(grant),
             ReclaimError::Settle(settle) => ApiError::from(settle),
+            ReclaimError::EventData(_) => ApiError::internal(e),
             ReclaimError::Database(db) => ApiError::from(db),
+            ReclaimError::Pool(pool) => ApiError::from(pool),
         }
     }
 }
@@ -509,6 +513,42 @@ impl From<crate::finance::FinanceError> for ApiError {
             NotAnAmount(_) | TotalOverflow | FundingFigures(_) | UnreadableDay(_) | Xlsx(_) => ApiError::internal(e),
             Ledger(ledger) => ApiError::from(ledger),
             Database(db) => ApiError::from(db),
+        }
+    }
+}
+
+// Authentication and login: who the caller is, and whether it may ask.
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::MissingBearer
+            | AuthError::MalformedAuthorization
+            | AuthError::InvalidToken(_)
+            | AuthError::NotCurrent => ApiError::unauthorized(e.to_string()),
+            AuthError::RoleForbidden(_) => ApiError::forbidden(e.to_string()),
+            AuthError::KeysNotConfigured => ApiError::internal(e),
+            AuthError::Database(db) => ApiError::from(db),
+            AuthError::Pool(pool) => ApiError::from(pool),
+        }
+    }
+}
+
+impl From<TooMany> for ApiError {
+    fn from(e: TooMany) -> Self {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, ProblemCode::TooManyRequests, e.to_string())
+            .with_retry_after(e.seconds)
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::WrongCredentials => ApiError::unauthorized(e.to_string()),
+            LoginError::Throttled(too_many) => ApiError::from(too_many),
+            LoginError::UnknownRole { .. } | LoginError::Signing(_) => ApiError::internal(e),
+            LoginError::Database(db) => ApiError::from(db),
+            LoginError::Pool(pool) => ApiError::from(pool),
         }
     }
 }
@@ -642,6 +682,113 @@ mod tests {
         let duplicate = ClaimError::DuplicatePaymentReference { reference: "TX-1".into(), payment: id, claim: id };
         assert_eq!(answer(duplicate).1, "duplicate_reference");
         assert_eq!(answer(ClaimError::Grant(GrantError::ProgrammeNotFound(id))).0, 404);
+    }
+
+    #[test]
+    fn auth_errors_are_answered_at_the_edge() {
+        use crate::auth::Role;
+        use jsonwebtoken::errors::ErrorKind;
+        let unauthorized = |detail: &str| (401, "unauthorized", detail.to_string());
+        assert_eq!(answer(AuthError::MissingBearer), unauthorized("send Authorization: Bearer <token>"));
+        assert_eq!(
+            answer(AuthError::MalformedAuthorization),
+            unauthorized("the Authorization header must be: Bearer <token>")
+        );
+        let refused = |kind: ErrorKind| answer(AuthError::InvalidToken(kind.into()));
+        assert_eq!(refused(ErrorKind::ExpiredSignature), unauthorized("the token has expired"));
+        assert_eq!(refused(ErrorKind::InvalidSignature), unauthorized("the token's signature is invalid"));
+        assert_eq!(refused(ErrorKind::InvalidAlgorithm), unauthorized("the token's algorithm is not accepted"));
+        assert_eq!(refused(ErrorKind::InvalidAlgorithmName), unauthorized("the token's algorithm is not accepted"));
+        assert_eq!(refused(ErrorKind::InvalidIssuer), unauthorized("the token was not issued for this service"));
+        assert_eq!(refused(ErrorKind::InvalidAudience), unauthorized("the token was not issued for this service"));
+        assert_eq!(refused(ErrorKind::InvalidToken), unauthorized("the token is invalid"));
+        assert_eq!(answer(AuthError::NotCurrent), unauthorized("the token's user does not exist or is disabled"));
+        assert_eq!(
+            answer(AuthError::RoleForbidden(Role::Tenant)),
+            (403, "forbidden", "the tenant role may not do this".into())
+        );
+        let e: ApiError = AuthError::KeysNotConfigured.into();
+        assert_eq!((e.status.as_u16(), e.code), (500, ProblemCode::InternalError));
+        assert!(format!("{e:?}").contains("token keys are not configured"), "the log keeps the cause");
+    }
+
+    #[test]
+    fn database_errors_of_auth_login_reclaim_and_revenue_keep_their_answer() {
+        use crate::auth::login::LoginError;
+        use crate::subsidy::reclaim::ReclaimError;
+        use diesel::result::{DatabaseErrorKind, Error};
+        let timeout = || {
+            Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(String::from("canceling statement due to statement timeout")),
+            )
+        };
+        let lost = || Error::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new(String::from("closed")));
+        let direct: ApiError = timeout().into();
+        for e in [
+            ApiError::from(AuthError::Database(timeout())),
+            ApiError::from(LoginError::Database(timeout())),
+            ApiError::from(ReclaimError::Database(timeout())),
+            // Revenue reads fail as the ledger does.
+            ApiError::from(LedgerError::from(timeout())),
+        ] {
+            assert_eq!(
+                (e.status, e.code, &e.detail, e.retry_after),
+                (direct.status, direct.code, &direct.detail, Some(1))
+            );
+            assert_eq!(e.code, ProblemCode::Timeout);
+        }
+        assert_eq!(answer(AuthError::Database(lost())).1, "service_unavailable");
+        assert_eq!(answer(LoginError::Database(lost())).1, "service_unavailable");
+        assert_eq!(answer(ReclaimError::Database(lost())).1, "service_unavailable");
+        assert_eq!(answer(AuthError::Database(Error::NotFound)).0, 500);
+    }
+
+    #[test]
+    fn login_refusals_are_answered_at_the_edge() {
+        use crate::auth::login::LoginError;
+        assert_eq!(
+            answer(LoginError::WrongCredentials),
+            (401, "unauthorized", "the email or the password is wrong".into())
+        );
+        let throttled = TooMany { what: "failed logins", seconds: 3 };
+        let e: ApiError = LoginError::Throttled(throttled).into();
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.detail.as_str(), e.retry_after),
+            (429, ProblemCode::TooManyRequests, "too many failed logins from here: try again in 3 seconds", Some(3))
+        );
+        let response = e.error_response();
+        assert_eq!(
+            response.headers().get(actix_web::http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            Some("3")
+        );
+        let e: ApiError = TooMany { what: "sign-ups", seconds: 60 }.into();
+        assert_eq!(
+            (e.status.as_u16(), e.detail.as_str(), e.retry_after),
+            (429, "too many sign-ups from here: try again in 60 seconds", Some(60))
+        );
+        let e: ApiError = LoginError::UnknownRole { user: uuid::Uuid::nil(), role: "root".into() }.into();
+        assert_eq!((e.status.as_u16(), e.code), (500, ProblemCode::InternalError));
+        assert!(format!("{e:?}").contains("\"root\", which is not a role"), "the log keeps the cause");
+        let signing = LoginError::Signing(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into());
+        assert_eq!(answer(signing).1, "internal_error");
+    }
+
+    #[test]
+    fn a_grant_that_cannot_be_flagged_is_answered_at_the_edge() {
+        use crate::subsidy::reclaim::ReclaimError;
+        let bad = serde_json::to_value(std::collections::HashMap::from([((1, 2), 3)]))
+            .expect_err("a map with tuple keys is not JSON");
+        let e: ApiError = ReclaimError::EventData(bad).into();
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.detail.as_str()),
+            (500, ProblemCode::InternalError, "an unexpected error occurred; it has been logged")
+        );
+        assert!(format!("{e:?}").contains("could not be serialised"), "the log keeps the cause");
+        let vanished = ReclaimError::Grant(crate::subsidy::programmes::GrantError::Ledger(LedgerError::Corrupt(
+            "a grant vanished".into(),
+        )));
+        assert_eq!(answer(vanished).0, 500);
     }
 
     #[test]

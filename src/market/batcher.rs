@@ -201,7 +201,9 @@ async fn place_and_record(
     let current = crate::auth::principal::still_current(conn, &callers).await?;
     let mut answers: Vec<Option<Result<Outcome, ApiError>>> = jobs
         .iter()
-        .map(|j| (!current.contains(&j.ask.principal)).then(|| Err(crate::auth::principal::not_current())))
+        .map(|j| {
+            (!current.contains(&j.ask.principal)).then(|| Err(crate::auth::principal::AuthError::NotCurrent.into()))
+        })
         .collect();
     let admitted: Vec<usize> = (0..jobs.len()).filter(|&i| answers[i].is_none()).collect();
     let writes: Vec<&BatchedWrite> = admitted.iter().map(|&i| &jobs[i].write).collect();

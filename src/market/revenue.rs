@@ -19,7 +19,6 @@ use uuid::Uuid;
 
 use super::charged::{self, PendingOutcome};
 use super::orders::{self, OrderFilter, OrderRow};
-use crate::http::ApiError;
 use crate::ledger::{LedgerError, chart};
 
 /// Orders read per round trip when a listing's revenue is summed.
@@ -66,7 +65,7 @@ pub async fn listing_revenue(
     provider: Uuid,
     listing_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<(Revenue, Vec<Uuid>), ApiError> {
+) -> Result<(Revenue, Vec<Uuid>), LedgerError> {
     let filter = OrderFilter {
         tenant_org_id: None,
         provider_org_id: Some(provider),
@@ -164,7 +163,7 @@ struct CreditPosting {
 pub async fn outage_credits(
     conn: &mut AsyncPgConnection,
     order_ids: &[Uuid],
-) -> Result<HashMap<Uuid, OutageCredits>, ApiError> {
+) -> Result<HashMap<Uuid, OutageCredits>, LedgerError> {
     if order_ids.is_empty() {
         return Ok(HashMap::new());
     }

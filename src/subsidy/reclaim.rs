@@ -36,9 +36,11 @@ use uuid::Uuid;
 
 use super::programmes::{self, GrantError, GrantRow, GrantStatus, ProgrammeRow};
 use super::rules::parse_rate;
+use crate::db::DbPoolError;
 use crate::db::schema::{grants, order_usage, orders, programmes as programmes_table};
 use crate::events::{EventType, NewEvent};
-use crate::http::{ApiError, FieldError};
+use crate::http::FieldError;
+use crate::ledger::LedgerError;
 use crate::ledger::model::Actor;
 use crate::market::orders::{OrderRow, OrderStatus};
 use crate::market::settlement::{self, SettleError};
@@ -236,7 +238,7 @@ async fn judge_and_flag(
 /// orders fall below it at `now`, each in its own transaction with its
 /// `grant.flagged` event. Returns the grants flagged. The periodic job of
 /// `gpuhour serve` runs it; tests call it.
-pub async fn flag_grants(pool: &crate::db::DbPool, clock: crate::clock::Clock) -> Result<Vec<Uuid>, ApiError> {
+pub async fn flag_grants(pool: &crate::db::DbPool, clock: crate::clock::Clock) -> Result<Vec<Uuid>, ReclaimError> {
     let mut conn = pool.get().await?;
     let now = clock.now(&mut conn).await?;
     let candidates: Vec<(Uuid, Option<Decimal>, Option<i32>)> = grants::table
@@ -254,14 +256,17 @@ pub async fn flag_grants(pool: &crate::db::DbPool, clock: crate::clock::Clock) -
         let rule = ReclaimRule { below_utilisation, window_hours };
         let done = crate::db::transaction(&mut conn, async |c| {
             let Some(row) = judge_and_flag(c, grant_id, rule, now).await? else { return Ok(None) };
-            let view = super::routes::grant_view(c, row.clone()).await?;
-            let data = serde_json::to_value(&view).map_err(ApiError::internal)?;
+            let view = super::routes::grant_views(c, vec![row.clone()])
+                .await?
+                .pop()
+                .ok_or_else(|| GrantError::Ledger(LedgerError::Corrupt("a grant vanished".into())))?;
+            let data = serde_json::to_value(&view).map_err(ReclaimError::EventData)?;
             crate::events::record(
                 c,
                 NewEvent::new(EventType::GrantFlagged, now, row.id, vec![row.tenant_org_id], data),
             )
             .await?;
-            Ok::<_, ApiError>(Some(row.id))
+            Ok::<_, ReclaimError>(Some(row.id))
         })
         .await?;
         flagged.extend(done);
@@ -310,8 +315,13 @@ pub enum ReclaimError {
     Grant(#[from] GrantError),
     #[error(transparent)]
     Settle(#[from] SettleError),
+    /// The `grant.flagged` event's data could not be made of the grant's view.
+    #[error("the grant's view could not be serialised")]
+    EventData(#[source] serde_json::Error),
     #[error("database error")]
     Database(#[from] diesel::result::Error),
+    #[error("no database connection")]
+    Pool(#[from] DbPoolError),
 }
 
 /// What a reclaim did.
