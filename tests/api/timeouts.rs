@@ -47,3 +47,24 @@ async fn a_request_stuck_behind_a_row_lock_times_out_cleanly() {
     drop(other);
     assert_eq!(app.post("/v1/deposits", &finance, &body, None).await.status(), 201);
 }
+
+#[derive(diesel::QueryableByName)]
+struct JitSetting {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    jit: String,
+}
+
+/// `db::JIT_OFF`: a short lookup whose estimate is stale must not pay for a
+/// compilation, so every session the service's pool opens runs without JIT,
+/// whatever the server's default.
+#[tokio::test]
+async fn the_service_s_sessions_run_without_the_jit_compiler() {
+    let no_limits = gpuhour::db::SessionLimits::NONE;
+    let some_limits = gpuhour::db::SessionLimits { lock_timeout_ms: 300, ..no_limits };
+    for limits in [no_limits, some_limits] {
+        let app = spawn_app_with(|s| s.session_limits = limits).await;
+        let mut conn = app.pool.get().await.expect("connection");
+        let setting: JitSetting = diesel::sql_query("SHOW jit").get_result(&mut conn).await.expect("show jit");
+        assert_eq!(setting.jit, "off", "{limits:?}");
+    }
+}
