@@ -406,7 +406,7 @@ pub async fn seed(settings: &Settings, pool: &DbPool) -> Result<Logins, DemoErro
                 principal.actor(),
                 200,
                 |o: &OrderRow| Some(o.id),
-                async |c| Ok(settlement::cancel(c, order.id, principal.org_id, principal.actor(), now).await?),
+                async |c| Ok(settlement::cancel(c, order.id, principal.org(), principal.actor(), now).await?),
             )
             .await;
         }

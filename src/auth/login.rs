@@ -91,7 +91,7 @@ pub async fn login(
                 .parse()
                 .map_err(|_: String| LoginError::UnknownRole { user: user.id, role: user.role.clone() })?;
             let access_token = keys
-                .issue_not_before(user.id, user.org_id, role, user.tokens_not_before)
+                .issue_not_before(user.id, crate::auth::OrgId(user.org_id), role, user.tokens_not_before)
                 .map_err(LoginError::Signing)?;
             tracing::info!(user_id = %user.id, "token issued");
             Ok(IssuedToken { access_token, role, expires_in: keys.ttl.as_secs() })

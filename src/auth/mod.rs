@@ -10,5 +10,6 @@ pub mod store;
 pub mod throttle;
 pub mod token;
 
+pub use model::OrgId;
 pub use principal::{Principal, Role};
 pub use token::TokenKeys;

@@ -24,6 +24,20 @@ text_enum! {
     }
 }
 
+/// An organisation's id, where a function takes it beside other ids (a token's
+/// user, a listing, an order, an endpoint): an organisation is the boundary of
+/// what a caller may see, so an argument swapped there must not compile. Rows
+/// and principals keep plain `Uuid`s; a caller names which of its ids is the
+/// organisation's by wrapping it (`Principal::org`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrgId(pub uuid::Uuid);
+
+impl std::fmt::Display for OrgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// An email address, trimmed and lower-cased. Deliberately simple: the address
 /// is a login name here, and a mail would prove it; this only refuses what
 /// cannot be an address at all.

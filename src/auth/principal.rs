@@ -93,6 +93,12 @@ impl Principal {
         self.require(&[Role::Finance, Role::Admin])
     }
 
+    /// The caller's organisation, typed for the functions that take it beside
+    /// other ids.
+    pub fn org(&self) -> super::model::OrgId {
+        super::model::OrgId(self.org_id)
+    }
+
     pub fn actor(&self) -> crate::ledger::model::Actor {
         crate::ledger::model::Actor { user_id: Some(self.user_id), org_id: Some(self.org_id) }
     }

@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::model::OrgId;
 use super::principal::Role;
 
 pub const ISSUER: &str = "gpuhour";
@@ -71,7 +72,7 @@ impl TokenKeys {
 
     /// Issues a token valid for `ttl` from now (wall-clock time: token lifetimes
     /// are security, not business time, so the sandbox clock does not apply).
-    pub fn issue(&self, user: Uuid, org: Uuid, role: Role) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(&self, user: Uuid, org: OrgId, role: Role) -> Result<String, jsonwebtoken::errors::Error> {
         self.issue_not_before(user, org, role, None)
     }
 
@@ -81,7 +82,7 @@ impl TokenKeys {
     pub fn issue_not_before(
         &self,
         user: Uuid,
-        org: Uuid,
+        org: OrgId,
         role: Role,
         not_before: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
@@ -89,7 +90,7 @@ impl TokenKeys {
         let iat = not_before.map_or(now, |at| at.timestamp().max(now));
         let claims = Claims {
             sub: user,
-            org,
+            org: org.0,
             role,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
@@ -137,14 +138,14 @@ mod tests {
     #[test]
     fn a_token_round_trips() {
         let (user, org) = (Uuid::now_v7(), Uuid::now_v7());
-        let token = keys().issue(user, org, Role::Finance).expect("issue");
+        let token = keys().issue(user, OrgId(org), Role::Finance).expect("issue");
         let claims = keys().verify(&token).expect("verify");
         assert_eq!((claims.sub, claims.org, claims.role), (user, org, Role::Finance));
     }
 
     #[test]
     fn another_key_or_alg_none_is_refused() {
-        let token = keys().issue(Uuid::now_v7(), Uuid::now_v7(), Role::Admin).expect("issue");
+        let token = keys().issue(Uuid::now_v7(), OrgId(Uuid::now_v7()), Role::Admin).expect("issue");
         let other = TokenKeys::from_secret(b"another-secret-another-secret-xx", Duration::from_secs(60));
         assert!(other.verify(&token).is_err());
         // Same claims, `alg: none`, no signature.

@@ -476,9 +476,10 @@ async fn listing_page(
         (from > listing.available_from).then(|| (from - TimeDelta::hours(CHART_HOURS)).max(listing.available_from));
     let later = (to < listing.available_until).then_some(to);
 
-    let (revenue, order_ids) = revenue::listing_revenue(&mut conn, listing.provider_org_id, listing.id, now)
-        .await
-        .map_err(|e| fail(e.into()))?;
+    let (revenue, order_ids) =
+        revenue::listing_revenue(&mut conn, crate::auth::OrgId(listing.provider_org_id), listing.id, now)
+            .await
+            .map_err(|e| fail(e.into()))?;
     let orders = orders_page(
         &mut conn,
         &viewer.principal,

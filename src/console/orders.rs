@@ -130,7 +130,7 @@ async fn cancel_preview(
     let principal = viewer.principal;
     let outcome =
         crate::db::transaction(conn, async move |conn: &mut diesel_async::AsyncPgConnection| -> Result<(), DryRun> {
-            let order = settlement::cancel(conn, id, principal.org_id, principal.actor(), now)
+            let order = settlement::cancel(conn, id, principal.org(), principal.actor(), now)
                 .await
                 .map_err(|e| DryRun::Refused(e.into()))?;
             let view = one_order_view(conn, order, now).await.map_err(DryRun::Refused)?;
@@ -252,7 +252,7 @@ pub async fn cancel(form: ConsoleForm<CancelForm>, id: web::Path<String>) -> Res
     let clock = op.state().clock;
     op.run_answer(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
-        let order = settlement::cancel(conn, id, principal.org_id, principal.actor(), now).await?;
+        let order = settlement::cancel(conn, id, principal.org(), principal.actor(), now).await?;
         one_order_view(conn, order, now).await
     })
     .await

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::FinanceError;
 use super::bank_match::{Candidate, Line, Outcome, match_lines};
+use crate::auth::OrgId;
 use crate::db::schema::{bank_lines, bank_matches, bank_statements};
 use crate::ledger::model::{Actor, text_enum, text_enum_sql};
 use crate::money::{Currency, format_amount, parse_amount};
@@ -530,7 +531,7 @@ pub async fn unmatch_line(
 pub async fn book_deposit(
     conn: &mut AsyncPgConnection,
     line_id: Uuid,
-    tenant: Uuid,
+    tenant: OrgId,
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<BankLineView, FinanceError> {
@@ -543,7 +544,7 @@ pub async fn book_deposit(
     }
     let currency = line.currency;
     let deposit =
-        super::deposits::deposit(conn, tenant, line.amount, currency, line.bank_ref.clone(), actor, now).await?;
+        super::deposits::deposit(conn, tenant.0, line.amount, currency, line.bank_ref.clone(), actor, now).await?;
     insert_match(conn, line_id, deposit.id, MatchState::Confirmed, "deposit", actor, now).await?;
     Ok(line_views(conn, &[line_id]).await?.remove(0))
 }

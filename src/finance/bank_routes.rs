@@ -153,7 +153,7 @@ pub async fn book_deposit(
     let clock = state.clock;
     op.run(StatusCode::CREATED, async move |conn| {
         let now = clock.now(conn).await?;
-        Ok(bank::book_deposit(conn, id, tenant, principal.actor(), now).await?)
+        Ok(bank::book_deposit(conn, id, crate::auth::OrgId(tenant), principal.actor(), now).await?)
     })
     .await
 }

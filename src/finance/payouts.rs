@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::FinanceError;
+use crate::auth::OrgId;
 use crate::auth::model::OrgKind;
 use crate::db::schema::payouts;
 use crate::events::{EventType, NewEvent};
@@ -58,7 +59,7 @@ pub struct PayoutView {
 /// receivable as `payable` and `receivable` (locked by the caller, or read).
 pub async fn position(
     conn: &mut AsyncPgConnection,
-    provider: Uuid,
+    provider: OrgId,
     currency: Currency,
     payable: &AccountState,
     payable_id: Uuid,
@@ -101,7 +102,7 @@ pub async fn position(
     WHERE ci.provider_org_id = $1 AND pr.currency = $2 \
     GROUP BY c.id, c.amount",
     )
-    .bind::<SqlUuid, _>(provider)
+    .bind::<SqlUuid, _>(provider.0)
     .bind::<Text, _>(currency.code())
     .load(conn)
     .await?;
@@ -133,7 +134,9 @@ pub async fn current_position(
     let receivable = ledger_store::account_by_code(conn, &chart::provider_receivable_code(provider), currency).await?;
     let (Some(payable), Some(receivable)) = (payable, receivable) else { return Ok(None) };
     let (payable_state, receivable_state) = (payable.state(), receivable.state());
-    Ok(Some(position(conn, provider, currency, &payable_state, payable.id, &receivable_state, advance_rate).await?))
+    Ok(Some(
+        position(conn, OrgId(provider), currency, &payable_state, payable.id, &receivable_state, advance_rate).await?,
+    ))
 }
 
 /// Pays a provider: `payable → assets:bank`, never more than it may be paid
@@ -164,7 +167,7 @@ pub async fn pay_out(
     let locked = ledger_posting::lock_accounts(conn, &sorted).await?;
     let state = |id: Uuid| locked.get(&id).ok_or_else(|| LedgerError::Corrupt(format!("account {id} vanished")));
     let position =
-        position(conn, provider, currency, state(payable)?, payable, state(receivable)?, advance_rate).await?;
+        position(conn, OrgId(provider), currency, state(payable)?, payable, state(receivable)?, advance_rate).await?;
     if amount > position.payable_now {
         return Err(FinanceError::MoreThanPayableNow { position, currency });
     }

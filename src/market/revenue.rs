@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::charged::{self, PendingOutcome};
 use super::orders::{self, OrderFilter, OrderRow};
+use crate::auth::OrgId;
 use crate::ledger::{LedgerError, chart};
 
 /// Orders read per round trip when a listing's revenue is summed.
@@ -62,13 +63,13 @@ pub fn add_order(sum: Revenue, order: &OrderRow, postings: &[PendingOutcome]) ->
 /// The revenue of every order on `listing_id` (of `provider`), and their ids.
 pub async fn listing_revenue(
     conn: &mut AsyncPgConnection,
-    provider: Uuid,
+    provider: OrgId,
     listing_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(Revenue, Vec<Uuid>), LedgerError> {
     let filter = OrderFilter {
         tenant_org_id: None,
-        provider_org_id: Some(provider),
+        provider_org_id: Some(provider.0),
         listing_id: Some(listing_id),
         statuses: None,
         now,

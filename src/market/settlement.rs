@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::listings;
 use super::orders::{self, OrderRow, OrderStatus};
 use super::schedule::{PostingSchedule, hours_begun, hours_elapsed};
+use crate::auth::OrgId;
 use crate::db::DbPoolError;
 use crate::db::schema::{order_hour_credits, orders as orders_table};
 use crate::events::EventType;
@@ -224,13 +225,13 @@ async fn record_order_events(
 pub async fn cancel(
     conn: &mut AsyncPgConnection,
     order_id: Uuid,
-    tenant_org: Uuid,
+    tenant_org: OrgId,
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<OrderRow, SettleError> {
     let order = orders::lock(conn, order_id)
         .await?
-        .filter(|o| o.tenant_org_id == tenant_org)
+        .filter(|o| o.tenant_org_id == tenant_org.0)
         .ok_or(SettleError::OrderNotFound(order_id))?;
     if order.status == OrderStatus::Cancelled || order.status == OrderStatus::Completed {
         return Err(SettleError::AlreadyEnded(order.status));

@@ -364,7 +364,7 @@ pub async fn reclaim(
     let mut cancelled = Vec::new();
     for order_id in orders_with_future_hours(conn, grant.id, now).await? {
         let tenant = grant.tenant_org_id;
-        match settlement::cancel(conn, order_id, tenant, actor, now).await {
+        match settlement::cancel(conn, order_id, crate::auth::OrgId(tenant), actor, now).await {
             Ok(order) => cancelled.push(order),
             // Ended, or its last hour began, since it was read: nothing to take back.
             Err(SettleError::AlreadyEnded(_) | SettleError::NothingLeftToCancel) => {}

@@ -279,7 +279,7 @@ pub async fn get_endpoint(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let row = store::endpoint(&mut conn, principal.org_id, id, false)
+    let row = store::endpoint(&mut conn, principal.org(), id, false)
         .await?
         .ok_or_else(|| ApiError::missing("webhook endpoint", id))?;
     Ok(HttpResponse::Ok().json(WebhookEndpointView::from_row(row, wall_now())))
@@ -297,7 +297,7 @@ pub async fn disable_endpoint(write: Write, id: web::Path<Uuid>) -> Result<HttpR
     let Write { principal, op, .. } = write;
     let id = id.into_inner();
     op.run(StatusCode::OK, async move |conn| {
-        let row = store::endpoint(conn, principal.org_id, id, true)
+        let row = store::endpoint(conn, principal.org(), id, true)
             .await?
             .ok_or_else(|| ApiError::missing("webhook endpoint", id))?;
         let now = wall_now();
@@ -330,7 +330,7 @@ pub async fn rotate_secret(
         return Err(ApiError::invalid("grace_hours", format!("must be from 0 to {MAX_GRACE_HOURS}")));
     }
     op.run(StatusCode::OK, async move |conn| {
-        let row = store::endpoint(conn, principal.org_id, id, true)
+        let row = store::endpoint(conn, principal.org(), id, true)
             .await?
             .ok_or_else(|| ApiError::missing("webhook endpoint", id))?;
         if !row.is_active() {
@@ -380,7 +380,7 @@ pub async fn list_deliveries(
         .map_err(|_| ApiError::invalid("status", "must be pending, succeeded or failed"))?;
     let mut conn = state.pool.get().await?;
     if let Some(endpoint) = q.endpoint_id
-        && store::endpoint(&mut conn, principal.org_id, endpoint, false).await?.is_none()
+        && store::endpoint(&mut conn, principal.org(), endpoint, false).await?.is_none()
     {
         return Err(ApiError::missing("webhook endpoint", endpoint));
     }
@@ -400,7 +400,7 @@ pub async fn retry_delivery(write: Write, id: web::Path<Uuid>) -> Result<HttpRes
     let Write { principal, op, .. } = write;
     let id = id.into_inner();
     op.run(StatusCode::OK, async move |conn| {
-        let (delivery, endpoint_active) = store::delivery_for_update(conn, principal.org_id, id)
+        let (delivery, endpoint_active) = store::delivery_for_update(conn, principal.org(), id)
             .await?
             .ok_or_else(|| ApiError::missing("webhook delivery", id))?;
         if !endpoint_active {

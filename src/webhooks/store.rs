@@ -7,6 +7,7 @@ use diesel::{OptionalExtension, QueryResult, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::auth::OrgId;
 use crate::events::{EventType, Position};
 use crate::ledger::model::text_enum_sql;
 
@@ -121,14 +122,14 @@ pub async fn lock_and_count_active(conn: &mut AsyncPgConnection, org: Uuid) -> Q
 /// `for_update`.
 pub async fn endpoint(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     id: Uuid,
     for_update: bool,
 ) -> QueryResult<Option<EndpointRow>> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
     diesel::sql_query(format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND org_id = $2{lock}"))
         .bind::<SqlUuid, _>(id)
-        .bind::<SqlUuid, _>(org)
+        .bind::<SqlUuid, _>(org.0)
         .get_result(conn)
         .await
         .optional()
@@ -258,7 +259,7 @@ pub async fn deliveries(
 /// `org`'s delivery `id`, locked, with whether its endpoint is active.
 pub async fn delivery_for_update(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     id: Uuid,
 ) -> QueryResult<Option<(DeliveryRow, bool)>> {
     #[derive(QueryableByName)]
@@ -277,7 +278,7 @@ pub async fn delivery_for_update(
          FOR UPDATE OF d"
     ))
     .bind::<SqlUuid, _>(id)
-    .bind::<SqlUuid, _>(org)
+    .bind::<SqlUuid, _>(org.0)
     .get_result(conn)
     .await
     .optional()?;

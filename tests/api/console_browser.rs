@@ -251,7 +251,11 @@ async fn a_tenant_logs_in_quotes_buys_and_cancels_in_a_browser() {
     let orders = orders_of(
         &app,
         &app.keys
-            .issue(user["id"].as_str().expect("id").parse().expect("uuid"), tenant_org, Role::Tenant)
+            .issue(
+                user["id"].as_str().expect("id").parse().expect("uuid"),
+                gpuhour::auth::OrgId(tenant_org),
+                Role::Tenant,
+            )
             .expect("token"),
     )
     .await;

@@ -38,7 +38,7 @@ async fn a_provider_creates_a_listing_and_reports_an_outage_in_a_browser() {
         .keys
         .issue(
             provider["id"].as_str().expect("id").parse().expect("uuid"),
-            provider["org_id"].as_str().expect("org").parse().expect("uuid"),
+            gpuhour::auth::OrgId(provider["org_id"].as_str().expect("org").parse().expect("uuid")),
             Role::Provider,
         )
         .expect("token");

@@ -514,7 +514,7 @@ async fn every_provider_page_of_the_demo_market_shows() {
     let mut listing_pages = 0;
     for p in providers {
         let id = |k: &str| p[k].as_str().expect("id").parse::<uuid::Uuid>().expect("uuid");
-        let token = app.keys.issue(id("id"), id("org_id"), Role::Provider).expect("token");
+        let token = app.keys.issue(id("id"), gpuhour::auth::OrgId(id("org_id")), Role::Provider).expect("token");
         let mut jar = Jar::with_session(&token);
         let (status, page) = text(get(&app, &mut jar, "/listings").await).await;
         assert_eq!(status, 200, "{page}");

@@ -259,7 +259,8 @@ async fn a_refused_or_rolled_back_change_leaves_no_event() {
     let mut conn = app.conn().await;
     let actor = gpuhour::ledger::model::Actor { user_id: Some(tenant.user_id), org_id: Some(tenant.org_id) };
     let failed: Result<(), gpuhour::market::settlement::SettleError> = gpuhour::db::transaction(&mut conn, async |c| {
-        gpuhour::market::settlement::cancel(c, id, tenant.org_id, actor, chrono::Utc::now()).await?;
+        gpuhour::market::settlement::cancel(c, id, gpuhour::auth::OrgId(tenant.org_id), actor, chrono::Utc::now())
+            .await?;
         Err(diesel::result::Error::RollbackTransaction.into())
     })
     .await;

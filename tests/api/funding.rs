@@ -30,7 +30,7 @@ async fn named(app: &TestApp, role: Role, name: &str, category: Option<&str>) ->
         store::create_org(&mut conn, name, kind, category, store::CategorySource::Operator, at).await.expect("org");
     let email = format!("{}@test.example", Uuid::now_v7().simple());
     let user = store::create_user(&mut conn, org.id, &email, "no-login", role, at).await.expect("user");
-    let token = app.keys.issue(user.id, org.id, role).expect("token");
+    let token = app.keys.issue(user.id, gpuhour::auth::OrgId(org.id), role).expect("token");
     Caller { token, user_id: user.id, org_id: org.id }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use gpuhour::auth::{Role, TokenKeys};
+use gpuhour::auth::{OrgId, Role, TokenKeys};
 use gpuhour::config::Settings;
 use gpuhour::db::{DbPool, with_database};
 use gpuhour::startup::{Application, prepare_database};
@@ -342,7 +342,7 @@ impl TestApp {
         };
         let email = format!("{}@test.example", Uuid::now_v7().simple());
         let user = store::create_user(&mut conn, org.id, &email, "no-login", role, now).await.expect("user");
-        let token = self.keys.issue(user.id, org.id, role).expect("token");
+        let token = self.keys.issue(user.id, OrgId(org.id), role).expect("token");
         Caller { token, user_id: user.id, org_id: org.id }
     }
 
@@ -366,7 +366,7 @@ impl TestApp {
         .expect("org");
         let email = format!("{}@test.example", Uuid::now_v7().simple());
         let user = store::create_user(&mut conn, org.id, &email, "no-login", Role::Tenant, now).await.expect("user");
-        let token = self.keys.issue(user.id, org.id, Role::Tenant).expect("token");
+        let token = self.keys.issue(user.id, OrgId(org.id), Role::Tenant).expect("token");
         Caller { token, user_id: user.id, org_id: org.id }
     }
 

@@ -290,7 +290,10 @@ async fn a_batch_refuses_a_token_from_before_its_user_was_disabled_and_enabled_a
     expect_problem(app.post("/v1/orders", &back.token, &body, Some("old-token")).await, 401, "unauthorized").await;
     // A token issued after the enabling (its `iat` past the disable's second) is placed.
     let fresh_from = Some(Utc::now() + Duration::seconds(1));
-    let fresh = app.keys.issue_not_before(back.user_id, back.org_id, Role::Tenant, fresh_from).expect("token");
+    let fresh = app
+        .keys
+        .issue_not_before(back.user_id, gpuhour::auth::OrgId(back.org_id), Role::Tenant, fresh_from)
+        .expect("token");
     assert_eq!(app.post("/v1/orders", &fresh, &body, Some("fresh-token")).await.status(), 201);
     assert_eq!(app.count("SELECT count(*) AS n FROM orders").await, 1);
     assert_eq!(app.count("SELECT count(*) AS n FROM idempotency_keys WHERE key = 'old-token'").await, 0);

@@ -293,7 +293,7 @@ pub async fn cancel_order(
     let clock = state.clock;
     op.run(StatusCode::OK, async move |conn| {
         let now = clock.now(conn).await?;
-        let order = settlement::cancel(conn, id, principal.org_id, principal.actor(), now).await?;
+        let order = settlement::cancel(conn, id, principal.org(), principal.actor(), now).await?;
         one_order_view(conn, order, now).await
     })
     .await
