@@ -144,6 +144,47 @@ pub enum Reader {
     Everything,
 }
 
+/// The events after the position `($1, $2)` whose writers have all finished
+/// (below the xmin line): what every reader of the outbox may see.
+const FINISHED_AFTER: &str = "(txid, seq) > ($1, $2) AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+/// What the webhook dispatcher needs of an event to choose its receivers:
+/// no `data`, which it does not send (a delivery reads it when it is sent).
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct EventHeader {
+    #[diesel(sql_type = Int8)]
+    pub seq: i64,
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Int8)]
+    pub txid: i64,
+    #[diesel(sql_type = Text)]
+    pub event_type: EventType,
+    #[diesel(sql_type = Array<SqlUuid>)]
+    pub org_ids: Vec<Uuid>,
+}
+
+impl EventHeader {
+    /// Where a reader that has seen this event goes on from.
+    pub fn position(&self) -> Position {
+        Position { txid: self.txid, seq: self.seq }
+    }
+}
+
+/// [`after`] for every event and every type, without the events' `data`:
+/// reading and parsing each event's JSON only to choose its receivers cost the
+/// service a tenth of its CPU while orders were placed.
+pub async fn headers_after(conn: &mut AsyncPgConnection, after: Position, limit: i64) -> QueryResult<Vec<EventHeader>> {
+    diesel::sql_query(format!(
+        "SELECT seq, id, txid, type AS event_type, org_ids FROM events WHERE {FINISHED_AFTER} ORDER BY txid, seq LIMIT $3"
+    ))
+    .bind::<Int8, _>(after.txid)
+    .bind::<Int8, _>(after.seq)
+    .bind::<Int8, _>(limit)
+    .load(conn)
+    .await
+}
+
 /// Up to `limit` events after `after` that every writer has finished with,
 /// oldest first, of the given types (all types if empty).
 pub async fn after(
@@ -158,16 +199,15 @@ pub async fn after(
         Reader::Organisation(org) => Some(org),
         Reader::Everything => None,
     };
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "SELECT seq, id, txid, type AS event_type, occurred_at, subject_id, org_ids, data
          FROM events
-         WHERE (txid, seq) > ($1, $2)
-           AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+         WHERE {FINISHED_AFTER}
            AND (cardinality($3::text[]) = 0 OR type = ANY($3))
            AND ($4::uuid IS NULL OR org_ids @> ARRAY[$4::uuid])
          ORDER BY txid, seq
-         LIMIT $5",
-    )
+         LIMIT $5"
+    ))
     .bind::<Int8, _>(after.txid)
     .bind::<Int8, _>(after.seq)
     .bind::<Array<Text>, _>(type_texts)

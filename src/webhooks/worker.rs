@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::store::{self, Claimed};
 use super::{Subscription, WebhookSettings, schedule, signing, url_rules, wall_now};
 use crate::db::{DbPool, DbPoolError};
-use crate::events::{self, EventRow, EventType, Reader};
+use crate::events::{self, EventHeader, EventType};
 
 /// Events read from the outbox per dispatch transaction.
 const DISPATCH_BATCH: i64 = 500;
@@ -68,7 +68,7 @@ impl DeliveryConfig {
 
 /// The (endpoint, event) pairs to deliver: each event to every endpoint that
 /// receives it.
-pub fn deliveries_for(events: &[EventRow], endpoints: &[(Uuid, Subscription)]) -> Vec<(Uuid, Uuid)> {
+pub fn deliveries_for(events: &[EventHeader], endpoints: &[(Uuid, Subscription)]) -> Vec<(Uuid, Uuid)> {
     events
         .iter()
         .flat_map(|event| {
@@ -90,7 +90,7 @@ pub async fn dispatch(conn: &mut AsyncPgConnection) -> Result<usize, diesel::res
     loop {
         let (read, new) = crate::db::transaction(conn, async |conn| {
             let position = store::lock_dispatch_position(conn).await?;
-            let batch = events::after(conn, Reader::Everything, position, &[], DISPATCH_BATCH).await?;
+            let batch = events::headers_after(conn, position, DISPATCH_BATCH).await?;
             let Some(last) = batch.last() else { return Ok::<_, diesel::result::Error>((0, 0)) };
             let endpoints = store::active_subscriptions(conn).await?;
             let new = store::insert_deliveries(conn, &deliveries_for(&batch, &endpoints), wall_now()).await?;
@@ -338,17 +338,8 @@ async fn tick(pool: &DbPool, config: &DeliveryConfig, slots: &Arc<tokio::sync::S
 mod tests {
     use super::*;
 
-    fn event(event_type: EventType, orgs: &[Uuid]) -> EventRow {
-        EventRow {
-            seq: 1,
-            id: Uuid::now_v7(),
-            txid: 1,
-            event_type,
-            occurred_at: DateTime::UNIX_EPOCH,
-            subject_id: Uuid::nil(),
-            org_ids: orgs.to_vec(),
-            data: serde_json::Value::Null,
-        }
+    fn event(event_type: EventType, orgs: &[Uuid]) -> EventHeader {
+        EventHeader { seq: 1, id: Uuid::now_v7(), txid: 1, event_type, org_ids: orgs.to_vec() }
     }
 
     #[test]

@@ -256,11 +256,13 @@ async fn a_refused_or_rolled_back_change_leaves_no_event() {
 
     // A cancellation whose transaction fails after the change: neither stays.
     let id = order.id;
+    // The service's time is the sandbox clock (it starts when the test
+    // databases' template was made, which may be hours ago), not the wall clock.
+    let sandbox_now = crate::helpers::now(&app, &finance).await;
     let mut conn = app.conn().await;
     let actor = gpuhour::ledger::model::Actor { user_id: Some(tenant.user_id), org_id: Some(tenant.org_id) };
     let failed: Result<(), gpuhour::market::settlement::SettleError> = gpuhour::db::transaction(&mut conn, async |c| {
-        gpuhour::market::settlement::cancel(c, id, gpuhour::auth::OrgId(tenant.org_id), actor, chrono::Utc::now())
-            .await?;
+        gpuhour::market::settlement::cancel(c, id, gpuhour::auth::OrgId(tenant.org_id), actor, sandbox_now).await?;
         Err(diesel::result::Error::RollbackTransaction.into())
     })
     .await;
