@@ -59,7 +59,7 @@ pub async fn audit(
         from: instant(&form.from, "from")?,
         to: instant(&form.to, "to")?,
     };
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
     let found = audit_page(&mut conn, Some(AUDIT_PAGE), given(&form.cursor), &filter)
         .await
         .map_err(|e| ConsoleError::api(lang, e))?;

@@ -80,7 +80,7 @@ pub async fn earnings(
     query: web::Query<EarningsQuery>,
 ) -> Result<HttpResponse, ConsoleError> {
     let lang = viewer.lang;
-    viewer.principal.require(&[Role::Provider]).map_err(|e| ConsoleError::api(lang, e.into()))?;
+    viewer.principal.require(&[Role::Provider]).map_err(|e| ConsoleError::api(lang, e))?;
     let fail = |e: ApiError| ConsoleError::api(lang, e);
     let org = viewer.principal.org_id;
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;

@@ -28,7 +28,8 @@ impl std::fmt::Display for ConsoleError {
 
 impl ConsoleError {
     /// The domain's answer, in a page.
-    pub fn api(lang: Lang, e: ApiError) -> Self {
+    pub fn api(lang: Lang, e: impl Into<ApiError>) -> Self {
+        let e: ApiError = e.into();
         if e.status.is_server_error() {
             // Logged with its whole chain, as the API logs it; the page says
             // only that it failed.

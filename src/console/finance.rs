@@ -17,7 +17,7 @@ use crate::http::ApiError;
 
 /// Finance staff and administrators, as the API's finance routes allow.
 pub fn finance_only(viewer: &Viewer) -> Result<(), ConsoleError> {
-    viewer.principal.require_finance().map_err(|e| ConsoleError::api(viewer.lang, e.into()))
+    viewer.principal.require_finance().map_err(|e| ConsoleError::api(viewer.lang, e))
 }
 
 /// The JSON a write answered (the API's own answer, stored with its

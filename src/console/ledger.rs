@@ -297,7 +297,7 @@ pub async fn export(
     };
     let (from, to) = (instant(&form.from, "from")?, instant(&form.to, "to")?);
     crate::http::extract::check_period(from, to).map_err(|e| ConsoleError::api(lang, e))?;
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
     export_response(&mut conn, from, to, &state.settings.time_zone, format)
         .await
         .map_err(|e| ConsoleError::api(lang, e))
@@ -308,8 +308,8 @@ pub async fn export(
 pub async fn verify(viewer: Viewer, state: web::Data<AppState>) -> Result<HttpResponse, ConsoleError> {
     let lang = viewer.lang;
     finance_only(&viewer)?;
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
-    let report = crate::verify::verify(&mut conn).await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
+    let report = crate::verify::verify(&mut conn).await.map_err(|e| ConsoleError::api(lang, e))?;
     let body = html! {
         @if report.ok {
             p.notice role="status" data-verify="ok" { (lang.tr("The books agree: every invariant holds.", "장부가 일치합니다. 모든 불변식이 성립합니다.")) }

@@ -40,7 +40,7 @@ const CHART_HOURS: i64 = 744;
 const OUTAGES_SHOWN: i64 = 50;
 
 fn provider_only(viewer: &Viewer) -> Result<(), ConsoleError> {
-    viewer.principal.require(&[Role::Provider]).map_err(|e| ConsoleError::api(viewer.lang, e.into()))
+    viewer.principal.require(&[Role::Provider]).map_err(|e| ConsoleError::api(viewer.lang, e))
 }
 
 fn given(raw: &str) -> Option<&str> {
@@ -238,8 +238,8 @@ pub async fn list(
 ) -> Result<HttpResponse, ConsoleError> {
     provider_only(&viewer)?;
     let lang = viewer.lang;
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
-    let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
+    let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e))?;
     let form = ListingForm::blank(now);
     listings_page(&viewer, &state, &query.cursor, &form, &[], StatusCode::OK).await
 }
@@ -257,10 +257,10 @@ async fn listings_page(
         None => None,
         Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?),
     };
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
     let mut rows = listings::of_provider(&mut conn, viewer.principal.org_id, before, PAGE + 1)
         .await
-        .map_err(|e| ConsoleError::api(lang, e.into()))?;
+        .map_err(|e| ConsoleError::api(lang, e))?;
     let next = (rows.len() as i64 > PAGE)
         .then(|| rows.truncate(PAGE as usize))
         .and_then(|()| rows.last().map(|r| r.listing.id));
@@ -393,10 +393,10 @@ pub async fn create(state: web::Data<AppState>, form: ConsoleForm<ListingForm>) 
 async fn own_listing(state: &AppState, viewer: &Viewer, raw_id: &str) -> Result<ListingRow, ConsoleError> {
     let lang = viewer.lang;
     let id = raw_id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
     listings::find(&mut conn, id)
         .await
-        .map_err(|e| ConsoleError::api(lang, e.into()))?
+        .map_err(|e| ConsoleError::api(lang, e))?
         .filter(|l| l.provider_org_id == viewer.principal.org_id)
         .ok_or_else(|| ConsoleError::not_found(lang))
 }

@@ -32,7 +32,7 @@ use crate::subsidy::programmes::GrantRow;
 const CHART_HOURS: i64 = 168;
 
 fn tenant_only(viewer: &Viewer) -> Result<(), ConsoleError> {
-    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(viewer.lang, e.into()))
+    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(viewer.lang, e))
 }
 
 /// The market's filters as the form sends them: every field text, empty when unset.
@@ -162,8 +162,8 @@ pub async fn search(
     let (results, problems) = match form.query(lang) {
         Err(problems) => (None, problems),
         Ok(query) => {
-            let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
-            let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+            let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
+            let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e))?;
             match search_page(&mut conn, query, now).await {
                 Ok(found) => (Some(found), Vec::new()),
                 Err(e) if e.status.is_client_error() => (None, api_problem_lines(&e)),
@@ -271,10 +271,10 @@ impl QuoteForm {
 async fn visible_listing(state: &AppState, viewer: &Viewer, raw_id: &str) -> Result<ListingRow, ConsoleError> {
     let lang = viewer.lang;
     let id = raw_id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
     listings::find(&mut conn, id)
         .await
-        .map_err(|e| ConsoleError::api(lang, e.into()))?
+        .map_err(|e| ConsoleError::api(lang, e))?
         .filter(|l| listings::visible_to(l, &viewer.principal))
         .ok_or_else(|| ConsoleError::not_found(lang))
 }
@@ -305,15 +305,15 @@ pub async fn listing(
     let lang = viewer.lang;
     tenant_only(&viewer)?;
     let listing = visible_listing(&state, &viewer, &id).await?;
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
-    let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
+    let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e))?;
     let this_hour = now.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(now);
     let from = listing.available_from.max(this_hour);
     let to = listing.available_until.min(from + TimeDelta::hours(CHART_HOURS));
     let reserved: std::collections::HashMap<DateTime<Utc>, i32> =
         listings::reserved_by_hour(&mut conn, listing.id, from, to)
             .await
-            .map_err(|e| ConsoleError::api(lang, e.into()))?
+            .map_err(|e| ConsoleError::api(lang, e))?
             .into_iter()
             .collect();
     let mut hours = Vec::new();

@@ -51,7 +51,7 @@ pub async fn list(
     form: web::Query<ListForm>,
 ) -> Result<HttpResponse, ConsoleError> {
     let lang = viewer.lang;
-    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e.into()))?;
+    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e))?;
     let query = OrderListQuery {
         status: Some(form.status.clone()).filter(|s| !s.is_empty()),
         from: None,
@@ -60,8 +60,8 @@ pub async fn list(
         limit: Some(25),
         cursor: Some(form.cursor.clone()).filter(|c| !c.is_empty()),
     };
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
-    let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
+    let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e))?;
     let found = orders_page(&mut conn, &viewer.principal, query, now).await.map_err(|e| ConsoleError::api(lang, e))?;
     let body = html! {
         form.filters method="get" action="/orders" {
@@ -167,13 +167,13 @@ pub async fn show(
     flags: web::Query<ShowForm>,
 ) -> Result<HttpResponse, ConsoleError> {
     let lang = viewer.lang;
-    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e.into()))?;
+    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e))?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
-    let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
+    let now = state.clock.now(&mut conn).await.map_err(|e| ConsoleError::api(lang, e))?;
     let order = orders::find(&mut conn, id)
         .await
-        .map_err(|e| ConsoleError::api(lang, e.into()))?
+        .map_err(|e| ConsoleError::api(lang, e))?
         .filter(|o| orders::visible_to(o, &viewer.principal))
         .ok_or_else(|| ConsoleError::not_found(lang))?;
     let view = one_order_view(&mut conn, order, now).await.map_err(|e| ConsoleError::api(lang, e))?;
@@ -244,7 +244,7 @@ pub struct CancelForm {
 #[post("/orders/{id}/cancel")]
 pub async fn cancel(form: ConsoleForm<CancelForm>, id: web::Path<String>) -> Result<HttpResponse, ConsoleError> {
     let lang = form.viewer.lang;
-    form.viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e.into()))?;
+    form.viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e))?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
     let key = Some(form.value.idempotency_key.clone()).filter(|k| !k.is_empty() && k.len() <= 255);
     let principal = form.viewer.principal;

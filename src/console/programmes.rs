@@ -66,7 +66,7 @@ pub async fn list(
         limit: Some(25),
         cursor: given(&form.cursor).map(String::from),
     };
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
     let found = programmes_page(&mut conn, query).await.map_err(|e| ConsoleError::api(lang, e))?;
     let body = html! {
         form.filters method="get" action="/programmes" {
@@ -659,10 +659,10 @@ pub async fn reclaim_grant(
         Err(e) => {
             let status = e.status;
             let problems = refused(lang, e)?;
-            let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+            let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
             let grant = crate::subsidy::programmes::find_grant(&mut conn, id)
                 .await
-                .map_err(|e| ConsoleError::api(lang, e.into()))?
+                .map_err(|e| ConsoleError::api(lang, e))?
                 .ok_or_else(|| ConsoleError::not_found(lang))?;
             let flags = ShowForm::default();
             let shown = Refused::Reclaim(&problems);

@@ -68,7 +68,7 @@ impl FromRequest for Viewer {
             let state = state(&req)?;
             let principal = load(&state, claims).await.map_err(|e| match e {
                 AuthError::NotCurrent => sign_in(),
-                e => ConsoleError::api(lang, e.into()),
+                e => ConsoleError::api(lang, e),
             })?;
             let csrf = keys(&req)?.form_token(&token);
             Ok(Viewer { principal, token, lang, csrf, path })
@@ -187,7 +187,7 @@ pub async fn login(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, C
             }
             Ok(response)
         }
-        Err(e) => Err(ConsoleError::api(lang, e.into())),
+        Err(e) => Err(ConsoleError::api(lang, e)),
     }
 }
 

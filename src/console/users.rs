@@ -26,7 +26,7 @@ const PAGE: i64 = 50;
 const ORGANISATIONS_OFFERED: i64 = 500;
 
 fn admin_only(viewer: &Viewer) -> Result<(), ConsoleError> {
-    viewer.principal.require(&[Role::Admin]).map_err(|e| ConsoleError::api(viewer.lang, e.into()))
+    viewer.principal.require(&[Role::Admin]).map_err(|e| ConsoleError::api(viewer.lang, e))
 }
 
 fn role_label(role: &str, lang: Lang) -> &'static str {
@@ -247,10 +247,10 @@ pub async fn confirm_disable(
     let lang = viewer.lang;
     admin_only(&viewer)?;
     let id = id.parse::<Uuid>().map_err(|_| ConsoleError::not_found(lang))?;
-    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e.into()))?;
+    let mut conn = state.pool.get().await.map_err(|e| ConsoleError::api(lang, e))?;
     let (user, org) = crate::auth::store::user_by_id(&mut conn, id)
         .await
-        .map_err(|e| ConsoleError::api(lang, e.into()))?
+        .map_err(|e| ConsoleError::api(lang, e))?
         .ok_or_else(|| ConsoleError::not_found(lang))?;
     let body = html! {
         p { strong { (user.email) } " · " (role_label(&user.role, lang)) " · " (org.name) }

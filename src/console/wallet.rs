@@ -40,7 +40,7 @@ pub async fn wallet(
 ) -> Result<HttpResponse, ConsoleError> {
     use crate::db::schema::grants;
     let lang = viewer.lang;
-    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e.into()))?;
+    viewer.principal.require(&[Role::Tenant]).map_err(|e| ConsoleError::api(lang, e))?;
     let fail = |e: crate::http::ApiError| ConsoleError::api(lang, e);
     let mut conn = state.pool.get().await.map_err(|e| fail(e.into()))?;
     let filter = AccountFilter {
