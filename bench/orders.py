@@ -365,18 +365,21 @@ def print_statements(limit, orders):
     """Where PostgreSQL's time went in a run: per statement, calls and rows
     per 1,000 orders, mean time, and share of all statements' time."""
     rows = psql(
-        "SELECT calls, rows, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3), "
-        "round((100 * total_exec_time / sum(total_exec_time) OVER ())::numeric, 1), "
+        "SELECT calls, rows, round(mean_exec_time::numeric, 3), round(mean_plan_time::numeric, 3), "
+        "round((100 * (total_exec_time + total_plan_time) "
+        "/ sum(total_exec_time + total_plan_time) OVER ())::numeric, 1), "
         "shared_blks_hit + shared_blks_read, "
         "regexp_replace(left(query, 110), '\\s+', ' ', 'g') "
         f"FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{DB}') "
-        f"ORDER BY total_exec_time DESC LIMIT {int(limit)}", DB)
+        f"ORDER BY total_exec_time + total_plan_time DESC LIMIT {int(limit)}", DB)
     k = 1000 / max(orders, 1)
-    print(f"{'calls/1k':>9} {'rows/1k':>8} {'blks/1k':>8} {'mean ms':>8} {'share':>6}  statement", file=sys.stderr)
+    # Planning time is counted only where pg_stat_statements.track_planning is on.
+    print(f"{'calls/1k':>9} {'rows/1k':>8} {'blks/1k':>8} {'exec ms':>8} {'plan ms':>8} {'share':>6}  statement",
+          file=sys.stderr)
     for line in rows.splitlines():
-        calls, n, _total, mean, share, blocks, query = line.split("|", 6)
-        print(f"{int(calls) * k:9.0f} {int(n) * k:8.0f} {int(blocks) * k:8.0f} {float(mean):8.3f} {share:>5}%  {query}",
-              file=sys.stderr)
+        calls, n, mean, plan, share, blocks, query = line.split("|", 6)
+        print(f"{int(calls) * k:9.0f} {int(n) * k:8.0f} {int(blocks) * k:8.0f} {float(mean):8.3f} {float(plan):8.3f} "
+              f"{share:>5}%  {query}", file=sys.stderr)
 
 
 def per_thousand(cpu_seconds, count):

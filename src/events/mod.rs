@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Int8, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::db::schema::events;
@@ -50,8 +51,10 @@ pub struct NewEvent {
     pub subject_id: Uuid,
     /// The organisations that see it (besides finance, which sees all).
     pub org_ids: Vec<Uuid>,
-    /// The subject as the API shows it, at the moment of the change.
-    pub data: serde_json::Value,
+    /// The subject as the API shows it, at the moment of the change: its
+    /// JSON text, as the API's answer carries it (the order batch writes one
+    /// text as both, instead of building the view twice).
+    pub data: Box<RawValue>,
 }
 
 impl NewEvent {
@@ -60,7 +63,7 @@ impl NewEvent {
         occurred_at: DateTime<Utc>,
         subject_id: Uuid,
         org_ids: Vec<Uuid>,
-        data: serde_json::Value,
+        data: Box<RawValue>,
     ) -> Self {
         NewEvent { event_type, occurred_at, subject_id, org_ids, data }
     }
@@ -69,8 +72,17 @@ impl NewEvent {
 /// An event's `data`: the subject's API view as JSON. The views are plain
 /// structs of strings, numbers and ids, so this cannot fail in practice; if
 /// it ever did, the change is refused rather than recorded without its event.
-pub fn view_data<T: Serialize>(view: &T) -> Result<serde_json::Value, LedgerError> {
-    serde_json::to_value(view).map_err(|e| LedgerError::Corrupt(format!("an event's data did not serialise: {e}")))
+pub fn view_data<T: Serialize + ?Sized>(view: &T) -> Result<Box<RawValue>, LedgerError> {
+    serde_json::value::to_raw_value(view).map_err(not_serialised)
+}
+
+/// [`view_data`] as a JSON value, for data assembled from more than one view.
+pub fn view_value<T: Serialize + ?Sized>(view: &T) -> Result<serde_json::Value, LedgerError> {
+    serde_json::to_value(view).map_err(not_serialised)
+}
+
+fn not_serialised(e: serde_json::Error) -> LedgerError {
+    LedgerError::Corrupt(format!("an event's data did not serialise: {e}"))
 }
 
 /// A stored event.
@@ -103,7 +115,7 @@ pub struct Position {
 
 /// Records `batch` in the caller's transaction, in one statement.
 pub async fn record_many(conn: &mut AsyncPgConnection, batch: &[NewEvent]) -> QueryResult<()> {
-    use diesel::sql_types::{Array, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+    use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};
     if batch.is_empty() {
         return Ok(());
     }
@@ -116,8 +128,8 @@ pub async fn record_many(conn: &mut AsyncPgConnection, batch: &[NewEvent]) -> Qu
         .collect();
     crate::db::prepared(
         "INSERT INTO events (id, type, occurred_at, subject_id, org_ids, data) \
-         SELECT v.id, v.type, v.occurred_at, v.subject_id, v.org_ids::uuid[], v.data \
-         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::text[], $6::jsonb[]) \
+         SELECT v.id, v.type, v.occurred_at, v.subject_id, v.org_ids::uuid[], v.data::jsonb \
+         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::text[], $6::text[]) \
               WITH ORDINALITY AS v(id, type, occurred_at, subject_id, org_ids, data, n) \
          ORDER BY v.n",
     )
@@ -126,7 +138,7 @@ pub async fn record_many(conn: &mut AsyncPgConnection, batch: &[NewEvent]) -> Qu
     .bind::<Array<Timestamptz>, _>(batch.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
     .bind::<Array<SqlUuid>, _>(batch.iter().map(|e| e.subject_id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(org_ids)
-    .bind::<Array<Jsonb>, _>(batch.iter().map(|e| &e.data).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(batch.iter().map(|e| e.data.get()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

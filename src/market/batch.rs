@@ -264,7 +264,15 @@ pub async fn place_many(
 ) -> Result<Vec<Result<OrderRow, OrderError>>, OrderError> {
     let (answers, postings) = place_many_deferred(conn, asks, fee_rate, now).await?;
     postings.write(conn).await?;
-    Ok(answers)
+    Ok(answers.into_iter().map(|a| a.map(|placed| placed.order)).collect())
+}
+
+/// An accepted order, with its API view as JSON text: its `order.reserved`
+/// event's data, and the answer to the request that placed it.
+#[derive(Debug)]
+pub struct Placed {
+    pub order: OrderRow,
+    pub view: Box<serde_json::value::RawValue>,
 }
 
 /// What `place_many_deferred` leaves for last: the accepted orders' postings
@@ -313,8 +321,8 @@ pub async fn place_many_deferred(
     asks: &[OrderAsk],
     fee_rate: Decimal,
     now: DateTime<Utc>,
-) -> Result<(Vec<Result<OrderRow, OrderError>>, DeferredPostings), OrderError> {
-    let mut answers: Vec<Option<Result<OrderRow, OrderError>>> = asks.iter().map(|_| None).collect();
+) -> Result<(Vec<Result<Placed, OrderError>>, DeferredPostings), OrderError> {
+    let mut answers: Vec<Option<Result<Placed, OrderError>>> = asks.iter().map(|_| None).collect();
 
     // Listings (shared locks: a listing's window and status hold till commit),
     // grants, programmes and tenants, each read once.
@@ -446,7 +454,8 @@ pub async fn place_many_deferred(
         orders::insert_many(conn, &rows).await?;
         projects::write_draws(conn, &allocations).await?;
         // One `order.reserved` per accepted order, in one statement: the
-        // views are built from what was just written, without reading it back.
+        // views are built from what was just written, without reading it
+        // back, and each serves as its order's answer too.
         let events = accepted
             .iter()
             .map(|(_, a)| {
@@ -455,9 +464,9 @@ pub async fn place_many_deferred(
             })
             .collect::<Result<Vec<_>, LedgerError>>()?;
         crate::events::record_many(conn, &events).await?;
-    }
-    for (i, a) in accepted {
-        answers[i] = Some(Ok(a.order));
+        for ((i, a), event) in accepted.into_iter().zip(events) {
+            answers[i] = Some(Ok(Placed { order: a.order, view: event.data }));
+        }
     }
     let answers = answers
         .into_iter()

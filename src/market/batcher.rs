@@ -23,8 +23,6 @@ use rust_decimal::Decimal;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::batch::{self, OrderAsk};
-use super::charged;
-use super::routes::order_view;
 use crate::clock::Clock;
 use crate::config::OrderBatchLimits;
 use crate::db::DbPool;
@@ -217,12 +215,8 @@ async fn place_and_record(
     let mut bodies = Vec::with_capacity(fresh.len());
     for (&i, result) in fresh.iter().zip(placed) {
         match result {
-            Ok(order) => {
-                let id = order.id;
-                let figures = charged::when_placed(&order)?;
-                let body = serde_json::to_string(&order_view(order, now, &figures)?).map_err(ApiError::internal)?;
-                bodies.push((i, body, id));
-            }
+            // The answer is the order's view, as its event carries it.
+            Ok(placed) => bodies.push((i, Box::<str>::from(placed.view).into_string(), placed.order.id)),
             Err(refusal) => answers[i] = Some(Err(refusal.into())),
         }
     }

@@ -299,14 +299,15 @@ pub async fn pay(
         journal_entry_id: posted.id,
         paid_at: now,
     };
-    let mut data = crate::events::view_data(&view(conn, claim.clone()).await?)?;
+    let mut data = crate::events::view_value(&view(conn, claim.clone()).await?)?;
     if let Some(fields) = data.as_object_mut() {
-        let mut payment = crate::events::view_data(&payment)?;
+        let mut payment = crate::events::view_value(&payment)?;
         if let Some(p) = payment.as_object_mut() {
             p.insert("id".into(), serde_json::json!(payment_id));
         }
         fields.insert("payment".into(), payment);
     }
+    let data = crate::events::view_data(&data)?;
     crate::events::record(conn, NewEvent::new(EventType::ClaimPaid, now, id, vec![], data)).await?;
     Ok(claim)
 }

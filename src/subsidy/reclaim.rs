@@ -260,7 +260,7 @@ pub async fn flag_grants(pool: &crate::db::DbPool, clock: crate::clock::Clock) -
                 .await?
                 .pop()
                 .ok_or_else(|| GrantError::Ledger(LedgerError::Corrupt("a grant vanished".into())))?;
-            let data = serde_json::to_value(&view).map_err(ReclaimError::EventData)?;
+            let data = serde_json::value::to_raw_value(&view).map_err(ReclaimError::EventData)?;
             crate::events::record(
                 c,
                 NewEvent::new(EventType::GrantFlagged, now, row.id, vec![row.tenant_org_id], data),

@@ -76,7 +76,7 @@ pub async fn reclaim_write(
             cancelled_orders.push(one_order_view(conn, order, now).await?);
         }
         let view = ReclaimView { grant, cancelled_orders };
-        let data = serde_json::to_value(&view).map_err(ApiError::internal)?;
+        let data = serde_json::value::to_raw_value(&view).map_err(ApiError::internal)?;
         crate::events::record(conn, NewEvent::new(EventType::GrantReclaimed, now, id, vec![tenant], data)).await?;
         Ok(view)
     })

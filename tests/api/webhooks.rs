@@ -183,6 +183,7 @@ async fn record(app: &TestApp, event_type: EventType, orgs: &[Uuid], data: Value
     let mut conn = app.conn().await;
     let subject = Uuid::now_v7();
     let occurred_at: DateTime<Utc> = "2026-12-23T10:00:00Z".parse().expect("instant");
+    let data = events::view_data(&data).expect("the data serialises");
     events::record(&mut conn, NewEvent::new(event_type, occurred_at, subject, orgs.to_vec(), data))
         .await
         .expect("record the event");
