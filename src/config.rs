@@ -60,21 +60,27 @@ pub struct Settings {
     /// `GPUHOUR_WEBHOOK_INTERVAL_MS`, `GPUHOUR_WEBHOOK_TIMEOUT_SECONDS`,
     /// `GPUHOUR_WEBHOOK_CONCURRENCY`, `GPUHOUR_WEBHOOK_PER_ENDPOINT`: the webhook worker.
     pub webhooks: crate::webhooks::WebhookSettings,
-    /// `GPUHOUR_ORDER_BATCH_MAX` (default 256) and `GPUHOUR_ORDER_BATCH_WINDOW_US`
-    /// (default 1,000): the group commit writes at most this many orders in one
-    /// transaction, collected for at most this long once the first arrives;
-    /// `GPUHOUR_ORDER_BATCHES_IN_FLIGHT` (default 1): how many batches each
-    /// worker thread runs at once.
+    /// The order group commit (`market::batcher`), one per process:
+    /// `GPUHOUR_ORDER_BATCHES_IN_FLIGHT` (default 2) batches in the database
+    /// at once; each takes at least `GPUHOUR_ORDER_BATCH_MIN` (default 32)
+    /// orders, waiting up to `GPUHOUR_ORDER_BATCH_WINDOW_US` (default 1,000)
+    /// from its first for them, and at most `GPUHOUR_ORDER_BATCH_MAX`
+    /// (default 256); what is queued beyond that is shared out over the
+    /// batches that are free to start.
     pub order_batch: OrderBatchLimits,
 }
 
 /// How the order group commit gathers a batch (see `market::batcher`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderBatchLimits {
+    /// Below this a batch costs more per order than it saves in waiting: it
+    /// waits (up to `window`) for this many rather than split the queue
+    /// into smaller batches.
+    pub min_orders: usize,
     pub max_orders: usize,
     pub window: Duration,
-    /// Batches of one worker thread in the database at once: while one waits
-    /// on its round trips and commit, the next is judged and written.
+    /// Batches of the process in the database at once: while one waits on
+    /// its round trips and commit, the next is judged and written.
     pub in_flight: usize,
 }
 
@@ -201,6 +207,7 @@ struct Environment {
     gpuhour_webhook_timeout_seconds: Option<u64>,
     gpuhour_webhook_concurrency: Option<u64>,
     gpuhour_webhook_per_endpoint: Option<u64>,
+    gpuhour_order_batch_min: Option<u64>,
     gpuhour_order_batch_max: Option<u64>,
     gpuhour_order_batch_window_us: Option<u64>,
     gpuhour_order_batches_in_flight: Option<u64>,
@@ -332,10 +339,14 @@ impl Settings {
             },
             admin_email: env.gpuhour_admin_email,
             admin_password: env.gpuhour_admin_password.map(SecretString::from),
-            order_batch: OrderBatchLimits {
-                max_orders: env.gpuhour_order_batch_max.unwrap_or(256).clamp(1, 4_096) as usize,
-                window: Duration::from_micros(env.gpuhour_order_batch_window_us.unwrap_or(1_000).min(100_000)),
-                in_flight: env.gpuhour_order_batches_in_flight.unwrap_or(1).clamp(1, 16) as usize,
+            order_batch: {
+                let max_orders = env.gpuhour_order_batch_max.unwrap_or(256).clamp(1, 4_096) as usize;
+                OrderBatchLimits {
+                    min_orders: (env.gpuhour_order_batch_min.unwrap_or(32).max(1) as usize).min(max_orders),
+                    max_orders,
+                    window: Duration::from_micros(env.gpuhour_order_batch_window_us.unwrap_or(1_000).min(100_000)),
+                    in_flight: env.gpuhour_order_batches_in_flight.unwrap_or(2).clamp(1, 16) as usize,
+                }
             },
         })
     }
@@ -435,7 +446,7 @@ mod tests {
         );
         assert_eq!(
             s.order_batch,
-            OrderBatchLimits { max_orders: 256, window: Duration::from_micros(1_000), in_flight: 1 }
+            OrderBatchLimits { min_orders: 32, max_orders: 256, window: Duration::from_micros(1_000), in_flight: 2 }
         );
         // Blank is unset.
         let blank = settings(&[("GPUHOUR_DB_POOL_SIZE", "  "), ("GPUHOUR_BIND", "")]).expect("blank is unset");
@@ -463,7 +474,11 @@ mod tests {
         assert_eq!((s.pool_size, s.fee_rate, s.payout_advance_rate), (4, Decimal::new(5, 2), Decimal::ONE));
         assert_eq!((s.time_zone.as_str(), s.settle_interval, s.bank_match_days), ("Europe/Berlin", None, 366));
         assert_eq!(s.signups_per_address, 0);
-        assert_eq!(s.order_batch, OrderBatchLimits { max_orders: 1, window: Duration::from_millis(100), in_flight: 1 });
+        // The least a batch waits for is never more than the most it takes.
+        assert_eq!(
+            s.order_batch,
+            OrderBatchLimits { min_orders: 1, max_orders: 1, window: Duration::from_millis(100), in_flight: 1 }
+        );
         assert!(!settings(&[("GPUHOUR_SANDBOX", "0")]).expect("valid").sandbox);
         assert!(settings(&[("GPUHOUR_SANDBOX", "1")]).expect("valid").sandbox);
         // A secret is taken as given, spaces and all.

@@ -200,6 +200,14 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
         .map_err(|e| StartupError::Metrics(e.to_string()))?;
     let max_body = state.settings.max_body_bytes;
     let sandbox = if state.settings.sandbox { Sandbox::Mounted } else { Sandbox::Absent };
+    // One order batcher for the process, on this (multi-threaded) runtime;
+    // every worker thread hands it its orders.
+    let batcher = web::Data::new(crate::market::batcher::OrderBatcher::start(
+        state.pool.clone(),
+        state.clock,
+        state.settings.fee_rate,
+        state.settings.order_batch,
+    ));
     let state = web::Data::new(state);
     let keys = web::Data::new(keys);
     let openapi = crate::http::openapi::document();
@@ -220,13 +228,7 @@ fn run(listener: TcpListener, state: AppState, keys: TokenKeys) -> Result<Server
             })
             .wrap(TracingLogger::default())
             .wrap(metrics.clone())
-            // One order batcher per worker thread, started on that thread.
-            .app_data(web::Data::new(crate::market::batcher::OrderBatcher::start(
-                state.pool.clone(),
-                state.clock,
-                state.settings.fee_rate,
-                state.settings.order_batch,
-            )))
+            .app_data(batcher.clone())
             .app_data(state.clone())
             .app_data(keys.clone())
             .app_data(web::PayloadConfig::new(max_body))

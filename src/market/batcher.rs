@@ -10,8 +10,13 @@
 //! batch's transaction — the orders, their postings, audit records and stored
 //! idempotent answers — has committed.
 //!
-//! One batcher runs on each of the server's worker threads; batches of two
-//! workers or two processes take their locks in one order (see `batch.rs`).
+//! One batcher serves every worker thread of the process: it runs, with its
+//! batches, on the process's multi-threaded runtime, where the database
+//! connections' own tasks run, and the HTTP workers hand it their orders. A
+//! batcher per worker split the clients between workers, and two processes
+//! into four batches of a quarter each, though a batch's fixed cost (some
+//! twenty statements and a commit) is worth ten orders' work. Batches of
+//! two processes take their locks in one order (see `batch.rs`).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -51,12 +56,14 @@ struct Batching {
 }
 
 impl OrderBatcher {
-    /// Starts a batcher on the current thread's runtime (an actix worker's).
+    /// Starts the process's batcher on the current (multi-threaded) runtime;
+    /// it stops when the last handle is dropped.
     pub fn start(pool: DbPool, clock: Clock, fee_rate: Decimal, limits: OrderBatchLimits) -> Self {
         // A bounded queue: when the database falls behind, requests wait here
         // (and in the pool) instead of piling up without end.
-        let (jobs, queue) = mpsc::channel(limits.max_orders.saturating_mul(4));
-        actix_web::rt::spawn(run(queue, Batching { pool, clock, fee_rate, limits }));
+        let capacity = limits.max_orders.saturating_mul(limits.in_flight.max(1)).saturating_mul(4);
+        let (jobs, queue) = mpsc::channel(capacity);
+        tokio::spawn(run(queue, Batching { pool, clock, fee_rate, limits }));
         OrderBatcher { jobs }
     }
 
@@ -98,33 +105,48 @@ async fn run(mut queue: mpsc::Receiver<Job>, batching: Batching) {
                 None => return,
             }
         }
-        gather(&mut queue, &mut jobs, batching.limits).await;
+        // This batch and every other one free to start share what is queued.
+        let free = slots.available_permits() + 1;
+        gather(&mut queue, &mut jobs, batching.limits, free).await;
         let mut keys = HashSet::new();
         let (now, later): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|j| j.write.scoped_key().is_none_or(|k| keys.insert(k)));
         deferred.extend(later);
         let batching = batching.clone();
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             answer(&batching, now).await;
             drop(slot);
         });
     }
 }
 
-/// Adds what is queued, then waits up to the window for more while the
-/// batch has room.
-async fn gather(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, limits: OrderBatchLimits) {
+/// Takes its share of what is queued (`batch_size`), then, while the batch
+/// is smaller than that, waits up to the window for more.
+async fn gather(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, limits: OrderBatchLimits, free: usize) {
     let deadline = tokio::time::Instant::now() + limits.window;
-    while jobs.len() < limits.max_orders {
-        match queue.try_recv() {
-            Ok(job) => jobs.push(job),
-            Err(_) if limits.window.is_zero() => return,
-            Err(_) => match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(job)) => jobs.push(job),
-                Ok(None) | Err(_) => return,
-            },
+    loop {
+        let size = batch_size(jobs.len() + queue.len(), free, limits);
+        while jobs.len() < size {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if jobs.len() >= size || limits.window.is_zero() {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, queue.recv()).await {
+            Ok(Some(job)) => jobs.push(job),
+            Ok(None) | Err(_) => return,
         }
     }
+}
+
+/// How many orders a batch takes when `waiting` are at hand and `free`
+/// batches (this one among them) may start: an even share of them, but not
+/// less than the least worth a batch, nor more than the most.
+fn batch_size(waiting: usize, free: usize, limits: OrderBatchLimits) -> usize {
+    waiting.div_ceil(free.max(1)).max(limits.min_orders).min(limits.max_orders)
 }
 
 /// Runs a batch and answers each client. A batch that fails before its
@@ -231,4 +253,44 @@ async fn place_and_record(
         .into_iter()
         .map(|a| a.unwrap_or_else(|| Err(ApiError::internal(std::io::Error::other("an order went unanswered")))))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn limits() -> OrderBatchLimits {
+        OrderBatchLimits { min_orders: 32, max_orders: 256, window: Duration::from_millis(1), in_flight: 2 }
+    }
+
+    #[test]
+    fn what_is_queued_is_shared_over_the_batches_free_to_start() {
+        // 64 clients of one process, both batches free: two batches of 32.
+        assert_eq!(batch_size(64, 2, limits()), 32);
+        // 256 clients: two batches of 128, not one of 256 and an idle slot.
+        assert_eq!(batch_size(256, 2, limits()), 128);
+        assert_eq!(batch_size(65, 2, limits()), 33);
+        // One batch already in the database: this one takes all it may.
+        assert_eq!(batch_size(64, 1, limits()), 64);
+    }
+
+    #[test]
+    fn a_batch_is_not_split_below_the_least_worth_one() {
+        // Two processes with 32 clients each: one batch of 32 each, not two
+        // of 16 (a batch's fixed cost is worth about ten orders).
+        assert_eq!(batch_size(32, 2, limits()), 32);
+        // Few waiting: the batch waits (up to the window) for the least.
+        assert_eq!(batch_size(3, 2, limits()), 32);
+        assert_eq!(batch_size(0, 1, limits()), 32);
+    }
+
+    #[test]
+    fn a_batch_never_takes_more_than_the_most() {
+        assert_eq!(batch_size(10_000, 2, limits()), 256);
+        assert_eq!(batch_size(10_000, 0, limits()), 256);
+        let one = OrderBatchLimits { min_orders: 1, max_orders: 1, ..limits() };
+        assert_eq!(batch_size(64, 2, one), 1);
+    }
 }
