@@ -1,11 +1,11 @@
 //! Writing journal entries: thin, and always inside the caller's transaction.
 //!
-//! `post_entry` (or `post_entries`, many at once) is the one way money moves. It locks the pending remainders and
-//! then the accounts it touches — the remainders by ascending id, the accounts
-//! with a floor before those without, each by ascending id (every writer takes
-//! them in that order, so two writers cannot deadlock) — applies the rules
-//! of `rules.rs` in memory, and writes the entry, its postings and the new
-//! figures. The caller commits, so a marketplace order can reserve capacity and
+//! `post_entry` (or `post_entries`, many entries at once) is the one way money
+//! moves. It locks the pending remainders and then the accounts it touches —
+//! the remainders by ascending id, the accounts with a floor before those
+//! without, each by ascending id (every writer takes them in that order, so
+//! two writers cannot deadlock) — applies the rules of `rules.rs` in memory,
+//! and writes the entry, its postings and the new figures. The caller commits, so a marketplace order can reserve capacity and
 //! post in one transaction.
 
 use std::collections::BTreeMap;
@@ -82,7 +82,7 @@ pub async fn post_entry_locked(
 }
 
 /// Writes many balanced journal entries inside the caller's transaction, in
-/// three statements whatever their number: the pending remainders that any of
+/// at most three statements whatever their number: the pending remainders that any of
 /// them resolves are locked at once, then every account any of them touches
 /// (each set in the ledger's one order), and one statement writes them all.
 /// The entries are applied in turn, each against the book as the ones before
