@@ -5,8 +5,9 @@
 //! the remainders by ascending id, the accounts with a floor before those
 //! without, each by ascending id (every writer takes them in that order, so
 //! two writers cannot deadlock) — applies the rules of `rules.rs` in memory,
-//! and writes the entry, its postings and the new figures. The caller commits, so a marketplace order can reserve capacity and
-//! post in one transaction.
+//! and writes the entry, its postings and the new figures. The caller
+//! commits, so a marketplace order can reserve capacity and post in one
+//! transaction.
 
 use std::collections::BTreeMap;
 
