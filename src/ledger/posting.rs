@@ -1,12 +1,13 @@
 //! Writing journal entries: thin, and always inside the caller's transaction.
 //!
-//! `post_entry` is the one way money moves. It locks the pending remainders and
-//! then the accounts it touches — the remainders by ascending id, the accounts
-//! with a floor before those without, each by ascending id (every writer takes
-//! them in that order, so two writers cannot deadlock) — applies the rules
-//! of `rules.rs` in memory, and writes the entry, its postings and the new
-//! figures. The caller commits, so a marketplace order can reserve capacity and
-//! post in one transaction.
+//! `post_entry` (or `post_entries`, many entries at once) is the one way money
+//! moves. It locks the pending remainders and then the accounts it touches —
+//! the remainders by ascending id, the accounts with a floor before those
+//! without, each by ascending id (every writer takes them in that order, so
+//! two writers cannot deadlock) — applies the rules of `rules.rs` in memory,
+//! and writes the entry, its postings and the new figures. The caller
+//! commits, so a marketplace order can reserve capacity and post in one
+//! transaction.
 
 use std::collections::BTreeMap;
 
@@ -74,10 +75,43 @@ pub async fn post_entry_locked(
     entry: NewEntry,
     locked: BTreeMap<Uuid, AccountState>,
 ) -> Result<PostedEntry, LedgerError> {
-    let mut pendings = lock_pendings(conn, &entry.movements).await?;
-    let mut account_ids: Vec<Uuid> = entry
-        .movements
+    let mut posted = post_entries_locked(conn, vec![entry], locked).await?;
+    match (posted.pop(), posted.is_empty()) {
+        (Some(one), true) => Ok(one),
+        _ => Err(LedgerError::Corrupt("one entry was posted as another number of entries".into())),
+    }
+}
+
+/// Writes many balanced journal entries inside the caller's transaction, in
+/// at most three statements whatever their number: the pending remainders that any of
+/// them resolves are locked at once, then every account any of them touches
+/// (each set in the ledger's one order), and one statement writes them all.
+/// The entries are applied in turn, each against the book as the ones before
+/// it left it, so their running balances are those of posting them one by one.
+/// All or nothing: if one entry is refused the call errs and, the caller's
+/// transaction being rolled back, nothing is written. (An entry cannot resolve
+/// a pending posting that another entry of the same call makes.)
+pub async fn post_entries(
+    conn: &mut AsyncPgConnection,
+    entries: Vec<NewEntry>,
+) -> Result<Vec<PostedEntry>, LedgerError> {
+    post_entries_locked(conn, entries, BTreeMap::new()).await
+}
+
+/// `post_entries` for a caller that already holds some accounts' locks, as
+/// `post_entry_locked`.
+async fn post_entries_locked(
+    conn: &mut AsyncPgConnection,
+    entries: Vec<NewEntry>,
+    locked: BTreeMap<Uuid, AccountState>,
+) -> Result<Vec<PostedEntry>, LedgerError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pendings = lock_pendings(conn, entries.iter().flat_map(|e| &e.movements)).await?;
+    let mut account_ids: Vec<Uuid> = entries
         .iter()
+        .flat_map(|e| &e.movements)
         .flat_map(|m| match *m {
             Movement::Transfer { debit, credit, .. } => vec![debit, credit],
             _ => vec![],
@@ -92,11 +126,13 @@ pub async fn post_entry_locked(
         lock_accounts(conn, &account_ids).await?
     };
 
-    let applied = apply_movements(&mut book, &mut pendings, &entry.movements)?;
-    let written = [AppliedEntry::new(entry, applied)];
-    write_entries(conn, &written, &pendings, &book).await?;
-    let [AppliedEntry { id, postings, .. }] = written;
-    Ok(PostedEntry { id, postings })
+    let mut applied = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let postings = apply_movements(&mut book, &mut pendings, &entry.movements)?;
+        applied.push(AppliedEntry::new(entry, postings));
+    }
+    write_entries(conn, &applied, &pendings, &book).await?;
+    Ok(applied.into_iter().map(|AppliedEntry { id, postings, .. }| PostedEntry { id, postings }).collect())
 }
 
 /// An entry whose rules have run against a locked book: ready to be written.
@@ -399,11 +435,11 @@ impl PostingColumns {
 }
 
 /// Locks the remainders of the pending postings that `movements` resolve.
-async fn lock_pendings(
+async fn lock_pendings<'a>(
     conn: &mut AsyncPgConnection,
-    movements: &[Movement],
+    movements: impl IntoIterator<Item = &'a Movement>,
 ) -> Result<BTreeMap<Uuid, PendingState>, LedgerError> {
-    let mut ids: Vec<Uuid> = movements.iter().filter_map(Movement::pending_posting_id).collect();
+    let mut ids: Vec<Uuid> = movements.into_iter().filter_map(Movement::pending_posting_id).collect();
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }

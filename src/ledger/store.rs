@@ -3,6 +3,8 @@
 //! always on the caller's connection, inside its transaction when it has one.
 //! Writing entries is `posting.rs`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Numeric, Uuid as SqlUuid};
@@ -183,6 +185,8 @@ pub struct PendingProgress {
 #[derive(QueryableByName)]
 struct ProgressRow {
     #[diesel(sql_type = SqlUuid)]
+    entry_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
     id: Uuid,
     #[diesel(sql_type = SqlUuid)]
     debit_account_id: Uuid,
@@ -203,19 +207,31 @@ pub async fn pending_progress_of(
     conn: &mut AsyncPgConnection,
     entry_id: Uuid,
 ) -> Result<Vec<PendingProgress>, LedgerError> {
-    let rows: Vec<ProgressRow> = diesel::sql_query(
-        "SELECT p.id, p.debit_account_id, p.credit_account_id, p.currency, p.amount, r.remaining, \
+    Ok(pending_progress_of_many(conn, &[entry_id]).await?.remove(&entry_id).unwrap_or_default())
+}
+
+/// `pending_progress_of` for many entries in one statement: entry id → its
+/// pending postings in posting order (an entry with none is left out).
+pub async fn pending_progress_of_many(
+    conn: &mut AsyncPgConnection,
+    entry_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<PendingProgress>>, LedgerError> {
+    if entry_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<ProgressRow> = crate::db::prepared(
+        "SELECT p.entry_id, p.id, p.debit_account_id, p.credit_account_id, p.currency, p.amount, r.remaining, \
                 coalesce((SELECT sum(c.amount) FROM postings c \
                           WHERE c.pending_posting_id = p.id AND c.kind = 'post_pending'), 0) AS posted \
          FROM postings p JOIN pending_remainders r ON r.posting_id = p.id \
-         WHERE p.entry_id = $1 AND p.kind = 'pending' ORDER BY p.seq",
+         WHERE p.entry_id = ANY($1) AND p.kind = 'pending' ORDER BY p.entry_id, p.seq",
     )
-    .bind::<SqlUuid, _>(entry_id)
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(entry_ids.to_vec())
     .load(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| PendingProgress {
+    let mut by_entry: HashMap<Uuid, Vec<PendingProgress>> = HashMap::new();
+    for r in rows {
+        by_entry.entry(r.entry_id).or_default().push(PendingProgress {
             posting_id: r.id,
             debit_account_id: r.debit_account_id,
             credit_account_id: r.credit_account_id,
@@ -223,8 +239,9 @@ pub async fn pending_progress_of(
             amount: r.amount,
             posted: r.posted,
             remaining: r.remaining,
-        })
-        .collect())
+        });
+    }
+    Ok(by_entry)
 }
 
 /// The code and type of each of `ids`, for showing postings by name.

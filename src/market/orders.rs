@@ -24,7 +24,7 @@ crate::ledger::model::text_enum_sql! {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, PartialEq)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
 pub struct OrderRow {
     pub id: Uuid,

@@ -1,8 +1,9 @@
 //! Settlement, cancellation and outage credits: everything that later resolves
-//! an order's pending postings. Each works on one order (or one outage) in one
-//! transaction, locking the order row first, then capacity, then the ledger.
+//! an order's pending postings. Each works in one transaction, locking the
+//! order rows first (several at once by ascending id: a settlement batch, an
+//! outage's orders), then capacity, then the ledger.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
@@ -86,87 +87,163 @@ pub async fn settle_order(
     order_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<Settled>, SettleError> {
-    let order: Option<OrderRow> = orders_table::table
-        .find(order_id)
+    Ok(settle_orders(conn, &[order_id], now).await?.pop())
+}
+
+/// Settles the orders `ids` up to `now` in the caller's transaction, in a fixed
+/// number of statements whatever their number: their rows locked at once (by
+/// id; those another settler holds are skipped), their hour credits and
+/// pending postings read at once, every hour's entry posted with one
+/// `post_entries`, their progress written and their events recorded at once.
+/// Each order's entries are those `settle_order` would have posted alone.
+/// Returns the orders that settled an hour, in the order of `ids`.
+pub async fn settle_orders(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<Vec<Settled>, SettleError> {
+    let locked: Vec<OrderRow> = orders_table::table
+        .filter(orders_table::id.eq_any(ids))
+        .order(orders_table::id)
         .select(OrderRow::as_select())
         .for_update()
         .skip_locked()
-        .first(conn)
-        .await
-        .optional()?;
-    let Some(order) = order else { return Ok(None) };
-    if order.status != OrderStatus::Reserved && order.status != OrderStatus::Active {
-        return Ok(None);
+        .load(conn)
+        .await?;
+    let mut by_id: HashMap<Uuid, OrderRow> = locked.into_iter().map(|o| (o.id, o)).collect();
+    // In the caller's order (the settler's: oldest start first), each order once.
+    let orders: Vec<OrderRow> = ids
+        .iter()
+        .filter_map(|id| by_id.remove(id))
+        .filter(|o| o.status == OrderStatus::Reserved || o.status == OrderStatus::Active)
+        .collect();
+
+    // What changes for each order: the hours it settles up to (`upto`), or,
+    // with none to settle (`upto` = its `settled_hours`), only its start.
+    let changing: Vec<(&OrderRow, i32)> = orders
+        .iter()
+        .map(|o| (o, hours_elapsed(o.start_at, now, o.charged_hours)))
+        .filter(|&(o, upto)| upto > o.settled_hours || (now >= o.start_at && o.status == OrderStatus::Reserved))
+        .map(|(o, upto)| (o, upto.max(o.settled_hours)))
+        .collect();
+    if changing.is_empty() {
+        return Ok(Vec::new());
     }
-    let upto = hours_elapsed(order.start_at, now, order.charged_hours);
-    let begun = now >= order.start_at;
+
+    let settling: Vec<&OrderRow> =
+        changing.iter().filter(|(o, upto)| *upto > o.settled_hours).map(|(o, _)| *o).collect();
+    let mut credits = hour_credits_of_many(conn, &settling).await?;
+    let reservations: Vec<Uuid> = settling.iter().map(|o| o.journal_entry_id).collect();
+    let mut pendings = ledger_store::pending_progress_of_many(conn, &reservations).await?;
+    // An hour in a closed period is settled in the open one: the closed
+    // period's books are final (the database refuses entries dated in it).
+    let open_from = if changing.iter().any(|(o, upto)| !hours_to_settle(o, *upto).is_empty()) {
+        crate::ledger::periods::closed_until(conn).await?
+    } else {
+        None
+    };
+    let mut entries = Vec::new();
+    // How many of `entries` each of `changing` posts, in turn.
+    let mut entry_counts = Vec::with_capacity(changing.len());
+    for &(order, upto) in &changing {
+        let credits = credits.remove(&order.id).unwrap_or_default();
+        let mut progress = pendings.remove(&order.journal_entry_id).unwrap_or_default();
+        let own = settlement_entries(order, &credits, &mut progress, upto, open_from);
+        entry_counts.push(own.len());
+        entries.extend(own);
+    }
+    let mut posted = ledger_posting::post_entries(conn, entries).await?.into_iter().map(|e| e.id);
+
+    let status_after = |o: &OrderRow, upto: i32| {
+        if upto > o.settled_hours && upto >= o.charged_hours { OrderStatus::Completed } else { OrderStatus::Active }
+    };
+    let mut progress: Vec<(Uuid, i32, OrderStatus)> =
+        changing.iter().map(|&(o, upto)| (o.id, upto, status_after(o, upto))).collect();
+    progress.sort_unstable_by_key(|(id, _, _)| *id);
+    let mut updated: HashMap<Uuid, OrderRow> =
+        set_progress(conn, &progress).await?.into_iter().map(|o| (o.id, o)).collect();
+
     // `order.started` and `order.completed` go with the status changes that
-    // mean them, made under the order's row lock: an order leaves `reserved`
+    // mean them, made under the orders' row locks: an order leaves `reserved`
     // and reaches `completed` once each, whichever settler gets there.
-    let was_reserved = order.status == OrderStatus::Reserved;
-    if upto <= order.settled_hours {
-        if begun && was_reserved {
-            let row = set_progress(conn, order.id, order.settled_hours, OrderStatus::Active).await?;
-            record_order_events(conn, vec![(EventType::OrderStarted, row)], now).await?;
-        }
-        return Ok(None);
-    }
-    let credits = hour_credits_of(conn, &order).await?;
-    let mut pendings = ledger_store::pending_progress_of(conn, order.journal_entry_id).await?;
-    let entry_ids = settle_hours(conn, &order, &credits, &mut pendings, upto).await?;
-    let status = if upto >= order.charged_hours { OrderStatus::Completed } else { OrderStatus::Active };
-    let row = set_progress(conn, order.id, upto, status).await?;
     let mut events = Vec::new();
-    if was_reserved {
-        events.push((EventType::OrderStarted, row.clone()));
-    }
-    if status == OrderStatus::Completed {
-        events.push((EventType::OrderCompleted, row));
+    let mut settled = Vec::with_capacity(settling.len());
+    for (&(order, upto), count) in changing.iter().zip(entry_counts) {
+        let row = updated
+            .remove(&order.id)
+            .ok_or_else(|| LedgerError::Corrupt(format!("order {} vanished while settled", order.id)))?;
+        if order.status == OrderStatus::Reserved {
+            events.push((EventType::OrderStarted, row.clone()));
+        }
+        if upto == order.settled_hours {
+            continue;
+        }
+        settled.push(Settled {
+            order_id: order.id,
+            hours: upto - order.settled_hours,
+            settled_hours: upto,
+            status: row.status,
+            journal_entry_ids: posted.by_ref().take(count).collect(),
+        });
+        if row.status == OrderStatus::Completed {
+            events.push((EventType::OrderCompleted, row));
+        }
     }
     record_order_events(conn, events, now).await?;
-    Ok(Some(Settled {
-        order_id: order.id,
-        hours: upto - order.settled_hours,
-        settled_hours: upto,
-        status,
-        journal_entry_ids: entry_ids,
-    }))
+    Ok(settled)
 }
 
-/// Posts the shares of the order's hours from its `settled_hours` up to `upto`,
-/// one `settlement` entry per hour dated at the start of the hour it pays for —
-/// so usage falls in the day, month and claim period it was used in, however
-/// late the settler runs. `pendings` are updated as they are posted.
-async fn settle_hours(
-    conn: &mut AsyncPgConnection,
+/// The hours of `order` that settling it up to `upto` settles: from its
+/// `settled_hours` up to `upto` (never past its last hour).
+fn hours_to_settle(order: &OrderRow, upto: i32) -> std::ops::Range<i32> {
+    order.settled_hours..upto.min(order.hours)
+}
+
+/// What settling hour `hour` of `order` moves: of each of its pending
+/// postings, the hour's share less what outages credited for this very hour;
+/// the last hour closes the reservation. `pendings` advance by what is posted.
+pub fn hour_movements(
+    order: &OrderRow,
+    credits: &BTreeMap<i32, i32>,
+    pendings: &mut [ledger_store::PendingProgress],
+    hour: i32,
+) -> Vec<Movement> {
+    let mut movements = Vec::new();
+    for p in pendings.iter_mut() {
+        let schedule = PostingSchedule {
+            amount: p.amount,
+            hours: order.hours,
+            gpus: order.gpus,
+            currency: order.currency,
+            credits,
+        };
+        let amount = if hour == order.hours - 1 { p.remaining } else { schedule.net(hour, hour + 1).min(p.remaining) };
+        if amount > Decimal::ZERO {
+            movements.push(Movement::PostPending { pending_posting_id: p.posting_id, amount });
+            // amount ≤ remaining, and posted + remaining is the posting's amount: neither can overflow.
+            p.remaining -= amount;
+            p.posted += amount;
+        }
+    }
+    movements
+}
+
+/// The `settlement` entries of `order`'s hours from its `settled_hours` up to
+/// `upto`, one per hour dated at the start of the hour it pays for — so usage
+/// falls in the day, month and claim period it was used in, however late the
+/// settler runs — or at `open_from` (the end of the last closed period) if
+/// that is later. An hour whose shares were all credited has none.
+/// `pendings` advance as the entries would post them.
+pub fn settlement_entries(
     order: &OrderRow,
     credits: &BTreeMap<i32, i32>,
     pendings: &mut [ledger_store::PendingProgress],
     upto: i32,
-) -> Result<Vec<Uuid>, SettleError> {
-    let currency = order.currency;
-    if order.settled_hours >= upto.min(order.hours) {
-        return Ok(Vec::new());
-    }
-    // An hour in a closed period is settled in the open one: the closed
-    // period's books are final (the database refuses entries dated in it).
-    let open_from = crate::ledger::periods::closed_until(conn).await?;
-    let mut entry_ids = Vec::new();
-    for hour in order.settled_hours..upto.min(order.hours) {
-        let mut movements = Vec::new();
-        for p in pendings.iter_mut() {
-            let schedule =
-                PostingSchedule { amount: p.amount, hours: order.hours, gpus: order.gpus, currency, credits };
-            // The hour's share less what outages credited for this very hour;
-            // the last hour closes the reservation.
-            let amount =
-                if hour == order.hours - 1 { p.remaining } else { schedule.net(hour, hour + 1).min(p.remaining) };
-            if amount > Decimal::ZERO {
-                movements.push(Movement::PostPending { pending_posting_id: p.posting_id, amount });
-                p.remaining -= amount;
-                p.posted += amount;
-            }
-        }
+    open_from: Option<DateTime<Utc>>,
+) -> Vec<NewEntry> {
+    let mut entries = Vec::new();
+    for hour in hours_to_settle(order, upto) {
+        let movements = hour_movements(order, credits, pendings, hour);
         if movements.is_empty() {
             continue;
         }
@@ -174,35 +251,62 @@ async fn settle_hours(
         let mut entry = NewEntry::new(EntryKind::Settlement, dated, movements);
         entry.memo = format!("order {}: hour {} of {}", order.id, hour + 1, order.hours);
         entry.metadata = serde_json::json!({"order_id": order.id, "from_hour": hour, "to_hour": hour + 1});
-        entry_ids.push(ledger_posting::post_entry(conn, entry).await?.id);
+        entries.push(entry);
     }
-    Ok(entry_ids)
+    entries
 }
 
 /// GPUs credited per hour of an order (hour index from its start → GPUs).
 pub async fn hour_credits_of(conn: &mut AsyncPgConnection, order: &OrderRow) -> QueryResult<BTreeMap<i32, i32>> {
-    if order.credited_gpu_hours == 0 {
-        return Ok(BTreeMap::new());
-    }
-    let rows: Vec<(DateTime<Utc>, i32)> = order_hour_credits::table
-        .filter(order_hour_credits::order_id.eq(order.id))
-        .select((order_hour_credits::hour, order_hour_credits::gpus))
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().map(|(hour, gpus)| (orders::hour_index(order, hour), gpus)).collect())
+    Ok(hour_credits_of_many(conn, &[order]).await?.remove(&order.id).unwrap_or_default())
 }
 
+/// `hour_credits_of` for many orders in one statement (none if none of them
+/// was ever credited): order id → its credits; an order without any is left out.
+pub async fn hour_credits_of_many(
+    conn: &mut AsyncPgConnection,
+    orders: &[&OrderRow],
+) -> QueryResult<HashMap<Uuid, BTreeMap<i32, i32>>> {
+    let credited: HashMap<Uuid, &OrderRow> =
+        orders.iter().filter(|o| o.credited_gpu_hours != 0).map(|o| (o.id, *o)).collect();
+    if credited.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<Uuid> = credited.keys().copied().collect();
+    let rows: Vec<(Uuid, DateTime<Utc>, i32)> = order_hour_credits::table
+        .filter(order_hour_credits::order_id.eq_any(&ids))
+        .select((order_hour_credits::order_id, order_hour_credits::hour, order_hour_credits::gpus))
+        .load(conn)
+        .await?;
+    let mut by_order: HashMap<Uuid, BTreeMap<i32, i32>> = HashMap::new();
+    for (id, hour, gpus) in rows {
+        if let Some(order) = credited.get(&id) {
+            by_order.entry(id).or_default().insert(orders::hour_index(order, hour), gpus);
+        }
+    }
+    Ok(by_order)
+}
+
+/// Writes the orders' settled hours and statuses, (id, settled, status) by
+/// ascending id, in one statement; returns the rows as changed.
 async fn set_progress(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
-    settled: i32,
-    status: OrderStatus,
-) -> QueryResult<OrderRow> {
-    diesel::update(orders_table::table.find(id))
-        .set((orders_table::settled_hours.eq(settled), orders_table::status.eq(status)))
-        .returning(OrderRow::as_returning())
-        .get_result(conn)
-        .await
+    progress: &[(Uuid, i32, OrderStatus)],
+) -> QueryResult<Vec<OrderRow>> {
+    use diesel::sql_types::{Array, Int4, Text, Uuid as SqlUuid};
+    if progress.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::db::prepared(
+        "UPDATE orders AS o SET settled_hours = v.settled_hours, status = v.status \
+         FROM unnest($1::uuid[], $2::int4[], $3::text[]) AS v(id, settled_hours, status) \
+         WHERE o.id = v.id RETURNING o.*",
+    )
+    .bind::<Array<SqlUuid>, _>(progress.iter().map(|p| p.0).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(progress.iter().map(|p| p.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(progress.iter().map(|p| p.2.as_str()).collect::<Vec<_>>())
+    .load(conn)
+    .await
 }
 
 /// Records orders' events with their views as of now, in the caller's transaction.
@@ -255,7 +359,11 @@ pub async fn cancel(
     // Hours that have fully elapsed settle as the settler would have settled
     // them, each dated by its hour; the cancellation charges the hour under way.
     let elapsed = hours_elapsed(order.start_at, now, order.hours);
-    settle_hours(conn, &order, &credits, &mut pendings, elapsed).await?;
+    let mut entries = Vec::new();
+    if !hours_to_settle(&order, elapsed).is_empty() {
+        let open_from = crate::ledger::periods::closed_until(conn).await?;
+        entries = settlement_entries(&order, &credits, &mut pendings, elapsed, open_from);
+    }
     let charged_from = elapsed.max(order.settled_hours);
     let mut movements = Vec::new();
     for p in &pendings {
@@ -276,8 +384,9 @@ pub async fn cancel(
         entry.actor = actor;
         entry.memo = format!("order {}: cancelled with {begun} of {} hours begun", order.id, order.hours);
         entry.metadata = serde_json::json!({"order_id": order.id, "charged_hours": begun});
-        ledger_posting::post_entry(conn, entry).await?;
+        entries.push(entry);
     }
+    ledger_posting::post_entries(conn, entries).await?;
     let updated = diesel::update(orders_table::table.find(order.id))
         .set((
             orders_table::status.eq(OrderStatus::Cancelled),
@@ -551,25 +660,31 @@ pub async fn credit_outage(
     Ok((entry_ids, credits))
 }
 
-/// Settles every order due at the clock's `now`, one transaction per order, and
-/// returns what it settled. Safe to run from several processes at once.
+/// Settles every order due at the clock's `now`, and returns what it settled.
+/// The due orders are taken [`SETTLE_BATCH`] at a time and each batch settles
+/// in one transaction (`settle_orders`): a round trip per statement, not per
+/// hour and order, is what lets a settler keep up with a large market. Safe to
+/// run from several processes at once.
 pub async fn settle_all(pool: &crate::db::DbPool, clock: crate::clock::Clock) -> Result<Vec<Settled>, SettleError> {
     let mut conn = pool.get().await?;
     let now = clock.now(&mut conn).await?;
     let mut settled = Vec::new();
     let mut seen = std::collections::HashSet::new();
     loop {
-        let batch = due(&mut conn, now, 200).await?;
+        let batch = due(&mut conn, now, SETTLE_BATCH).await?;
         let fresh: Vec<Uuid> = batch.into_iter().filter(|id| seen.insert(*id)).collect();
         if fresh.is_empty() {
             return Ok(settled);
         }
-        for id in fresh {
-            let done = crate::db::transaction(&mut conn, async |c| settle_order(c, id, now).await).await?;
-            settled.extend(done);
-        }
+        let done = crate::db::transaction(&mut conn, async |c| settle_orders(c, &fresh, now).await).await?;
+        settled.extend(done);
     }
 }
+
+/// Due orders settled per transaction by `settle_all`: large enough that the
+/// statements per batch are few per order, small enough that a batch's locks
+/// (its orders' rows, their providers' payables) are held briefly.
+pub const SETTLE_BATCH: i64 = 200;
 
 /// The background settler of `gpuhour serve`: settles what is due every `interval`.
 pub async fn run_settler(pool: crate::db::DbPool, clock: crate::clock::Clock, interval: std::time::Duration) {
@@ -582,5 +697,129 @@ pub async fn run_settler(pool: crate::db::DbPool, clock: crate::clock::Clock, in
             Ok(_) => {}
             Err(e) => tracing::warn!(error = ?e, "settlement run failed; retrying at the next tick"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::ledger::store::PendingProgress;
+    use crate::money::Currency;
+
+    fn t(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, hour, 0, 0).single().expect("time")
+    }
+
+    /// An order of `gpus` GPUs for `hours` hours from 10:00, `settled` of them settled.
+    fn order(gpus: i32, hours: i32, settled: i32) -> OrderRow {
+        let mut o = orders::sample_order(dec!(1000), Decimal::ZERO, Decimal::ZERO);
+        o.id = Uuid::from_u128(7);
+        o.gpus = gpus;
+        o.hours = hours;
+        o.charged_hours = hours;
+        o.settled_hours = settled;
+        o.start_at = t(10);
+        o.end_at = t(10) + TimeDelta::hours(i64::from(hours));
+        o
+    }
+
+    fn pending(n: u128, amount: Decimal, remaining: Decimal) -> PendingProgress {
+        PendingProgress {
+            posting_id: Uuid::from_u128(n),
+            debit_account_id: Uuid::from_u128(100 + n),
+            credit_account_id: Uuid::from_u128(200 + n),
+            currency: Currency::Krw,
+            amount,
+            posted: amount - remaining,
+            remaining,
+        }
+    }
+
+    /// (pending posting, amount) of each movement.
+    fn posts(movements: &[Movement]) -> Vec<(u128, Decimal)> {
+        movements
+            .iter()
+            .map(|m| match *m {
+                Movement::PostPending { pending_posting_id, amount } => (pending_posting_id.as_u128(), amount),
+                ref other => panic!("a settlement only posts pending postings: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_hour_posts_its_floored_share_and_the_last_hour_the_rest() {
+        let o = order(1, 3, 0);
+        let none = BTreeMap::new();
+        let mut pendings = vec![pending(1, dec!(1000), dec!(1000)), pending(2, dec!(100), dec!(100))];
+        let hours: Vec<Vec<(u128, Decimal)>> =
+            (0..3).map(|h| posts(&hour_movements(&o, &none, &mut pendings, h))).collect();
+        assert_eq!(
+            hours,
+            vec![
+                vec![(1, dec!(333)), (2, dec!(33))],
+                vec![(1, dec!(333)), (2, dec!(33))],
+                vec![(1, dec!(334)), (2, dec!(34))],
+            ]
+        );
+        assert_eq!(
+            pendings.iter().map(|p| (p.posted, p.remaining)).collect::<Vec<_>>(),
+            [(dec!(1000), Decimal::ZERO), (dec!(100), Decimal::ZERO)]
+        );
+    }
+
+    #[test]
+    fn a_credited_hour_posts_only_what_the_outage_left() {
+        // 2 GPUs × 4 h of 8,000: 2,000 an hour. Hour 1 lost one GPU, hour 2
+        // both; the outage voided 1,000 + 2,000 from the reservation.
+        let o = order(2, 4, 0);
+        let credits = BTreeMap::from([(1, 1), (2, 2)]);
+        let mut pendings = vec![pending(1, dec!(8000), dec!(5000))];
+        let hours: Vec<Vec<(u128, Decimal)>> =
+            (0..4).map(|h| posts(&hour_movements(&o, &credits, &mut pendings, h))).collect();
+        assert_eq!(hours, vec![vec![(1, dec!(2000))], vec![(1, dec!(1000))], vec![], vec![(1, dec!(2000))]]);
+        assert_eq!((pendings[0].posted, pendings[0].remaining), (dec!(8000), Decimal::ZERO));
+    }
+
+    #[test]
+    fn entries_cover_the_unsettled_elapsed_hours_dated_by_hour_or_the_open_period() {
+        // Hour 0 settled already; hour 2 fully credited (voided: 2,000 less remains).
+        let o = order(2, 4, 1);
+        let credits = BTreeMap::from([(2, 2)]);
+        let mut pendings = vec![pending(1, dec!(8000), dec!(4000))];
+        // The period closed at 11:30: hour 1 (11:00) is settled in the open one.
+        let open_from = t(11) + TimeDelta::minutes(30);
+        let entries = settlement_entries(&o, &credits, &mut pendings, 9, Some(open_from));
+        type Seen = (DateTime<Utc>, String, serde_json::Value, Vec<(u128, Decimal)>);
+        let seen: Vec<Seen> = entries
+            .iter()
+            .map(|e| {
+                assert_eq!(e.kind, EntryKind::Settlement);
+                (e.effective_at, e.memo.clone(), e.metadata.clone(), posts(&e.movements))
+            })
+            .collect();
+        let id = o.id;
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    open_from,
+                    format!("order {id}: hour 2 of 4"),
+                    serde_json::json!({"order_id": id, "from_hour": 1, "to_hour": 2}),
+                    vec![(1, dec!(2000))]
+                ),
+                (
+                    t(13),
+                    format!("order {id}: hour 4 of 4"),
+                    serde_json::json!({"order_id": id, "from_hour": 3, "to_hour": 4}),
+                    vec![(1, dec!(2000))]
+                ),
+            ],
+            "no entry for the credited hour, none past the last"
+        );
+        assert_eq!(pendings[0].remaining, Decimal::ZERO);
+        assert!(settlement_entries(&o, &credits, &mut pendings, 1, None).is_empty(), "nothing left to settle");
     }
 }

@@ -205,7 +205,7 @@ pub async fn seed(settings: &Settings, orders: usize, tenants: usize) -> Result<
     // A million orders were just written in minutes. Autovacuum would analyze
     // the tables before long (and may be off where the benchmark runs):
     // without statistics, the planner guesses thousands of rows for a
-    // three-row lookup and runs the settler's per-order queries with parallel
+    // three-row lookup and runs the settler's lookups with parallel
     // workers, twenty times slower.
     diesel_async::RunQueryDsl::execute(diesel::sql_query("ANALYZE"), conn).await.map_err(fail)?;
     // A month of the clock has passed: settle every hour that elapsed in it, as

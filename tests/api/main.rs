@@ -35,6 +35,7 @@ mod period_close;
 mod periods;
 mod projects;
 mod reclaim;
+mod settle_batch;
 mod spreadsheets;
 mod subsidy;
 mod timeouts;

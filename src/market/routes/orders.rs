@@ -308,7 +308,7 @@ pub async fn cancel_order(
 pub async fn run_settlement(state: web::Data<AppState>, write: Write) -> Result<HttpResponse, ApiError> {
     let Write { principal, op, .. } = write;
     principal.require_finance()?;
-    // Each order settles in its own transaction; the run as a whole is audited
+    // Each batch of orders settles in its own transaction; the run as a whole is audited
     // once, and its answer stored under the key, when it is done.
     op.run_in_own_transactions(StatusCode::OK, async || {
         let settled = settlement::settle_all(&state.pool, state.clock).await?;
