@@ -63,7 +63,7 @@ pub struct Settings {
     /// The order group commit (`market::batcher`), one per process:
     /// `GPUHOUR_ORDER_BATCHES_IN_FLIGHT` (default 2) batches in the database
     /// at once; each takes at least `GPUHOUR_ORDER_BATCH_MIN` (default 32)
-    /// orders, waiting up to `GPUHOUR_ORDER_BATCH_WINDOW_US` (default 1,000)
+    /// orders, waiting up to `GPUHOUR_ORDER_BATCH_WINDOW_US` (default 2,000)
     /// from its first for them, and at most `GPUHOUR_ORDER_BATCH_MAX`
     /// (default 256); what is queued beyond that is shared out over the
     /// batches that are free to start.
@@ -344,7 +344,7 @@ impl Settings {
                 OrderBatchLimits {
                     min_orders: (env.gpuhour_order_batch_min.unwrap_or(32).max(1) as usize).min(max_orders),
                     max_orders,
-                    window: Duration::from_micros(env.gpuhour_order_batch_window_us.unwrap_or(1_000).min(100_000)),
+                    window: Duration::from_micros(env.gpuhour_order_batch_window_us.unwrap_or(2_000).min(100_000)),
                     in_flight: env.gpuhour_order_batches_in_flight.unwrap_or(2).clamp(1, 16) as usize,
                 }
             },
@@ -446,7 +446,7 @@ mod tests {
         );
         assert_eq!(
             s.order_batch,
-            OrderBatchLimits { min_orders: 32, max_orders: 256, window: Duration::from_micros(1_000), in_flight: 2 }
+            OrderBatchLimits { min_orders: 32, max_orders: 256, window: Duration::from_micros(2_000), in_flight: 2 }
         );
         // Blank is unset.
         let blank = settings(&[("GPUHOUR_DB_POOL_SIZE", "  "), ("GPUHOUR_BIND", "")]).expect("blank is unset");
