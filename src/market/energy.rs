@@ -325,13 +325,26 @@ struct EnergySums {
 /// estimate was made with (see [`metered_co2e_kg`]).
 pub async fn programme_energy(conn: &mut AsyncPgConnection, programme: uuid::Uuid) -> QueryResult<ProgrammeEnergy> {
     let sums: EnergySums = diesel::sql_query(
-        "WITH per_order AS ( \
-             SELECT o.subtotal * o.charged_hours / o.hours AS subtotal, \
-                    o.estimated_energy_kwh * o.charged_hours / o.hours AS estimated_kwh, \
-                    o.estimated_co2e_kg * o.charged_hours / o.hours AS estimated_co2e, \
+        // The metered energy is summed per order once, in one pass over the
+        // programme's usage: as a subquery per order it probed every monthly
+        // partition of `order_usage` three times per order (21 s at a
+        // million orders). An order charged in full needs no × charged ÷
+        // hours (the same value; numeric division is most of the cost).
+        "WITH metered AS ( \
+             SELECT u.order_id, sum(u.energy_wh) / 1000 AS kwh \
+             FROM order_usage u JOIN orders o ON o.id = u.order_id JOIN grants g ON g.id = o.grant_id \
+             WHERE g.programme_id = $1 \
+             GROUP BY u.order_id), \
+         per_order AS ( \
+             SELECT CASE WHEN o.charged_hours = o.hours THEN o.subtotal \
+                         ELSE o.subtotal * o.charged_hours / o.hours END AS subtotal, \
+                    CASE WHEN o.charged_hours = o.hours THEN o.estimated_energy_kwh \
+                         ELSE o.estimated_energy_kwh * o.charged_hours / o.hours END AS estimated_kwh, \
+                    CASE WHEN o.charged_hours = o.hours THEN o.estimated_co2e_kg \
+                         ELSE o.estimated_co2e_kg * o.charged_hours / o.hours END AS estimated_co2e, \
                     o.estimated_co2e_kg / NULLIF(o.estimated_energy_kwh, 0) AS kg_per_kwh, \
-                    (SELECT sum(u.energy_wh) / 1000 FROM order_usage u WHERE u.order_id = o.id) AS metered_kwh \
-             FROM orders o JOIN grants g ON g.id = o.grant_id \
+                    m.kwh AS metered_kwh \
+             FROM orders o JOIN grants g ON g.id = o.grant_id LEFT JOIN metered m ON m.order_id = o.id \
              WHERE g.programme_id = $1 AND o.hours > 0) \
          SELECT sum(COALESCE(metered_kwh, estimated_kwh)) AS energy_kwh, \
                 sum(CASE WHEN metered_kwh IS NOT NULL THEN metered_kwh * kg_per_kwh ELSE estimated_co2e END) AS co2e_kg, \
