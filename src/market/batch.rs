@@ -447,10 +447,13 @@ pub async fn place_many_deferred(
         }
     }
     write_hours(conn, &hours).await?;
-    let entries: Vec<AppliedEntry> = accepted.iter().map(|(_, a)| a.entry.clone()).collect();
+    // The entries go to the deferred postings, the rows to the answers: each
+    // moved once, not copied.
+    let (accepted, entries): (Vec<(usize, OrderRow)>, Vec<AppliedEntry>) =
+        accepted.into_iter().map(|(i, a)| ((i, a.order), a.entry)).unzip();
     if !accepted.is_empty() {
         ledger_posting::write_entry_headers(conn, &entries).await?;
-        let rows: Vec<&OrderRow> = accepted.iter().map(|(_, a)| &a.order).collect();
+        let rows: Vec<&OrderRow> = accepted.iter().map(|(_, order)| order).collect();
         orders::insert_many(conn, &rows).await?;
         projects::write_draws(conn, &allocations).await?;
         // One `order.reserved` per accepted order, in one statement: the
@@ -458,14 +461,14 @@ pub async fn place_many_deferred(
         // back, and each serves as its order's answer too.
         let events = accepted
             .iter()
-            .map(|(_, a)| {
-                let figures = super::charged::when_placed(&a.order)?;
-                super::views::order_event(EventType::OrderReserved, a.order.clone(), now, &figures)
+            .map(|(_, order)| {
+                let figures = super::charged::when_placed(order)?;
+                super::views::order_event(EventType::OrderReserved, order.clone(), now, &figures)
             })
             .collect::<Result<Vec<_>, LedgerError>>()?;
         crate::events::record_many(conn, &events).await?;
-        for ((i, a), event) in accepted.into_iter().zip(events) {
-            answers[i] = Some(Ok(Placed { order: a.order, view: event.data }));
+        for ((i, order), event) in accepted.into_iter().zip(events) {
+            answers[i] = Some(Ok(Placed { order, view: event.data }));
         }
     }
     let answers = answers
